@@ -1,0 +1,235 @@
+//! `JoinHandle`: waiting for a fiber's result, from a fiber or a thread.
+//!
+//! The result travels through a [`Packet`] shared by the fiber and its
+//! handle. One atomic word orders the hand-over; no lock is taken:
+//!
+//! - the joiner writes who it is into `waiter`, then CASes EMPTY → WAITING;
+//! - the fiber writes `result`, then swaps the word to DONE; if it was
+//!   WAITING, it takes `waiter` and unparks it.
+//!
+//! Whoever loses the race sees the other's write: a joiner whose CAS fails
+//! finds DONE and takes the result without parking; a completer that finds
+//! WAITING knows the waiter is written.
+
+use std::any::Any;
+use std::cell::UnsafeCell;
+use std::fmt;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+
+use super::Fiber;
+use crate::sync::waiter::Waiter;
+
+const EMPTY: u8 = 0;
+const WAITING: u8 = 1;
+const DONE: u8 = 2;
+
+/// Where a fiber leaves its result for its joiner.
+pub(crate) struct Packet<T> {
+    state: AtomicU8,
+    /// Written once by the fiber before DONE; read by the joiner after.
+    result: UnsafeCell<Option<Result<T, JoinError>>>,
+    /// Written by the joiner before WAITING; read by the fiber after.
+    waiter: UnsafeCell<Option<Waiter>>,
+}
+
+// SAFETY: `result` and `waiter` are each written by one side and read by the
+// other only after the `state` hand-over described in the module docs, so
+// they are never accessed concurrently; T crosses threads, hence T: Send.
+unsafe impl<T: Send> Sync for Packet<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Send for Packet<T> {}
+
+impl<T> Packet<T> {
+    pub(crate) fn new() -> Packet<T> {
+        Packet {
+            state: AtomicU8::new(EMPTY),
+            result: UnsafeCell::new(None),
+            waiter: UnsafeCell::new(None),
+        }
+    }
+
+    /// Called once, by the finishing fiber (or by the runtime for a fiber
+    /// that never ran).
+    pub(crate) fn complete(&self, result: Result<T, JoinError>) {
+        // SAFETY: only the completer writes `result`, once, before DONE.
+        unsafe { *self.result.get() = Some(result) };
+        // AcqRel: Release publishes `result`; Acquire pairs with the
+        // joiner's WAITING CAS so `waiter` is visible.
+        if self.state.swap(DONE, Ordering::AcqRel) == WAITING {
+            // SAFETY: WAITING means the joiner wrote `waiter` and no longer
+            // touches it.
+            let waiter = unsafe { (*self.waiter.get()).take() };
+            waiter.expect("a WAITING packet has a waiter").unpark();
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        self.state.load(Ordering::Acquire) == DONE
+    }
+
+    /// Blocks (a thread) or parks (a fiber) until the result is there.
+    fn wait(&self) -> Result<T, JoinError> {
+        if !self.is_done() {
+            // SAFETY: before WAITING only the joiner touches `waiter`.
+            unsafe { *self.waiter.get() = Some(Waiter::current()) };
+            // AcqRel: Release publishes `waiter`; Acquire (also on failure)
+            // pairs with the completer's swap so `result` is visible.
+            if self
+                .state
+                .compare_exchange(EMPTY, WAITING, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                while !self.is_done() {
+                    crate::park();
+                }
+            } else {
+                // SAFETY: the fiber finished first and never reads `waiter`.
+                unsafe { *self.waiter.get() = None };
+            }
+        }
+        // SAFETY: DONE was observed with Acquire; the completer wrote
+        // `result` before it and will not touch it again.
+        unsafe { (*self.result.get()).take() }.expect("a DONE packet holds its result")
+    }
+}
+
+/// An owned permission to join a fiber: wait for it to finish and take its
+/// result. Dropping the handle detaches the fiber, which keeps running.
+///
+/// ```
+/// let rt = spindle::Runtime::new().unwrap();
+/// let answer = rt.block_on(|| spindle::spawn(|| 6 * 7).join().unwrap());
+/// assert_eq!(answer, 42);
+/// ```
+pub struct JoinHandle<T> {
+    packet: Arc<Packet<T>>,
+    fiber: Fiber,
+}
+
+impl<T> JoinHandle<T> {
+    pub(crate) fn new(packet: Arc<Packet<T>>, fiber: Fiber) -> JoinHandle<T> {
+        JoinHandle { packet, fiber }
+    }
+
+    /// Waits for the fiber to finish and returns its result. From a fiber
+    /// this parks the fiber (its worker runs others); from a plain thread it
+    /// blocks the thread. A panic in the fiber comes back as
+    /// `Err(JoinError)` with the panic's payload, as with `std::thread`.
+    pub fn join(self) -> Result<T, JoinError> {
+        self.packet.wait()
+    }
+
+    /// Whether the fiber has finished (its result is ready); never blocks.
+    pub fn is_finished(&self) -> bool {
+        self.packet.is_done()
+    }
+
+    /// The fiber this handle joins.
+    pub fn fiber(&self) -> &Fiber {
+        &self.fiber
+    }
+}
+
+impl<T> fmt::Debug for JoinHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinHandle")
+            .field("fiber", &self.fiber)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a fiber produced no value.
+pub struct JoinError {
+    kind: JoinErrorKind,
+}
+
+enum JoinErrorKind {
+    Panic(Box<dyn Any + Send + 'static>),
+    Cancelled,
+    NoStack(std::io::Error),
+}
+
+/// The panic payload spindle unwinds a fiber with when the runtime shuts
+/// down while the fiber is suspended. Not a panic: no hook runs for it.
+pub(crate) struct Cancelled;
+
+impl JoinError {
+    /// The error for a fiber whose function panicked (or was unwound by the
+    /// runtime's shutdown, recognised by its payload).
+    pub(crate) fn from_panic(payload: Box<dyn Any + Send + 'static>) -> JoinError {
+        if payload.is::<Cancelled>() {
+            JoinError {
+                kind: JoinErrorKind::Cancelled,
+            }
+        } else {
+            JoinError {
+                kind: JoinErrorKind::Panic(payload),
+            }
+        }
+    }
+
+    pub(crate) fn cancelled() -> JoinError {
+        JoinError {
+            kind: JoinErrorKind::Cancelled,
+        }
+    }
+
+    pub(crate) fn no_stack(error: std::io::Error) -> JoinError {
+        JoinError {
+            kind: JoinErrorKind::NoStack(error),
+        }
+    }
+
+    /// The fiber panicked.
+    pub fn is_panic(&self) -> bool {
+        matches!(self.kind, JoinErrorKind::Panic(_))
+    }
+
+    /// The runtime shut down before the fiber finished; its stack was
+    /// unwound (destructors ran) or it never started.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self.kind, JoinErrorKind::Cancelled)
+    }
+
+    /// The panic payload, as `std::thread::JoinHandle::join` returns it, for
+    /// `std::panic::resume_unwind`. Other errors become a `String` payload.
+    pub fn into_panic(self) -> Box<dyn Any + Send + 'static> {
+        match self.kind {
+            JoinErrorKind::Panic(payload) => payload,
+            _ => Box::new(self.to_string()),
+        }
+    }
+}
+
+impl fmt::Display for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            JoinErrorKind::Panic(payload) => {
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .copied()
+                    .or_else(|| payload.downcast_ref::<String>().map(String::as_str));
+                match message {
+                    Some(message) => write!(f, "fiber panicked: {message}"),
+                    None => write!(f, "fiber panicked"),
+                }
+            }
+            JoinErrorKind::Cancelled => write!(
+                f,
+                "fiber cancelled: the runtime shut down before it finished"
+            ),
+            JoinErrorKind::NoStack(error) => {
+                write!(f, "fiber never ran: no stack could be had: {error}")
+            }
+        }
+    }
+}
+
+impl fmt::Debug for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "JoinError({self})")
+    }
+}
+
+impl std::error::Error for JoinError {}

@@ -1,0 +1,443 @@
+//! Fibers: what one is, how it runs a slice, parks and wakes.
+//!
+//! - [`state`]: the atomic state machine (who may run the fiber).
+//! - [`context`]: the corosensei coroutine the fiber runs on.
+//! - [`stack`]: where its stack comes from and goes back to.
+//! - [`spawn`]: `spawn`, `try_spawn`, the fiber `Builder`, `SpawnError`.
+//! - [`join`]: `JoinHandle` and `JoinError`.
+//!
+//! A fiber is an `Arc<FiberInner>`. Run queues hold one reference each; the
+//! slot registry of its stack holds one while it is started (so a parked
+//! fiber nobody can wake stays alive until shutdown unwinds it); [`Fiber`]
+//! handles held by wakers, and `JoinHandle`s, hold the others.
+
+pub(crate) mod context;
+pub(crate) mod join;
+pub(crate) mod spawn;
+pub(crate) mod stack;
+pub(crate) mod state;
+
+pub use self::spawn::Builder;
+
+use std::cell::{Cell, UnsafeCell};
+use std::fmt;
+use std::num::NonZeroU64;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use self::context::{Context, FiberYielder, Resume, Suspend};
+use self::join::Cancelled;
+use self::stack::StackCache;
+use self::state::{State, Unparked};
+use crate::scheduler::Shared;
+
+/// How a fiber's root function is started.
+pub(crate) enum Start {
+    /// Run it.
+    Run,
+    /// The runtime shut down before it ran: report cancellation.
+    Cancelled,
+    /// No stack could be had: report the error.
+    NoStack(std::io::Error),
+}
+
+/// The root function of a fiber, type-erased: runs the user's closure (or
+/// not, per [`Start`]) and hands the outcome to the `JoinHandle`.
+pub(crate) type Entry = Box<dyn FnOnce(Start) + Send + 'static>;
+
+/// Everything the runtime knows about one fiber.
+///
+/// Fields are grouped by who may touch them.
+pub(crate) struct FiberInner {
+    // --- Set at spawn, immutable after: anyone may read.
+    id: FiberId,
+    name: Option<Box<str>>,
+    /// Requested usable stack bytes; 0 means the runtime's default.
+    stack_size: usize,
+    /// The runtime the fiber belongs to (for unparks from anywhere).
+    pub(crate) shared: Arc<Shared>,
+
+    // --- Any thread, through the atomic.
+    pub(crate) state: State,
+
+    // --- Owned by whoever has the fiber RUNNING (a worker, or the shutdown
+    // thread); never touched concurrently, per the state machine.
+    /// The coroutine, created at first run.
+    context: UnsafeCell<Option<Context>>,
+    /// Start of the stack's guard page (for the overflow report).
+    guard: Cell<usize>,
+
+    // --- Owned by the fiber's own code, on its own stack.
+    /// The root function until the fiber starts.
+    entry: UnsafeCell<Option<Entry>>,
+    /// How to switch back to the worker; set when the fiber starts.
+    yielder: Cell<*const FiberYielder>,
+}
+
+// SAFETY: the non-Sync fields (`context`, `guard`, `entry`, `yielder`) are
+// only touched by the single thread that holds the fiber in the RUNNING
+// state, which the `state` atomic grants to one thread at a time with
+// acquire/release ordering (see state.rs).
+unsafe impl Sync for FiberInner {}
+// SAFETY: as above; the entry closure is Send and the context is Send.
+unsafe impl Send for FiberInner {}
+
+impl FiberInner {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        name: Option<Box<str>>,
+        stack_size: usize,
+        entry: Entry,
+    ) -> FiberInner {
+        FiberInner {
+            id: FiberId::next(),
+            name,
+            stack_size,
+            shared,
+            state: State::new_scheduled(),
+            context: UnsafeCell::new(None),
+            guard: Cell::new(0),
+            entry: UnsafeCell::new(Some(entry)),
+            yielder: Cell::new(std::ptr::null()),
+        }
+    }
+}
+
+impl Drop for FiberInner {
+    fn drop(&mut self) {
+        debug_assert!(
+            self.context.get_mut().is_none(),
+            "a started fiber was dropped without being finished"
+        );
+    }
+}
+
+/// What one slice of a fiber ended with.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// It called `yield_now`; the caller requeues it (state: RUNNING).
+    Yielded,
+    /// It called `park`; the caller runs `finish_park` (state: RUNNING).
+    Parked,
+    /// It returned; its stack is released and the state is DONE.
+    Finished,
+}
+
+/// Runs `fiber` until it suspends or finishes, on the calling thread. The
+/// caller has made it RUNNING (`State::begin_run`). At the first run the
+/// fiber gets its stack (default-size stacks from `cache`).
+pub(crate) fn run_slice(fiber: &Arc<FiberInner>, input: Resume, cache: &mut StackCache) -> Outcome {
+    let pool = &fiber.shared.stacks;
+    // SAFETY: the caller holds the fiber RUNNING, so this thread alone
+    // touches `context`; fiber code never touches it.
+    let context = unsafe { &mut *fiber.context.get() };
+    if context.is_none() {
+        if input == Resume::Cancel {
+            return finish_unstarted(fiber, Start::Cancelled);
+        }
+        let stack = match fiber.stack_size {
+            0 => cache.acquire(pool),
+            size => pool.acquire_sized(size),
+        };
+        let stack = match stack {
+            Ok(stack) => stack,
+            Err(error) => return finish_unstarted(fiber, Start::NoStack(error)),
+        };
+        // The registry's reference: keeps a parked fiber alive until it
+        // finishes or shutdown unwinds it.
+        stack.set_owner(Arc::into_raw(fiber.clone()) as *mut ());
+        fiber.guard.set(stack.guard().0);
+        let inner: *const FiberInner = Arc::as_ptr(fiber);
+        *context = Some(Context::new(stack, move |yielder, first| {
+            fiber_main(inner, yielder, first)
+        }));
+    }
+    let running = context.as_mut().expect("context was just ensured");
+    let previous = CURRENT.replace(Running {
+        fiber: Arc::as_ptr(fiber),
+        guard: fiber.guard.get(),
+    });
+    let suspended = running.resume(input);
+    CURRENT.set(previous);
+    match suspended {
+        Some(Suspend::Yield) => Outcome::Yielded,
+        Some(Suspend::Park) => Outcome::Parked,
+        None => {
+            let stack = context.take().expect("context present").into_stack();
+            stack.set_owner(std::ptr::null_mut());
+            // SAFETY: this is the reference stored in the registry at first
+            // run, just removed from it.
+            drop(unsafe { Arc::from_raw(Arc::as_ptr(fiber)) });
+            if fiber.stack_size == 0 {
+                cache.release(pool, stack);
+            } else {
+                pool.release(stack);
+            }
+            fiber.state.finish();
+            Outcome::Finished
+        }
+    }
+}
+
+/// Completes a fiber that never got a stack, on the calling thread's stack.
+fn finish_unstarted(fiber: &FiberInner, start: Start) -> Outcome {
+    // SAFETY: the fiber never started, so its code is not running and the
+    // RUNNING owner (us) may take the entry.
+    let entry = unsafe { (*fiber.entry.get()).take() }.expect("an unstarted fiber has its entry");
+    entry(start);
+    fiber.state.finish();
+    Outcome::Finished
+}
+
+/// The first frame on every fiber stack.
+fn fiber_main(fiber: *const FiberInner, yielder: &FiberYielder, first: Resume) {
+    // SAFETY: the resuming worker holds a reference to the fiber for the
+    // whole slice, and the registry holds one while the fiber is started.
+    let fiber = unsafe { &*fiber };
+    fiber.yielder.set(yielder);
+    // SAFETY: fiber code owns `entry`; this is the fiber's first instruction.
+    let entry = unsafe { (*fiber.entry.get()).take() }.expect("a starting fiber has its entry");
+    entry(if first == Resume::Cancel {
+        Start::Cancelled
+    } else {
+        Start::Run
+    });
+}
+
+/// The fiber running on this thread now, and its guard page.
+#[derive(Clone, Copy)]
+struct Running {
+    fiber: *const FiberInner,
+    guard: usize,
+}
+
+thread_local! {
+    /// Set by whoever resumes a fiber, for the duration of the slice. A
+    /// const-initialised `Cell` of plain data: reading it is
+    /// async-signal-safe, which the overflow handler relies on.
+    static CURRENT: Cell<Running> = const { Cell::new(Running { fiber: std::ptr::null(), guard: 0 }) };
+}
+
+/// The fiber running on the calling thread, if any.
+///
+/// Never inlined: fiber code may migrate between threads at any suspension,
+/// and an inlined thread-local access lets the compiler reuse a
+/// thread-local address computed before the suspension.
+#[inline(never)]
+fn current_ptr() -> *const FiberInner {
+    CURRENT.with(|c| c.get().fiber)
+}
+
+/// Switches the running fiber back to its worker; unwinds the fiber if the
+/// runtime is shutting down (unless it is already unwinding).
+fn suspend(reason: Suspend) {
+    let fiber = current_ptr();
+    assert!(!fiber.is_null(), "suspend outside a fiber");
+    // SAFETY: `fiber` is the fiber running on this thread; its yielder was
+    // set at its start and lives on its stack.
+    let resume = unsafe { context::suspend((*fiber).yielder.get(), reason) };
+    if resume == Resume::Cancel && !std::thread::panicking() {
+        // Not a panic: no hook prints it. Caught at the fiber's root, it
+        // becomes `JoinError::is_cancelled`.
+        std::panic::resume_unwind(Box::new(Cancelled));
+    }
+}
+
+/// Called from the `SIGSEGV` handler: reports and aborts if `address` is in
+/// the running fiber's guard page. Async-signal-safe: reads plain data,
+/// formats into a stack buffer, writes with `write(2)`.
+pub(crate) fn classify_fault(address: usize) {
+    let running = CURRENT.with(|c| c.get());
+    let page = crate::sys::memory::page_size();
+    if running.fiber.is_null() || address < running.guard || address >= running.guard + page {
+        return;
+    }
+    // SAFETY: the fiber is running on this thread, so it is alive.
+    let fiber = unsafe { &*running.fiber };
+    let mut line = StackLine {
+        buf: [0; 512],
+        len: 0,
+    };
+    let size_kib = match fiber.stack_size {
+        0 => fiber.shared.stacks.default_size(),
+        size => stack::StackPool::round_size(size),
+    } / 1024;
+    let _ = fmt::Write::write_fmt(
+        &mut line,
+        format_args!(
+            "\nfiber '{}' (id {}) has overflowed its stack of {} KiB\nfatal runtime error: stack overflow, aborting\n",
+            fiber.name.as_deref().unwrap_or("<unnamed>"),
+            fiber.id.0,
+            size_kib
+        ),
+    );
+    crate::sys::signal::write_stderr(&line.buf[..line.len]);
+    crate::sys::signal::abort();
+}
+
+/// A fixed buffer to format into without allocating (signal context).
+struct StackLine {
+    buf: [u8; 512],
+    len: usize,
+}
+
+impl fmt::Write for StackLine {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let n = s.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
+}
+
+/// A fiber's unique identifier, like `std::thread::ThreadId`. Ids are never
+/// reused within a process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FiberId(NonZeroU64);
+
+impl FiberId {
+    /// Ids are handed out to each thread in blocks of [`ID_BLOCK`], so
+    /// spawning fibers on two workers does not bounce one counter's cache
+    /// line between them.
+    fn next() -> FiberId {
+        const ID_BLOCK: u64 = 1024;
+        static NEXT_BLOCK: AtomicU64 = AtomicU64::new(1);
+        thread_local! {
+            static BLOCK: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+        }
+        BLOCK.with(|block| {
+            let (mut next, mut end) = block.get();
+            if next == end {
+                // Relaxed: uniqueness needs atomicity only, not ordering.
+                next = NEXT_BLOCK.fetch_add(ID_BLOCK, Ordering::Relaxed);
+                end = next + ID_BLOCK;
+            }
+            block.set((next + 1, end));
+            FiberId(NonZeroU64::new(next).expect("fiber ids start at 1"))
+        })
+    }
+
+    /// The id as a number (for logs and traces).
+    pub fn as_u64(&self) -> u64 {
+        self.0.get()
+    }
+}
+
+impl fmt::Display for FiberId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A handle to a fiber: its identity, and the means to wake it.
+///
+/// Cloning is cheap (a reference count). Like `std::thread::Thread`, it is
+/// how a fiber that parked itself is woken: [`Fiber::unpark`].
+///
+/// ```
+/// let rt = spindle::Runtime::new().unwrap();
+/// rt.block_on(|| {
+///     let me = spindle::current();
+///     let waker = spindle::spawn(move || me.unpark());
+///     spindle::park(); // returns once the other fiber has unparked us
+///     waker.join().unwrap();
+/// });
+/// ```
+#[derive(Clone)]
+pub struct Fiber {
+    pub(crate) inner: Arc<FiberInner>,
+}
+
+impl Fiber {
+    /// The fiber's unique id.
+    pub fn id(&self) -> FiberId {
+        self.inner.id
+    }
+
+    /// The name given through [`crate::fiber::Builder::name`], if any.
+    pub fn name(&self) -> Option<&str> {
+        self.inner.name.as_deref()
+    }
+
+    /// Makes the fiber's token available, waking it if it is parked, with
+    /// the semantics of `std::thread::Thread::unpark`: an unpark before the
+    /// fiber parks is not lost (its next `park` returns at once); several
+    /// unparks before a park count as one. May be called from any fiber or
+    /// thread. Woken from a worker, the fiber runs next on that worker
+    /// (message-passing locality); from elsewhere it goes to the runtime's
+    /// global queue.
+    pub fn unpark(&self) {
+        if self.inner.state.unpark() == Unparked::MustSchedule {
+            self.inner.shared.schedule(self.inner.clone());
+        }
+    }
+}
+
+impl fmt::Debug for Fiber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fiber")
+            .field("id", &self.inner.id)
+            .field("name", &self.inner.name)
+            .field("state", &self.inner.state.describe())
+            .finish()
+    }
+}
+
+/// The fiber that calls it, like `std::thread::current`.
+///
+/// # Panics
+/// Outside a fiber (on a plain thread). Use [`try_current`] to ask.
+pub fn current() -> Fiber {
+    try_current().expect(
+        "spindle::current() called outside a fiber; use spindle::try_current() on plain threads",
+    )
+}
+
+/// The fiber that calls it, or `None` on a plain thread.
+pub fn try_current() -> Option<Fiber> {
+    let fiber = current_ptr();
+    if fiber.is_null() {
+        return None;
+    }
+    // SAFETY: the running fiber is kept alive by the worker running it, so
+    // `fiber` points into a live Arc; we add a reference of our own.
+    unsafe {
+        Arc::increment_strong_count(fiber);
+        Some(Fiber {
+            inner: Arc::from_raw(fiber),
+        })
+    }
+}
+
+/// Blocks the caller until its token is available, like
+/// `std::thread::park`: in a fiber, the fiber parks and its worker runs other
+/// fibers; on a plain thread, the thread parks (`std::thread::park`).
+///
+/// Returns at once if an unpark came first (consuming it). May also return
+/// spuriously, without an unpark, so call it in a loop that re-checks the
+/// condition it waits for. (spindle returns spuriously in one case: a fiber
+/// parked while the runtime shuts down, inside a destructor that runs as the
+/// fiber is unwound.)
+pub fn park() {
+    let fiber = current_ptr();
+    if fiber.is_null() {
+        std::thread::park();
+        return;
+    }
+    // SAFETY: the running fiber is alive while it runs.
+    if unsafe { &*fiber }.state.take_token() {
+        return;
+    }
+    suspend(Suspend::Park);
+}
+
+/// Lets the other runnable fibers of this worker run before the caller
+/// continues, like `std::thread::yield_now` (which it calls on a plain
+/// thread). The fiber goes to the back of its worker's queue.
+pub fn yield_now() {
+    if current_ptr().is_null() {
+        std::thread::yield_now();
+    } else {
+        suspend(Suspend::Yield);
+    }
+}

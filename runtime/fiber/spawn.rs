@@ -1,0 +1,227 @@
+//! Starting fibers: [`spawn`], [`try_spawn`], the fiber [`Builder`] and
+//! [`SpawnError`].
+//!
+//! Spawning allocates the fiber's bookkeeping and queues it; it does **not**
+//! allocate a stack. The stack is taken when a worker first runs the fiber
+//! (`fiber::run_slice`), so a million queued-but-unstarted fibers cost no
+//! stack memory. What spawn does check is the runtime's limit on live fibers
+//! (each will need a stack), so that running out is an error at the spawn
+//! call, not an abort later.
+
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use super::join::{JoinError, JoinHandle, Packet};
+use super::{Entry, Fiber, FiberInner, Start};
+use crate::scheduler::Shared;
+
+/// Spawns a fiber on the current runtime and returns its [`JoinHandle`],
+/// like `std::thread::spawn`.
+///
+/// The fiber runs `f` on its own stack; a panic inside it is caught and
+/// handed to the joiner, and the worker thread carries on.
+///
+/// # Panics
+/// Outside a fiber (use [`crate::Runtime::spawn`] from a plain thread), or
+/// when the fiber cannot be spawned (see [`try_spawn`]).
+///
+/// ```
+/// let rt = spindle::Runtime::new().unwrap();
+/// let sum = rt.block_on(|| {
+///     let handles: Vec<_> = (0..10u64).map(|i| spindle::spawn(move || i * i)).collect();
+///     handles.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
+/// });
+/// assert_eq!(sum, 285);
+/// ```
+#[track_caller]
+pub fn spawn<F, T>(f: F) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    Builder::new()
+        .spawn(f)
+        .unwrap_or_else(|error| panic!("spindle::spawn failed: {error}"))
+}
+
+/// Like [`spawn`], but returns an error instead of panicking when the fiber
+/// cannot be spawned: the runtime's fiber limit is reached (or, on kernels
+/// before 6.13, its budget of guarded stacks), or it is shutting down.
+///
+/// ```
+/// let rt = spindle::Builder::new().max_fibers(1).build().unwrap();
+/// rt.block_on(|| {
+///     // The fiber running this closure is the one live fiber allowed.
+///     let error = spindle::try_spawn(|| ()).unwrap_err();
+///     assert!(error.to_string().contains("max_fibers"), "{error}");
+/// });
+/// ```
+#[track_caller]
+pub fn try_spawn<F, T>(f: F) -> Result<JoinHandle<T>, SpawnError>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    Builder::new().spawn(f)
+}
+
+/// Configures a fiber before spawning it, like `std::thread::Builder`.
+///
+/// ```
+/// let rt = spindle::Runtime::new().unwrap();
+/// rt.block_on(|| {
+///     let handle = spindle::fiber::Builder::new()
+///         .name("worker-7")
+///         .stack_size(256 * 1024)
+///         .spawn(|| spindle::current().name().map(str::to_owned))
+///         .unwrap();
+///     assert_eq!(handle.join().unwrap().as_deref(), Some("worker-7"));
+/// });
+/// ```
+#[derive(Debug, Default)]
+pub struct Builder {
+    name: Option<String>,
+    stack_size: Option<usize>,
+}
+
+impl Builder {
+    /// A builder with no name and the runtime's default stack size.
+    pub fn new() -> Builder {
+        Builder::default()
+    }
+
+    /// Names the fiber (shown in stack-overflow reports and by
+    /// [`Fiber::name`]).
+    pub fn name(mut self, name: impl Into<String>) -> Builder {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Usable stack bytes for this fiber, rounded up to whole pages; the
+    /// runtime's default otherwise (see [`crate::Builder::stack_size`]).
+    pub fn stack_size(mut self, bytes: usize) -> Builder {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// Spawns the fiber on the current runtime (the one whose fiber calls
+    /// this).
+    ///
+    /// # Panics
+    /// Outside a fiber: use [`Builder::spawn_on`] from a plain thread.
+    #[track_caller]
+    pub fn spawn<F, T>(self, f: F) -> Result<JoinHandle<T>, SpawnError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let fiber = super::current_ptr();
+        if fiber.is_null() {
+            panic!(
+                "spindle::spawn called outside a fiber: call it from inside Runtime::block_on, \
+                 or use Runtime::spawn from a plain thread"
+            );
+        }
+        // SAFETY: the running fiber is alive while it runs, and so is the
+        // runtime it holds.
+        let shared = unsafe { &(*fiber).shared };
+        self.spawn_in(shared, f)
+    }
+
+    /// Spawns the fiber on `runtime`, from any thread.
+    pub fn spawn_on<F, T>(self, runtime: &crate::Runtime, f: F) -> Result<JoinHandle<T>, SpawnError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.spawn_in(runtime.shared(), f)
+    }
+
+    pub(crate) fn spawn_in<F, T>(
+        self,
+        shared: &Arc<Shared>,
+        f: F,
+    ) -> Result<JoinHandle<T>, SpawnError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        shared.admit_fiber()?;
+        let packet = Arc::new(Packet::new());
+        let fiber_packet = packet.clone();
+        let entry: Entry = Box::new(move |start| {
+            let result = match start {
+                Start::Run => catch_unwind(AssertUnwindSafe(f)).map_err(JoinError::from_panic),
+                Start::Cancelled => Err(JoinError::cancelled()),
+                Start::NoStack(error) => Err(JoinError::no_stack(error)),
+            };
+            fiber_packet.complete(result);
+        });
+        let stack_size = match self.stack_size {
+            Some(bytes) => super::stack::StackPool::round_size(bytes),
+            None => 0,
+        };
+        let inner = Arc::new(FiberInner::new(
+            shared.clone(),
+            self.name.map(Into::into),
+            stack_size,
+            entry,
+        ));
+        let fiber = Fiber {
+            inner: inner.clone(),
+        };
+        shared.schedule(inner);
+        Ok(JoinHandle::new(packet, fiber))
+    }
+}
+
+/// Why a fiber could not be spawned. Nothing was started; the closure was
+/// dropped.
+#[derive(Debug)]
+pub enum SpawnError {
+    /// The runtime already holds as many live fibers as it may.
+    Limit {
+        /// The limit that was reached.
+        limit: usize,
+        /// Which limit it is.
+        kind: LimitKind,
+    },
+    /// The runtime is shutting down.
+    Shutdown,
+}
+
+impl fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SpawnError::Limit { limit, kind: LimitKind::MaxFibers } => write!(
+                f,
+                "no stack can be had: the runtime's limit of {limit} live fibers (Builder::max_fibers) is reached"
+            ),
+            SpawnError::Limit { limit, kind: LimitKind::MappingBudget { max_map_count } } => write!(
+                f,
+                "no guarded stack can be had: this kernel refuses MADV_GUARD_INSTALL (Linux < 6.13), so each \
+                 stack's guard page costs 2 of the process's vm.max_map_count = {max_map_count} memory mappings, \
+                 and the budget of {limit} stacks is used up. Ways out: run on Linux 6.13 or newer (guards then \
+                 cost no mappings), or raise the limit, e.g. `sysctl -w vm.max_map_count={}`",
+                max_map_count.saturating_mul(4)
+            ),
+            SpawnError::Shutdown => write!(f, "the runtime is shutting down"),
+        }
+    }
+}
+
+impl std::error::Error for SpawnError {}
+
+/// Which limit stopped a spawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LimitKind {
+    /// The runtime's own limit, [`crate::Builder::max_fibers`].
+    MaxFibers,
+    /// The guarded-stack budget on a kernel without `MADV_GUARD_INSTALL`:
+    /// each guard costs two of the `vm.max_map_count` mappings.
+    MappingBudget {
+        /// The kernel's `vm.max_map_count` when the runtime started.
+        max_map_count: usize,
+    },
+}

@@ -1,0 +1,641 @@
+//! Fiber stacks: carved out of large reservations, each guarded, pooled for
+//! reuse, and trimmed when the pool grows past a watermark.
+//!
+//! # Why not one `mmap` per stack
+//! corosensei's `DefaultStack` maps every stack separately and `mprotect`s a
+//! guard page into it: two memory mappings per stack. Linux caps a process at
+//! `vm.max_map_count` mappings (65530 by default), so that design stops near
+//! 32,000 live fibers. Here a *reservation* of [`RESERVATION_BYTES`] of address
+//! space is mapped once (`MAP_NORESERVE | MAP_STACK`, no memory committed) and
+//! cut into equal *slots*, each a guard page followed by the stack:
+//!
+//! ```text
+//!  reservation (one mapping)
+//!  | guard | stack 0 ......... | guard | stack 1 ......... | guard | ...
+//!  ^ slot 0 = Stack::limit()   ^ Stack::base() of stack 0 (stacks grow down)
+//! ```
+//!
+//! The guard is installed with `madvise(MADV_GUARD_INSTALL)`, which does not
+//! split the mapping, so a million stacks cost a few dozen mappings. Kernels
+//! older than 6.13 refuse that call; then guards are `mprotect`ed, each
+//! costing two mappings, and the pool hands out at most
+//! [`StackPool::stack_budget`] stacks, computed from `vm.max_map_count`.
+//! Past it, spawning fails with an error naming the limit (see
+//! `SpawnError`). A fiber never runs on an unguarded stack: a slot is handed
+//! out only after its guard was installed successfully.
+//!
+//! # Reuse and trimming
+//! Creating a stack costs a guard install (~0.6 µs measured) and a page fault
+//! on first touch (~1.5–11 µs measured, noisy); reusing one costs nothing.
+//! So a finished fiber's stack goes back to its worker's [`StackCache`]
+//! (up to [`LOCAL_CACHE`] stacks, no locking), overflowing in batches of
+//! [`BATCH`] into the pool's global free lists. Stacks returned while the
+//! global *warm* list already holds [`WARM_WATERMARK`] stacks are trimmed
+//! with `MADV_DONTNEED` first (one call per run of adjacent slots) and kept
+//! on the *cold* list: their address space and guard stay, their memory goes
+//! back to the kernel, so RSS falls after a burst of fibers.
+//!
+//! Stacks are handed out warm-first, then cold, then freshly carved, lowest
+//! addresses reused first within a batch, which keeps live stacks dense (fewer
+//! page-table pages per live fiber).
+//!
+//! # The slot registry
+//! Every slot has an owner cell. The fiber layer stores a pointer to the fiber
+//! running on a stack there while the fiber is started but not finished; at
+//! shutdown, [`StackPool::owners`] finds every fiber still suspended
+//! mid-stack (parked fibers sit in no queue) so it can be unwound. That costs
+//! one store when a fiber starts and one when it ends, instead of a locked
+//! list of live fibers.
+
+use std::io;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::sys::memory::{self, GuardKind};
+
+/// Address space mapped per reservation: 1 GiB holds 16,384 stacks of the
+/// default 60 KiB + 4 KiB guard, so a million fibers take 62 mappings.
+/// Address space is free (47 bits of it); the count of mappings is not.
+pub(crate) const RESERVATION_BYTES: usize = 1 << 30;
+
+/// Stacks a worker keeps for itself. 64 covers the spawn/finish churn of a
+/// busy worker without touching the global lists (a guess, sized so that the
+/// cache holds at most 4 MiB of warm default stacks).
+pub(crate) const LOCAL_CACHE: usize = 64;
+
+/// Stacks moved between a worker cache and the global lists at a time, so
+/// the global lock is taken once per `BATCH` spawns at most.
+pub(crate) const BATCH: usize = 32;
+
+/// Warm (untrimmed) stacks the global list keeps before trimming the rest:
+/// 1,024 one-page-deep stacks hold 4 MiB.
+pub(crate) const WARM_WATERMARK: usize = 1024;
+
+/// Mappings left for the rest of the program when guards are `mprotect`ed:
+/// the heap, libraries, thread stacks, sockets' buffers, the user's own maps.
+const MAPPING_HEADROOM: usize = 4096;
+
+/// One fiber stack: a guard page and `size` usable bytes above it, inside a
+/// reservation of a [`StackPool`].
+///
+/// # Invariants
+/// - the guard page at `slot` is installed;
+/// - the stack is owned by exactly one holder: a worker cache, a pool free
+///   list, or the fiber running on it.
+pub(crate) struct Stack {
+    /// Lowest address of the slot; the guard page starts here.
+    slot: NonNull<u8>,
+    /// Usable bytes above the guard page.
+    size: usize,
+    /// This slot's owner cell in its reservation's registry.
+    owner: NonNull<AtomicPtr<()>>,
+}
+
+// SAFETY: a Stack is a unique handle to memory nobody else touches while it
+// is held; moving the handle to another thread moves that exclusive right.
+// The owner cell is an atomic that outlives every Stack (the pool frees its
+// reservations only after all stacks came back).
+unsafe impl Send for Stack {}
+
+impl Stack {
+    /// The guard page: `[start, start + page_size)`.
+    pub(crate) fn guard(&self) -> (usize, usize) {
+        let start = self.slot.as_ptr() as usize;
+        (start, start + memory::page_size())
+    }
+
+    /// Records (or clears, with null) which fiber is started on this stack.
+    pub(crate) fn set_owner(&self, fiber: *mut ()) {
+        // SAFETY: the owner cell lives in a reservation that outlives stacks.
+        let cell = unsafe { self.owner.as_ref() };
+        // Relaxed: the registry is read only at shutdown, after every worker
+        // thread has been joined (the join orders these stores before it).
+        cell.store(fiber, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: `base` is the top of `size` writable bytes and `limit` the bottom
+// of the guard page below them, both page-aligned (so aligned to
+// STACK_ALIGNMENT); the guard is installed before a Stack is handed out.
+unsafe impl corosensei::stack::Stack for Stack {
+    fn base(&self) -> corosensei::stack::StackPointer {
+        let top = self.slot.as_ptr() as usize + memory::page_size() + self.size;
+        corosensei::stack::StackPointer::new(top).expect("stack top is not null")
+    }
+
+    fn limit(&self) -> corosensei::stack::StackPointer {
+        corosensei::stack::StackPointer::new(self.slot.as_ptr() as usize).expect("slot is not null")
+    }
+}
+
+/// A mapping cut into equal slots, with one owner cell per slot.
+struct Reservation {
+    base: NonNull<u8>,
+    len: usize,
+    /// Owner cells, one per slot; boxed so their addresses never move.
+    owners: Box<[AtomicPtr<()>]>,
+}
+
+// SAFETY: `base` is only the address of a mapping of ours; the memory it
+// points to is touched through `Stack` handles (each unique) and the owner
+// cells are atomics, so sharing the description between threads is sound.
+unsafe impl Send for Reservation {}
+// SAFETY: as above.
+unsafe impl Sync for Reservation {}
+
+/// All stacks of one size.
+struct SizeClass {
+    /// Usable bytes per stack (a multiple of the page size).
+    stack_size: usize,
+    /// Guard page plus stack.
+    slot_len: usize,
+    lists: Mutex<Lists>,
+}
+
+/// A size class's mutable state, under its lock.
+struct Lists {
+    reservations: Vec<Reservation>,
+    /// Slots of the last reservation not yet carved into stacks.
+    next_fresh: usize,
+    /// Free stacks whose memory is still committed (fast to reuse).
+    warm: Vec<Stack>,
+    /// Free stacks trimmed with `MADV_DONTNEED` (their pages fault in again).
+    cold: Vec<Stack>,
+}
+
+/// Where stacks come from and go back to; one per runtime.
+pub(crate) struct StackPool {
+    guard_kind: GuardKind,
+    /// Stacks the pool may carve in all, `usize::MAX` when guards cost no
+    /// mappings; see [`StackPool::stack_budget`].
+    budget: usize,
+    /// The runtime's default stack size class (the fast path).
+    default: SizeClass,
+    /// Classes for fibers that asked for another size.
+    others: Mutex<Vec<Arc<SizeClass>>>,
+    /// Stacks carved so far (all classes). Relaxed: a statistic and the
+    /// budget check, both under a class lock when written.
+    carved: AtomicUsize,
+    /// Stacks on the global free lists. Relaxed: statistics.
+    free_global: AtomicUsize,
+    /// Bytes of address space reserved. Relaxed: statistics.
+    reserved_bytes: AtomicUsize,
+}
+
+/// A point-in-time view of the pool, for metrics and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StackStats {
+    /// Stacks ever carved out of reservations (each has its guard).
+    pub carved: usize,
+    /// Stacks held by fibers that started and have not finished.
+    pub in_use: usize,
+    /// Free stacks in worker caches and the global lists.
+    pub cached: usize,
+    /// Address space reserved for stacks, in bytes.
+    pub reserved_bytes: usize,
+}
+
+impl StackPool {
+    /// A pool whose default stacks hold `default_size` usable bytes.
+    pub(crate) fn new(default_size: usize) -> StackPool {
+        let guard_kind = memory::probe_guard_kind();
+        let budget = match guard_kind {
+            GuardKind::Madvise => usize::MAX,
+            GuardKind::Mprotect => mprotect_budget(),
+        };
+        StackPool::with_guard_kind(default_size, guard_kind, budget)
+    }
+
+    /// A pool with an explicit guard method and budget (tests use this to
+    /// exercise the pre-6.13 path on a newer kernel).
+    pub(crate) fn with_guard_kind(
+        default_size: usize,
+        guard_kind: GuardKind,
+        budget: usize,
+    ) -> StackPool {
+        StackPool {
+            guard_kind,
+            budget,
+            default: SizeClass::new(default_size),
+            others: Mutex::new(Vec::new()),
+            carved: AtomicUsize::new(0),
+            free_global: AtomicUsize::new(0),
+            reserved_bytes: AtomicUsize::new(0),
+        }
+    }
+
+    /// The most stacks this pool can ever hand out at once: unlimited with
+    /// `MADV_GUARD_INSTALL`; with `mprotect` guards, half of the mappings
+    /// `vm.max_map_count` leaves after the process's own and a headroom.
+    pub(crate) fn stack_budget(&self) -> usize {
+        self.budget
+    }
+
+    /// Usable bytes of a default stack.
+    pub(crate) fn default_size(&self) -> usize {
+        self.default.stack_size
+    }
+
+    /// Rounds a requested stack size up to whole pages (at least one).
+    pub(crate) fn round_size(size: usize) -> usize {
+        let page = memory::page_size();
+        size.max(corosensei::stack::MIN_STACK_SIZE).div_ceil(page) * page
+    }
+
+    /// Takes a stack of `size` usable bytes (rounded to pages), for a fiber
+    /// that asked for a non-default size. Default-size stacks go through a
+    /// worker's [`StackCache`] instead.
+    pub(crate) fn acquire_sized(&self, size: usize) -> io::Result<Stack> {
+        let size = StackPool::round_size(size);
+        if size == self.default.stack_size {
+            return self.acquire_from(&self.default);
+        }
+        let class = self.class_for(size);
+        self.acquire_from(&class)
+    }
+
+    /// Returns a stack taken with [`StackPool::acquire_sized`] (or any stack).
+    pub(crate) fn release(&self, stack: Stack) {
+        if stack.size == self.default.stack_size {
+            self.give_back(&self.default, vec![stack]);
+        } else {
+            let class = self.class_for(stack.size);
+            self.give_back(&class, vec![stack]);
+        }
+    }
+
+    fn class_for(&self, size: usize) -> Arc<SizeClass> {
+        let mut others = self.others.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(class) = others.iter().find(|c| c.stack_size == size) {
+            return class.clone();
+        }
+        let class = Arc::new(SizeClass::new(size));
+        others.push(class.clone());
+        class
+    }
+
+    fn acquire_from(&self, class: &SizeClass) -> io::Result<Stack> {
+        let mut one = Vec::with_capacity(1);
+        self.refill(class, &mut one, 1)?;
+        Ok(one.pop().expect("refill returned a stack"))
+    }
+
+    /// Moves up to `want` free stacks of `class` into `into`: warm ones
+    /// first, then cold, then freshly carved (guards installed outside the
+    /// lock, so workers carve in parallel).
+    fn refill(&self, class: &SizeClass, into: &mut Vec<Stack>, want: usize) -> io::Result<()> {
+        let fresh = {
+            let mut lists = class.lists.lock().unwrap_or_else(|e| e.into_inner());
+            let lists = &mut *lists;
+            let mut taken = 0;
+            for list in [&mut lists.warm, &mut lists.cold] {
+                let n = (want - taken).min(list.len());
+                into.extend(list.drain(list.len() - n..).rev());
+                taken += n;
+            }
+            self.free_global.fetch_sub(taken, Ordering::Relaxed);
+            if taken > 0 {
+                return Ok(());
+            }
+            self.carve(class, lists, want)?
+        };
+        let page = memory::page_size();
+        let mut result = Ok(());
+        for stack in fresh {
+            if result.is_err() {
+                // A guard failed: keep the rest unguarded on no list; they
+                // are never handed out (their slots are simply lost).
+                continue;
+            }
+            // SAFETY: the guard page is the first page of a fresh slot that
+            // nothing uses yet.
+            match unsafe { memory::install_guard(stack.slot, page, self.guard_kind) } {
+                Ok(()) => into.push(stack),
+                Err(error) => result = Err(error),
+            }
+        }
+        result
+    }
+
+    /// Carves up to `want` never-used slots (mapping a new reservation when
+    /// the current one is used up). Their guards are not installed yet.
+    fn carve(&self, class: &SizeClass, lists: &mut Lists, want: usize) -> io::Result<Vec<Stack>> {
+        let carved = self.carved.load(Ordering::Relaxed);
+        let want = want.min(self.budget.saturating_sub(carved));
+        if want == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                format!(
+                    "the stack budget of {} guarded stacks is used up",
+                    self.budget
+                ),
+            ));
+        }
+        let slots_per = RESERVATION_BYTES / class.slot_len;
+        if lists.reservations.is_empty() || lists.next_fresh == slots_per {
+            let base = memory::reserve(slots_per * class.slot_len)?;
+            let owners = (0..slots_per)
+                .map(|_| AtomicPtr::new(std::ptr::null_mut()))
+                .collect();
+            lists.reservations.push(Reservation {
+                base,
+                len: slots_per * class.slot_len,
+                owners,
+            });
+            lists.next_fresh = 0;
+            self.reserved_bytes
+                .fetch_add(slots_per * class.slot_len, Ordering::Relaxed);
+        }
+        let reservation = lists.reservations.last().expect("a reservation exists");
+        let n = want.min(slots_per - lists.next_fresh);
+        let stacks = (lists.next_fresh..lists.next_fresh + n)
+            .map(|index| Stack {
+                // SAFETY: `index < slots_per`, so the slot lies inside the
+                // reservation's `slots_per * slot_len` bytes.
+                slot: unsafe { reservation.base.add(index * class.slot_len) },
+                size: class.stack_size,
+                owner: NonNull::from(&reservation.owners[index]),
+            })
+            .collect();
+        lists.next_fresh += n;
+        self.carved.fetch_add(n, Ordering::Relaxed);
+        Ok(stacks)
+    }
+
+    /// Puts free stacks on the global lists, trimming them first if the warm
+    /// list is at its watermark.
+    fn give_back(&self, class: &SizeClass, mut stacks: Vec<Stack>) {
+        let warm_full = {
+            let lists = class.lists.lock().unwrap_or_else(|e| e.into_inner());
+            lists.warm.len() >= WARM_WATERMARK
+        };
+        if warm_full {
+            trim(&mut stacks, class.slot_len);
+        }
+        let count = stacks.len();
+        let mut lists = class.lists.lock().unwrap_or_else(|e| e.into_inner());
+        if warm_full {
+            &mut lists.cold
+        } else {
+            &mut lists.warm
+        }
+        .append(&mut stacks);
+        self.free_global.fetch_add(count, Ordering::Relaxed);
+    }
+
+    /// Trims every free stack on the global lists, so their memory goes back
+    /// to the kernel now (the runtime calls this when it has been idle).
+    pub(crate) fn trim_all(&self) {
+        let classes: Vec<Arc<SizeClass>> = self
+            .others
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for class in std::iter::once(&self.default).chain(classes.iter().map(|c| &**c)) {
+            let mut warm =
+                std::mem::take(&mut class.lists.lock().unwrap_or_else(|e| e.into_inner()).warm);
+            trim(&mut warm, class.slot_len);
+            class
+                .lists
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .cold
+                .append(&mut warm);
+        }
+    }
+
+    /// Every fiber pointer in the slot registry (fibers started and not
+    /// finished). The registry keeps its own references. Called at shutdown
+    /// once no worker runs.
+    pub(crate) fn owners(&self) -> Vec<NonNull<()>> {
+        let classes: Vec<Arc<SizeClass>> = self
+            .others
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut owners = Vec::new();
+        for class in std::iter::once(&self.default).chain(classes.iter().map(|c| &**c)) {
+            let lists = class.lists.lock().unwrap_or_else(|e| e.into_inner());
+            for reservation in &lists.reservations {
+                owners.extend(
+                    reservation
+                        .owners
+                        .iter()
+                        .filter_map(|cell| NonNull::new(cell.load(Ordering::Relaxed))),
+                );
+            }
+        }
+        owners
+    }
+
+    /// Counts, given how many stacks sit in worker caches right now.
+    pub(crate) fn stats(&self, in_worker_caches: usize) -> StackStats {
+        let carved = self.carved.load(Ordering::Relaxed);
+        let cached = self.free_global.load(Ordering::Relaxed) + in_worker_caches;
+        StackStats {
+            carved,
+            in_use: carved.saturating_sub(cached),
+            cached,
+            reserved_bytes: self.reserved_bytes.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Drop for SizeClass {
+    fn drop(&mut self) {
+        let lists = self.lists.get_mut().unwrap_or_else(|e| e.into_inner());
+        // Free stacks only point into the reservations; forget them first.
+        lists.warm.clear();
+        lists.cold.clear();
+        for reservation in lists.reservations.drain(..) {
+            // SAFETY: a class is dropped with its pool, and the pool only
+            // when no Stack is alive (every fiber holds the runtime, which
+            // holds the pool), so nothing uses this mapping any more.
+            unsafe { memory::release(reservation.base, reservation.len) };
+        }
+    }
+}
+
+impl SizeClass {
+    fn new(stack_size: usize) -> SizeClass {
+        let stack_size = StackPool::round_size(stack_size);
+        SizeClass {
+            stack_size,
+            slot_len: stack_size + memory::page_size(),
+            lists: Mutex::new(Lists {
+                reservations: Vec::new(),
+                next_fresh: 0,
+                warm: Vec::new(),
+                cold: Vec::new(),
+            }),
+        }
+    }
+}
+
+/// Gives the memory of free stacks back to the kernel: sorted by address,
+/// each run of adjacent slots is trimmed with one `madvise` call.
+fn trim(stacks: &mut [Stack], slot_len: usize) {
+    stacks.sort_unstable_by_key(|s| s.slot.as_ptr() as usize);
+    let mut i = 0;
+    while i < stacks.len() {
+        let start = stacks[i].slot;
+        let mut end = start.as_ptr() as usize + slot_len;
+        let mut j = i + 1;
+        while j < stacks.len() && stacks[j].slot.as_ptr() as usize == end {
+            end += slot_len;
+            j += 1;
+        }
+        // SAFETY: a run of whole free slots of ours; nothing reads them, and
+        // their guard markers survive MADV_DONTNEED (see memory::discard).
+        unsafe { memory::discard(start, end - start.as_ptr() as usize) };
+        i = j;
+    }
+}
+
+/// The mprotect-mode budget: half the mappings `vm.max_map_count` leaves
+/// after what the process already holds and [`MAPPING_HEADROOM`].
+fn mprotect_budget() -> usize {
+    memory::max_map_count().saturating_sub(memory::map_count() + MAPPING_HEADROOM) / 2
+}
+
+/// A worker's private stock of free default-size stacks: no locking.
+///
+/// Owned by one worker thread; only `published` is read by others.
+pub(crate) struct StackCache {
+    stacks: Vec<Stack>,
+    /// `stacks.len()`, for statistics. Written by the owner only; Relaxed.
+    published: Arc<AtomicUsize>,
+}
+
+impl StackCache {
+    pub(crate) fn new() -> StackCache {
+        StackCache {
+            stacks: Vec::with_capacity(LOCAL_CACHE),
+            published: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// The counter others read to know how many stacks this cache holds.
+    pub(crate) fn published(&self) -> Arc<AtomicUsize> {
+        self.published.clone()
+    }
+
+    /// A default-size stack, from the cache or a batch from the pool.
+    pub(crate) fn acquire(&mut self, pool: &StackPool) -> io::Result<Stack> {
+        if self.stacks.is_empty() {
+            let result = pool.refill(&pool.default, &mut self.stacks, BATCH);
+            if self.stacks.is_empty() {
+                result?;
+            }
+            // Hand out the lowest address first (the batch came highest
+            // first off the lists' ends), which keeps live stacks dense.
+            self.stacks
+                .sort_unstable_by_key(|s| std::cmp::Reverse(s.slot.as_ptr() as usize));
+        }
+        let stack = self.stacks.pop().expect("cache refilled");
+        self.published.store(self.stacks.len(), Ordering::Relaxed);
+        Ok(stack)
+    }
+
+    /// Keeps a finished fiber's default-size stack, spilling a batch to the
+    /// pool when the cache is full.
+    pub(crate) fn release(&mut self, pool: &StackPool, stack: Stack) {
+        if stack.size != pool.default.stack_size {
+            pool.release(stack);
+            return;
+        }
+        if self.stacks.len() >= LOCAL_CACHE {
+            let spill: Vec<Stack> = self.stacks.drain(..BATCH).collect();
+            pool.give_back(&pool.default, spill);
+        }
+        self.stacks.push(stack);
+        self.published.store(self.stacks.len(), Ordering::Relaxed);
+    }
+
+    /// Returns every cached stack to the pool (a worker does this on exit).
+    pub(crate) fn drain_into(&mut self, pool: &StackPool) {
+        if !self.stacks.is_empty() {
+            pool.give_back(&pool.default, std::mem::take(&mut self.stacks));
+        }
+        self.published.store(0, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_round_up_to_pages() {
+        let page = memory::page_size();
+        assert_eq!(
+            StackPool::round_size(1),
+            corosensei::stack::MIN_STACK_SIZE.max(page)
+        );
+        assert_eq!(StackPool::round_size(page + 1), 2 * page);
+        assert_eq!(StackPool::round_size(8 * page), 8 * page);
+    }
+
+    #[test]
+    fn stacks_are_reused_and_accounted() {
+        let pool = StackPool::new(16 * 1024);
+        let mut cache = StackCache::new();
+        let first = cache.acquire(&pool).unwrap();
+        let first_addr = first.slot.as_ptr() as usize;
+        assert_eq!(pool.stats(cache.stacks.len()).in_use, 1);
+        cache.release(&pool, first);
+        let again = cache.acquire(&pool).unwrap();
+        assert_eq!(
+            again.slot.as_ptr() as usize,
+            first_addr,
+            "a released stack is reused first"
+        );
+        cache.release(&pool, again);
+        cache.drain_into(&pool);
+        let stats = pool.stats(0);
+        assert_eq!(stats.in_use, 0);
+        assert_eq!(stats.cached, stats.carved);
+    }
+
+    #[test]
+    fn budget_is_enforced() {
+        let pool = StackPool::with_guard_kind(16 * 1024, GuardKind::Mprotect, 3);
+        let held: Vec<Stack> = (0..3)
+            .map(|_| pool.acquire_sized(16 * 1024).unwrap())
+            .collect();
+        let error = pool
+            .acquire_sized(16 * 1024)
+            .err()
+            .expect("budget of 3 is used up");
+        assert!(error.to_string().contains("budget of 3"), "{error}");
+        for stack in held {
+            pool.release(stack);
+        }
+        // Released stacks are handed out again within the budget.
+        pool.release(pool.acquire_sized(16 * 1024).unwrap());
+    }
+
+    #[test]
+    fn trimming_keeps_stacks_usable() {
+        let pool = StackPool::new(16 * 1024);
+        let stacks: Vec<Stack> = (0..8)
+            .map(|_| pool.acquire_sized(16 * 1024).unwrap())
+            .collect();
+        for stack in &stacks {
+            let top = corosensei::stack::Stack::base(stack).get() as *mut u8;
+            // SAFETY: the last byte below the top of a stack we hold.
+            unsafe { top.sub(1).write(7) };
+        }
+        let mut stacks = stacks;
+        trim(&mut stacks, pool.default.slot_len);
+        for stack in &stacks {
+            let top = corosensei::stack::Stack::base(stack).get() as *mut u8;
+            // SAFETY: as above; trimmed memory reads back as zero.
+            assert_eq!(unsafe { top.sub(1).read() }, 0);
+        }
+        for stack in stacks {
+            pool.release(stack);
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! The fiber state machine: one atomic word that decides who may touch a
+//! fiber's stack and whether a wake-up is pending.
+//!
+//! ```text
+//!             spawn                      worker pops it
+//!   ───────────────────▶ SCHEDULED ─────────────────────▶ RUNNING ──▶ DONE
+//!                            ▲   ▲       yield_now            │
+//!                            │   └────────────────────────────┤
+//!                 unpark     │                                │ park, no token
+//!                            └────────── PARKED ◀─────────────┘
+//! ```
+//!
+//! The states, and who owns the fiber's stack in each:
+//!
+//! - **SCHEDULED**: in exactly one run queue (or about to be pushed by the
+//!   thread that made it so). Nobody runs it; whoever pops it may run it.
+//! - **RUNNING**: one worker is executing it, or has just switched off its
+//!   stack and is deciding what to do next. That worker alone owns it.
+//! - **PARKED**: suspended inside `park`, in no queue. The unparker that moves
+//!   it to SCHEDULED takes the duty of queueing it.
+//! - **DONE**: its function returned or unwound; its stack is gone.
+//!
+//! Orthogonal to the state is **NOTIFIED**, std's *unpark token*: an unpark
+//! that found the fiber RUNNING or SCHEDULED leaves the token, and the next
+//! `park` consumes it and returns at once. An unpark never sets the token on
+//! a PARKED fiber (it schedules it instead), so no wake-up is lost and none
+//! is doubled.
+//!
+//! # The race this guards against
+//! A fiber calls `park`: it switches back to its worker, and only *then* may
+//! it be scheduled elsewhere (two workers on one stack would be fatal). So
+//! the fiber does not mark itself PARKED; its worker does, after the switch,
+//! with a compare-and-swap from exactly RUNNING. An unpark that lands between
+//! the fiber's decision to park and that CAS sets NOTIFIED with a CAS of its
+//! own; the worker's CAS then fails, it sees the token, consumes it and runs
+//! the fiber again. Both sides use compare-and-swap, never blind `fetch_or`,
+//! so a token can never be set on a fiber that just became PARKED.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+const SCHEDULED: u8 = 0;
+const RUNNING: u8 = 1;
+const PARKED: u8 = 2;
+const DONE: u8 = 3;
+const STATE_MASK: u8 = 0b011;
+/// The unpark token.
+const NOTIFIED: u8 = 0b100;
+
+/// What an unpark did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Unparked {
+    /// The fiber was PARKED and is now SCHEDULED: the caller must queue it.
+    MustSchedule,
+    /// A token was left (or was already there), or the fiber is done.
+    Nothing,
+}
+
+/// A fiber's state word. See the module docs for the transitions.
+pub(crate) struct State(AtomicU8);
+
+impl State {
+    /// A freshly spawned fiber is SCHEDULED: the spawner queues it.
+    pub(crate) fn new_scheduled() -> State {
+        State(AtomicU8::new(SCHEDULED))
+    }
+
+    /// SCHEDULED → RUNNING, by the worker that popped the fiber.
+    ///
+    /// # Panics
+    /// If the fiber was not SCHEDULED: two workers would run one stack. This
+    /// check is always on: it costs nothing beyond the CAS we need anyway,
+    /// and the alternative is memory corruption.
+    pub(crate) fn begin_run(&self) {
+        // Acquire: pairs with the Release that made the fiber SCHEDULED
+        // (spawn, unpark or yield), so we see the stack as it was left.
+        let result = self
+            .0
+            .fetch_update(Ordering::Acquire, Ordering::Relaxed, |s| {
+                (s & STATE_MASK == SCHEDULED).then_some((s & NOTIFIED) | RUNNING)
+            });
+        if let Err(found) = result {
+            panic!(
+                "spindle: fiber resumed twice at once (state {})",
+                name(found)
+            );
+        }
+    }
+
+    /// The fiber, running, wants to park: consumes a pending token. Returns
+    /// true if there was one (then `park` returns at once).
+    pub(crate) fn take_token(&self) -> bool {
+        debug_assert_eq!(self.0.load(Ordering::Relaxed) & STATE_MASK, RUNNING);
+        if self.0.load(Ordering::Relaxed) & NOTIFIED == 0 {
+            return false;
+        }
+        // Acquire: pairs with the unparker's Release, so what it wrote
+        // before unparking is visible after park returns.
+        self.0.fetch_and(!NOTIFIED, Ordering::Acquire) & NOTIFIED != 0
+    }
+
+    /// RUNNING → PARKED, by the worker after the fiber switched away to park.
+    /// Returns false if a token arrived meanwhile: the token is consumed and
+    /// the fiber stays RUNNING (its park returns, a spurious-looking wake).
+    pub(crate) fn finish_park(&self) -> bool {
+        // Release: publishes the suspended stack to the unparker, whose
+        // Acquire CAS out of PARKED pairs with it. Acquire on failure: the
+        // token's writer released what the fiber must see.
+        match self
+            .0
+            .compare_exchange(RUNNING, PARKED, Ordering::Release, Ordering::Acquire)
+        {
+            Ok(_) => true,
+            Err(found) => {
+                debug_assert_eq!(found, RUNNING | NOTIFIED, "park from a non-running fiber");
+                self.0.fetch_and(!NOTIFIED, Ordering::Acquire);
+                false
+            }
+        }
+    }
+
+    /// RUNNING → SCHEDULED, by the worker after the fiber yielded; the worker
+    /// then queues it. A pending token stays.
+    pub(crate) fn yielded(&self) {
+        // Release: publishes the suspended stack to the next runner.
+        let previous = self.0.fetch_and(!STATE_MASK, Ordering::Release);
+        debug_assert_eq!(
+            previous & STATE_MASK,
+            RUNNING,
+            "yield from a non-running fiber"
+        );
+    }
+
+    /// RUNNING → DONE, by the worker after the fiber's function returned.
+    pub(crate) fn finish(&self) {
+        let previous = self.0.swap(DONE, Ordering::Release);
+        debug_assert_eq!(
+            previous & STATE_MASK,
+            RUNNING,
+            "finish of a non-running fiber"
+        );
+    }
+
+    /// Wakes the fiber (any thread): PARKED → SCHEDULED, or leaves a token.
+    pub(crate) fn unpark(&self) -> Unparked {
+        let mut current = self.0.load(Ordering::Relaxed);
+        loop {
+            let (next, outcome) = match current & STATE_MASK {
+                PARKED => (SCHEDULED, Unparked::MustSchedule),
+                DONE => return Unparked::Nothing,
+                _ if current & NOTIFIED != 0 => return Unparked::Nothing,
+                _ => (current | NOTIFIED, Unparked::Nothing),
+            };
+            // AcqRel: Acquire pairs with finish_park's Release (we may now
+            // queue the suspended stack); Release publishes our writes to
+            // the fiber that consumes the wake-up.
+            match self
+                .0
+                .compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => return outcome,
+                Err(found) => current = found,
+            }
+        }
+    }
+
+    /// A name for the current state, for fiber dumps and assertion messages.
+    pub(crate) fn describe(&self) -> &'static str {
+        name(self.0.load(Ordering::Relaxed))
+    }
+}
+
+fn name(state: u8) -> &'static str {
+    match state & STATE_MASK {
+        SCHEDULED => "scheduled",
+        RUNNING => "running",
+        PARKED => "parked",
+        _ => "done",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn park_then_unpark_schedules_once() {
+        let state = State::new_scheduled();
+        state.begin_run();
+        assert!(!state.take_token());
+        assert!(state.finish_park());
+        assert_eq!(state.unpark(), Unparked::MustSchedule);
+        // A second unpark of the now-scheduled fiber only leaves a token.
+        assert_eq!(state.unpark(), Unparked::Nothing);
+        state.begin_run();
+        assert!(state.take_token(), "the second unpark's token is kept");
+        assert!(!state.take_token());
+    }
+
+    #[test]
+    fn unpark_before_park_is_not_lost() {
+        let state = State::new_scheduled();
+        state.begin_run();
+        assert_eq!(state.unpark(), Unparked::Nothing);
+        assert!(state.take_token(), "park returns at once");
+    }
+
+    #[test]
+    fn unpark_during_the_switch_keeps_the_fiber_running() {
+        let state = State::new_scheduled();
+        state.begin_run();
+        assert!(!state.take_token()); // the fiber decides to park...
+        assert_eq!(state.unpark(), Unparked::Nothing); // ...an unpark lands...
+        assert!(!state.finish_park(), "...so the worker must not park it");
+        assert_eq!(state.describe(), "running");
+        assert!(!state.take_token(), "the token was consumed by that wake");
+    }
+
+    #[test]
+    fn yield_keeps_a_token() {
+        let state = State::new_scheduled();
+        state.begin_run();
+        assert_eq!(state.unpark(), Unparked::Nothing);
+        state.yielded();
+        state.begin_run();
+        assert!(state.take_token());
+    }
+
+    #[test]
+    fn done_fibers_ignore_unpark() {
+        let state = State::new_scheduled();
+        state.begin_run();
+        state.finish();
+        assert_eq!(state.describe(), "done");
+        assert_eq!(state.unpark(), Unparked::Nothing);
+    }
+
+    #[test]
+    #[should_panic(expected = "fiber resumed twice at once")]
+    fn running_a_running_fiber_trips_the_assertion() {
+        let state = State::new_scheduled();
+        state.begin_run();
+        state.begin_run();
+    }
+
+    #[test]
+    #[should_panic(expected = "fiber resumed twice at once")]
+    fn running_a_parked_fiber_trips_the_assertion() {
+        let state = State::new_scheduled();
+        state.begin_run();
+        assert!(state.finish_park());
+        state.begin_run();
+    }
+}

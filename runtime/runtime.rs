@@ -1,0 +1,211 @@
+//! [`Runtime`]: starting, using and shutting down a set of workers.
+
+use std::io;
+use std::sync::Arc;
+use std::thread;
+
+use crate::fiber::join::JoinHandle;
+use crate::fiber::spawn::{Builder as FiberBuilder, SpawnError};
+use crate::fiber::stack::StackStats;
+use crate::scheduler::{worker, Config, Shared};
+
+/// A fiber runtime: worker threads that run fibers, M:N.
+///
+/// Dropping it shuts it down (see [`Runtime::shutdown`]).
+///
+/// ```
+/// let rt = spindle::Runtime::new().unwrap();
+/// let handle = rt.spawn(|| "spawned from a plain thread");
+/// assert_eq!(handle.join().unwrap(), "spawned from a plain thread");
+/// ```
+pub struct Runtime {
+    shared: Arc<Shared>,
+    threads: Vec<thread::JoinHandle<()>>,
+}
+
+/// What [`Runtime::shutdown`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Fibers that had not finished: started ones were unwound (their
+    /// destructors ran), unstarted ones dropped; their joiners got
+    /// `JoinError::is_cancelled`.
+    pub fibers_cancelled: usize,
+    /// Worker threads joined.
+    pub workers_joined: usize,
+    /// The stack pool afterwards; `in_use` is 0.
+    pub stacks: StackStats,
+}
+
+/// Raw pointer that may cross to the worker running `block_on`'s fiber.
+struct SendPtr<T>(*mut T);
+// SAFETY: only dereferenced by the one fiber while `block_on` waits.
+unsafe impl<T: Send> Send for SendPtr<T> {}
+
+impl Runtime {
+    /// A runtime with the default [`crate::Builder`] settings.
+    ///
+    /// # Errors
+    /// If a worker thread cannot be started.
+    pub fn new() -> io::Result<Runtime> {
+        crate::Builder::new().build()
+    }
+
+    pub(crate) fn start(config: Config) -> io::Result<Runtime> {
+        let (shared, threads) = Shared::start(config)?;
+        Ok(Runtime { shared, threads })
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Runs `f` as a fiber and blocks the calling thread until it returns,
+    /// returning its value; a panic in `f` resumes on the caller. Like
+    /// `std::thread::scope`, `f` may borrow from the caller's stack.
+    ///
+    /// ```
+    /// let rt = spindle::Runtime::new().unwrap();
+    /// let words = vec!["fibers", "are", "cheap"];
+    /// let total = rt.block_on(|| words.iter().map(|w| w.len()).sum::<usize>());
+    /// assert_eq!(total, 14);
+    /// ```
+    ///
+    /// # Panics
+    /// When called from inside a fiber (it would block a worker thread: call
+    /// the function directly, or spawn a fiber and join it), when `f`
+    /// panics, or when the fiber cannot be spawned (the fiber limit).
+    #[track_caller]
+    pub fn block_on<'a, F, T>(&self, f: F) -> T
+    where
+        F: FnOnce() -> T + Send + 'a,
+        T: Send + 'a,
+    {
+        assert!(
+            !worker::on_worker_thread(),
+            "Runtime::block_on called from inside a fiber: it would block a worker thread; \
+             call the function directly, or spawn a fiber and join it"
+        );
+        let mut slot: Option<T> = None;
+        let out = SendPtr(&mut slot);
+        let body: Box<dyn FnOnce() + Send + 'a> = Box::new(move || {
+            let out = out;
+            let value = f();
+            // SAFETY: `slot` outlives the fiber (see below) and nothing else
+            // touches it until the join returns.
+            unsafe { *out.0 = Some(value) };
+        });
+        // SAFETY: only the lifetime changes. The fiber's function may
+        // borrow `'a` data because this call does not return (nor unwind:
+        // `join` cannot panic) until the fiber has finished: the join sees
+        // the completion that the fiber publishes after `body` has run and
+        // dropped its captures, or, if the fiber never ran, after `body` was
+        // dropped. The runtime cannot shut down meanwhile: `&self` is held.
+        let body: Box<dyn FnOnce() + Send + 'static> = unsafe { std::mem::transmute(body) };
+        let handle = FiberBuilder::new()
+            .spawn_in(&self.shared, body)
+            .unwrap_or_else(|error| panic!("Runtime::block_on cannot spawn its fiber: {error}"));
+        match handle.join() {
+            Ok(()) => slot.expect("the fiber stored its result"),
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            Err(error) => panic!("Runtime::block_on: {error}"),
+        }
+    }
+
+    /// Spawns a fiber from any thread.
+    ///
+    /// # Panics
+    /// When the fiber cannot be spawned (see [`Runtime::try_spawn`]).
+    #[track_caller]
+    pub fn spawn<F, T>(&self, f: F) -> JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.try_spawn(f)
+            .unwrap_or_else(|error| panic!("Runtime::spawn failed: {error}"))
+    }
+
+    /// Spawns a fiber from any thread, or says why it cannot.
+    pub fn try_spawn<F, T>(&self, f: F) -> Result<JoinHandle<T>, SpawnError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        FiberBuilder::new().spawn_in(&self.shared, f)
+    }
+
+    /// Number of worker threads.
+    pub fn workers(&self) -> usize {
+        self.shared.remotes.len()
+    }
+
+    /// Fibers spawned and not yet finished.
+    pub fn live_fibers(&self) -> usize {
+        self.shared.live_fibers()
+    }
+
+    /// The stack pool's counters now.
+    pub fn stack_stats(&self) -> StackStats {
+        self.shared.stack_stats()
+    }
+
+    /// Gives the memory of every free stack on the global lists back to the
+    /// kernel now (worker caches keep theirs). The pool already trims past
+    /// its watermark; call this after a burst to drop RSS to the floor.
+    pub fn trim_stacks(&self) {
+        self.shared.stacks.trim_all();
+    }
+
+    /// Shuts the runtime down and reports what it did. In order: new spawns
+    /// fail; each worker finishes the slice it is running (fibers are not
+    /// preempted, so a fiber that never yields delays this) and exits; then
+    /// every fiber left (queued or parked mid-stack) is unwound on the
+    /// calling thread so its destructors run, and its joiner gets
+    /// `JoinError::is_cancelled`; every stack returns to the pool. Dropping
+    /// the runtime does the same.
+    ///
+    /// # Panics
+    /// When called from one of this runtime's own fibers (it would wait for
+    /// its own worker).
+    pub fn shutdown(mut self) -> ShutdownReport {
+        self.shutdown_now()
+    }
+
+    fn shutdown_now(&mut self) -> ShutdownReport {
+        let on_own_worker = worker::with_current(&self.shared, |w| w.is_some());
+        assert!(
+            !on_own_worker,
+            "a spindle Runtime was dropped or shut down from inside one of its own fibers"
+        );
+        self.shared.begin_shutdown();
+        let workers_joined = self.threads.len();
+        for handle in self.threads.drain(..) {
+            if let Err(panic) = handle.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+        let fibers_cancelled = self.shared.cancel_remaining();
+        ShutdownReport {
+            fibers_cancelled,
+            workers_joined,
+            stacks: self.shared.stack_stats(),
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            self.shutdown_now();
+        }
+    }
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("workers", &self.workers())
+            .field("live_fibers", &self.live_fibers())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,353 @@
+//! The M:N scheduler: how fibers are spread over worker threads.
+//!
+//! # The pieces
+//! - A **worker** (`worker.rs`) is an OS thread running the scheduler loop.
+//!   There are N of them (default: the machine's available parallelism).
+//!   Go calls this an M bound to a P; tokio calls it a worker.
+//! - Each worker has a **local run queue** (`queue.rs`): a crossbeam-deque
+//!   FIFO that other workers can steal batches from, and a one-fiber **next
+//!   slot** for the fiber it just woke or spawned.
+//! - The **injector** is a global FIFO for fibers made runnable from outside
+//!   the runtime (plain threads calling `Runtime::spawn` or `unpark`).
+//! - **Idle** (`idle.rs`) counts searching and sleeping workers; **park**
+//!   (`park.rs`) is how a worker sleeps.
+//!
+//! # The life of a fiber
+//! 1. `spawn` checks the runtime's live-fiber limit, allocates the fiber
+//!    (no stack yet) in state SCHEDULED and puts it in the spawning worker's
+//!    next slot (from a plain thread: the injector, then wakes a worker).
+//! 2. A worker pops it (`next_fiber` or `search`), marks it RUNNING and
+//!    calls `fiber::run_slice`, which at the first run takes a stack from the
+//!    worker's cache and creates the coroutine, then switches to it.
+//! 3. The fiber runs until it calls `yield_now` (back of the local queue),
+//!    `park` (the worker marks it PARKED unless an unpark raced in; someone
+//!    holding its `Fiber` handle will `unpark` it into a run queue), or
+//!    returns (its result goes to the `JoinHandle`, its stack to the cache).
+//!
+//! # How workers find work, spin and park
+//! A worker looks at its next slot, its deque and the injector; then it
+//! becomes a **searcher** and steals from the others; then it **parks**. At
+//! most half of the workers search at once. A fiber made runnable wakes a
+//! sleeping worker only when no worker is searching (a searcher will find
+//! it): a burst of 1,000 spawns wakes one worker, which, when it finds work
+//! and stops searching, wakes the next if it was the last searcher. This is
+//! Go's "spinning M" scheme and tokio's `Idle`.
+//!
+//! # Parking without lost wake-ups
+//! The race: a producer pushes a fiber and sees a searcher, so wakes nobody;
+//! meanwhile that searcher has already looked at the producer's queue, found
+//! it empty, and goes to sleep. The fiber would sit in a queue with every
+//! worker asleep. Both sides therefore do a store then a load, each ordered
+//! by a SeqCst operation (a store-load pair, which acquire/release does not
+//! order):
+//!
+//! ```text
+//!   producer                          last searcher going to sleep
+//!   push fiber to a queue             searching -= 1 (SeqCst RMW)
+//!   fence(SeqCst)                     re-check every queue
+//!   load searching / sleepers         if work: wake a worker
+//!   if none searching: wake one
+//! ```
+//!
+//! In any interleaving, either the producer sees no searcher (and wakes a
+//! sleeper), or the searcher's re-check sees the fiber. The worker's own
+//! sleep uses a parker with an unpark token, so a wake-up that arrives
+//! between "decided to sleep" and "asleep" is not lost either.
+//!
+//! # Shutdown, in order
+//! 1. `Runtime` drop (or `shutdown`) sets the shutdown flag; spawns fail
+//!    from now on.
+//! 2. Every worker is unparked; each finishes the slice it is running (a
+//!    fiber is never preempted), hands its queued fibers to the injector and
+//!    its cached stacks to the pool, and exits. The workers are joined.
+//! 3. On the dropping thread, `Shared::cancel_remaining` unwinds every fiber
+//!    that is left: queued ones from the injector and parked ones from the
+//!    stack pool's slot registry. A started fiber is resumed with
+//!    `Resume::Cancel` and unwinds (destructors run) back to its root, where
+//!    its joiner gets `JoinError::is_cancelled`; an unstarted one is just
+//!    reported cancelled. Their stacks return to the pool.
+//! 4. When the last handle to the runtime's shared state goes, the pool
+//!    unmaps its reservations.
+
+pub(crate) mod idle;
+pub(crate) mod park;
+pub(crate) mod queue;
+pub(crate) mod worker;
+
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+
+use crossbeam_deque::{Injector, Steal, Stealer};
+
+use self::idle::Idle;
+use self::park::{Parker, Unparker};
+use self::queue::NextSlot;
+use self::worker::Worker;
+use crate::fiber::context::Resume;
+use crate::fiber::spawn::{LimitKind, SpawnError};
+use crate::fiber::stack::{StackCache, StackPool, StackStats};
+use crate::fiber::state::Unparked;
+use crate::fiber::{run_slice, FiberInner, Outcome};
+
+/// What `Builder::build` hands the scheduler.
+pub(crate) struct Config {
+    pub(crate) workers: usize,
+    pub(crate) stack_size: usize,
+    pub(crate) max_fibers: usize,
+    pub(crate) thread_name: String,
+    /// Tests force the pre-6.13 guard path with a budget.
+    pub(crate) mprotect_budget: Option<usize>,
+}
+
+/// The part of a worker other threads may touch.
+pub(crate) struct Remote {
+    /// Thieves' end of the worker's deque.
+    pub(crate) stealer: Stealer<Arc<FiberInner>>,
+    /// The worker's next slot (owner and thieves swap it atomically).
+    pub(crate) next: NextSlot,
+    /// Wakes the worker.
+    pub(crate) unparker: Unparker,
+    /// Scheduling decisions made so far (the worker's progress signal).
+    /// Written by the owner, Relaxed.
+    pub(crate) ticks: AtomicU64,
+    /// Stacks in the worker's cache. Written by the owner, Relaxed.
+    pub(crate) cached_stacks: Arc<AtomicUsize>,
+}
+
+/// State shared by the workers of one runtime and by every fiber of it.
+pub(crate) struct Shared {
+    /// One per worker, by worker index.
+    pub(crate) remotes: Box<[Remote]>,
+    /// Fibers made runnable from outside the runtime's workers.
+    pub(crate) injector: Injector<Arc<FiberInner>>,
+    pub(crate) idle: Idle,
+    pub(crate) stacks: StackPool,
+    /// Set once, when shutdown begins. Relaxed is enough for the spawn check
+    /// (a spawn that races it is cancelled in step 3); workers see it after
+    /// the unpark that follows it.
+    shutdown: AtomicBool,
+    /// Fibers spawned and not finished. Relaxed: a counter checked against
+    /// `fiber_limit`, ordered with nothing else.
+    live: AtomicUsize,
+    /// The smaller of `max_fibers` and the guarded-stack budget.
+    fiber_limit: usize,
+    limit_kind: LimitKind,
+}
+
+impl Shared {
+    /// Builds the shared state and starts the worker threads.
+    pub(crate) fn start(config: Config) -> io::Result<(Arc<Shared>, Vec<thread::JoinHandle<()>>)> {
+        crate::sys::signal::install_overflow_handler(crate::fiber::classify_fault);
+        let stacks = match config.mprotect_budget {
+            None => StackPool::new(config.stack_size),
+            Some(budget) => StackPool::with_guard_kind(
+                config.stack_size,
+                crate::sys::memory::GuardKind::Mprotect,
+                budget,
+            ),
+        };
+        let (fiber_limit, limit_kind) = if stacks.stack_budget() < config.max_fibers {
+            let max_map_count = crate::sys::memory::max_map_count();
+            (
+                stacks.stack_budget(),
+                LimitKind::MappingBudget { max_map_count },
+            )
+        } else {
+            (config.max_fibers, LimitKind::MaxFibers)
+        };
+
+        let mut locals = Vec::with_capacity(config.workers);
+        let mut remotes = Vec::with_capacity(config.workers);
+        for _ in 0..config.workers {
+            let local = crossbeam_deque::Worker::new_fifo();
+            let (parker, unparker) = Parker::new();
+            let cache = StackCache::new();
+            remotes.push(Remote {
+                stealer: local.stealer(),
+                next: NextSlot::new(),
+                unparker,
+                ticks: AtomicU64::new(0),
+                cached_stacks: cache.published(),
+            });
+            locals.push((local, parker, cache));
+        }
+        let shared = Arc::new(Shared {
+            remotes: remotes.into_boxed_slice(),
+            injector: Injector::new(),
+            idle: Idle::new(config.workers),
+            stacks,
+            shutdown: AtomicBool::new(false),
+            live: AtomicUsize::new(0),
+            fiber_limit,
+            limit_kind,
+        });
+
+        let mut threads = Vec::with_capacity(config.workers);
+        for (index, (local, parker, cache)) in locals.into_iter().enumerate() {
+            let worker = Worker::new(index, shared.clone(), local, parker, cache);
+            let spawned = thread::Builder::new()
+                .name(format!("{}-{index}", config.thread_name))
+                // The worker loop itself is shallow; fibers run on their own
+                // stacks. 256 KiB leaves room for the panic machinery.
+                .stack_size(256 * 1024)
+                .spawn(move || worker.run());
+            match spawned {
+                Ok(handle) => threads.push(handle),
+                Err(error) => {
+                    shared.begin_shutdown();
+                    for handle in threads {
+                        let _ = handle.join();
+                    }
+                    return Err(error);
+                }
+            }
+        }
+        Ok((shared, threads))
+    }
+
+    pub(crate) fn is_shutdown(&self) -> bool {
+        self.shutdown.load(Ordering::Acquire)
+    }
+
+    /// Step 1–2 of shutdown: set the flag, wake every worker.
+    pub(crate) fn begin_shutdown(&self) {
+        // Release: pairs with the workers' Acquire load after they wake.
+        self.shutdown.store(true, Ordering::Release);
+        for remote in self.remotes.iter() {
+            remote.unparker.unpark();
+        }
+    }
+
+    /// Counts a new fiber against the limit, or refuses it.
+    pub(crate) fn admit_fiber(&self) -> Result<(), SpawnError> {
+        if self.shutdown.load(Ordering::Relaxed) {
+            return Err(SpawnError::Shutdown);
+        }
+        let live = self.live.fetch_add(1, Ordering::Relaxed);
+        if live >= self.fiber_limit {
+            self.live.fetch_sub(1, Ordering::Relaxed);
+            return Err(SpawnError::Limit {
+                limit: self.fiber_limit,
+                kind: self.limit_kind,
+            });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn fiber_finished(&self) {
+        let previous = self.live.fetch_sub(1, Ordering::Relaxed);
+        debug_assert!(previous > 0, "live fiber count underflow");
+    }
+
+    /// Fibers spawned and not yet finished.
+    pub(crate) fn live_fibers(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    /// Queues a fiber that just became SCHEDULED: into the calling worker's
+    /// next slot if the caller is a worker of this runtime, else into the
+    /// injector (waking a worker).
+    pub(crate) fn schedule(&self, fiber: Arc<FiberInner>) {
+        let fiber = worker::with_current(self, |worker| match worker {
+            Some(worker) => {
+                worker.schedule_local(fiber);
+                None
+            }
+            None => Some(fiber),
+        });
+        if let Some(fiber) = fiber {
+            self.injector.push(fiber);
+            self.notify_one();
+        }
+    }
+
+    /// Wakes a sleeping worker if no worker is searching (see `idle.rs`).
+    pub(crate) fn notify_one(&self) {
+        if let Some(index) = self.idle.worker_to_notify() {
+            self.remotes[index].unparker.unpark();
+        }
+    }
+
+    /// Whether any queue holds a fiber (the last searcher's re-check).
+    pub(crate) fn has_pending_work(&self) -> bool {
+        !self.injector.is_empty() || self.remotes.iter().any(|r| !r.stealer.is_empty())
+    }
+
+    /// Stack pool counters, with the workers' caches.
+    pub(crate) fn stack_stats(&self) -> StackStats {
+        let cached = self
+            .remotes
+            .iter()
+            .map(|r| r.cached_stacks.load(Ordering::Relaxed))
+            .sum();
+        self.stacks.stats(cached)
+    }
+
+    /// Shutdown step 3: unwinds every fiber left, on the calling thread,
+    /// after the workers have exited. Returns how many were cancelled.
+    pub(crate) fn cancel_remaining(&self) -> usize {
+        debug_assert!(self.is_shutdown());
+        let _alt_stack = crate::sys::signal::AltStack::ensure().ok().flatten();
+        let mut cache = StackCache::new();
+        let mut cancelled = 0;
+        loop {
+            let mut batch = Vec::new();
+            loop {
+                match self.injector.steal() {
+                    Steal::Success(fiber) => batch.push(fiber),
+                    Steal::Retry => continue,
+                    Steal::Empty => break,
+                }
+            }
+            for owner in self.stacks.owners() {
+                let fiber = owner.as_ptr() as *const FiberInner;
+                // SAFETY: the registry holds a reference to every started,
+                // unfinished fiber; we take one more of our own.
+                let fiber = unsafe {
+                    Arc::increment_strong_count(fiber);
+                    Arc::from_raw(fiber)
+                };
+                // Parked fibers are in no queue: take them. Scheduled ones
+                // are in the batch already (from the injector).
+                if fiber.state.unpark() == Unparked::MustSchedule {
+                    batch.push(fiber);
+                }
+            }
+            if batch.is_empty() {
+                break;
+            }
+            for fiber in batch {
+                cancel(&fiber, &mut cache);
+                self.fiber_finished();
+                cancelled += 1;
+            }
+        }
+        cache.drain_into(&self.stacks);
+        cancelled
+    }
+}
+
+/// Resumes a SCHEDULED fiber with `Resume::Cancel` until it has unwound.
+fn cancel(fiber: &Arc<FiberInner>, cache: &mut StackCache) {
+    fiber.state.begin_run();
+    loop {
+        match run_slice(fiber, Resume::Cancel, cache) {
+            Outcome::Finished => return,
+            // A destructor yielded or parked while the fiber unwound: run it
+            // again (its park returns at once, spuriously).
+            Outcome::Yielded => {
+                fiber.state.yielded();
+                fiber.state.begin_run();
+            }
+            Outcome::Parked => {
+                if fiber.state.finish_park() {
+                    let scheduled = fiber.state.unpark();
+                    debug_assert_eq!(scheduled, Unparked::MustSchedule);
+                    fiber.state.begin_run();
+                }
+            }
+        }
+    }
+}

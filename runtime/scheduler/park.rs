@@ -1,0 +1,147 @@
+//! How a worker thread sleeps: a [`Parker`] / [`Unparker`] pair.
+//!
+//! This is the only place a worker blocks in the kernel. The protocol is
+//! std's thread-parker: a token that an `unpark` leaves and a `park`
+//! consumes, so an unpark that arrives before the park is not lost. Built on
+//! `std::sync::{Mutex, Condvar}` (futexes on Linux); the timeout is there for
+//! the timer driver, which will park a worker until its next deadline.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+const EMPTY: u8 = 0;
+const PARKED: u8 = 1;
+const NOTIFIED: u8 = 2;
+
+struct Inner {
+    /// EMPTY, PARKED (the owner sleeps or is about to) or NOTIFIED (a token).
+    state: AtomicU8,
+    /// Held while changing PARKED ↔ NOTIFIED around the condvar, so a notify
+    /// cannot slip between the owner's check and its wait.
+    lock: Mutex<()>,
+    condvar: Condvar,
+}
+
+/// The sleeping half, owned by one worker thread.
+pub(crate) struct Parker {
+    inner: Arc<Inner>,
+}
+
+/// The waking half, shared with every thread that may wake the worker.
+#[derive(Clone)]
+pub(crate) struct Unparker {
+    inner: Arc<Inner>,
+}
+
+impl Parker {
+    pub(crate) fn new() -> (Parker, Unparker) {
+        let inner = Arc::new(Inner {
+            state: AtomicU8::new(EMPTY),
+            lock: Mutex::new(()),
+            condvar: Condvar::new(),
+        });
+        (
+            Parker {
+                inner: inner.clone(),
+            },
+            Unparker { inner },
+        )
+    }
+
+    /// Sleeps until unparked (returns at once if a token is there) or until
+    /// `timeout` passes. May return spuriously; callers re-check.
+    pub(crate) fn park(&self, timeout: Option<Duration>) {
+        let inner = &*self.inner;
+        // SeqCst (here and below): the token hand-off must be ordered with
+        // the idle-worker counters the caller read (see idle.rs).
+        if inner
+            .state
+            .compare_exchange(NOTIFIED, EMPTY, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            return;
+        }
+        let mut guard = inner.lock.lock().unwrap_or_else(|e| e.into_inner());
+        match inner
+            .state
+            .compare_exchange(EMPTY, PARKED, Ordering::SeqCst, Ordering::SeqCst)
+        {
+            Ok(_) => {}
+            Err(NOTIFIED) => {
+                inner.state.store(EMPTY, Ordering::SeqCst);
+                return;
+            }
+            Err(other) => unreachable!("parker in state {other} while its owner parks"),
+        }
+        match timeout {
+            None => loop {
+                guard = inner.condvar.wait(guard).unwrap_or_else(|e| e.into_inner());
+                if inner
+                    .state
+                    .compare_exchange(NOTIFIED, EMPTY, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok()
+                {
+                    return;
+                }
+            },
+            Some(timeout) => {
+                let (_guard, _) = inner
+                    .condvar
+                    .wait_timeout(guard, timeout)
+                    .unwrap_or_else(|e| e.into_inner());
+                // Timed out or woken: either way consume a token if any.
+                inner.state.swap(EMPTY, Ordering::SeqCst);
+            }
+        }
+    }
+}
+
+impl Unparker {
+    /// Leaves the token and wakes the owner if it sleeps.
+    pub(crate) fn unpark(&self) {
+        let inner = &*self.inner;
+        match inner.state.swap(NOTIFIED, Ordering::SeqCst) {
+            EMPTY | NOTIFIED => {}
+            PARKED => {
+                // Taking the lock orders this notify after the owner's wait
+                // began (it holds the lock from its PARKED store until the
+                // condvar releases it).
+                drop(inner.lock.lock().unwrap_or_else(|e| e.into_inner()));
+                inner.condvar.notify_one();
+            }
+            other => unreachable!("parker in state {other}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn unpark_before_park_is_kept() {
+        let (parker, unparker) = Parker::new();
+        unparker.unpark();
+        parker.park(None); // returns at once
+    }
+
+    #[test]
+    fn unpark_from_another_thread_wakes() {
+        for _ in 0..1000 {
+            let (parker, unparker) = Parker::new();
+            let t = std::thread::spawn(move || unparker.unpark());
+            parker.park(None);
+            t.join().unwrap();
+        }
+    }
+
+    #[test]
+    fn timeout_returns() {
+        let (parker, _unparker) = Parker::new();
+        let start = Instant::now();
+        parker.park(Some(Duration::from_millis(5)));
+        assert!(start.elapsed() >= Duration::from_millis(5));
+    }
+}

@@ -1,0 +1,76 @@
+//! A worker's run queue: a crossbeam-deque FIFO plus a one-fiber "next" slot.
+//!
+//! The deque holds runnable fibers in order; its owner pushes and pops at
+//! one end while thieves take batches from the other (crossbeam's
+//! Chase-Lev deque in FIFO mode: owner and thieves both take the oldest).
+//!
+//! The [`NextSlot`] holds the fiber this worker most recently woke or
+//! spawned, which runs before the deque (Go's `runnext`, tokio's LIFO slot):
+//! when fiber A unparks B and then parks, B runs right away on the same
+//! worker with A's data still in cache, which is what makes a channel
+//! ping-pong cost two stack switches instead of a trip through the queue.
+//!
+//! Two rules keep the slot from trapping or starving anybody:
+//! - it is **stealable**: an atomic pointer that thieves may take once a
+//!   victim's deque is empty, so a fiber parked behind a long-running one is
+//!   found by any searching worker;
+//! - it is **bounded**: a worker runs at most [`MAX_NEXT_STREAK`] fibers in a
+//!   row from the slot before going back to its deque, so a ping-pong pair
+//!   cannot starve the queue.
+
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::Arc;
+
+use crate::fiber::FiberInner;
+
+/// Fibers a worker runs in a row from its next slot before it looks at its
+/// deque. tokio uses 3; Go lets `runnext` inherit the time slice. A guess
+/// pending measurement: long enough for a ping-pong pair to stay hot, short
+/// enough that the queue moves every few switches.
+pub(crate) const MAX_NEXT_STREAK: u32 = 3;
+
+/// A one-fiber slot that the owner and thieves take with an atomic swap.
+///
+/// # Invariants
+/// The pointer is null or came from `Arc::into_raw` and owns one reference.
+pub(crate) struct NextSlot(AtomicPtr<FiberInner>);
+
+impl NextSlot {
+    pub(crate) fn new() -> NextSlot {
+        NextSlot(AtomicPtr::new(ptr::null_mut()))
+    }
+
+    /// Puts a fiber in the slot; returns the one it displaced.
+    pub(crate) fn put(&self, fiber: Arc<FiberInner>) -> Option<Arc<FiberInner>> {
+        // AcqRel: Release publishes the fiber to a thief's swap; Acquire
+        // takes ownership of the displaced one.
+        let previous = self
+            .0
+            .swap(Arc::into_raw(fiber).cast_mut(), Ordering::AcqRel);
+        // SAFETY: non-null pointers in the slot own a reference (invariant),
+        // which the swap transferred to us.
+        (!previous.is_null()).then(|| unsafe { Arc::from_raw(previous) })
+    }
+
+    /// Takes the fiber out of the slot (owner or thief).
+    pub(crate) fn take(&self) -> Option<Arc<FiberInner>> {
+        if self.0.load(Ordering::Relaxed).is_null() {
+            return None;
+        }
+        // Acquire: pairs with `put`'s Release.
+        let fiber = self.0.swap(ptr::null_mut(), Ordering::Acquire);
+        // SAFETY: as in `put`, the swap transferred the reference to us.
+        (!fiber.is_null()).then(|| unsafe { Arc::from_raw(fiber) })
+    }
+}
+
+impl Drop for NextSlot {
+    fn drop(&mut self) {
+        debug_assert!(
+            self.0.get_mut().is_null(),
+            "a fiber was left in a next slot"
+        );
+        drop(self.take());
+    }
+}

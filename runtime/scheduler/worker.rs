@@ -1,0 +1,316 @@
+//! The worker loop: find a fiber, run a slice of it, repeat; sleep when
+//! there is nothing to find.
+//!
+//! A [`Worker`] lives on its OS thread's stack for the thread's lifetime and
+//! is reachable from fiber code on that thread through a thread-local
+//! pointer ([`with_current`]), so that `spawn` and `unpark` inside a fiber can
+//! push to this worker's queue without any lock. Everything in it is owned by
+//! the worker thread; what other threads may touch lives in its [`Remote`]
+//! (`scheduler/mod.rs`).
+//!
+//! Where a worker looks for its next fiber, in order (`next_fiber`):
+//! 1. every [`INJECTOR_INTERVAL`]th tick, the global injector first, so that
+//!    fibers spawned from outside the runtime cannot starve;
+//! 2. its next slot (at most `MAX_NEXT_STREAK` times in a row);
+//! 3. its own deque;
+//! 4. the injector;
+//! 5. as a *searcher* (`search`): batches stolen from other workers' deques
+//!    in random order and from the injector, over [`STEAL_ROUNDS`] rounds, the
+//!    last of which also takes other workers' next slots;
+//! 6. nothing: it parks (`park_worker`), following the protocol in
+//!    `scheduler/mod.rs`.
+
+use std::cell::{Cell, RefCell};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crossbeam_deque::Steal;
+
+use super::park::Parker;
+use super::queue::MAX_NEXT_STREAK;
+use super::{Remote, Shared};
+use crate::fiber::context::Resume;
+use crate::fiber::stack::StackCache;
+use crate::fiber::{run_slice, FiberInner, Outcome};
+
+/// Every this many ticks a worker takes from the global injector before its
+/// own queue. 61, as Go's scheduler: a prime, so it does not fall into step
+/// with periodic workloads.
+const INJECTOR_INTERVAL: u64 = 61;
+
+/// Rounds over all victims a searcher makes before it parks. Go makes 4;
+/// ours are cheaper to give up because a spawn that arrives later wakes a
+/// sleeper anyway. A guess pending measurement.
+const STEAL_ROUNDS: usize = 3;
+
+/// One worker thread's scheduler state.
+pub(crate) struct Worker {
+    index: usize,
+    shared: Arc<Shared>,
+    /// The owner's end of this worker's deque (thieves hold the stealer).
+    local: crossbeam_deque::Worker<Arc<FiberInner>>,
+    parker: Parker,
+
+    // --- Owner thread only (in Cells: fiber code on this thread reaches the
+    // worker through a shared reference).
+    /// Scheduling decisions made; drives the injector check.
+    tick: Cell<u64>,
+    /// Fibers run in a row from the next slot.
+    next_streak: Cell<u32>,
+    /// Whether this worker counts as searching in `Idle`.
+    searching: Cell<bool>,
+    /// xorshift state for picking steal victims.
+    rng: Cell<u64>,
+    /// Free stacks; borrowed by the loop while a fiber runs, never by fiber
+    /// code.
+    stacks: RefCell<StackCache>,
+}
+
+thread_local! {
+    /// The worker running on this thread, while its loop runs.
+    static WORKER: Cell<*const Worker> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Calls `f` with this thread's worker if it belongs to `shared`'s runtime.
+///
+/// Never inlined: fiber code calls it, and fibers migrate between threads
+/// at suspensions (see `fiber/context.rs`).
+#[inline(never)]
+pub(crate) fn with_current<R>(shared: &Shared, f: impl FnOnce(Option<&Worker>) -> R) -> R {
+    let worker = WORKER.with(Cell::get);
+    // SAFETY: the pointer is set by `run` to a Worker that lives on this
+    // thread's stack until `run` clears it again.
+    let worker = unsafe { worker.as_ref() };
+    f(worker.filter(|w| std::ptr::eq(Arc::as_ptr(&w.shared), shared)))
+}
+
+/// Whether the calling thread is a worker of any spindle runtime.
+#[inline(never)]
+pub(crate) fn on_worker_thread() -> bool {
+    !WORKER.with(Cell::get).is_null()
+}
+
+impl Worker {
+    pub(crate) fn new(
+        index: usize,
+        shared: Arc<Shared>,
+        local: crossbeam_deque::Worker<Arc<FiberInner>>,
+        parker: Parker,
+        stacks: StackCache,
+    ) -> Worker {
+        Worker {
+            index,
+            shared,
+            local,
+            parker,
+            tick: Cell::new(0),
+            next_streak: Cell::new(0),
+            searching: Cell::new(false),
+            // Any odd seed works for xorshift; vary it per worker.
+            rng: Cell::new(
+                0x9E37_79B9_7F4A_7C15 ^ (index as u64).wrapping_mul(0xBF58_476D_1CE4_E5B9) | 1,
+            ),
+            stacks: RefCell::new(stacks),
+        }
+    }
+
+    fn remote(&self) -> &Remote {
+        &self.shared.remotes[self.index]
+    }
+
+    /// The worker thread's body.
+    pub(crate) fn run(self) {
+        // A fiber overflowing its stack needs somewhere to run the handler.
+        let _alt_stack = crate::sys::signal::AltStack::ensure().unwrap_or_else(|error| {
+            panic!("spindle: cannot set up the alternate signal stack: {error}")
+        });
+        WORKER.with(|w| w.set(&self));
+        self.run_loop();
+        WORKER.with(|w| w.set(std::ptr::null()));
+        self.exit();
+    }
+
+    fn run_loop(&self) {
+        while !self.shared.is_shutdown() {
+            if let Some(fiber) = self.next_fiber() {
+                self.run_fiber(fiber);
+            } else if let Some(fiber) = self.search() {
+                self.run_fiber(fiber);
+            } else {
+                self.park_worker();
+            }
+        }
+    }
+
+    /// Runs one fiber until it yields, parks or finishes.
+    fn run_fiber(&self, fiber: Arc<FiberInner>) {
+        if self.searching.get() {
+            self.stop_searching();
+        }
+        fiber.state.begin_run();
+        let mut stacks = self.stacks.borrow_mut();
+        loop {
+            match run_slice(&fiber, Resume::Run, &mut stacks) {
+                Outcome::Yielded => {
+                    fiber.state.yielded();
+                    // Wake a sleeper only if there is surplus work: a lone
+                    // fiber yielding in a loop has nothing to share.
+                    let surplus = !self.local.is_empty();
+                    self.local.push(fiber);
+                    if surplus {
+                        self.shared.notify_one();
+                    }
+                    return;
+                }
+                Outcome::Parked => {
+                    if fiber.state.finish_park() {
+                        return;
+                    }
+                    // An unpark arrived while it was switching out: its
+                    // token is consumed and it runs on.
+                }
+                Outcome::Finished => {
+                    self.shared.fiber_finished();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Steps 1–4 of the search order in the module docs.
+    fn next_fiber(&self) -> Option<Arc<FiberInner>> {
+        let tick = self.tick.get().wrapping_add(1);
+        self.tick.set(tick);
+        // Relaxed: a progress signal for observers, ordered with nothing.
+        self.remote().ticks.store(tick, Ordering::Relaxed);
+        if tick % INJECTOR_INTERVAL == 0 {
+            if let Some(fiber) = self.steal_injector() {
+                return Some(fiber);
+            }
+        }
+        if let Some(fiber) = self.remote().next.take() {
+            if self.next_streak.get() < MAX_NEXT_STREAK {
+                self.next_streak.set(self.next_streak.get() + 1);
+                return Some(fiber);
+            }
+            self.local.push(fiber);
+        }
+        self.next_streak.set(0);
+        self.local.pop().or_else(|| self.steal_injector())
+    }
+
+    /// Puts a fiber that this worker woke or spawned in its next slot; a
+    /// fiber displaced from the slot goes to the deque, and is surplus work
+    /// another worker may take.
+    pub(crate) fn schedule_local(&self, fiber: Arc<FiberInner>) {
+        if let Some(displaced) = self.remote().next.put(fiber) {
+            self.local.push(displaced);
+            self.shared.notify_one();
+        }
+    }
+
+    fn steal_injector(&self) -> Option<Arc<FiberInner>> {
+        loop {
+            match self.shared.injector.steal_batch_and_pop(&self.local) {
+                Steal::Success(fiber) => return Some(fiber),
+                Steal::Empty => return None,
+                Steal::Retry => continue,
+            }
+        }
+    }
+
+    /// Step 5: steal as a searcher. Returns `None` (still searching) if
+    /// nothing was found, or if too many workers search already.
+    fn search(&self) -> Option<Arc<FiberInner>> {
+        if !self.searching.get() {
+            if !self.shared.idle.transition_worker_to_searching() {
+                return None;
+            }
+            self.searching.set(true);
+        }
+        let remotes = &self.shared.remotes;
+        for round in 0..STEAL_ROUNDS {
+            let start = self.random(remotes.len());
+            for offset in 0..remotes.len() {
+                let victim = (start + offset) % remotes.len();
+                if victim == self.index {
+                    continue;
+                }
+                loop {
+                    match remotes[victim].stealer.steal_batch_and_pop(&self.local) {
+                        Steal::Success(fiber) => return Some(fiber),
+                        Steal::Empty => break,
+                        Steal::Retry => continue,
+                    }
+                }
+                if round == STEAL_ROUNDS - 1 {
+                    if let Some(fiber) = remotes[victim].next.take() {
+                        return Some(fiber);
+                    }
+                }
+            }
+            if let Some(fiber) = self.steal_injector() {
+                return Some(fiber);
+            }
+        }
+        None
+    }
+
+    fn stop_searching(&self) {
+        self.searching.set(false);
+        if self.shared.idle.transition_worker_from_searching() {
+            // The last searcher found work: producers skipped waking anyone
+            // while it searched, so keep one searcher around (Go's
+            // `resetspinning`).
+            self.shared.notify_one();
+        }
+    }
+
+    /// Step 6: sleep until woken by a producer or shutdown.
+    fn park_worker(&self) {
+        let searching = self.searching.replace(false);
+        let is_last_searcher = self
+            .shared
+            .idle
+            .transition_worker_to_parked(self.index, searching);
+        if is_last_searcher && self.shared.has_pending_work() {
+            // Work arrived after we stopped looking and its producer saw us
+            // searching, so it woke nobody: wake someone (perhaps us).
+            self.shared.notify_one();
+        }
+        loop {
+            self.parker.park(None);
+            if self.shared.is_shutdown() {
+                return;
+            }
+            if !self.shared.idle.is_parked(self.index) {
+                // A producer took us off the sleepers list: we search.
+                self.searching.set(true);
+                return;
+            }
+            // Spurious wake-up: still on the list, sleep again.
+        }
+    }
+
+    /// A victim index in `0..n`.
+    fn random(&self, n: usize) -> usize {
+        let mut x = self.rng.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng.set(x);
+        (x % n as u64) as usize
+    }
+
+    /// Leaving at shutdown: queued fibers go to the injector, where the
+    /// shutdown pass unwinds them; cached stacks go back to the pool.
+    fn exit(&self) {
+        if let Some(fiber) = self.remote().next.take() {
+            self.shared.injector.push(fiber);
+        }
+        while let Some(fiber) = self.local.pop() {
+            self.shared.injector.push(fiber);
+        }
+        self.stacks.borrow_mut().drain_into(&self.shared.stacks);
+    }
+}

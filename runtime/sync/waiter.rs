@@ -1,0 +1,29 @@
+//! A party that waits: a fiber (parks, its worker runs others) or a plain
+//! thread (blocks). Every primitive in `sync` parks and wakes through this.
+
+use crate::fiber::Fiber;
+
+/// Who to wake when a condition becomes true.
+#[derive(Clone, Debug)]
+pub(crate) enum Waiter {
+    Fiber(Fiber),
+    Thread(std::thread::Thread),
+}
+
+impl Waiter {
+    /// The calling fiber, or the calling thread outside fibers.
+    pub(crate) fn current() -> Waiter {
+        match crate::fiber::try_current() {
+            Some(fiber) => Waiter::Fiber(fiber),
+            None => Waiter::Thread(std::thread::current()),
+        }
+    }
+
+    /// Wakes the waiter (its token is kept if it is not parked yet).
+    pub(crate) fn unpark(&self) {
+        match self {
+            Waiter::Fiber(fiber) => fiber.unpark(),
+            Waiter::Thread(thread) => thread.unpark(),
+        }
+    }
+}
