@@ -7,14 +7,15 @@ use crate::Runtime;
 
 /// Default usable bytes of a fiber stack: **64 KiB**.
 ///
-/// Chosen by measurement (see `tests/stack.rs`, `deep_std_paths_fit_the_default_stack`):
-/// a fiber that formats with `format!`/`println!` and panics with
-/// `RUST_BACKTRACE=full` (capture and symbolise a backtrace, the deepest
-/// thing std commonly does) needs less than 48 KiB here, so 64 KiB leaves a
-/// margin while a parked fiber still touches only the pages it used (RSS
-/// does not depend on this size; address space and page-table density do).
-/// Go starts goroutines at 8 KiB and grows them by copying, which stackful
-/// fibers in Rust cannot do (pointers into the stack may exist).
+/// Measured on the development machine: a fiber that formats with
+/// `format!`/`println!` and then panics with `RUST_BACKTRACE=full` (capturing
+/// and symbolising a backtrace, the deepest thing std commonly does)
+/// overflows a 16 KiB stack and fits in 24 KiB, in debug and release builds
+/// alike. 64 KiB leaves 40 KiB for the user's own frames. A parked fiber's
+/// RSS is the pages it touched, not this size; the size only costs address
+/// space and page-table density. (Go starts goroutines at 8 KiB and grows
+/// them by copying, which stackful fibers in Rust cannot do: pointers into
+/// the stack may exist.) `tests/stack.rs` checks that the deep std paths fit.
 pub const DEFAULT_STACK_SIZE: usize = 64 * 1024;
 
 /// Configures and starts a [`Runtime`].
@@ -35,7 +36,7 @@ pub struct Builder {
     stack_size: usize,
     max_fibers: usize,
     thread_name: String,
-    mprotect_budget: Option<usize>,
+    force_mprotect: bool,
 }
 
 impl Default for Builder {
@@ -52,7 +53,7 @@ impl Builder {
             stack_size: DEFAULT_STACK_SIZE,
             max_fibers: usize::MAX,
             thread_name: "spindle-worker".to_owned(),
-            mprotect_budget: None,
+            force_mprotect: false,
         }
     }
 
@@ -97,12 +98,12 @@ impl Builder {
         self
     }
 
-    /// Guards stacks with `mprotect` as on kernels before 6.13, with a
-    /// budget of `stacks` guarded stacks. For testing that path on a newer
-    /// kernel; not part of the stable API.
+    /// Guards stacks with `mprotect`, as on kernels before 6.13, with the
+    /// budget computed from `vm.max_map_count` as there. For testing that
+    /// path on a newer kernel; not part of the stable API.
     #[doc(hidden)]
-    pub fn mprotect_guards_with_budget(mut self, stacks: usize) -> Builder {
-        self.mprotect_budget = Some(stacks);
+    pub fn force_mprotect_guards(mut self) -> Builder {
+        self.force_mprotect = true;
         self
     }
 
@@ -119,7 +120,7 @@ impl Builder {
             stack_size: self.stack_size,
             max_fibers: self.max_fibers,
             thread_name: self.thread_name,
-            mprotect_budget: self.mprotect_budget,
+            force_mprotect: self.force_mprotect,
         })
     }
 }

@@ -72,6 +72,10 @@ pub(crate) struct FiberInner {
     entry: UnsafeCell<Option<Entry>>,
     /// How to switch back to the worker; set when the fiber starts.
     yielder: Cell<*const FiberYielder>,
+    /// Set when shutdown's cancellation unwind has been raised in this
+    /// fiber. Per fiber, not `std::thread::panicking()`: the thread that
+    /// runs the cancellation may itself be unwinding for its own reasons.
+    cancelling: Cell<bool>,
 }
 
 // SAFETY: the non-Sync fields (`context`, `guard`, `entry`, `yielder`) are
@@ -99,6 +103,7 @@ impl FiberInner {
             guard: Cell::new(0),
             entry: UnsafeCell::new(Some(entry)),
             yielder: Cell::new(std::ptr::null()),
+            cancelling: Cell::new(false),
         }
     }
 }
@@ -228,18 +233,24 @@ fn current_ptr() -> *const FiberInner {
     CURRENT.with(|c| c.get().fiber)
 }
 
-/// Switches the running fiber back to its worker; unwinds the fiber if the
-/// runtime is shutting down (unless it is already unwinding).
+/// Switches the running fiber back to its worker. If the runtime resumes it
+/// to cancel it (shutdown), raises the cancellation unwind, once: a park or
+/// yield in a destructor that runs during that unwind returns at once.
 fn suspend(reason: Suspend) {
     let fiber = current_ptr();
     assert!(!fiber.is_null(), "suspend outside a fiber");
     // SAFETY: `fiber` is the fiber running on this thread; its yielder was
     // set at its start and lives on its stack.
     let resume = unsafe { context::suspend((*fiber).yielder.get(), reason) };
-    if resume == Resume::Cancel && !std::thread::panicking() {
-        // Not a panic: no hook prints it. Caught at the fiber's root, it
-        // becomes `JoinError::is_cancelled`.
-        std::panic::resume_unwind(Box::new(Cancelled));
+    if resume == Resume::Cancel {
+        // SAFETY: the fiber's own code owns `cancelling`; re-read through a
+        // fresh pointer since we may be on another thread now.
+        let fiber = unsafe { &*current_ptr() };
+        if !fiber.cancelling.replace(true) {
+            // Not a panic: no hook prints it. Caught at the fiber's root, it
+            // becomes `JoinError::is_cancelled`.
+            std::panic::resume_unwind(Box::new(Cancelled));
+        }
     }
 }
 
@@ -298,7 +309,9 @@ pub struct FiberId(NonZeroU64);
 impl FiberId {
     /// Ids are handed out to each thread in blocks of [`ID_BLOCK`], so
     /// spawning fibers on two workers does not bounce one counter's cache
-    /// line between them.
+    /// line between them. Never inlined: called from fiber code, which may
+    /// change threads between calls (see `context.rs`).
+    #[inline(never)]
     fn next() -> FiberId {
         const ID_BLOCK: u64 = 1024;
         static NEXT_BLOCK: AtomicU64 = AtomicU64::new(1);
@@ -417,7 +430,8 @@ pub fn try_current() -> Option<Fiber> {
 /// spuriously, without an unpark, so call it in a loop that re-checks the
 /// condition it waits for. (spindle returns spuriously in one case: a fiber
 /// parked while the runtime shuts down, inside a destructor that runs as the
-/// fiber is unwound.)
+/// fiber is unwound. A fiber that catches that unwind with `catch_unwind`
+/// and goes on waiting keeps shutdown waiting for it.)
 pub fn park() {
     let fiber = current_ptr();
     if fiber.is_null() {

@@ -153,8 +153,16 @@ impl Builder {
         let entry: Entry = Box::new(move |start| {
             let result = match start {
                 Start::Run => catch_unwind(AssertUnwindSafe(f)).map_err(JoinError::from_panic),
-                Start::Cancelled => Err(JoinError::cancelled()),
-                Start::NoStack(error) => Err(JoinError::no_stack(error)),
+                // Drop the closure *before* completing: `block_on` lets it
+                // borrow its caller's stack, and returns once completed.
+                Start::Cancelled => {
+                    drop(f);
+                    Err(JoinError::cancelled())
+                }
+                Start::NoStack(error) => {
+                    drop(f);
+                    Err(JoinError::no_stack(error))
+                }
             };
             fiber_packet.complete(result);
         });

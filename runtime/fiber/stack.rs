@@ -26,7 +26,8 @@
 //!
 //! # Reuse and trimming
 //! Creating a stack costs a guard install (~0.6 µs measured) and a page fault
-//! on first touch (~1.5–11 µs measured, noisy); reusing one costs nothing.
+//! on first touch (1.6–3.8 µs in DESIGN-NOTES; 1.5–11 µs in a noisy probe
+//! during development); reusing one costs neither.
 //! So a finished fiber's stack goes back to its worker's [`StackCache`]
 //! (up to [`LOCAL_CACHE`] stacks, no locking), overflowing in batches of
 //! [`BATCH`] into the pool's global free lists. Stacks returned while the
@@ -54,8 +55,8 @@ use std::sync::{Arc, Mutex};
 
 use crate::sys::memory::{self, GuardKind};
 
-/// Address space mapped per reservation: 1 GiB holds 16,384 stacks of the
-/// default 60 KiB + 4 KiB guard, so a million fibers take 62 mappings.
+/// Address space mapped per reservation: 1 GiB holds 15,420 slots of the
+/// default 64 KiB stack + 4 KiB guard, so a million fibers take 65 mappings.
 /// Address space is free (47 bits of it); the count of mappings is not.
 pub(crate) const RESERVATION_BYTES: usize = 1 << 30;
 
@@ -198,8 +199,13 @@ pub struct StackStats {
 
 impl StackPool {
     /// A pool whose default stacks hold `default_size` usable bytes.
-    pub(crate) fn new(default_size: usize) -> StackPool {
-        let guard_kind = memory::probe_guard_kind();
+    /// `force_mprotect` takes the pre-6.13 path on any kernel (for tests).
+    pub(crate) fn new(default_size: usize, force_mprotect: bool) -> StackPool {
+        let guard_kind = if force_mprotect {
+            GuardKind::Mprotect
+        } else {
+            memory::probe_guard_kind()
+        };
         let budget = match guard_kind {
             GuardKind::Madvise => usize::MAX,
             GuardKind::Mprotect => mprotect_budget(),
@@ -207,13 +213,8 @@ impl StackPool {
         StackPool::with_guard_kind(default_size, guard_kind, budget)
     }
 
-    /// A pool with an explicit guard method and budget (tests use this to
-    /// exercise the pre-6.13 path on a newer kernel).
-    pub(crate) fn with_guard_kind(
-        default_size: usize,
-        guard_kind: GuardKind,
-        budget: usize,
-    ) -> StackPool {
+    /// A pool with an explicit guard method and budget.
+    fn with_guard_kind(default_size: usize, guard_kind: GuardKind, budget: usize) -> StackPool {
         StackPool {
             guard_kind,
             budget,
@@ -230,6 +231,14 @@ impl StackPool {
     /// `vm.max_map_count` leaves after the process's own and a headroom.
     pub(crate) fn stack_budget(&self) -> usize {
         self.budget
+    }
+
+    /// Whether the pool can run out of stacks (the mprotect path). Then
+    /// worker caches are bypassed: a stack idle in one worker's cache must
+    /// not make another worker's fiber fail for want of one, since the
+    /// live-fiber limit (checked at spawn) equals the budget.
+    fn is_budgeted(&self) -> bool {
+        self.budget != usize::MAX
     }
 
     /// Usable bytes of a default stack.
@@ -366,26 +375,33 @@ impl StackPool {
     /// Puts free stacks on the global lists, trimming them first if the warm
     /// list is at its watermark.
     fn give_back(&self, class: &SizeClass, mut stacks: Vec<Stack>) {
-        let warm_full = {
-            let lists = class.lists.lock().unwrap_or_else(|e| e.into_inner());
-            lists.warm.len() >= WARM_WATERMARK
-        };
-        if warm_full {
-            trim(&mut stacks, class.slot_len);
-        }
         let count = stacks.len();
         let mut lists = class.lists.lock().unwrap_or_else(|e| e.into_inner());
-        if warm_full {
-            &mut lists.cold
+        if lists.warm.len() < WARM_WATERMARK {
+            lists.warm.append(&mut stacks);
+        } else if self.is_budgeted() {
+            // Trim under the lock: a stack must never be on no list while
+            // the budget is used up, or a concurrent first run would find
+            // none. (The mprotect fallback can afford the wait.)
+            trim(&mut stacks, class.slot_len);
+            lists.cold.append(&mut stacks);
         } else {
-            &mut lists.warm
+            // Trim outside the lock, so the other workers' refills do not
+            // wait for the madvise calls.
+            drop(lists);
+            trim(&mut stacks, class.slot_len);
+            class
+                .lists
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .cold
+                .append(&mut stacks);
         }
-        .append(&mut stacks);
         self.free_global.fetch_add(count, Ordering::Relaxed);
     }
 
     /// Trims every free stack on the global lists, so their memory goes back
-    /// to the kernel now (the runtime calls this when it has been idle).
+    /// to the kernel now (`Runtime::trim_stacks`).
     pub(crate) fn trim_all(&self) {
         let classes: Vec<Arc<SizeClass>> = self
             .others
@@ -500,6 +516,7 @@ fn mprotect_budget() -> usize {
 }
 
 /// A worker's private stock of free default-size stacks: no locking.
+/// (Bypassed when the pool has a budget; see `StackPool::is_budgeted`.)
 ///
 /// Owned by one worker thread; only `published` is read by others.
 pub(crate) struct StackCache {
@@ -523,6 +540,9 @@ impl StackCache {
 
     /// A default-size stack, from the cache or a batch from the pool.
     pub(crate) fn acquire(&mut self, pool: &StackPool) -> io::Result<Stack> {
+        if pool.is_budgeted() {
+            return pool.acquire_from(&pool.default);
+        }
         if self.stacks.is_empty() {
             let result = pool.refill(&pool.default, &mut self.stacks, BATCH);
             if self.stacks.is_empty() {
@@ -541,7 +561,7 @@ impl StackCache {
     /// Keeps a finished fiber's default-size stack, spilling a batch to the
     /// pool when the cache is full.
     pub(crate) fn release(&mut self, pool: &StackPool, stack: Stack) {
-        if stack.size != pool.default.stack_size {
+        if stack.size != pool.default.stack_size || pool.is_budgeted() {
             pool.release(stack);
             return;
         }
@@ -579,7 +599,7 @@ mod tests {
 
     #[test]
     fn stacks_are_reused_and_accounted() {
-        let pool = StackPool::new(16 * 1024);
+        let pool = StackPool::new(16 * 1024, false);
         let mut cache = StackCache::new();
         let first = cache.acquire(&pool).unwrap();
         let first_addr = first.slot.as_ptr() as usize;
@@ -618,7 +638,7 @@ mod tests {
 
     #[test]
     fn trimming_keeps_stacks_usable() {
-        let pool = StackPool::new(16 * 1024);
+        let pool = StackPool::new(16 * 1024, false);
         let stacks: Vec<Stack> = (0..8)
             .map(|_| pool.acquire_sized(16 * 1024).unwrap())
             .collect();

@@ -111,6 +111,13 @@ impl Idle {
             .unwrap_or_else(|e| e.into_inner())
             .contains(&worker)
     }
+
+    /// `(searching, unparked)`, for tests.
+    #[cfg(test)]
+    fn counts(&self) -> (usize, usize) {
+        let state = self.state.load(Ordering::SeqCst);
+        (state & SEARCH_MASK, state >> SEARCH_BITS)
+    }
 }
 
 #[cfg(test)]

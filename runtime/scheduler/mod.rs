@@ -97,8 +97,8 @@ pub(crate) struct Config {
     pub(crate) stack_size: usize,
     pub(crate) max_fibers: usize,
     pub(crate) thread_name: String,
-    /// Tests force the pre-6.13 guard path with a budget.
-    pub(crate) mprotect_budget: Option<usize>,
+    /// Tests force the pre-6.13 guard path.
+    pub(crate) force_mprotect: bool,
 }
 
 /// The part of a worker other threads may touch.
@@ -140,14 +140,7 @@ impl Shared {
     /// Builds the shared state and starts the worker threads.
     pub(crate) fn start(config: Config) -> io::Result<(Arc<Shared>, Vec<thread::JoinHandle<()>>)> {
         crate::sys::signal::install_overflow_handler(crate::fiber::classify_fault);
-        let stacks = match config.mprotect_budget {
-            None => StackPool::new(config.stack_size),
-            Some(budget) => StackPool::with_guard_kind(
-                config.stack_size,
-                crate::sys::memory::GuardKind::Mprotect,
-                budget,
-            ),
-        };
+        let stacks = StackPool::new(config.stack_size, config.force_mprotect);
         let (fiber_limit, limit_kind) = if stacks.stack_budget() < config.max_fibers {
             let max_map_count = crate::sys::memory::max_map_count();
             (
@@ -271,6 +264,8 @@ impl Shared {
     }
 
     /// Whether any queue holds a fiber (the last searcher's re-check).
+    /// Next slots are not looked at: only a worker fills its own, while it
+    /// is awake, and it empties it before it sleeps.
     pub(crate) fn has_pending_work(&self) -> bool {
         !self.injector.is_empty() || self.remotes.iter().any(|r| !r.stealer.is_empty())
     }

@@ -11,9 +11,13 @@
 //! ping-pong cost two stack switches instead of a trip through the queue.
 //!
 //! Two rules keep the slot from trapping or starving anybody:
-//! - it is **stealable**: an atomic pointer that thieves may take once a
-//!   victim's deque is empty, so a fiber parked behind a long-running one is
-//!   found by any searching worker;
+//! - it is **stealable**: an atomic pointer that searching workers take in
+//!   their last round of stealing. Filling an empty slot wakes nobody (as in
+//!   tokio: waking the other worker on every ping-pong message would cost a
+//!   futex wake per message), so while every other worker sleeps, a fiber in
+//!   the slot waits for the fiber its worker is running to yield, park or
+//!   finish. Fibers are not preempted; a fiber that computes for long
+//!   without yielding delays that one fiber, as it delays its whole worker.
 //! - it is **bounded**: a worker runs at most [`MAX_NEXT_STREAK`] fibers in a
 //!   row from the slot before going back to its deque, so a ping-pong pair
 //!   cannot starve the queue.

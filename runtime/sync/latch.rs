@@ -2,30 +2,23 @@
 //! `std::latch`), usable from fibers and threads alike.
 //!
 //! # Design
-//! Waiters form a lock-free stack (a Treiber stack) whose nodes live on the
-//! waiters' own stacks: waiting allocates nothing and takes no lock, which is
-//! what lets a million fibers wait on one latch (`examples/million.rs`). The
-//! last `count_down` swaps the whole stack out, replacing it with a
-//! `RELEASED` marker so later waiters return at once, and wakes every node.
+//! The waiters are a `Vec` of [`Waiter`] handles under a mutex that is held
+//! only to push one handle or to take the whole list, never across a park.
+//! A waiter does not rely on being woken exactly once: after any wake-up it
+//! re-checks the count, so spurious wake-ups are harmless.
 //!
-//! A node must stay valid until its waker is done with it, so a waiter does
-//! not leave when the count reaches zero but when *its own node* is marked
-//! woken; the waker reads everything it needs from a node before marking it.
+//! Rejected: an intrusive lock-free stack whose nodes live on the waiters'
+//! own stacks (no allocation, no lock). It is unsound here: at shutdown a
+//! parked fiber is unwound out of `wait`, its node dies with its stack
+//! frame while still linked, and a later `count_down` would follow a
+//! dangling pointer. A handle in a `Vec` outlives the waiter harmlessly
+//! (unparking a finished fiber does nothing). The cost is 16 bytes per
+//! waiter and one uncontended lock, which `examples/million.rs` measures.
 
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use super::waiter::Waiter;
-
-/// A waiter's entry in the latch's stack, on the waiter's own stack.
-struct Node {
-    waiter: Waiter,
-    next: *mut Node,
-    /// Set by the releaser after it is done reading the node.
-    woken: AtomicBool,
-}
-
-/// The head's value once the latch is open.
-const RELEASED: *mut Node = std::ptr::dangling_mut();
 
 /// A latch that opens when counted down to zero.
 ///
@@ -43,30 +36,20 @@ const RELEASED: *mut Node = std::ptr::dangling_mut();
 /// assert_eq!(ready.count(), 0);
 /// ```
 pub struct Latch {
+    /// Remaining count. Decremented without the lock; read under it by
+    /// waiters deciding to wait, which is what orders the two (see `wait`).
     count: AtomicUsize,
-    /// Top of the waiters' stack, or `RELEASED`.
-    head: AtomicPtr<Node>,
+    /// Parties waiting for zero; taken whole by the last `count_down`.
+    waiters: Mutex<Vec<Waiter>>,
 }
-
-// SAFETY: the raw node pointers are only followed by the releaser, after a
-// successful swap of `head` made it their sole reader, and each node stays
-// alive until its `woken` flag is set (see the module docs).
-unsafe impl Sync for Latch {}
-// SAFETY: as above; the latch owns no node.
-unsafe impl Send for Latch {}
 
 impl Latch {
     /// A latch that opens after `count` calls to [`Latch::count_down`]
     /// (at once if `count` is 0).
     pub fn new(count: usize) -> Latch {
-        let head = if count == 0 {
-            RELEASED
-        } else {
-            std::ptr::null_mut()
-        };
         Latch {
             count: AtomicUsize::new(count),
-            head: AtomicPtr::new(head),
+            waiters: Mutex::new(Vec::new()),
         }
     }
 
@@ -84,55 +67,32 @@ impl Latch {
             .count
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| c.checked_sub(1));
         if previous == Ok(1) {
-            self.release();
-        }
-    }
-
-    fn release(&self) {
-        // Acquire: pairs with the waiters' Release push, so their nodes are
-        // fully written.
-        let mut node = self.head.swap(RELEASED, Ordering::AcqRel);
-        while !node.is_null() && node != RELEASED {
-            // SAFETY: a pushed node stays alive until we set its `woken`
-            // flag; we read all we need before that.
-            let (waiter, next) = unsafe { ((*node).waiter.clone(), (*node).next) };
-            // SAFETY: as above; after this store the waiter may return and
-            // its node be gone, so we do not touch it again.
-            unsafe { (*node).woken.store(true, Ordering::Release) };
-            waiter.unpark();
-            node = next;
+            // Taking the list under the lock orders this after every waiter
+            // that saw a non-zero count under the same lock.
+            let waiters =
+                std::mem::take(&mut *self.waiters.lock().unwrap_or_else(|e| e.into_inner()));
+            for waiter in waiters {
+                waiter.unpark();
+            }
         }
     }
 
     /// Blocks (a thread) or parks (a fiber) until the count is zero.
     pub fn wait(&self) {
-        if self.head.load(Ordering::Acquire) == RELEASED {
+        if self.count() == 0 {
             return;
         }
-        let mut node = Node {
-            waiter: Waiter::current(),
-            next: std::ptr::null_mut(),
-            woken: AtomicBool::new(false),
-        };
-        let mut head = self.head.load(Ordering::Relaxed);
-        loop {
-            if head == RELEASED {
+        {
+            let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+            // Checked under the lock: either the last count_down has not
+            // taken the list yet (we are on it and will be woken), or it
+            // has, and its decrement is visible here.
+            if self.count() == 0 {
                 return;
             }
-            node.next = head;
-            // Release: publishes the node's contents to the releaser.
-            match self.head.compare_exchange_weak(
-                head,
-                &mut node,
-                Ordering::Release,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => break,
-                Err(current) => head = current,
-            }
+            waiters.push(Waiter::current());
         }
-        // Acquire: pairs with the releaser's Release on `woken`.
-        while !node.woken.load(Ordering::Acquire) {
+        while self.count() != 0 {
             crate::park();
         }
     }

@@ -1,0 +1,262 @@
+//! The project's main job: a million fibers alive at once on a stock kernel.
+//!
+//! Spawns `--fibers` fibers (default 1,000,000) that each count down a
+//! "started" latch and then park on a "gate" latch, so that all of them are
+//! alive (each suspended on its own guarded stack) at the same moment. Then
+//! it opens the gate and joins them all.
+//!
+//! Prints, per phase, the wall time; then the peak RSS, the RSS per live
+//! fiber, the page tables, and the number of memory mappings the process
+//! held at the peak (from `/proc/self/maps`), which must stay far below the
+//! kernel's `vm.max_map_count` (65530 by default).
+//!
+//! It also measures, in the same run, the **floor** this machine puts under
+//! any design with one guarded stack per fiber: installing a guard page and
+//! touching the top page of as many fresh stacks, on as many threads as there
+//! are workers, with nothing else. The page faults, not the scheduler, are
+//! the cost of a million live fibers (see ../shared/DESIGN-NOTES.md); the
+//! ratio `total / floor` is the scheduler's overhead on top of them.
+//!
+//! Flags: `--fibers N`, `--workers N`, `--stack-size BYTES`, `--no-floor`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use spindle::sync::Latch;
+
+struct Args {
+    fibers: usize,
+    workers: usize,
+    stack_size: usize,
+    floor: bool,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        fibers: 1_000_000,
+        workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        stack_size: spindle::DEFAULT_STACK_SIZE,
+        floor: true,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = |name: &str| -> usize {
+            let text = it
+                .next()
+                .unwrap_or_else(|| usage(&format!("{name} needs a value")));
+            text.replace('_', "")
+                .parse()
+                .unwrap_or_else(|_| usage(&format!("{name}: not a number: {text}")))
+        };
+        match flag.as_str() {
+            "--fibers" => args.fibers = value("--fibers"),
+            "--workers" => args.workers = value("--workers").max(1),
+            "--stack-size" => args.stack_size = value("--stack-size"),
+            "--no-floor" => args.floor = false,
+            "-h" | "--help" => usage(""),
+            other => usage(&format!("unknown flag {other}")),
+        }
+    }
+    args
+}
+
+fn usage(problem: &str) -> ! {
+    if !problem.is_empty() {
+        eprintln!("million: {problem}");
+    }
+    eprintln!("usage: million [--fibers N] [--workers N] [--stack-size BYTES] [--no-floor]");
+    std::process::exit(if problem.is_empty() { 0 } else { 2 })
+}
+
+/// A `/proc/self/status` field given in kB, in bytes.
+fn status_bytes(field: &str) -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    status
+        .lines()
+        .find(|line| line.starts_with(field))
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<usize>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn max_map_count() -> usize {
+    std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn mib(bytes: usize) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+fn main() {
+    let args = parse_args();
+    let rt = spindle::Builder::new()
+        .workers(args.workers)
+        .stack_size(args.stack_size)
+        .build()
+        .expect("start runtime");
+    let n = args.fibers;
+    println!(
+        "spindle million: {n} fibers on {} workers, {} KiB stacks (+4 KiB guard page each)",
+        args.workers,
+        args.stack_size.div_ceil(4096) * 4
+    );
+
+    let rss_before = status_bytes("VmRSS:");
+    let started = Arc::new(Latch::new(n));
+    let gate = Arc::new(Latch::new(1));
+
+    // Phase 1: spawn them all from one fiber (the other workers steal).
+    let t0 = Instant::now();
+    let (started2, gate2) = (started.clone(), gate.clone());
+    let handles = rt.block_on(move || {
+        (0..n)
+            .map(|_| {
+                let (started, gate) = (started2.clone(), gate2.clone());
+                spindle::spawn(move || {
+                    started.count_down();
+                    gate.wait();
+                })
+            })
+            .collect::<Vec<_>>()
+    });
+    let spawned = t0.elapsed();
+
+    // Phase 2: until every fiber has run and parked on the gate.
+    started.wait();
+    let all_alive = t0.elapsed();
+    let live = rt.live_fibers();
+    let stacks = rt.stack_stats();
+    let maps_at_peak = spindle::os::map_count();
+    let rss_alive = status_bytes("VmRSS:");
+    let page_tables = status_bytes("VmPTE:");
+
+    // Phase 3: open the gate: a million unparks.
+    let t1 = Instant::now();
+    gate.count_down();
+    let released = t1.elapsed();
+
+    // Phase 4: join them all.
+    let t2 = Instant::now();
+    for handle in handles {
+        handle.join().expect("fiber finished");
+    }
+    let joined = t2.elapsed();
+    let total = all_alive + released + joined;
+    let peak_rss = status_bytes("VmHWM:");
+    let rss_after = status_bytes("VmRSS:");
+    rt.trim_stacks();
+    let rss_trimmed = status_bytes("VmRSS:");
+    drop(rt);
+
+    println!();
+    println!("{:<38}{:>10}", "phase", "wall");
+    println!(
+        "{:<38}{:>8.3} s",
+        "spawn (one fiber spawns all)",
+        spawned.as_secs_f64()
+    );
+    println!(
+        "{:<38}{:>8.3} s",
+        "...until all have run and parked",
+        (all_alive - spawned).as_secs_f64()
+    );
+    println!(
+        "{:<38}{:>8.3} s",
+        "release (one latch wakes all)",
+        released.as_secs_f64()
+    );
+    println!("{:<38}{:>8.3} s", "join all", joined.as_secs_f64());
+    println!("{:<38}{:>8.3} s", "total", total.as_secs_f64());
+    println!();
+    assert_eq!(live, n, "all fibers alive at once");
+    let per_fiber = rss_alive.saturating_sub(rss_before) as f64 / n as f64;
+    println!(
+        "live fibers at peak        {live} (stacks in use: {})",
+        stacks.in_use
+    );
+    println!("peak RSS (VmHWM)           {:.1} MiB", mib(peak_rss));
+    println!(
+        "RSS per live fiber         {per_fiber:.0} B ({:.2} KiB)",
+        per_fiber / 1024.0
+    );
+    println!(
+        "page tables (VmPTE)        {:.1} MiB, {:.0} B per fiber (not part of RSS)",
+        mib(page_tables),
+        page_tables as f64 / n as f64
+    );
+    println!(
+        "memory mappings at peak    {maps_at_peak} (vm.max_map_count = {})",
+        max_map_count()
+    );
+    println!(
+        "address space for stacks   {:.1} GiB reserved",
+        stacks.reserved_bytes as f64 / (1u64 << 30) as f64
+    );
+    println!(
+        "RSS after join             {:.1} MiB; after Runtime::trim_stacks {:.1} MiB",
+        mib(rss_after),
+        mib(rss_trimmed)
+    );
+
+    if args.floor {
+        let floor = measure_floor(n, args.workers, args.stack_size.div_ceil(4096) * 4096);
+        println!();
+        println!(
+            "floor: guard + first touch of {n} fresh stacks on {} threads: {:.3} s",
+            args.workers,
+            floor.as_secs_f64()
+        );
+        println!(
+            "total / floor = {:.2}x",
+            total.as_secs_f64() / floor.as_secs_f64()
+        );
+    }
+}
+
+/// The floor: the same number of stacks, carved from one reservation, each
+/// guarded with `MADV_GUARD_INSTALL` (or `mprotect` on older kernels) and its
+/// top page touched, split over `threads` threads. Nothing else.
+fn measure_floor(stacks: usize, threads: usize, stack_size: usize) -> Duration {
+    const MADV_GUARD_INSTALL: libc::c_int = 102;
+    let page = 4096;
+    let slot = stack_size + page;
+    let len = slot * stacks;
+    // SAFETY: a fresh anonymous mapping, unmapped below; nothing else uses it.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_STACK,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(base, libc::MAP_FAILED, "mmap for the floor probe");
+    let base = base as usize;
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        for t in 0..threads {
+            scope.spawn(move || {
+                for i in (t..stacks).step_by(threads) {
+                    let slot_start = base + i * slot;
+                    // SAFETY: the guard page and the stack's top byte lie in
+                    // our own mapping, in a slot only this thread touches.
+                    unsafe {
+                        if libc::madvise(slot_start as *mut _, page, MADV_GUARD_INSTALL) != 0 {
+                            libc::mprotect(slot_start as *mut _, page, libc::PROT_NONE);
+                        }
+                        ((slot_start + slot - 64) as *mut u8).write_volatile(1);
+                    }
+                }
+            });
+        }
+    });
+    let elapsed = start.elapsed();
+    // SAFETY: the whole mapping made above, no longer used.
+    unsafe { libc::munmap(base as *mut _, len) };
+    elapsed
+}

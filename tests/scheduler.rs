@@ -1,0 +1,456 @@
+//! The scheduler with real worker threads: spawn/join, nesting, joins across
+//! the fiber/thread boundary, panics, work stealing, park/unpark stress and
+//! shutdown.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::within;
+use spindle::sync::Latch;
+use spindle::{Builder, Runtime};
+
+const HANG: Duration = Duration::from_secs(300);
+
+fn runtime(workers: usize) -> Runtime {
+    Builder::new().workers(workers).build().unwrap()
+}
+
+#[test]
+fn spawn_join_returns_values() {
+    let rt = runtime(2);
+    let results = rt.block_on(|| {
+        let handles: Vec<_> = (0..1000u64)
+            .map(|i| spindle::spawn(move || i * 3))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(results, (0..1000u64).map(|i| i * 3).collect::<Vec<_>>());
+}
+
+#[test]
+fn nested_spawns_form_a_tree() {
+    fn tree(depth: u32) -> u64 {
+        if depth == 0 {
+            return 1;
+        }
+        let left = spindle::spawn(move || tree(depth - 1));
+        let right = spindle::spawn(move || tree(depth - 1));
+        left.join().unwrap() + right.join().unwrap()
+    }
+    let rt = runtime(2);
+    assert_eq!(within(HANG, move || rt.block_on(|| tree(12))), 4096);
+}
+
+#[test]
+fn join_from_threads_and_fibers() {
+    let rt = Arc::new(runtime(2));
+    // A thread joins a fiber it spawned.
+    assert_eq!(
+        rt.spawn(|| "from a thread").join().unwrap(),
+        "from a thread"
+    );
+    // A fiber joins a fiber a thread spawned.
+    let handle = rt.spawn(|| {
+        std::thread::sleep(Duration::from_millis(5));
+        7
+    });
+    assert_eq!(rt.block_on(move || handle.join().unwrap()), 7);
+    // Many threads join fibers at once.
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let rt = rt.clone();
+            std::thread::spawn(move || {
+                (0..200)
+                    .map(|i| rt.spawn(move || t * 1000 + i).join().unwrap())
+                    .sum::<i32>()
+            })
+        })
+        .collect();
+    let sum: i32 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(
+        sum,
+        (0..8)
+            .map(|t| (0..200).map(|i| t * 1000 + i).sum::<i32>())
+            .sum()
+    );
+}
+
+#[test]
+fn block_on_borrows_from_the_caller() {
+    let rt = runtime(2);
+    let mut words = vec![String::from("a"), String::from("bc")];
+    let total = rt.block_on(|| {
+        words.push(String::from("def"));
+        words.iter().map(String::len).sum::<usize>()
+    });
+    assert_eq!(total, 6);
+    assert_eq!(words.len(), 3);
+}
+
+#[test]
+fn panics_reach_the_joiner_and_workers_survive() {
+    let rt = runtime(2);
+    let previous_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {})); // keep the output readable
+    let outcome = rt.block_on(|| {
+        let handles: Vec<_> = (0..200)
+            .map(|i| {
+                spindle::spawn(move || {
+                    if i % 2 == 0 {
+                        panic!("fiber {i} fails");
+                    }
+                    i
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join()).collect::<Vec<_>>()
+    });
+    std::panic::set_hook(previous_hook);
+    for (i, result) in outcome.into_iter().enumerate() {
+        if i % 2 == 0 {
+            let error = result.unwrap_err();
+            assert!(error.is_panic());
+            assert_eq!(
+                error.to_string(),
+                format!("fiber panicked: fiber {i} fails")
+            );
+            assert_eq!(
+                *error.into_panic().downcast::<String>().unwrap(),
+                format!("fiber {i} fails")
+            );
+        } else {
+            assert_eq!(result.unwrap(), i);
+        }
+    }
+    // Both workers still run fibers.
+    let names = fibers_ran_on(&rt, 400);
+    assert_eq!(names.len(), 2, "both workers survived: {names:?}");
+    // block_on resumes a panic on the caller.
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rt.block_on(|| panic!("in block_on"))
+    }));
+    assert_eq!(
+        *caught.unwrap_err().downcast::<&str>().unwrap(),
+        "in block_on"
+    );
+}
+
+/// Spawns `count` fibers from inside one fiber (so onto one worker), each
+/// busy for a while, and returns the names of the threads that ran them.
+fn fibers_ran_on(rt: &Runtime, count: usize) -> HashSet<String> {
+    let names = Arc::new(Mutex::new(HashSet::new()));
+    let seen = names.clone();
+    rt.block_on(move || {
+        let handles: Vec<_> = (0..count)
+            .map(|_| {
+                let seen = seen.clone();
+                spindle::spawn(move || {
+                    // Busy for ~100 µs so the spawning worker cannot run
+                    // them all before the other one steals some.
+                    let start = std::time::Instant::now();
+                    while start.elapsed() < Duration::from_micros(100) {
+                        std::hint::spin_loop();
+                    }
+                    let name = std::thread::current().name().unwrap().to_owned();
+                    seen.lock().unwrap().insert(name);
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.join().unwrap();
+        }
+    });
+    let names = names.lock().unwrap().clone();
+    names
+}
+
+#[test]
+fn fibers_spawned_on_one_worker_run_on_every_worker() {
+    let rt = runtime(2);
+    let names = fibers_ran_on(&rt, 2000);
+    assert_eq!(
+        names,
+        HashSet::from(["spindle-worker-0".to_owned(), "spindle-worker-1".to_owned()])
+    );
+}
+
+#[test]
+fn unpark_before_park_is_not_lost() {
+    let rt = runtime(2);
+    rt.block_on(|| {
+        spindle::current().unpark();
+        spindle::park(); // returns at once: the token was there
+        let me = spindle::current();
+        let other = spindle::spawn(move || me.unpark());
+        other.join().unwrap(); // the unpark happened before we park...
+        spindle::park(); // ...and is kept
+    });
+}
+
+/// Ping-pong between pairs: each side waits for its turn with park, then
+/// passes the turn and unparks the other. A lost wake-up hangs a pair; a
+/// double run breaks the turn order (the assertion below) or trips the
+/// state machine's always-on check.
+fn ping_pong_pairs(rt: &Runtime, pairs: usize, rounds: usize) {
+    rt.block_on(|| {
+        let mut handles = Vec::new();
+        for _ in 0..pairs {
+            let turn = Arc::new(AtomicUsize::new(0));
+            let peers: Arc<Mutex<Option<(spindle::Fiber, spindle::Fiber)>>> = Arc::default();
+            let ready = Arc::new(Latch::new(1));
+            let side = |parity: usize| {
+                let (turn, peers, ready) = (turn.clone(), peers.clone(), ready.clone());
+                spindle::spawn(move || {
+                    ready.wait(); // fiber-aware: the peers are known after this
+                    let other = {
+                        let peers = peers.lock().unwrap();
+                        let (a, b) = peers.as_ref().unwrap();
+                        if parity == 0 {
+                            b.clone()
+                        } else {
+                            a.clone()
+                        }
+                    };
+                    for round in 0..rounds {
+                        while turn.load(Ordering::Acquire) != 2 * round + parity {
+                            spindle::park();
+                        }
+                        let seen = turn.swap(2 * round + parity + 1, Ordering::AcqRel);
+                        assert_eq!(
+                            seen,
+                            2 * round + parity,
+                            "the turn order broke: a double run"
+                        );
+                        other.unpark();
+                    }
+                })
+            };
+            let (a, b) = (side(0), side(1));
+            *peers.lock().unwrap() = Some((a.fiber().clone(), b.fiber().clone()));
+            ready.count_down();
+            handles.push(a);
+            handles.push(b);
+        }
+        for handle in handles {
+            handle.join().unwrap();
+        }
+    });
+}
+
+#[test]
+fn park_unpark_stress_a_million_pairs() {
+    // 100 pairs x 5,000 rounds x 2 directions = 1,000,000 park/unpark pairs
+    // across both workers (the pairs are stolen apart and back).
+    let rt = runtime(2);
+    within(HANG, move || ping_pong_pairs(&rt, 100, 5_000));
+}
+
+#[test]
+fn park_unpark_between_fibers_and_threads() {
+    // A plain thread and a fiber pass a turn back and forth 20,000 times:
+    // the thread parks with std::thread::park (through spindle::park), the
+    // fiber with a fiber park.
+    let rt = Arc::new(runtime(2));
+    within(HANG, move || {
+        let this_thread = std::thread::current();
+        let turn = Arc::new(AtomicUsize::new(0));
+        let fiber_turn = turn.clone();
+        let fiber = rt.spawn(move || {
+            for round in 0..20_000 {
+                while fiber_turn.load(Ordering::Acquire) != 2 * round + 1 {
+                    spindle::park();
+                }
+                fiber_turn.store(2 * round + 2, Ordering::Release);
+                this_thread.unpark();
+            }
+        });
+        let fiber_handle = fiber.fiber().clone();
+        for round in 0..20_000 {
+            while turn.load(Ordering::Acquire) != 2 * round {
+                spindle::park(); // a plain thread: std::thread::park
+            }
+            turn.store(2 * round + 1, Ordering::Release);
+            fiber_handle.unpark();
+        }
+        fiber.join().unwrap();
+    });
+}
+
+#[test]
+fn yield_now_interleaves_fibers_on_one_worker() {
+    let rt = runtime(1);
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let log2 = log.clone();
+    rt.block_on(move || {
+        let handles: Vec<_> = (0..3)
+            .map(|id| {
+                let log = log2.clone();
+                spindle::spawn(move || {
+                    for step in 0..3 {
+                        log.lock().unwrap().push((id, step));
+                        spindle::yield_now();
+                    }
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.join().unwrap();
+        }
+    });
+    let log = log.lock().unwrap();
+    // Every fiber's first step comes before any fiber's last step.
+    let first_steps = log.iter().position(|&(_, step)| step == 2).unwrap();
+    assert!(first_steps >= 3, "fibers did not interleave: {log:?}");
+    assert_eq!(log.len(), 9);
+}
+
+/// Counts its drops.
+struct DropCounter(Arc<AtomicUsize>);
+impl Drop for DropCounter {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn shutdown_unwinds_parked_fibers_and_returns_every_stack() {
+    let rt = runtime(2);
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let parked = Arc::new(Latch::new(100));
+    let never = Arc::new(Latch::new(1));
+    let finished = Arc::new(AtomicBool::new(false));
+    let mut handles = Vec::new();
+    for _ in 0..100 {
+        let (dropped, parked, never, finished) = (
+            dropped.clone(),
+            parked.clone(),
+            never.clone(),
+            finished.clone(),
+        );
+        handles.push(rt.spawn(move || {
+            let _guard = DropCounter(dropped);
+            // Park deep in the stack, as real code would.
+            fn deep(n: u32, parked: &Latch, never: &Latch) {
+                if n == 0 {
+                    parked.count_down();
+                    never.wait();
+                } else {
+                    deep(n - 1, parked, never);
+                }
+            }
+            deep(20, &parked, &never);
+            finished.store(true, Ordering::SeqCst);
+        }));
+    }
+    parked.wait();
+    assert_eq!(rt.stack_stats().in_use, 100);
+    let report = rt.shutdown();
+    assert_eq!(report.fibers_cancelled, 100);
+    assert_eq!(report.workers_joined, 2);
+    assert_eq!(report.stacks.in_use, 0, "{:?}", report.stacks);
+    assert_eq!(
+        dropped.load(Ordering::SeqCst),
+        100,
+        "every parked fiber's destructors ran"
+    );
+    assert!(
+        !finished.load(Ordering::SeqCst),
+        "no fiber ran past its park"
+    );
+    for handle in handles {
+        assert!(handle.join().unwrap_err().is_cancelled());
+    }
+    // The cancelled fibers were unwound out of `never.wait()`; opening the
+    // latch now must not touch anything they left behind.
+    never.count_down();
+    assert_eq!(never.count(), 0);
+}
+
+#[test]
+fn spawn_after_shutdown_started_fails_cleanly() {
+    let rt = runtime(1);
+    let gate = Arc::new(Latch::new(1));
+    let gate2 = gate.clone();
+    // A fiber that tries to spawn while it is being unwound at shutdown.
+    let outcome = Arc::new(Mutex::new(None));
+    let outcome2 = outcome.clone();
+    rt.spawn(move || {
+        struct SpawnOnDrop(Arc<Mutex<Option<bool>>>);
+        impl Drop for SpawnOnDrop {
+            fn drop(&mut self) {
+                *self.0.lock().unwrap() = Some(spindle::try_spawn(|| ()).is_err());
+            }
+        }
+        let _spawner = SpawnOnDrop(outcome2);
+        gate2.wait();
+    });
+    while rt.stack_stats().in_use == 0 {
+        std::thread::yield_now();
+    }
+    let report = rt.shutdown();
+    assert_eq!(report.fibers_cancelled, 1);
+    assert_eq!(
+        *outcome.lock().unwrap(),
+        Some(true),
+        "try_spawn during shutdown returns an error"
+    );
+    drop(gate);
+}
+
+#[test]
+fn max_fibers_limit_is_an_error_not_an_abort() {
+    let rt = Builder::new().workers(2).max_fibers(10).build().unwrap();
+    let release = Arc::new(Latch::new(1));
+    let release2 = release.clone();
+    let (spawned, error) = rt.block_on(move || {
+        // block_on's own fiber is one of the ten.
+        let mut held = Vec::new();
+        let error = loop {
+            let release = release2.clone();
+            match spindle::try_spawn(move || release.wait()) {
+                Ok(handle) => held.push(handle),
+                Err(error) => break error,
+            }
+        };
+        // Still at the limit: a second try fails the same way.
+        assert!(spindle::try_spawn(|| ()).is_err());
+        (held, error)
+    });
+    assert_eq!(spawned.len(), 9);
+    let message = error.to_string();
+    assert!(
+        message.contains("limit of 10 live fibers") && message.contains("max_fibers"),
+        "{message}"
+    );
+    release.count_down();
+    for handle in spawned {
+        handle.join().unwrap();
+    }
+    // Capacity is back once fibers finish.
+    assert_eq!(rt.spawn(|| 5).join().unwrap(), 5);
+}
+
+#[test]
+#[should_panic(expected = "spindle::spawn called outside a fiber")]
+fn spawn_outside_a_runtime_panics_clearly() {
+    let _ = spindle::spawn(|| ());
+}
+
+#[test]
+fn block_on_inside_a_fiber_is_refused() {
+    let rt = Arc::new(runtime(1));
+    let inner = rt.clone();
+    let result = rt.spawn(move || inner.block_on(|| 1)).join();
+    let message = result.unwrap_err().to_string();
+    assert!(
+        message.contains("block_on called from inside a fiber"),
+        "{message}"
+    );
+}
