@@ -94,12 +94,12 @@ impl Runtime {
             // touches it until the join returns.
             unsafe { *out.0 = Some(value) };
         });
-        // SAFETY: only the lifetime changes. The fiber's function may
-        // borrow `'a` data because this call does not return (nor unwind:
+        // Only the lifetime changes. This call does not return (nor unwind:
         // `join` cannot panic) until the fiber has finished: the join sees
-        // the completion that the fiber publishes after `body` has run and
-        // dropped its captures, or, if the fiber never ran, after `body` was
-        // dropped. The runtime cannot shut down meanwhile: `&self` is held.
+        // the completion the fiber publishes after `body` ran and dropped its
+        // captures, or, if it never ran, after `body` was dropped (spawn.rs).
+        // The runtime cannot shut down meanwhile: `&self` is held.
+        // SAFETY: hence `body` may borrow `'a` data though typed `'static`.
         let body: Box<dyn FnOnce() + Send + 'static> = unsafe { std::mem::transmute(body) };
         let handle = FiberBuilder::new()
             .spawn_in(&self.shared, body)

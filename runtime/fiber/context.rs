@@ -67,10 +67,10 @@ pub(crate) struct Context {
     coroutine: Coroutine<Resume, Suspend, (), Stack>,
 }
 
-// SAFETY: see the module docs, "Why a suspended fiber may move to another
-// thread": the root closure is Send, the fiber moves only while suspended,
-// one runner at a time, and holding thread-bound values across a suspension
-// is the documented rule on fiber code.
+// The argument is the module docs' "Why a suspended fiber may move to
+// another thread"; in short:
+// SAFETY: the root closure is Send; a fiber moves only while suspended, with
+// one runner at a time; thread-bound values across a suspension: user rule.
 unsafe impl Send for Context {}
 
 impl Context {

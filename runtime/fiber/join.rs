@@ -33,9 +33,9 @@ pub(crate) struct Packet<T> {
     waiter: UnsafeCell<Option<Waiter>>,
 }
 
-// SAFETY: `result` and `waiter` are each written by one side and read by the
-// other only after the `state` hand-over described in the module docs, so
-// they are never accessed concurrently; T crosses threads, hence T: Send.
+// `result` and `waiter` are each written by one side and read by the other
+// only after the `state` hand-over described in the module docs.
+// SAFETY: so they are never accessed concurrently; T crosses threads: Send.
 unsafe impl<T: Send> Sync for Packet<T> {}
 // SAFETY: as above.
 unsafe impl<T: Send> Send for Packet<T> {}

@@ -78,10 +78,9 @@ pub(crate) struct FiberInner {
     cancelling: Cell<bool>,
 }
 
-// SAFETY: the non-Sync fields (`context`, `guard`, `entry`, `yielder`) are
-// only touched by the single thread that holds the fiber in the RUNNING
-// state, which the `state` atomic grants to one thread at a time with
-// acquire/release ordering (see state.rs).
+// The non-Sync fields (`context`, `guard`, `entry`, `yielder`, `cancelling`)
+// are only touched by the thread holding the fiber RUNNING (see state.rs).
+// SAFETY: the `state` atomic grants that to one thread at a time, acq/rel.
 unsafe impl Sync for FiberInner {}
 // SAFETY: as above; the entry closure is Send and the context is Send.
 unsafe impl Send for FiberInner {}

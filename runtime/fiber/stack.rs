@@ -98,10 +98,10 @@ pub(crate) struct Stack {
     owner: NonNull<AtomicPtr<()>>,
 }
 
-// SAFETY: a Stack is a unique handle to memory nobody else touches while it
-// is held; moving the handle to another thread moves that exclusive right.
-// The owner cell is an atomic that outlives every Stack (the pool frees its
-// reservations only after all stacks came back).
+// The owner cell is an atomic that outlives every Stack (reservations are
+// unmapped only after all stacks came back).
+// SAFETY: a Stack is a unique handle to memory nobody else touches: moving
+// it to another thread moves that exclusive right.
 unsafe impl Send for Stack {}
 
 impl Stack {
@@ -121,9 +121,9 @@ impl Stack {
     }
 }
 
-// SAFETY: `base` is the top of `size` writable bytes and `limit` the bottom
-// of the guard page below them, both page-aligned (so aligned to
-// STACK_ALIGNMENT); the guard is installed before a Stack is handed out.
+// Both addresses are page-aligned, so aligned to STACK_ALIGNMENT.
+// SAFETY: `base` tops `size` writable bytes, `limit` is the bottom of the
+// guard page below them, installed before a Stack is handed out.
 unsafe impl corosensei::stack::Stack for Stack {
     fn base(&self) -> corosensei::stack::StackPointer {
         let top = self.slot.as_ptr() as usize + memory::page_size() + self.size;
@@ -143,9 +143,9 @@ struct Reservation {
     owners: Box<[AtomicPtr<()>]>,
 }
 
-// SAFETY: `base` is only the address of a mapping of ours; the memory it
-// points to is touched through `Stack` handles (each unique) and the owner
-// cells are atomics, so sharing the description between threads is sound.
+// `base` is only the address of a mapping of ours.
+// SAFETY: its memory is touched through unique `Stack` handles, the owner
+// cells are atomics: sharing the description between threads is sound.
 unsafe impl Send for Reservation {}
 // SAFETY: as above.
 unsafe impl Sync for Reservation {}
@@ -475,9 +475,9 @@ impl Drop for SizeClass {
         lists.warm.clear();
         lists.cold.clear();
         for reservation in lists.reservations.drain(..) {
-            // SAFETY: a class is dropped with its pool, and the pool only
-            // when no Stack is alive (every fiber holds the runtime, which
-            // holds the pool), so nothing uses this mapping any more.
+            // A class is dropped with its pool, the pool only when no Stack
+            // is alive (every fiber holds the runtime, which holds the pool).
+            // SAFETY: so nothing uses this mapping any more.
             unsafe { memory::release(reservation.base, reservation.len) };
         }
     }

@@ -87,10 +87,10 @@ extern "C" fn on_segv(signal: libc::c_int, info: *mut libc::siginfo_t, context: 
         && handler != libc::SIG_IGN
         && previous.sa_flags & libc::SA_SIGINFO != 0
     {
+        type Handler = extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void);
         // SAFETY: the previous handler was installed with SA_SIGINFO, so it
         // has this signature; we pass it the arguments the kernel gave us.
-        let previous_handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
-            unsafe { std::mem::transmute(handler) };
+        let previous_handler: Handler = unsafe { std::mem::transmute(handler) };
         previous_handler(signal, info, context);
     } else {
         // Restore the old action and return: the faulting instruction runs
