@@ -172,7 +172,7 @@ impl Runtime {
     }
 
     fn shutdown_now(&mut self) -> ShutdownReport {
-        let on_own_worker = worker::with_current(&self.shared, |w| w.is_some());
+        let on_own_worker = worker::with_current(Arc::as_ptr(&self.shared), |w| w.is_some());
         assert!(
             !on_own_worker,
             "a spindle Runtime was dropped or shut down from inside one of its own fibers"

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use self::context::{Context, FiberYielder, Resume, Suspend};
-use self::join::Cancelled;
+use self::join::{Cancelled, Completion};
 use self::stack::StackCache;
 use self::state::{State, Unparked};
 use crate::scheduler::Shared;
@@ -42,8 +42,9 @@ pub(crate) enum Start {
 }
 
 /// The root function of a fiber, type-erased: runs the user's closure (or
-/// not, per [`Start`]) and hands the outcome to the `JoinHandle`.
-pub(crate) type Entry = Box<dyn FnOnce(Start) + Send + 'static>;
+/// not, per [`Start`]) and returns the outcome for the `JoinHandle`. The
+/// closure and everything it captured are gone when it returns.
+pub(crate) type Entry = Box<dyn FnOnce(Start) -> join::Output + Send + 'static>;
 
 /// Everything the runtime knows about one fiber.
 ///
@@ -57,8 +58,10 @@ pub(crate) struct FiberInner {
     /// The runtime the fiber belongs to (for unparks from anywhere).
     pub(crate) shared: Arc<Shared>,
 
-    // --- Any thread, through the atomic.
+    // --- Any thread, through the atomics.
     pub(crate) state: State,
+    /// The fiber's result, for its `JoinHandle`.
+    pub(crate) completion: Completion,
 
     // --- Owned by whoever has the fiber RUNNING (a worker, or the shutdown
     // thread); never touched concurrently, per the state machine.
@@ -98,6 +101,7 @@ impl FiberInner {
             stack_size,
             shared,
             state: State::new_scheduled(),
+            completion: Completion::new(),
             context: UnsafeCell::new(None),
             guard: Cell::new(0),
             entry: UnsafeCell::new(Some(entry)),
@@ -188,7 +192,7 @@ fn finish_unstarted(fiber: &FiberInner, start: Start) -> Outcome {
     // SAFETY: the fiber never started, so its code is not running and the
     // RUNNING owner (us) may take the entry.
     let entry = unsafe { (*fiber.entry.get()).take() }.expect("an unstarted fiber has its entry");
-    entry(start);
+    fiber.completion.complete(entry(start));
     fiber.state.finish();
     Outcome::Finished
 }
@@ -201,11 +205,13 @@ fn fiber_main(fiber: *const FiberInner, yielder: &FiberYielder, first: Resume) {
     fiber.yielder.set(yielder);
     // SAFETY: fiber code owns `entry`; this is the fiber's first instruction.
     let entry = unsafe { (*fiber.entry.get()).take() }.expect("a starting fiber has its entry");
-    entry(if first == Resume::Cancel {
+    let start = if first == Resume::Cancel {
         Start::Cancelled
     } else {
         Start::Run
-    });
+    };
+    let output = entry(start);
+    fiber.completion.complete(output);
 }
 
 /// The fiber running on this thread now, and its guard page.
@@ -380,7 +386,16 @@ impl Fiber {
     /// global queue.
     pub fn unpark(&self) {
         if self.inner.state.unpark() == Unparked::MustSchedule {
-            self.inner.shared.schedule(self.inner.clone());
+            Shared::schedule(self.inner.clone());
+        }
+    }
+
+    /// `unpark` for a handle the caller is done with: the handle's own
+    /// reference goes into the run queue, saving a reference-count round
+    /// trip on the hot path (a joiner woken by its child, a latch waiter).
+    pub(crate) fn unpark_owned(self) {
+        if self.inner.state.unpark() == Unparked::MustSchedule {
+            Shared::schedule(self.inner);
         }
     }
 }

@@ -12,7 +12,7 @@ use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use super::join::{JoinError, JoinHandle, Packet};
+use super::join::{JoinError, JoinHandle, Output};
 use super::{Entry, Fiber, FiberInner, Start};
 use crate::scheduler::Shared;
 
@@ -148,13 +148,14 @@ impl Builder {
         T: Send + 'static,
     {
         shared.admit_fiber()?;
-        let packet = Arc::new(Packet::new());
-        let fiber_packet = packet.clone();
-        let entry: Entry = Box::new(move |start| {
-            let result = match start {
-                Start::Run => catch_unwind(AssertUnwindSafe(f)).map_err(JoinError::from_panic),
-                // Drop the closure *before* completing: `block_on` lets it
-                // borrow its caller's stack, and returns once completed.
+        let entry: Entry = Box::new(move |start| -> Output {
+            match start {
+                Start::Run => catch_unwind(AssertUnwindSafe(f))
+                    .map(|value| Box::new(value) as Box<dyn std::any::Any + Send>)
+                    .map_err(JoinError::from_panic),
+                // The closure is dropped here, before the fiber completes:
+                // `block_on` lets it borrow its caller's stack, and returns
+                // once the fiber has completed.
                 Start::Cancelled => {
                     drop(f);
                     Err(JoinError::cancelled())
@@ -163,8 +164,7 @@ impl Builder {
                     drop(f);
                     Err(JoinError::no_stack(error))
                 }
-            };
-            fiber_packet.complete(result);
+            }
         });
         let stack_size = match self.stack_size {
             Some(bytes) => super::stack::StackPool::round_size(bytes),
@@ -179,8 +179,8 @@ impl Builder {
         let fiber = Fiber {
             inner: inner.clone(),
         };
-        shared.schedule(inner);
-        Ok(JoinHandle::new(packet, fiber))
+        Shared::schedule(inner);
+        Ok(JoinHandle::new(fiber))
     }
 }
 

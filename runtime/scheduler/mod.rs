@@ -239,11 +239,14 @@ impl Shared {
         self.live.load(Ordering::Relaxed)
     }
 
-    /// Queues a fiber that just became SCHEDULED: into the calling worker's
-    /// next slot if the caller is a worker of this runtime, else into the
-    /// injector (waking a worker).
-    pub(crate) fn schedule(&self, fiber: Arc<FiberInner>) {
-        let fiber = worker::with_current(self, |worker| match worker {
+    /// Queues a fiber that just became SCHEDULED on its runtime: into the
+    /// calling worker's next slot if the caller is a worker of that runtime,
+    /// else into the injector (waking a worker).
+    pub(crate) fn schedule(fiber: Arc<FiberInner>) {
+        let runtime = Arc::as_ptr(&fiber.shared);
+        // On a worker of this runtime, the worker's own `Arc<Shared>` keeps
+        // the runtime alive: no reference count is touched.
+        let fiber = worker::with_current(runtime, |worker| match worker {
             Some(worker) => {
                 worker.schedule_local(fiber);
                 None
@@ -251,8 +254,12 @@ impl Shared {
             None => Some(fiber),
         });
         if let Some(fiber) = fiber {
-            self.injector.push(fiber);
-            self.notify_one();
+            // From a foreign thread: hold the runtime while we push and
+            // notify (a runtime shutting down could otherwise run the fiber
+            // to completion and go away between the two).
+            let shared = fiber.shared.clone();
+            shared.injector.push(fiber);
+            shared.notify_one();
         }
     }
 

@@ -76,7 +76,7 @@ thread_local! {
 /// Never inlined: fiber code calls it, and fibers migrate between threads
 /// at suspensions (see `fiber/context.rs`).
 #[inline(never)]
-pub(crate) fn with_current<R>(shared: &Shared, f: impl FnOnce(Option<&Worker>) -> R) -> R {
+pub(crate) fn with_current<R>(shared: *const Shared, f: impl FnOnce(Option<&Worker>) -> R) -> R {
     let worker = WORKER.with(Cell::get);
     // SAFETY: the pointer is set by `run` to a Worker that lives on this
     // thread's stack until `run` clears it again.

@@ -84,7 +84,7 @@ impl Latch {
             fence(Ordering::SeqCst);
             loop {
                 match self.waiters.steal() {
-                    Steal::Success(waiter) => waiter.unpark(),
+                    Steal::Success(waiter) => waiter.wake(),
                     Steal::Retry => continue,
                     Steal::Empty => break,
                 }

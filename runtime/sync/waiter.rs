@@ -19,10 +19,11 @@ impl Waiter {
         }
     }
 
-    /// Wakes the waiter (its token is kept if it is not parked yet).
-    pub(crate) fn unpark(&self) {
+    /// Wakes the waiter (its token is kept if it is not parked yet),
+    /// handing the handle's reference to the run queue.
+    pub(crate) fn wake(self) {
         match self {
-            Waiter::Fiber(fiber) => fiber.unpark(),
+            Waiter::Fiber(fiber) => fiber.unpark_owned(),
             Waiter::Thread(thread) => thread.unpark(),
         }
     }
