@@ -16,9 +16,9 @@ fn yield_now(c: &mut Criterion) {
     let mut group = c.benchmark_group("yield");
     group.measurement_time(Duration::from_secs(3));
     let rt = spindle::Builder::new().workers(2).build().unwrap();
-    group.bench_function("fiber", |b| {
-        // One fiber yielding: a switch to the worker, a trip through its
-        // run queue and a switch back.
+    group.bench_function("fiber_alone", |b| {
+        // One fiber yielding with nothing else runnable on its worker: a
+        // switch to the worker, which finds nothing else to run, and back.
         b.iter_custom(|iters| {
             rt.block_on(|| {
                 let start = Instant::now();
@@ -26,6 +26,28 @@ fn yield_now(c: &mut Criterion) {
                     spindle::yield_now();
                 }
                 start.elapsed()
+            })
+        })
+    });
+    drop(rt);
+    let rt = spindle::Builder::new().workers(1).build().unwrap();
+    group.bench_function("fiber_to_fiber", |b| {
+        // Two fibers on one worker yielding in turn: every yield goes
+        // through the run queue to the other fiber. Time per yield.
+        b.iter_custom(|iters| {
+            rt.block_on(|| {
+                let other = spindle::spawn(move || {
+                    for _ in 0..iters / 2 {
+                        spindle::yield_now();
+                    }
+                });
+                let start = Instant::now();
+                for _ in 0..iters / 2 {
+                    spindle::yield_now();
+                }
+                let elapsed = start.elapsed();
+                other.join().unwrap();
+                elapsed
             })
         })
     });

@@ -139,7 +139,9 @@ impl Runtime {
         self.shared.remotes.len()
     }
 
-    /// Fibers spawned and not yet finished.
+    /// Fibers spawned and not yet finished. A fiber stops counting just
+    /// after its `JoinHandle` can see its result (once its stack is back in
+    /// the pool), so right after a `join` the count may lag by a moment.
     pub fn live_fibers(&self) -> usize {
         self.shared.live_fibers()
     }

@@ -41,12 +41,13 @@
 //! page-table pages per live fiber).
 //!
 //! # The slot registry
-//! Every slot has an owner cell. The fiber layer stores a pointer to the fiber
-//! running on a stack there while the fiber is started but not finished; at
-//! shutdown, [`StackPool::owners`] finds every fiber still suspended
-//! mid-stack (parked fibers sit in no queue) so it can be unwound. That costs
-//! one store when a fiber starts and one when it ends, instead of a locked
-//! list of live fibers.
+//! Every slot has an owner cell. The fiber layer stores a plain pointer to
+//! the fiber running on a stack there while the fiber is started but not
+//! finished (the fiber's scheduling reference keeps it alive, see
+//! `fiber/mod.rs`); at shutdown, [`StackPool::owners`] finds every fiber
+//! still suspended mid-stack (parked fibers sit in no queue) so it can be
+//! unwound. That costs one store when a fiber starts and one when it ends,
+//! instead of a locked list of live fibers.
 
 use std::io;
 use std::ptr::NonNull;

@@ -305,16 +305,17 @@ impl Shared {
             }
             for owner in self.stacks.owners() {
                 let fiber = owner.as_ptr() as *const FiberInner;
-                // SAFETY: the registry holds a reference to every started,
-                // unfinished fiber; we take one more of our own.
-                let fiber = unsafe {
-                    Arc::increment_strong_count(fiber);
-                    Arc::from_raw(fiber)
-                };
+                // SAFETY: the registry lists started, unfinished fibers, each
+                // kept alive by its scheduling reference (held by a queue, or
+                // by the fiber itself while PARKED; no worker runs now).
+                let state = unsafe { &(*fiber).state };
                 // Parked fibers are in no queue: take them. Scheduled ones
                 // are in the batch already (from the injector).
-                if fiber.state.unpark() == Unparked::MustSchedule {
-                    batch.push(fiber);
+                if state.unpark() == Unparked::MustSchedule {
+                    // SAFETY: we won PARKED → SCHEDULED: the parked fiber's
+                    // scheduling reference is ours ("Ownership" on
+                    // FiberInner).
+                    batch.push(unsafe { Arc::from_raw(fiber) });
                 }
             }
             if batch.is_empty() {
@@ -344,6 +345,8 @@ fn cancel(fiber: &Arc<FiberInner>, cache: &mut StackCache) {
                 fiber.state.begin_run();
             }
             Outcome::Parked => {
+                // Parking would leave our scheduling reference in the fiber
+                // and unparking would take it back: ours stays as it is.
                 if fiber.state.finish_park() {
                     let scheduled = fiber.state.unpark();
                     debug_assert_eq!(scheduled, Unparked::MustSchedule);

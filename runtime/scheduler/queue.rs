@@ -57,6 +57,11 @@ impl NextSlot {
         (!previous.is_null()).then(|| unsafe { Arc::from_raw(previous) })
     }
 
+    /// Whether the slot is empty (a hint: it may change at once).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.load(Ordering::Relaxed).is_null()
+    }
+
     /// Takes the fiber out of the slot (owner or thief).
     pub(crate) fn take(&self) -> Option<Arc<FiberInner>> {
         if self.0.load(Ordering::Relaxed).is_null() {

@@ -19,11 +19,10 @@ impl Waiter {
         }
     }
 
-    /// Wakes the waiter (its token is kept if it is not parked yet),
-    /// handing the handle's reference to the run queue.
+    /// Wakes the waiter (its token is kept if it is not parked yet).
     pub(crate) fn wake(self) {
         match self {
-            Waiter::Fiber(fiber) => fiber.unpark_owned(),
+            Waiter::Fiber(fiber) => fiber.unpark(),
             Waiter::Thread(thread) => thread.unpark(),
         }
     }
