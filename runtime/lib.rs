@@ -63,6 +63,7 @@
 
 mod builder;
 pub mod fiber;
+mod padded;
 mod runtime;
 mod scheduler;
 mod sys;

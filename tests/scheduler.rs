@@ -454,3 +454,90 @@ fn block_on_inside_a_fiber_is_refused() {
         "{message}"
     );
 }
+
+#[test]
+fn shutdown_in_the_middle_of_traffic_unwinds_everything() {
+    // 50 pairs ping-pong without end while 2 threads keep unparking random
+    // fibers, then the runtime shuts down: fibers are caught in every state
+    // (queued, in next slots, parked with their scheduling reference left
+    // inside, running). Every one must be unwound exactly once (destructors
+    // counted) and every stack returned.
+    for _ in 0..5 {
+        let rt = runtime(2);
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let handles: Arc<Mutex<Vec<spindle::Fiber>>> = Arc::default();
+        let mut joins = Vec::new();
+        for _ in 0..50 {
+            let turn = Arc::new(AtomicUsize::new(0));
+            let peers: Arc<Mutex<Option<(spindle::Fiber, spindle::Fiber)>>> = Arc::default();
+            let ready = Arc::new(Latch::new(1));
+            let side = |parity: usize| {
+                let (turn, peers, ready, dropped) =
+                    (turn.clone(), peers.clone(), ready.clone(), dropped.clone());
+                rt.spawn(move || {
+                    let _guard = DropCounter(dropped);
+                    ready.wait();
+                    let other = {
+                        let peers = peers.lock().unwrap();
+                        let (a, b) = peers.as_ref().unwrap();
+                        if parity == 0 {
+                            b.clone()
+                        } else {
+                            a.clone()
+                        }
+                    };
+                    let mut round = 0;
+                    loop {
+                        while turn.load(Ordering::Acquire) != 2 * round + parity {
+                            spindle::park();
+                        }
+                        turn.store(2 * round + parity + 1, Ordering::Release);
+                        other.unpark();
+                        round += 1;
+                    }
+                })
+            };
+            let (a, b) = (side(0), side(1));
+            *peers.lock().unwrap() = Some((a.fiber().clone(), b.fiber().clone()));
+            handles
+                .lock()
+                .unwrap()
+                .extend([a.fiber().clone(), b.fiber().clone()]);
+            ready.count_down();
+            joins.push(a);
+            joins.push(b);
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let noise: Vec<_> = (0..2)
+            .map(|seed| {
+                let (handles, stop) = (handles.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut x = 0x9E37_79B9u64 + seed;
+                    while !stop.load(Ordering::Relaxed) {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        let fibers = handles.lock().unwrap();
+                        fibers[(x % fibers.len() as u64) as usize].unpark();
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(30));
+        let report = within(HANG, move || rt.shutdown());
+        stop.store(true, Ordering::Relaxed);
+        for thread in noise {
+            thread.join().unwrap();
+        }
+        assert_eq!(report.fibers_cancelled, 100);
+        assert_eq!(report.stacks.in_use, 0, "{:?}", report.stacks);
+        assert_eq!(
+            dropped.load(Ordering::SeqCst),
+            100,
+            "each fiber unwound exactly once"
+        );
+        for join in joins {
+            assert!(join.join().unwrap_err().is_cancelled());
+        }
+    }
+}

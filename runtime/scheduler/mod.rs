@@ -90,6 +90,7 @@ use crate::fiber::spawn::{LimitKind, SpawnError};
 use crate::fiber::stack::{StackCache, StackPool, StackStats};
 use crate::fiber::state::Unparked;
 use crate::fiber::{run_slice, FiberInner, Outcome};
+use crate::padded::CachePadded;
 
 /// What `Builder::build` hands the scheduler.
 pub(crate) struct Config {
@@ -117,9 +118,14 @@ pub(crate) struct Remote {
 }
 
 /// State shared by the workers of one runtime and by every fiber of it.
+///
+/// Aligned to 128 bytes so that, inside its `Arc`, the reference count
+/// (updated by every spawn) sits on other cache lines than the fields every
+/// worker reads (see `padded.rs`).
+#[repr(align(128))]
 pub(crate) struct Shared {
-    /// One per worker, by worker index.
-    pub(crate) remotes: Box<[Remote]>,
+    /// One per worker, by worker index; each on its own cache lines.
+    pub(crate) remotes: Box<[CachePadded<Remote>]>,
     /// Fibers made runnable from outside the runtime's workers.
     pub(crate) injector: Injector<Arc<FiberInner>>,
     pub(crate) idle: Idle,
@@ -157,13 +163,13 @@ impl Shared {
             let local = crossbeam_deque::Worker::new_fifo();
             let (parker, unparker) = Parker::new();
             let cache = StackCache::new();
-            remotes.push(Remote {
+            remotes.push(CachePadded(Remote {
                 stealer: local.stealer(),
                 next: NextSlot::new(),
                 unparker,
                 ticks: AtomicU64::new(0),
                 cached_stacks: cache.published(),
-            });
+            }));
             locals.push((local, parker, cache));
         }
         let shared = Arc::new(Shared {

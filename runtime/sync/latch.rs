@@ -51,6 +51,7 @@ use super::waiter::Waiter;
 /// ready.wait(); // a plain thread waits too
 /// assert_eq!(ready.count(), 0);
 /// ```
+#[repr(align(128))] // the count off the cache lines of an enclosing Arc's counts
 pub struct Latch {
     count: AtomicUsize,
     /// Parties waiting for zero; drained by the last `count_down`.
