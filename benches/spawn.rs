@@ -30,6 +30,20 @@ fn spawn_join(c: &mut Criterion) {
             })
         })
     });
+    group.bench_function("fiber_batch_of_1000", |b| {
+        // Throughput rather than latency: spawn 1,000, then join them all.
+        // Reported per batch; divide by 1,000 for the cost per fiber.
+        b.iter_custom(|iters| {
+            rt.block_on(|| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let handles: Vec<_> = (0..1000u64).map(|i| spindle::spawn(move || black_box(i))).collect();
+                    black_box(handles.into_iter().map(|h| h.join().unwrap()).sum::<u64>());
+                }
+                start.elapsed()
+            })
+        })
+    });
     drop(rt);
 
     group.bench_function("std_thread", |b| {
