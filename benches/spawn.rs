@@ -37,7 +37,9 @@ fn spawn_join(c: &mut Criterion) {
             rt.block_on(|| {
                 let start = Instant::now();
                 for _ in 0..iters {
-                    let handles: Vec<_> = (0..1000u64).map(|i| spindle::spawn(move || black_box(i))).collect();
+                    let handles: Vec<_> = (0..1000u64)
+                        .map(|i| spindle::spawn(move || black_box(i)))
+                        .collect();
                     black_box(handles.into_iter().map(|h| h.join().unwrap()).sum::<u64>());
                 }
                 start.elapsed()

@@ -69,6 +69,7 @@ mod scheduler;
 mod sys;
 
 pub mod sync;
+pub mod time;
 
 pub use builder::{Builder, DEFAULT_STACK_SIZE};
 pub use fiber::join::{JoinError, JoinHandle};

@@ -146,6 +146,12 @@ impl Runtime {
         self.shared.live_fibers()
     }
 
+    /// Timers pending now (fibers parked with a deadline that has not
+    /// passed and that were not woken earlier).
+    pub fn pending_timers(&self) -> usize {
+        self.shared.pending_timers()
+    }
+
     /// The stack pool's counters now.
     pub fn stack_stats(&self) -> StackStats {
         self.shared.stack_stats()

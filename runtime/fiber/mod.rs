@@ -474,6 +474,56 @@ pub fn park() {
     suspend(fiber, Suspend::Park);
 }
 
+/// `time::park_timeout`: parks the running fiber with a timer on its
+/// worker; on a plain thread, `std::thread::park_timeout`.
+pub(crate) fn park_timeout(timeout: std::time::Duration) {
+    let fiber = current_ptr();
+    if fiber.is_null() {
+        std::thread::park_timeout(timeout);
+        return;
+    }
+    // SAFETY: the running fiber is alive while it runs.
+    let inner = unsafe { &*fiber };
+    if inner.state.take_token() {
+        return;
+    }
+    let Some(deadline) = std::time::Instant::now().checked_add(timeout) else {
+        suspend(fiber, Suspend::Park);
+        return;
+    };
+    let shared = &*inner.shared;
+    let Some(worker) = crate::scheduler::worker::with_current(shared, |w| w.map(|w| w.index()))
+    else {
+        // Not on one of our workers: the shutdown thread unwinding us. A
+        // spurious return is allowed.
+        return;
+    };
+    // SAFETY: the running fiber is alive; the timer gets a handle of its own.
+    let handle = unsafe {
+        Arc::increment_strong_count(fiber);
+        Fiber {
+            inner: Arc::from_raw(fiber),
+        }
+    };
+    let key = shared.remotes[worker]
+        .timers
+        .insert(worker, shared.epoch, deadline, handle);
+    // Cancels the timer when we wake early, and if we are unwound instead.
+    struct Cancel<'a> {
+        shared: &'a Shared,
+        key: crate::time::timers::TimerKey,
+    }
+    impl Drop for Cancel<'_> {
+        fn drop(&mut self) {
+            self.shared.remotes[self.key.worker]
+                .timers
+                .remove(self.key, self.shared.epoch);
+        }
+    }
+    let _cancel = Cancel { shared, key };
+    suspend(fiber, Suspend::Park);
+}
+
 /// Lets the other runnable fibers of this worker run before the caller
 /// continues, like `std::thread::yield_now` (which it calls on a plain
 /// thread). The fiber goes to the back of its worker's queue.

@@ -112,6 +112,19 @@ impl Idle {
             .contains(&worker)
     }
 
+    /// A worker leaves the sleepers list on its own (its timer is due),
+    /// unparked but not searching. Returns false if a waker had already
+    /// taken it off (then it counts as searching).
+    pub(crate) fn unpark_self(&self, worker: usize) -> bool {
+        let mut sleepers = self.sleepers.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(position) = sleepers.iter().position(|&w| w == worker) else {
+            return false;
+        };
+        sleepers.swap_remove(position);
+        self.state.fetch_add(ONE_UNPARKED, Ordering::SeqCst);
+        true
+    }
+
     /// `(searching, unparked)`, for tests.
     #[cfg(test)]
     fn counts(&self) -> (usize, usize) {
@@ -159,5 +172,11 @@ mod tests {
         );
         assert_eq!(idle.counts(), (0, 1));
         assert!(idle.is_parked(0));
+        assert!(
+            idle.unpark_self(0),
+            "a worker whose timer is due leaves the list"
+        );
+        assert!(!idle.unpark_self(0));
+        assert_eq!(idle.counts(), (0, 2));
     }
 }

@@ -91,6 +91,7 @@ use crate::fiber::stack::{StackCache, StackPool, StackStats};
 use crate::fiber::state::Unparked;
 use crate::fiber::{run_slice, FiberInner, Outcome};
 use crate::padded::CachePadded;
+use crate::time::timers::TimerQueue;
 
 /// What `Builder::build` hands the scheduler.
 pub(crate) struct Config {
@@ -115,6 +116,9 @@ pub(crate) struct Remote {
     pub(crate) ticks: AtomicU64,
     /// Stacks in the worker's cache. Written by the owner, Relaxed.
     pub(crate) cached_stacks: Arc<AtomicUsize>,
+    /// Timers of fibers that parked with a deadline on this worker; fired
+    /// by the owner, cancelled by whichever thread the fiber wakes on.
+    pub(crate) timers: TimerQueue,
 }
 
 /// State shared by the workers of one runtime and by every fiber of it.
@@ -130,6 +134,8 @@ pub(crate) struct Shared {
     pub(crate) injector: Injector<Arc<FiberInner>>,
     pub(crate) idle: Idle,
     pub(crate) stacks: StackPool,
+    /// Timer deadlines are kept as nanoseconds since this instant.
+    pub(crate) epoch: std::time::Instant,
     /// Set once, when shutdown begins. Relaxed is enough for the spawn check
     /// (a spawn that races it is cancelled in step 3); workers see it after
     /// the unpark that follows it.
@@ -169,6 +175,7 @@ impl Shared {
                 unparker,
                 ticks: AtomicU64::new(0),
                 cached_stacks: cache.published(),
+                timers: TimerQueue::new(),
             }));
             locals.push((local, parker, cache));
         }
@@ -177,6 +184,7 @@ impl Shared {
             injector: Injector::new(),
             idle: Idle::new(config.workers),
             stacks,
+            epoch: std::time::Instant::now(),
             shutdown: AtomicBool::new(false),
             live: AtomicUsize::new(0),
             fiber_limit,
@@ -283,6 +291,11 @@ impl Shared {
         !self.injector.is_empty() || self.remotes.iter().any(|r| !r.stealer.is_empty())
     }
 
+    /// Timers pending on all workers.
+    pub(crate) fn pending_timers(&self) -> usize {
+        self.remotes.iter().map(|r| r.timers.len()).sum()
+    }
+
     /// Stack pool counters, with the workers' caches.
     pub(crate) fn stack_stats(&self) -> StackStats {
         let cached = self
@@ -297,6 +310,11 @@ impl Shared {
     /// after the workers have exited. Returns how many were cancelled.
     pub(crate) fn cancel_remaining(&self) -> usize {
         debug_assert!(self.is_shutdown());
+        // Their fibers are unwound below; the handles would keep the
+        // runtime alive (a fiber holds the runtime that holds its timer).
+        for remote in self.remotes.iter() {
+            remote.timers.clear();
+        }
         let _alt_stack = crate::sys::signal::AltStack::ensure().ok().flatten();
         let mut cache = StackCache::new();
         let mut cancelled = 0;

@@ -23,6 +23,7 @@
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
 use crossbeam_deque::Steal;
 
@@ -118,6 +119,29 @@ impl Worker {
         &self.shared.remotes[self.index]
     }
 
+    /// This worker's index in the runtime.
+    pub(crate) fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Whether one of this worker's timers is due. Reads the clock only
+    /// when a timer is pending.
+    fn timer_due(&self) -> bool {
+        let timers = &self.remote().timers;
+        timers.has_pending() && timers.is_due(self.shared.epoch, Instant::now())
+    }
+
+    /// Unparks the fibers whose timers are due.
+    fn fire_timers(&self) {
+        let timers = &self.remote().timers;
+        if timers.has_pending() {
+            let now = Instant::now();
+            if timers.is_due(self.shared.epoch, now) {
+                timers.fire_due(self.shared.epoch, now);
+            }
+        }
+    }
+
     /// The worker thread's body.
     pub(crate) fn run(self) {
         // A fiber overflowing its stack needs somewhere to run the handler.
@@ -204,11 +228,13 @@ impl Worker {
             && self.remote().next.is_empty()
             && self.shared.injector.is_empty()
             && !self.shared.is_shutdown()
+            && !self.timer_due()
     }
 
     /// Steps 1–4 of the search order in the module docs.
     fn next_fiber(&self) -> Option<Arc<FiberInner>> {
         let tick = self.bump_tick();
+        self.fire_timers();
         if tick % INJECTOR_INTERVAL == 0 {
             if let Some(fiber) = self.steal_injector() {
                 return Some(fiber);
@@ -305,13 +331,30 @@ impl Worker {
             self.shared.notify_one();
         }
         loop {
-            self.parker.park(None);
+            // Sleep until woken, or until this worker's earliest timer.
+            match self
+                .remote()
+                .timers
+                .time_to_earliest(self.shared.epoch, Instant::now())
+            {
+                Some(timeout) if timeout.is_zero() => {}
+                timeout => self.parker.park(timeout),
+            }
             if self.shared.is_shutdown() {
                 return;
             }
             if !self.shared.idle.is_parked(self.index) {
                 // A producer took us off the sleepers list: we search.
                 self.searching.set(true);
+                return;
+            }
+            if self.timer_due() {
+                // Our own timer woke us: leave the list and fire it (the
+                // loop's next scheduling decision does). If a producer took
+                // us off the list meanwhile, we count as searching.
+                if !self.shared.idle.unpark_self(self.index) {
+                    self.searching.set(true);
+                }
                 return;
             }
             // Spurious wake-up: still on the list, sleep again.

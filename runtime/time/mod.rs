@@ -1,0 +1,73 @@
+//! Time for fibers: [`sleep`], [`sleep_until`] and [`park_timeout`].
+//!
+//! A fiber that waits with a deadline registers a timer with the worker it
+//! runs on (`timers.rs`) and parks; the worker unparks it when the deadline
+//! passes. Workers look for due timers at every scheduling decision, so a
+//! busy worker fires them as soon as the fiber it is running yields or
+//! parks, and an idle worker sleeps until its earliest deadline and no
+//! longer (`scheduler/worker.rs`, `park_worker`). On plain threads these
+//! functions are `std::thread`'s.
+//!
+//! A fiber that computes without yielding delays its worker's timers, as it
+//! delays everything else on that worker.
+
+pub(crate) mod timers;
+
+use std::time::{Duration, Instant};
+
+/// Puts the calling fiber to sleep for at least `duration`; its worker runs
+/// other fibers meanwhile. On a plain thread, `std::thread::sleep`.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// let rt = spindle::Runtime::new().unwrap();
+/// let slept = rt.block_on(|| {
+///     let start = Instant::now();
+///     spindle::time::sleep(Duration::from_millis(5));
+///     start.elapsed()
+/// });
+/// assert!(slept >= Duration::from_millis(5));
+/// ```
+pub fn sleep(duration: Duration) {
+    match Instant::now().checked_add(duration) {
+        Some(deadline) => sleep_until(deadline),
+        None => loop {
+            crate::park(); // "forever": only an unpark-free eternity ends it
+        },
+    }
+}
+
+/// Puts the calling fiber to sleep until `deadline`. On a plain thread,
+/// sleeps the thread.
+pub fn sleep_until(deadline: Instant) {
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            return;
+        }
+        // Unparks that arrive meanwhile only make park_timeout return
+        // early; the loop sleeps again for what is left.
+        park_timeout(deadline - now);
+    }
+}
+
+/// Like [`crate::park`], but returns after `timeout` at the latest, like
+/// `std::thread::park_timeout`: the caller parks until unparked, until the
+/// timeout passes, or spuriously. On a plain thread it is
+/// `std::thread::park_timeout`.
+///
+/// The timer is cancelled when the fiber is woken earlier, so waits that
+/// usually end early cost nothing afterwards, however long their timeouts.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// let rt = spindle::Runtime::new().unwrap();
+/// rt.block_on(|| {
+///     let start = Instant::now();
+///     spindle::time::park_timeout(Duration::from_millis(2)); // nobody unparks us
+///     assert!(start.elapsed() >= Duration::from_millis(2));
+/// });
+/// ```
+pub fn park_timeout(timeout: Duration) {
+    crate::fiber::park_timeout(timeout);
+}

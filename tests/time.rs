@@ -1,0 +1,200 @@
+//! Timers: sleep and park_timeout from fibers and threads, early wakes that
+//! cancel their timers, a busy worker still firing timers, shutdown of
+//! sleeping fibers. Bounds are generous: correctness, not speed.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::within;
+use spindle::time::{park_timeout, sleep, sleep_until};
+use spindle::Builder;
+
+const HANG: Duration = Duration::from_secs(120);
+
+#[test]
+fn sleep_lasts_at_least_its_duration() {
+    let rt = Builder::new().workers(2).build().unwrap();
+    let slept = rt.block_on(|| {
+        let start = Instant::now();
+        sleep(Duration::from_millis(20));
+        start.elapsed()
+    });
+    assert!(slept >= Duration::from_millis(20), "{slept:?}");
+    assert!(slept < Duration::from_secs(5), "{slept:?}");
+    assert_eq!(rt.pending_timers(), 0);
+}
+
+#[test]
+fn ten_thousand_sleepers_all_wake_after_their_deadlines() {
+    let rt = Builder::new().workers(2).build().unwrap();
+    let late = within(HANG, move || {
+        let results = rt.block_on(|| {
+            let handles: Vec<_> = (0..10_000u64)
+                .map(|i| {
+                    spindle::spawn(move || {
+                        let wanted = Duration::from_millis(1 + (i * 7919) % 50);
+                        let deadline = Instant::now() + wanted;
+                        sleep_until(deadline);
+                        Instant::now() >= deadline
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .collect::<Vec<_>>()
+        });
+        assert_eq!(rt.pending_timers(), 0, "every timer fired and was removed");
+        results.iter().filter(|&&on_time| !on_time).count()
+    });
+    assert_eq!(late, 0, "no sleeper woke before its deadline");
+}
+
+#[test]
+fn an_early_unpark_cancels_the_timer() {
+    let rt = Builder::new().workers(2).build().unwrap();
+    let (waited, pending_while_parked, pending_after) = within(HANG, move || {
+        let pending_while_parked = Arc::new(AtomicUsize::new(0));
+        let seen = pending_while_parked.clone();
+        let rt = Arc::new(rt);
+        let rt2 = rt.clone();
+        let waited = rt.block_on(move || {
+            let me = spindle::current();
+            let waker = spindle::spawn(move || {
+                sleep(Duration::from_millis(5));
+                // The hour-long timer is registered while its fiber parks.
+                seen.store(rt2.pending_timers(), Ordering::SeqCst);
+                me.unpark();
+            });
+            let start = Instant::now();
+            park_timeout(Duration::from_secs(3600));
+            let waited = start.elapsed();
+            waker.join().unwrap();
+            waited
+        });
+        (
+            waited,
+            pending_while_parked.load(Ordering::SeqCst),
+            rt.pending_timers(),
+        )
+    });
+    assert!(
+        waited < Duration::from_secs(60),
+        "woken by the unpark, not the hour: {waited:?}"
+    );
+    assert_eq!(pending_while_parked, 1, "the timer was registered");
+    assert_eq!(
+        pending_after, 0,
+        "the hour-long timer was cancelled, not left to leak"
+    );
+}
+
+#[test]
+fn park_timeout_returns_when_nobody_unparks() {
+    let rt = Builder::new().workers(1).build().unwrap();
+    let waited = rt.block_on(|| {
+        let start = Instant::now();
+        park_timeout(Duration::from_millis(15));
+        start.elapsed()
+    });
+    assert!(waited >= Duration::from_millis(15), "{waited:?}");
+    assert_eq!(rt.pending_timers(), 0);
+}
+
+#[test]
+fn a_busy_worker_still_fires_timers() {
+    // One worker: a fiber that only yields keeps it busy for 300 ms, while
+    // another sleeps 5 ms. The sleeper must wake long before the busy fiber
+    // stops (both the yield fast path and the queue path check timers).
+    let rt = Builder::new().workers(1).build().unwrap();
+    let woke_after = within(HANG, move || {
+        rt.block_on(|| {
+            let busy = spindle::spawn(|| {
+                let start = Instant::now();
+                while start.elapsed() < Duration::from_millis(300) {
+                    spindle::yield_now();
+                }
+            });
+            let sleeper = spindle::spawn(|| {
+                let start = Instant::now();
+                sleep(Duration::from_millis(5));
+                start.elapsed()
+            });
+            let woke_after = sleeper.join().unwrap();
+            busy.join().unwrap();
+            woke_after
+        })
+    });
+    assert!(
+        woke_after < Duration::from_millis(250),
+        "the timer waited for the busy fiber: {woke_after:?}"
+    );
+}
+
+#[test]
+fn timers_work_from_plain_threads_too() {
+    let start = Instant::now();
+    sleep(Duration::from_millis(5));
+    park_timeout(Duration::from_millis(5));
+    assert!(start.elapsed() >= Duration::from_millis(5));
+}
+
+#[test]
+fn a_thread_unparks_a_fiber_in_park_timeout() {
+    let rt = Builder::new().workers(2).build().unwrap();
+    let slot: Arc<Mutex<Option<spindle::Fiber>>> = Arc::default();
+    let woken = Arc::new(AtomicBool::new(false));
+    let (slot2, woken2) = (slot.clone(), woken.clone());
+    let handle = rt.spawn(move || {
+        *slot2.lock().unwrap() = Some(spindle::current());
+        let start = Instant::now();
+        while !woken2.load(Ordering::Acquire) {
+            park_timeout(Duration::from_secs(3600));
+        }
+        start.elapsed()
+    });
+    within(HANG, move || {
+        let fiber = loop {
+            if let Some(fiber) = slot.lock().unwrap().clone() {
+                break fiber;
+            }
+            std::thread::yield_now();
+        };
+        std::thread::sleep(Duration::from_millis(5));
+        woken.store(true, Ordering::Release);
+        fiber.unpark();
+        assert!(handle.join().unwrap() < Duration::from_secs(60));
+    });
+}
+
+#[test]
+fn shutdown_unwinds_sleeping_fibers() {
+    let rt = Builder::new().workers(2).build().unwrap();
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let asleep = Arc::new(spindle::sync::Latch::new(100));
+    for _ in 0..100 {
+        let (dropped, asleep) = (dropped.clone(), asleep.clone());
+        rt.spawn(move || {
+            struct Count(Arc<AtomicUsize>);
+            impl Drop for Count {
+                fn drop(&mut self) {
+                    self.0.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            let _count = Count(dropped);
+            asleep.count_down();
+            sleep(Duration::from_secs(3600));
+        });
+    }
+    asleep.wait();
+    while rt.pending_timers() < 100 {
+        std::thread::yield_now();
+    }
+    let report = within(HANG, move || rt.shutdown());
+    assert_eq!(report.fibers_cancelled, 100);
+    assert_eq!(report.stacks.in_use, 0);
+    assert_eq!(dropped.load(Ordering::SeqCst), 100);
+}
