@@ -65,7 +65,11 @@
 //!    stack pool's slot registry. A started fiber is resumed with
 //!    `Resume::Cancel` and unwinds (destructors run) back to its root, where
 //!    its joiner gets `JoinError::is_cancelled`; an unstarted one is just
-//!    reported cancelled. Their stacks return to the pool.
+//!    reported cancelled. Their stacks return to the pool. The pass ends
+//!    only when the slot registry is empty: a fiber that a plain thread has
+//!    just unparked is SCHEDULED but not yet in the injector, and the pass
+//!    waits for it to arrive rather than miss it (found by the
+//!    shutdown-under-traffic stress test in `tests/scheduler.rs`).
 //! 4. When the last handle to the runtime's shared state goes, the pool
 //!    unmaps its reservations.
 
@@ -343,7 +347,16 @@ impl Shared {
                 }
             }
             if batch.is_empty() {
-                break;
+                if self.stacks.owners().is_empty() && self.injector.is_empty() {
+                    break;
+                }
+                // A started fiber is SCHEDULED yet in no queue: a foreign
+                // thread won its PARKED -> SCHEDULED transition and has not
+                // pushed it into the injector yet. Wait for the push rather
+                // than miss the fiber (it would never be unwound, and its
+                // joiner would wait forever).
+                std::thread::yield_now();
+                continue;
             }
             for fiber in batch {
                 cancel(&fiber, &mut cache);

@@ -1,0 +1,324 @@
+//! [`Mutex`]: mutual exclusion that parks fibers (and blocks threads).
+//!
+//! # Design
+//! One atomic byte holds LOCKED and QUEUED (someone may be waiting). The
+//! uncontended paths are one compare-and-swap each. A contended `lock`
+//! queues itself on a [`WaitList`] (setting QUEUED under the list's lock),
+//! tries once more, and parks.
+//!
+//! `unlock` with QUEUED set wakes the first waiter. Normally the lock is
+//! released and the woken waiter competes for it with newcomers ("barging",
+//! which keeps throughput up: the lock does not sit idle while a waiter is
+//! switched in). A waiter that has waited longer than [`HAND_OFF_AFTER`] is
+//! instead **handed the lock directly**: the unlocker never releases it, so
+//! no newcomer can take it first. That bounds starvation, as Go's
+//! `sync.Mutex` starvation mode does (Go uses 1 ms too).
+//!
+//! # Poisoning
+//! As std: if a fiber or thread panics while holding the lock, the mutex is
+//! poisoned and later `lock` calls return `Err(PoisonError)` carrying the
+//! guard, so the caller decides whether the data is still usable.
+//!
+//! Unlike `std::sync::MutexGuard`, a spindle guard may be held across a
+//! park or yield: the lock does not belong to an OS thread.
+
+use std::cell::UnsafeCell;
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, LockResult, PoisonError, TryLockError, TryLockResult};
+use std::time::Duration;
+
+use super::waitlist::{Node, WaitList};
+
+const LOCKED: u8 = 0b01;
+const QUEUED: u8 = 0b10;
+
+/// A waiter that has waited this long is handed the lock on the next
+/// unlock instead of competing for it. 1 ms, as Go's `starvationThresholdNs`.
+pub const HAND_OFF_AFTER: Duration = Duration::from_millis(1);
+
+/// A mutual-exclusion lock for fibers and threads alike, with std's API.
+///
+/// ```
+/// use std::sync::Arc;
+/// use spindle::sync::Mutex;
+///
+/// let rt = spindle::Runtime::new().unwrap();
+/// let counter = Arc::new(Mutex::new(0));
+/// let total = rt.block_on(|| {
+///     let fibers: Vec<_> = (0..100)
+///         .map(|_| {
+///             let counter = counter.clone();
+///             spindle::spawn(move || {
+///                 for _ in 0..100 {
+///                     *counter.lock().unwrap() += 1;
+///                     spindle::yield_now();
+///                 }
+///             })
+///         })
+///         .collect();
+///     fibers.into_iter().for_each(|f| f.join().unwrap());
+///     *counter.lock().unwrap()
+/// });
+/// assert_eq!(total, 10_000);
+/// ```
+pub struct Mutex<T: ?Sized> {
+    state: AtomicU8,
+    poisoned: AtomicBool,
+    waiters: WaitList,
+    data: UnsafeCell<T>,
+}
+
+// SAFETY: the lock gives one holder at a time access to `data`, with
+// acquire/release ordering on `state`; T moves between holders, so T: Send.
+unsafe impl<T: ?Sized + Send> Sync for Mutex<T> {}
+// SAFETY: a Mutex owns its T; sending it sends the T.
+unsafe impl<T: ?Sized + Send> Send for Mutex<T> {}
+
+/// Access to a [`Mutex`]'s data; unlocks when dropped.
+pub struct MutexGuard<'a, T: ?Sized> {
+    mutex: &'a Mutex<T>,
+    /// Whether the holder was already panicking when it locked (then a
+    /// panic in progress does not poison at unlock).
+    panicking: bool,
+}
+
+// SAFETY: the guard only gives `&T` to whoever holds `&guard`.
+unsafe impl<T: ?Sized + Sync> Sync for MutexGuard<'_, T> {}
+// SAFETY: the lock is not tied to an OS thread, so the guard may move with
+// its fiber to another worker; it gives `&mut T`, hence T: Send.
+unsafe impl<T: ?Sized + Send> Send for MutexGuard<'_, T> {}
+
+impl<T> Mutex<T> {
+    /// An unlocked mutex holding `value`.
+    pub fn new(value: T) -> Mutex<T> {
+        Mutex {
+            state: AtomicU8::new(0),
+            poisoned: AtomicBool::new(false),
+            waiters: WaitList::new(),
+            data: UnsafeCell::new(value),
+        }
+    }
+
+    /// The data, consuming the mutex.
+    pub fn into_inner(self) -> LockResult<T> {
+        let poisoned = self.poisoned.load(Ordering::Relaxed);
+        let value = self.data.into_inner();
+        if poisoned {
+            Err(PoisonError::new(value))
+        } else {
+            Ok(value)
+        }
+    }
+}
+
+impl<T: ?Sized> Mutex<T> {
+    /// Locks, parking the calling fiber (or blocking the calling thread)
+    /// until the lock is free.
+    pub fn lock(&self) -> LockResult<MutexGuard<'_, T>> {
+        if self
+            .state
+            .compare_exchange(0, LOCKED, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            self.lock_contended();
+        }
+        self.guard()
+    }
+
+    /// Locks if the lock is free now; never waits.
+    pub fn try_lock(&self) -> TryLockResult<MutexGuard<'_, T>> {
+        if self.try_acquire() {
+            self.guard().map_err(TryLockError::Poisoned)
+        } else {
+            Err(TryLockError::WouldBlock)
+        }
+    }
+
+    /// Whether a holder panicked.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Relaxed)
+    }
+
+    /// The data, through `&mut self` (no locking needed).
+    pub fn get_mut(&mut self) -> LockResult<&mut T> {
+        let poisoned = self.is_poisoned();
+        let data = self.data.get_mut();
+        if poisoned {
+            Err(PoisonError::new(data))
+        } else {
+            Ok(data)
+        }
+    }
+
+    fn guard(&self) -> LockResult<MutexGuard<'_, T>> {
+        let guard = MutexGuard {
+            mutex: self,
+            panicking: std::thread::panicking(),
+        };
+        if self.is_poisoned() {
+            Err(PoisonError::new(guard))
+        } else {
+            Ok(guard)
+        }
+    }
+
+    /// Sets LOCKED if it is clear, keeping QUEUED.
+    fn try_acquire(&self) -> bool {
+        let mut state = self.state.load(Ordering::Relaxed);
+        while state & LOCKED == 0 {
+            // Acquire: pairs with the unlocker's Release.
+            match self.state.compare_exchange_weak(
+                state,
+                state | LOCKED,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(found) => state = found,
+            }
+        }
+        false
+    }
+
+    #[cold]
+    fn lock_contended(&self) {
+        // A short spin first: critical sections are usually shorter than a
+        // park/unpark round trip (~100 ns here, see benches/switch.rs).
+        for _ in 0..32 {
+            if self.try_acquire() {
+                return;
+            }
+            std::hint::spin_loop();
+        }
+        let since = std::time::Instant::now();
+        let mut woken_before = false;
+        loop {
+            let node = {
+                let mut queue = self.waiters.lock();
+                // Under the list's lock, so an unlocker that sees no QUEUED
+                // bit cannot miss us: it takes the same lock to pop.
+                self.state.fetch_or(QUEUED, Ordering::Relaxed);
+                // A waiter that was woken and lost the race to a newcomer
+                // goes back to the front with its original start time, so
+                // its wait counts towards a hand-off.
+                WaitList::push_waiting_since(&mut queue, since, woken_before)
+            };
+            if self.try_acquire() {
+                // Got it after all. If an unlocker popped our node meanwhile
+                // (a plain notify), the lock we hold will wake the next
+                // waiter when released; nothing is lost.
+                self.waiters.remove(&node);
+                return;
+            }
+            if self.wait_for_turn(&node) {
+                return; // handed off: the lock is ours
+            }
+            if self.try_acquire() {
+                return;
+            }
+            woken_before = true;
+        }
+    }
+
+    /// Parks until our node is notified. Returns true if the lock was
+    /// handed to us. If we are unwound after a hand-off, unlocks.
+    fn wait_for_turn(&self, node: &Arc<Node>) -> bool {
+        struct ReleaseIfHandedOff<'a, T: ?Sized>(&'a Mutex<T>, &'a Arc<Node>);
+        impl<T: ?Sized> Drop for ReleaseIfHandedOff<'_, T> {
+            fn drop(&mut self) {
+                if self.1.is_handed_off() {
+                    self.0.unlock();
+                }
+            }
+        }
+        let release = ReleaseIfHandedOff(self, node);
+        self.waiters.wait(node, None);
+        std::mem::forget(release);
+        node.is_handed_off()
+    }
+
+    fn unlock(&self) {
+        // Release: publishes the critical section to the next holder.
+        if self
+            .state
+            .compare_exchange(LOCKED, 0, Ordering::Release, Ordering::Relaxed)
+            .is_ok()
+        {
+            return;
+        }
+        let wake = {
+            let mut queue = self.waiters.lock();
+            let hand_off = queue
+                .front()
+                .is_some_and(|node| node.since.elapsed() >= HAND_OFF_AFTER);
+            let wake = WaitList::pop(&mut queue, hand_off);
+            let queued = if queue.is_empty() { 0 } else { QUEUED };
+            // Release, as above. On a hand-off LOCKED stays set: the lock
+            // passes to the woken waiter without ever being free.
+            let locked = if hand_off { LOCKED } else { 0 };
+            self.state.store(locked | queued, Ordering::Release);
+            wake
+        };
+        if let Some(wake) = wake {
+            wake.wake();
+        }
+    }
+}
+
+impl<T: ?Sized> Deref for MutexGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the guard proves we hold the lock.
+        unsafe { &*self.mutex.data.get() }
+    }
+}
+
+impl<T: ?Sized> DerefMut for MutexGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: the guard proves we hold the lock, exclusively.
+        unsafe { &mut *self.mutex.data.get() }
+    }
+}
+
+impl<T: ?Sized> Drop for MutexGuard<'_, T> {
+    fn drop(&mut self) {
+        if !self.panicking && std::thread::panicking() {
+            self.mutex.poisoned.store(true, Ordering::Relaxed);
+        }
+        self.mutex.unlock();
+    }
+}
+
+impl<'a, T: ?Sized> MutexGuard<'a, T> {
+    /// The mutex this guard locks (for `Condvar`).
+    pub(crate) fn mutex(&self) -> &'a Mutex<T> {
+        self.mutex
+    }
+}
+
+impl<T: ?Sized + fmt::Debug> fmt::Debug for Mutex<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Mutex");
+        match self.try_lock() {
+            Ok(guard) => d.field("data", &&*guard),
+            Err(TryLockError::Poisoned(guard)) => d.field("data", &&*guard.into_inner()),
+            Err(TryLockError::WouldBlock) => d.field("data", &format_args!("<locked>")),
+        };
+        d.field("poisoned", &self.is_poisoned())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: ?Sized + fmt::Debug> fmt::Debug for MutexGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl<T: Default> Default for Mutex<T> {
+    fn default() -> Mutex<T> {
+        Mutex::new(T::default())
+    }
+}

@@ -1,0 +1,197 @@
+//! [`WaitList`]: a FIFO of parked fibers and blocked threads, the queue
+//! under every blocking primitive in `sync` (Mutex, Condvar, channels).
+//!
+//! # Design
+//! A waiter allocates a [`Node`] (an `Arc`: the list and the waiter each
+//! hold it), pushes it at the back under a short std lock that is never held
+//! across a park, and parks until its node is notified. A notifier pops from
+//! the front, marks the node, and wakes its waiter after releasing the lock.
+//!
+//! A waiter that stops waiting without being notified (timeout, or unwound
+//! at shutdown) removes its node; if it finds it was notified in the
+//! meantime, it passes the notification on to the next waiter, so a
+//! `notify_one` is never swallowed by a waiter that left. The node is on the
+//! heap, not the waiter's stack, so a waiter unwound mid-wait leaves nothing
+//! dangling (the lesson of `Latch`).
+//!
+//! Removal is O(n) in the list's length; it only happens on timeouts and
+//! shutdown. A notification can carry a payload bit (`handed_off`): the
+//! Mutex uses it to hand the lock itself to a waiter that waited too long.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use super::waiter::Waiter;
+
+const WAITING: u8 = 0;
+const NOTIFIED: u8 = 1;
+/// Notified, and ownership of something (the Mutex's lock) came with it.
+const HANDED_OFF: u8 = 2;
+
+/// One waiter's entry.
+pub(crate) struct Node {
+    waiter: Waiter,
+    /// WAITING until a notifier pops it; then NOTIFIED or HANDED_OFF.
+    state: AtomicU8,
+    /// When the waiter started waiting (for hand-off decisions).
+    pub(crate) since: Instant,
+}
+
+impl Node {
+    /// Whether the node was notified (or handed off).
+    pub(crate) fn is_notified(&self) -> bool {
+        self.state.load(Ordering::Acquire) != WAITING
+    }
+
+    /// Whether the notification handed ownership over.
+    pub(crate) fn is_handed_off(&self) -> bool {
+        self.state.load(Ordering::Acquire) == HANDED_OFF
+    }
+}
+
+/// A FIFO of waiters; see the module docs.
+#[derive(Default)]
+pub(crate) struct WaitList {
+    queue: Mutex<VecDeque<Arc<Node>>>,
+}
+
+/// A popped node, to be woken after the list's lock is released.
+pub(crate) struct Wake(Arc<Node>);
+
+impl Wake {
+    pub(crate) fn wake(self) {
+        self.0.waiter.clone().wake();
+    }
+}
+
+impl WaitList {
+    pub(crate) fn new() -> WaitList {
+        WaitList::default()
+    }
+
+    /// The list under its lock, for callers that must update their own
+    /// state atomically with it (the Mutex's "waiters queued" bit).
+    pub(crate) fn lock(&self) -> MutexGuard<'_, VecDeque<Arc<Node>>> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A node for the calling fiber or thread, pushed at the back of a
+    /// locked list.
+    pub(crate) fn push(queue: &mut VecDeque<Arc<Node>>) -> Arc<Node> {
+        WaitList::push_waiting_since(queue, Instant::now(), false)
+    }
+
+    /// A node for a caller that has been waiting since `since`, at the
+    /// front (a waiter woken to compete that lost keeps its place, as in
+    /// Go's mutex) or the back.
+    pub(crate) fn push_waiting_since(
+        queue: &mut VecDeque<Arc<Node>>,
+        since: Instant,
+        front: bool,
+    ) -> Arc<Node> {
+        let node = Arc::new(Node {
+            waiter: Waiter::current(),
+            state: AtomicU8::new(WAITING),
+            since,
+        });
+        if front {
+            queue.push_front(node.clone());
+        } else {
+            queue.push_back(node.clone());
+        }
+        node
+    }
+
+    /// Pops the front node of a locked list and marks it notified (or
+    /// handed off); the caller wakes it after unlocking.
+    pub(crate) fn pop(queue: &mut VecDeque<Arc<Node>>, hand_off: bool) -> Option<Wake> {
+        let node = queue.pop_front()?;
+        // Release: what the notifier did before is visible to the waiter.
+        node.state.store(
+            if hand_off { HANDED_OFF } else { NOTIFIED },
+            Ordering::Release,
+        );
+        Some(Wake(node))
+    }
+
+    /// Wakes the first waiter, if any. Returns whether there was one.
+    pub(crate) fn notify_one(&self) -> bool {
+        let wake = WaitList::pop(&mut self.lock(), false);
+        let woke = wake.is_some();
+        if let Some(wake) = wake {
+            wake.wake();
+        }
+        woke
+    }
+
+    /// Wakes every waiter queued now.
+    pub(crate) fn notify_all(&self) {
+        let all: Vec<Wake> = {
+            let mut queue = self.lock();
+            std::iter::from_fn(|| WaitList::pop(&mut queue, false)).collect()
+        };
+        for wake in all {
+            wake.wake();
+        }
+    }
+
+    /// Parks until `node` is notified (true) or `deadline` passes (false;
+    /// the node is removed). If the caller is unwound while waiting, the
+    /// node is removed too, and a notification it had received is passed
+    /// on.
+    pub(crate) fn wait(&self, node: &Arc<Node>, deadline: Option<Instant>) -> bool {
+        let leave = Leave { list: self, node };
+        loop {
+            if node.is_notified() {
+                std::mem::forget(leave);
+                return true;
+            }
+            match deadline {
+                None => crate::park(),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        if self.remove(node) {
+                            std::mem::forget(leave);
+                            return false;
+                        }
+                        // Notified while timing out: take the notification.
+                        continue;
+                    }
+                    crate::time::park_timeout(deadline - now);
+                }
+            }
+        }
+    }
+
+    /// Removes `node` if still queued. Returns false if a notifier had
+    /// already popped it.
+    pub(crate) fn remove(&self, node: &Arc<Node>) -> bool {
+        let mut queue = self.lock();
+        match queue.iter().position(|n| Arc::ptr_eq(n, node)) {
+            Some(index) => {
+                queue.remove(index);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Runs if a waiter is unwound inside `WaitList::wait`.
+struct Leave<'a> {
+    list: &'a WaitList,
+    node: &'a Arc<Node>,
+}
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        if !self.list.remove(self.node) && !self.node.is_handed_off() {
+            // Notified, but leaving: pass the notification on. (A hand-off
+            // is the Mutex's to undo; its own guard does that.)
+            self.list.notify_one();
+        }
+    }
+}
