@@ -20,6 +20,7 @@ use crate::scheduler::{worker, Config, Shared};
 /// ```
 pub struct Runtime {
     shared: Arc<Shared>,
+    /// The worker threads and, last, the monitor thread.
     threads: Vec<thread::JoinHandle<()>>,
 }
 
@@ -134,7 +135,7 @@ impl Runtime {
         FiberBuilder::new().spawn_in(&self.shared, f)
     }
 
-    /// Number of worker threads.
+    /// Number of worker threads (the runtime also runs one monitor thread).
     pub fn workers(&self) -> usize {
         self.shared.remotes.len()
     }
@@ -186,7 +187,8 @@ impl Runtime {
             "a spindle Runtime was dropped or shut down from inside one of its own fibers"
         );
         self.shared.begin_shutdown();
-        let workers_joined = self.threads.len();
+        // The last thread is the monitor, not a worker.
+        let workers_joined = self.threads.len() - 1;
         for handle in self.threads.drain(..) {
             if let Err(panic) = handle.join() {
                 std::panic::resume_unwind(panic);

@@ -541,3 +541,27 @@ fn shutdown_in_the_middle_of_traffic_unwinds_everything() {
         }
     }
 }
+
+#[test]
+fn a_fiber_that_never_yields_does_not_trap_the_one_in_its_next_slot() {
+    // The spawner puts its child in its worker's next slot, then spins
+    // without yielding until the child has run. Only another worker can run
+    // the child, and it is asleep; the monitor must notice the stuck worker
+    // and wake it to steal the child.
+    let rt = runtime(2);
+    let ran_on = within(HANG, move || {
+        rt.block_on(|| {
+            let done = Arc::new(AtomicBool::new(false));
+            let flag = done.clone();
+            let child = spindle::spawn(move || {
+                flag.store(true, Ordering::Release);
+                std::thread::current().name().unwrap().to_owned()
+            });
+            while !done.load(Ordering::Acquire) {
+                std::hint::spin_loop(); // never yields
+            }
+            child.join().unwrap()
+        })
+    });
+    assert!(ran_on.starts_with("spindle-worker-"));
+}

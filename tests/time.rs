@@ -198,3 +198,55 @@ fn shutdown_unwinds_sleeping_fibers() {
     assert_eq!(report.stacks.in_use, 0);
     assert_eq!(dropped.load(Ordering::SeqCst), 100);
 }
+
+#[test]
+fn join_timeout_gives_the_handle_back_and_never_loses_a_result() {
+    let rt = Arc::new(Builder::new().workers(2).build().unwrap());
+    // Times out, then joins.
+    let slow = rt.spawn(|| {
+        sleep(Duration::from_millis(30));
+        7
+    });
+    let slow = slow.join_timeout(Duration::from_millis(1)).unwrap_err();
+    assert_eq!(
+        slow.join_timeout(Duration::from_secs(60)).unwrap().unwrap(),
+        7
+    );
+    // Completions racing the deadline, from fibers and from a thread: every
+    // result arrives exactly once, whichever side wins each race.
+    let rt2 = rt.clone();
+    let (from_fibers, from_thread) = within(HANG, move || {
+        let from_fibers = rt2.block_on(|| {
+            (0..2000u64)
+                .map(|i| {
+                    let mut handle = spindle::spawn(move || {
+                        if i % 3 == 0 {
+                            spindle::yield_now();
+                        }
+                        i
+                    });
+                    loop {
+                        match handle.join_timeout(Duration::from_micros(i % 50)) {
+                            Ok(result) => break result.unwrap(),
+                            Err(again) => handle = again,
+                        }
+                    }
+                })
+                .sum::<u64>()
+        });
+        let from_thread = (0..500u64)
+            .map(|i| {
+                let mut handle = rt2.spawn(move || i);
+                loop {
+                    match handle.join_timeout(Duration::from_micros(i % 20)) {
+                        Ok(result) => break result.unwrap(),
+                        Err(again) => handle = again,
+                    }
+                }
+            })
+            .sum::<u64>();
+        (from_fibers, from_thread)
+    });
+    assert_eq!(from_fibers, (0..2000).sum::<u64>());
+    assert_eq!(from_thread, (0..500).sum::<u64>());
+}

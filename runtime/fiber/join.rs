@@ -14,6 +14,11 @@
 //! finds DONE and takes the result without parking; a completer that finds
 //! WAITING knows the waiter is written.
 //!
+//! A joiner that gives up (`join_timeout`) CASes WAITING → EMPTY and takes
+//! its waiter back; if that CAS fails, the fiber completed meanwhile and the
+//! joiner takes the result instead. Either way nobody is left pointing at a
+//! waiter that stopped waiting.
+//!
 //! Rejected: a separate `Arc<Packet<T>>` shared by the fiber and the handle
 //! (std's design). It cost an allocation and three reference-count updates
 //! per fiber; folding it into the fiber took `benches/spawn.rs` from 272 ns
@@ -24,6 +29,7 @@ use std::cell::UnsafeCell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant};
 
 use super::Fiber;
 use crate::sync::waiter::Waiter;
@@ -79,30 +85,50 @@ impl Completion {
         self.state.load(Ordering::Acquire) == DONE
     }
 
-    /// Blocks (a thread) or parks (a fiber) until the result is there.
-    /// Called at most once (by `JoinHandle::join`, which consumes the handle).
-    fn wait(&self) -> Output {
+    /// Blocks (a thread) or parks (a fiber) until the result is there, or
+    /// until `deadline` (then `None`, and the completion is as before the
+    /// call). Only the one `JoinHandle` calls it, never concurrently.
+    fn wait(&self, deadline: Option<Instant>) -> Option<Output> {
         if !self.is_done() {
             // SAFETY: before WAITING only the joiner touches `waiter`.
             unsafe { *self.waiter.get() = Some(Waiter::current()) };
             // AcqRel: Release publishes `waiter`; Acquire (also on failure)
             // pairs with the completer's swap so `result` is visible.
-            if self
-                .state
-                .compare_exchange(EMPTY, WAITING, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-            {
-                while !self.is_done() {
-                    crate::park();
-                }
-            } else {
+            let waiting =
+                self.state
+                    .compare_exchange(EMPTY, WAITING, Ordering::AcqRel, Ordering::Acquire);
+            if waiting.is_err() {
                 // SAFETY: the fiber finished first and never reads `waiter`.
                 unsafe { *self.waiter.get() = None };
+            }
+            while !self.is_done() {
+                let Some(deadline) = deadline else {
+                    crate::park();
+                    continue;
+                };
+                let now = Instant::now();
+                if now < deadline {
+                    crate::time::park_timeout(deadline - now);
+                    continue;
+                }
+                // Give up: take the waiter back, unless the fiber completed
+                // meanwhile (then take its result). Acquire on failure: see
+                // `result` below.
+                if self
+                    .state
+                    .compare_exchange(WAITING, EMPTY, Ordering::Acquire, Ordering::Acquire)
+                    .is_ok()
+                {
+                    // SAFETY: EMPTY again: the completer will not read
+                    // `waiter`; it is ours.
+                    unsafe { *self.waiter.get() = None };
+                    return None;
+                }
             }
         }
         // SAFETY: DONE was observed with Acquire; the completer wrote
         // `result` before it and will not touch it again.
-        unsafe { (*self.result.get()).take() }.expect("a DONE completion holds its result")
+        Some(unsafe { (*self.result.get()).take() }.expect("a DONE completion holds its result"))
     }
 }
 
@@ -133,11 +159,42 @@ impl<T: 'static> JoinHandle<T> {
     /// blocks the thread. A panic in the fiber comes back as
     /// `Err(JoinError)` with the panic's payload, as with `std::thread`.
     pub fn join(self) -> Result<T, JoinError> {
-        self.fiber.inner.completion.wait().map(|value| {
+        let output = self
+            .fiber
+            .inner
+            .completion
+            .wait(None)
+            .expect("an untimed wait returns the result");
+        output.map(|value| {
             *value
                 .downcast::<T>()
                 .expect("a fiber's result has its JoinHandle's type")
         })
+    }
+
+    /// Like [`JoinHandle::join`], giving up after `timeout`: then the
+    /// handle comes back as `Err`, to wait again or to drop (detaching the
+    /// fiber).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let rt = spindle::Runtime::new().unwrap();
+    /// rt.block_on(|| {
+    ///     let slow = spindle::spawn(|| spindle::time::sleep(Duration::from_millis(50)));
+    ///     let slow = slow.join_timeout(Duration::from_millis(1)).unwrap_err(); // still running
+    ///     assert!(slow.join_timeout(Duration::from_secs(60)).unwrap().is_ok());
+    /// });
+    /// ```
+    pub fn join_timeout(self, timeout: Duration) -> Result<Result<T, JoinError>, JoinHandle<T>> {
+        let deadline = Instant::now().checked_add(timeout);
+        match self.fiber.inner.completion.wait(deadline) {
+            Some(output) => Ok(output.map(|value| {
+                *value
+                    .downcast::<T>()
+                    .expect("a fiber's result has its JoinHandle's type")
+            })),
+            None => Err(self),
+        }
     }
 
     /// Whether the fiber has finished (its result is ready); never blocks.

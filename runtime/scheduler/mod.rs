@@ -11,6 +11,9 @@
 //!   the runtime (plain threads calling `Runtime::spawn` or `unpark`).
 //! - **Idle** (`idle.rs`) counts searching and sleeping workers; **park**
 //!   (`park.rs`) is how a worker sleeps.
+//! - The **monitor** (`monitor.rs`) is one more thread: it wakes a sleeping
+//!   worker when a busy one has fibers waiting behind a fiber that does not
+//!   yield.
 //!
 //! # The life of a fiber
 //! 1. `spawn` checks the runtime's live-fiber limit, allocates the fiber
@@ -74,6 +77,7 @@
 //!    unmaps its reservations.
 
 pub(crate) mod idle;
+pub(crate) mod monitor;
 pub(crate) mod park;
 pub(crate) mod queue;
 pub(crate) mod worker;
@@ -150,6 +154,8 @@ pub(crate) struct Shared {
     /// The smaller of `max_fibers` and the guarded-stack budget.
     fiber_limit: usize,
     limit_kind: LimitKind,
+    /// Wakes the monitor thread (at shutdown).
+    monitor: Unparker,
 }
 
 impl Shared {
@@ -167,6 +173,7 @@ impl Shared {
             (config.max_fibers, LimitKind::MaxFibers)
         };
 
+        let (monitor_parker, monitor) = Parker::new();
         let mut locals = Vec::with_capacity(config.workers);
         let mut remotes = Vec::with_capacity(config.workers);
         for _ in 0..config.workers {
@@ -193,6 +200,7 @@ impl Shared {
             live: AtomicUsize::new(0),
             fiber_limit,
             limit_kind,
+            monitor,
         });
 
         let mut threads = Vec::with_capacity(config.workers);
@@ -215,6 +223,21 @@ impl Shared {
                 }
             }
         }
+        let monitor_shared = shared.clone();
+        let spawned = thread::Builder::new()
+            .name(format!("{}-monitor", config.thread_name))
+            .stack_size(64 * 1024)
+            .spawn(move || monitor::run(monitor_shared, monitor_parker));
+        match spawned {
+            Ok(handle) => threads.push(handle),
+            Err(error) => {
+                shared.begin_shutdown();
+                for handle in threads {
+                    let _ = handle.join();
+                }
+                return Err(error);
+            }
+        }
         Ok((shared, threads))
     }
 
@@ -229,6 +252,7 @@ impl Shared {
         for remote in self.remotes.iter() {
             remote.unparker.unpark();
         }
+        self.monitor.unpark();
     }
 
     /// Counts a new fiber against the limit, or refuses it.

@@ -14,10 +14,10 @@
 //! - it is **stealable**: an atomic pointer that searching workers take in
 //!   their last round of stealing. Filling an empty slot wakes nobody (as in
 //!   tokio: waking the other worker on every ping-pong message would cost a
-//!   futex wake per message), so while every other worker sleeps, a fiber in
-//!   the slot waits for the fiber its worker is running to yield, park or
-//!   finish. Fibers are not preempted; a fiber that computes for long
-//!   without yielding delays that one fiber, as it delays its whole worker.
+//!   futex wake per message). If the worker then stays in one fiber (which
+//!   computes or spins without yielding), the monitor (`monitor.rs`) sees
+//!   its tick counter stand still with a fiber waiting and wakes a sleeping
+//!   worker, which steals it within a couple of milliseconds.
 //! - it is **bounded**: a worker runs at most [`MAX_NEXT_STREAK`] fibers in a
 //!   row from the slot before going back to its deque, so a ping-pong pair
 //!   cannot starve the queue.
