@@ -54,6 +54,7 @@ fn a_million_contended_increments_are_all_counted() {
         })
     });
     assert_eq!(count, 1_000_000);
+    eprintln!("longest wait for the lock: {longest:?}");
     assert!(
         longest < Duration::from_secs(10),
         "a fiber waited {longest:?} for the lock"
