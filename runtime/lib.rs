@@ -30,7 +30,8 @@
 //!
 //! - a reference obtained from a `thread_local!` (`LOCAL.with(|v| ...)`
 //!   whose closure parks): after the move it points at another thread's
-//!   slot, which that thread may be using;
+//!   slot, which that thread may be using (use `spindle::fiber_local!` for
+//!   values that must survive a park);
 //! - a `std::sync::MutexGuard` or `RwLock` guard: it would be released from
 //!   another thread, and while parked it blocks every fiber and thread that
 //!   wants the lock, including, possibly, the one that would wake you;

@@ -98,13 +98,18 @@ pub(crate) struct FiberInner {
     /// fiber. Per fiber, not `std::thread::panicking()`: the thread that
     /// runs the cancellation may itself be unwinding for its own reasons.
     cancelling: Cell<bool>,
+    /// Fiber-local values (`sync::local`): made by the fiber's code on
+    /// first access, dropped by it at its end in `fiber_main`.
+    locals: crate::sync::local::Locals,
 }
 
-// The non-Sync fields (`context`, `guard`, `entry`, `yielder`, `cancelling`)
-// are only touched by the thread holding the fiber RUNNING (see state.rs).
+// The non-Sync fields (`context`, `guard`, `entry`, `yielder`, `cancelling`,
+// `locals`) are only touched by the thread holding the fiber RUNNING (see
+// state.rs).
 // SAFETY: the `state` atomic grants that to one thread at a time, acq/rel.
 unsafe impl Sync for FiberInner {}
-// SAFETY: as above; the entry closure is Send and the context is Send.
+// SAFETY: as above; the entry closure, the context and the fiber-local
+// values are Send.
 unsafe impl Send for FiberInner {}
 
 impl FiberInner {
@@ -126,6 +131,7 @@ impl FiberInner {
             entry: UnsafeCell::new(Some(entry)),
             yielder: Cell::new(std::ptr::null()),
             cancelling: Cell::new(false),
+            locals: crate::sync::local::Locals::new(),
         }
     }
 }
@@ -227,6 +233,7 @@ fn fiber_main(fiber: *const FiberInner, yielder: &FiberYielder, first: Resume) {
         Start::Run
     };
     let output = entry(start);
+    fiber.locals.drop_all();
     fiber.completion.complete(output);
 }
 
@@ -449,6 +456,16 @@ pub fn try_current() -> Option<Fiber> {
             inner: Arc::from_raw(fiber),
         })
     }
+}
+
+/// Runs `f` with the running fiber's fiber-local values (`sync::local`),
+/// or with `None` on a plain thread.
+pub(crate) fn with_current_locals<R>(
+    f: impl FnOnce(Option<&crate::sync::local::Locals>) -> R,
+) -> R {
+    // SAFETY: the running fiber is alive while it runs, which includes all
+    // of `f` (a fiber that parks inside `f` keeps its FiberInner alive).
+    f(unsafe { current_ptr().as_ref() }.map(|fiber| &fiber.locals))
 }
 
 /// Blocks the caller until its token is available, like

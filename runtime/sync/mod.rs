@@ -4,22 +4,47 @@
 //! - [`Mutex`]: mutual exclusion, with a hand-off that bounds starvation
 //!   and std's poisoning;
 //! - [`Condvar`]: wait for a condition under a [`Mutex`];
-//! - [`Latch`]: a count-down latch; waiters wake when it reaches zero.
+//! - [`RwLock`]: readers or one writer; a queued writer stops new readers;
+//! - [`Semaphore`]: FIFO permits; [`Barrier`]: reusable, one leader per
+//!   generation; [`Latch`]: a count-down latch;
+//! - [`OnceCell`]: initialised once, other callers park meanwhile;
+//! - [`mpsc`]: `channel`, `sync_channel` (bounded and rendezvous),
+//!   multi-consumer, with std's errors; [`oneshot`]; [`Select`] over several
+//!   receive and send operations with a timeout or a non-blocking form;
+//! - [`FiberLocalKey`] and `spindle::fiber_local!`: per-fiber values, the
+//!   replacement for `thread_local!` references held across a park.
 //!
 //! All of them are built on one idea, in `waiter.rs`: a waiter is either a
-//! fiber or a thread, and waking it is `Fiber::unpark` or `Thread::unpark`;
-//! `waitlist.rs` queues waiters for the Mutex and the Condvar.
+//! fiber or a thread, and waking it is `Fiber::unpark` or `Thread::unpark`.
+//! `waitlist.rs` queues waiters for the Mutex, the Condvar and the channels;
+//! `grant.rs` is a queue that grants ownership in FIFO order for the
+//! RwLock, Semaphore, Barrier and OnceCell.
 //!
 //! Unlike std's locks, spindle's guards may be held across a park or a
 //! yield: the lock does not belong to an OS thread. (std's may not; see the
 //! crate docs, "Fibers move between threads".)
 
+mod barrier;
 mod condvar;
+mod grant;
 mod latch;
+pub(crate) mod local;
+pub mod mpsc;
 mod mutex;
+mod once;
+pub mod oneshot;
+mod rwlock;
+mod select;
+mod semaphore;
 pub(crate) mod waiter;
 mod waitlist;
 
+pub use barrier::{Barrier, BarrierWaitResult};
 pub use condvar::{Condvar, WaitTimeoutResult};
 pub use latch::Latch;
+pub use local::{AccessError, FiberLocalKey};
 pub use mutex::{Mutex, MutexGuard, HAND_OFF_AFTER};
+pub use once::OnceCell;
+pub use rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+pub use select::{Select, SelectTimeoutError, TrySelectError};
+pub use semaphore::{Semaphore, SemaphorePermit};

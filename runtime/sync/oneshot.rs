@@ -1,0 +1,209 @@
+//! A one-shot channel: [`oneshot()`] makes a [`Sender`] that sends one
+//! value and a [`Receiver`] that waits for it, parking a fiber or blocking a
+//! thread, whichever it is.
+//!
+//! # Design
+//! One short `std::sync::Mutex` (never held across a park) over the value,
+//! whether each end is alive, and who waits: the receiver records itself,
+//! unlocks and parks; the sender (or the sender's drop) stores, unlocks and
+//! wakes it. The receiver re-checks under the lock after every wake-up, so a
+//! wake-up that comes before it parks (the token is kept) or a spurious one
+//! is harmless. A receiver unwound mid-wait leaves only a stale `Waiter`
+//! handle behind, and its drop clears even that; waking a stale handle does
+//! nothing harmful.
+//!
+//! Rejected: a lock-free state word with the value in an `UnsafeCell`
+//! (tokio's design, like `JoinHandle`'s completion here): faster, but unsafe
+//! code outside fiber/ and the scheduler, which STYLE.md asks us to avoid; a
+//! one-shot is rarely hot enough to pay for it. A bounded `mpsc` of
+//! capacity 1: three wait lists for one value.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::mpsc::{RecvError, RecvTimeoutError, TryRecvError};
+use super::waiter::Waiter;
+
+/// Creates a one-shot channel: one value, from one sender to one receiver.
+///
+/// ```
+/// use spindle::sync::oneshot;
+///
+/// let rt = spindle::Runtime::new().unwrap();
+/// let (tx, rx) = oneshot::oneshot();
+/// rt.spawn(move || tx.send(6 * 7).unwrap());
+/// assert_eq!(rx.recv(), Ok(42)); // a plain thread waits for the fiber
+///
+/// let (tx, rx) = oneshot::oneshot::<u32>();
+/// drop(tx); // a sender dropped without sending wakes the receiver
+/// assert_eq!(rx.recv(), Err(spindle::sync::mpsc::RecvError));
+/// ```
+pub fn oneshot<T>() -> (Sender<T>, Receiver<T>) {
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State {
+            value: None,
+            sender_alive: true,
+            receiver_alive: true,
+            waiter: None,
+        }),
+    });
+    (
+        Sender {
+            shared: shared.clone(),
+        },
+        Receiver { shared },
+    )
+}
+
+/// Sends the one value; from [`oneshot()`].
+pub struct Sender<T> {
+    shared: Arc<Shared<T>>,
+}
+
+/// Receives the one value; from [`oneshot()`].
+pub struct Receiver<T> {
+    shared: Arc<Shared<T>>,
+}
+
+struct Shared<T> {
+    /// Either end, briefly; never held across a park.
+    state: Mutex<State<T>>,
+}
+
+/// # Invariants
+/// - `value` is set at most once, and only while `receiver_alive`;
+/// - `waiter` is set only by the receiver, while it waits.
+struct State<T> {
+    value: Option<T>,
+    /// False once the sender has sent or been dropped.
+    sender_alive: bool,
+    receiver_alive: bool,
+    /// The receiver, while it waits.
+    waiter: Option<Waiter>,
+}
+
+impl<T> Shared<T> {
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
+        // Nothing panics under this lock; ignore poisoning.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl<T> Sender<T> {
+    /// Sends `value`, waking the receiver. Fails, handing the value back,
+    /// if the receiver is gone.
+    pub fn send(self, value: T) -> Result<(), T> {
+        let mut state = self.shared.lock();
+        if !state.receiver_alive {
+            return Err(value);
+        }
+        debug_assert!(state.value.is_none(), "a oneshot sent twice");
+        state.value = Some(value);
+        state.sender_alive = false;
+        let waiter = state.waiter.take();
+        drop(state);
+        if let Some(waiter) = waiter {
+            waiter.wake();
+        }
+        Ok(())
+        // Drop sees `sender_alive == false` and does nothing more.
+    }
+
+    /// Whether the receiver is gone (a send would fail).
+    pub fn is_closed(&self) -> bool {
+        !self.shared.lock().receiver_alive
+    }
+}
+
+impl<T> Drop for Sender<T> {
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        if !state.sender_alive {
+            return; // sent
+        }
+        state.sender_alive = false;
+        let waiter = state.waiter.take();
+        drop(state);
+        if let Some(waiter) = waiter {
+            waiter.wake();
+        }
+    }
+}
+
+impl<T> Receiver<T> {
+    /// Waits for the value, parking the calling fiber (or blocking the
+    /// thread). Fails if the sender was dropped without sending.
+    pub fn recv(mut self) -> Result<T, RecvError> {
+        self.wait(None).map_err(|_| RecvError)
+    }
+
+    /// Like [`Receiver::recv`], giving up after `timeout`; the receiver
+    /// stays usable after a timeout.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T, RecvTimeoutError> {
+        self.wait(Instant::now().checked_add(timeout))
+    }
+
+    /// Takes the value if it is there now; never waits. After the value
+    /// has been taken, reports `Disconnected`.
+    pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
+        let mut state = self.shared.lock();
+        match state.value.take() {
+            Some(value) => Ok(value),
+            None if state.sender_alive => Err(TryRecvError::Empty),
+            None => Err(TryRecvError::Disconnected),
+        }
+    }
+
+    fn wait(&mut self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
+        loop {
+            let mut state = self.shared.lock();
+            if let Some(value) = state.value.take() {
+                state.waiter = None;
+                return Ok(value);
+            }
+            if !state.sender_alive {
+                state.waiter = None;
+                return Err(RecvTimeoutError::Disconnected);
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|deadline| now >= deadline) {
+                state.waiter = None;
+                return Err(RecvTimeoutError::Timeout);
+            }
+            if state.waiter.is_none() {
+                state.waiter = Some(Waiter::current());
+            }
+            drop(state);
+            // The sender wakes `waiter`, us; a stale or spurious wake-up just
+            // goes round the loop.
+            match deadline {
+                None => crate::park(),
+                Some(deadline) => crate::time::park_timeout(deadline - now),
+            }
+        }
+    }
+}
+
+impl<T> Drop for Receiver<T> {
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        state.receiver_alive = false;
+        state.waiter = None;
+        let value = state.value.take();
+        drop(state);
+        drop(value); // outside the lock: its destructor may do anything
+    }
+}
+
+impl<T> fmt::Debug for Sender<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("oneshot::Sender").finish_non_exhaustive()
+    }
+}
+
+impl<T> fmt::Debug for Receiver<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("oneshot::Receiver").finish_non_exhaustive()
+    }
+}
