@@ -5,12 +5,13 @@
 //!
 //! `cargo bench --bench switch`
 
-use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
+
+mod common;
 
 fn yield_now(c: &mut Criterion) {
     let mut group = c.benchmark_group("yield");
@@ -127,59 +128,8 @@ fn ping_pong(c: &mut Criterion) {
         })
     });
 
-    group.bench_function("process_pipe", |b| {
-        b.iter_custom(|iters| {
-            let (to_child, from_parent) = pipe();
-            let (to_parent, from_child) = pipe();
-            // SAFETY: the child runs only read/write/_exit (async-signal-safe)
-            // on descriptors it owns, so forking a threaded process is sound.
-            let pid = unsafe { libc::fork() };
-            assert!(pid >= 0, "fork failed");
-            if pid == 0 {
-                let mut byte = 0u8;
-                for _ in 0..iters {
-                    // SAFETY: one-byte reads and writes on our own pipes.
-                    unsafe {
-                        if libc::read(from_parent, (&mut byte as *mut u8).cast(), 1) != 1 {
-                            libc::_exit(1);
-                        }
-                        libc::write(to_parent, (&byte as *const u8).cast(), 1);
-                    }
-                }
-                // SAFETY: ends the child without running Rust code.
-                unsafe { libc::_exit(0) };
-            }
-            let mut byte = 7u8;
-            let start = Instant::now();
-            for _ in 0..iters {
-                // SAFETY: as in the child.
-                unsafe {
-                    libc::write(to_child, (&byte as *const u8).cast(), 1);
-                    assert_eq!(libc::read(from_child, (&mut byte as *mut u8).cast(), 1), 1);
-                }
-            }
-            let elapsed = start.elapsed();
-            let mut status = 0;
-            // SAFETY: reaping our own child, then closing our descriptors.
-            unsafe {
-                libc::waitpid(pid, &mut status, 0);
-                for fd in [to_child, from_parent, to_parent, from_child] {
-                    libc::close(fd);
-                }
-            }
-            black_box(status);
-            elapsed
-        })
-    });
+    group.bench_function("process_pipe", |b| b.iter_custom(common::pipe_round_trips));
     group.finish();
-}
-
-/// A pipe: (write end, read end).
-fn pipe() -> (libc::c_int, libc::c_int) {
-    let mut fds = [0; 2];
-    // SAFETY: `fds` has room for the two descriptors pipe writes.
-    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe failed");
-    (fds[1], fds[0])
 }
 
 criterion_group!(benches, yield_now, ping_pong);
