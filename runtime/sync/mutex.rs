@@ -282,7 +282,8 @@ impl<T: ?Sized> Mutex<T> {
             let hand_off = since_last >= HAND_OFF_AFTER.as_nanos() as u64
                 && queue
                     .front()
-                    .is_some_and(|node| now.duration_since(node.since) >= HAND_OFF_AFTER);
+                    .and_then(|node| node.since)
+                    .is_some_and(|since| now.duration_since(since) >= HAND_OFF_AFTER);
             if hand_off {
                 self.last_hand_off.store(now_nanos, Ordering::Relaxed);
             }
