@@ -206,38 +206,18 @@ impl Shared {
         let mut threads = Vec::with_capacity(config.workers);
         for (index, (local, parker, cache)) in locals.into_iter().enumerate() {
             let worker = Worker::new(index, shared.clone(), local, parker, cache);
-            let spawned = thread::Builder::new()
-                .name(format!("{}-{index}", config.thread_name))
-                // The worker loop itself is shallow; fibers run on their own
-                // stacks. 256 KiB leaves room for the panic machinery.
-                .stack_size(256 * 1024)
-                .spawn(move || worker.run());
-            match spawned {
-                Ok(handle) => threads.push(handle),
-                Err(error) => {
-                    shared.begin_shutdown();
-                    for handle in threads {
-                        let _ = handle.join();
-                    }
-                    return Err(error);
-                }
-            }
+            let name = format!("{}-{index}", config.thread_name);
+            // The worker loop itself is shallow; fibers run on their own
+            // stacks. 256 KiB leaves room for the panic machinery.
+            start_thread(&shared, &mut threads, name, 256 * 1024, move || {
+                worker.run()
+            })?;
         }
         let monitor_shared = shared.clone();
-        let spawned = thread::Builder::new()
-            .name(format!("{}-monitor", config.thread_name))
-            .stack_size(64 * 1024)
-            .spawn(move || monitor::run(monitor_shared, monitor_parker));
-        match spawned {
-            Ok(handle) => threads.push(handle),
-            Err(error) => {
-                shared.begin_shutdown();
-                for handle in threads {
-                    let _ = handle.join();
-                }
-                return Err(error);
-            }
-        }
+        let name = format!("{}-monitor", config.thread_name);
+        start_thread(&shared, &mut threads, name, 64 * 1024, move || {
+            monitor::run(monitor_shared, monitor_parker)
+        })?;
         Ok((shared, threads))
     }
 
@@ -390,6 +370,34 @@ impl Shared {
         }
         cache.drain_into(&self.stacks);
         cancelled
+    }
+}
+
+/// Starts one of the runtime's threads. If the OS refuses, shuts down and
+/// joins the threads started so far, and returns the error.
+fn start_thread(
+    shared: &Shared,
+    threads: &mut Vec<thread::JoinHandle<()>>,
+    name: String,
+    stack_size: usize,
+    body: impl FnOnce() + Send + 'static,
+) -> io::Result<()> {
+    match thread::Builder::new()
+        .name(name)
+        .stack_size(stack_size)
+        .spawn(body)
+    {
+        Ok(handle) => {
+            threads.push(handle);
+            Ok(())
+        }
+        Err(error) => {
+            shared.begin_shutdown();
+            for handle in threads.drain(..) {
+                let _ = handle.join();
+            }
+            Err(error)
+        }
     }
 }
 

@@ -48,3 +48,13 @@ pub use once::OnceCell;
 pub use rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 pub use select::{Select, SelectTimeoutError, TrySelectError};
 pub use semaphore::{Semaphore, SemaphorePermit};
+
+/// std's poisoning convention, shared by the locks: the value, as `Err`
+/// if a holder panicked.
+pub(crate) fn poison_checked<T>(poisoned: bool, value: T) -> std::sync::LockResult<T> {
+    if poisoned {
+        Err(std::sync::PoisonError::new(value))
+    } else {
+        Ok(value)
+    }
+}

@@ -36,7 +36,7 @@ use std::cell::UnsafeCell;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, LockResult, OnceLock, PoisonError, TryLockError, TryLockResult};
+use std::sync::{Arc, LockResult, OnceLock, TryLockError, TryLockResult};
 use std::time::{Duration, Instant};
 
 use super::waitlist::{Node, WaitList};
@@ -127,11 +127,7 @@ impl<T> Mutex<T> {
     pub fn into_inner(self) -> LockResult<T> {
         let poisoned = self.poisoned.load(Ordering::Relaxed);
         let value = self.data.into_inner();
-        if poisoned {
-            Err(PoisonError::new(value))
-        } else {
-            Ok(value)
-        }
+        super::poison_checked(poisoned, value)
     }
 }
 
@@ -167,11 +163,7 @@ impl<T: ?Sized> Mutex<T> {
     pub fn get_mut(&mut self) -> LockResult<&mut T> {
         let poisoned = self.is_poisoned();
         let data = self.data.get_mut();
-        if poisoned {
-            Err(PoisonError::new(data))
-        } else {
-            Ok(data)
-        }
+        super::poison_checked(poisoned, data)
     }
 
     fn guard(&self) -> LockResult<MutexGuard<'_, T>> {
@@ -179,11 +171,7 @@ impl<T: ?Sized> Mutex<T> {
             mutex: self,
             panicking: std::thread::panicking(),
         };
-        if self.is_poisoned() {
-            Err(PoisonError::new(guard))
-        } else {
-            Ok(guard)
-        }
+        super::poison_checked(self.is_poisoned(), guard)
     }
 
     /// Sets LOCKED if it is clear, keeping QUEUED.

@@ -44,7 +44,7 @@ use std::cell::UnsafeCell;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{LockResult, PoisonError, TryLockError, TryLockResult};
+use std::sync::{LockResult, TryLockError, TryLockResult};
 
 use super::grant::{GrantQueue, Granted, Queue, Withdraw};
 
@@ -153,11 +153,7 @@ impl<T> RwLock<T> {
     pub fn into_inner(self) -> LockResult<T> {
         let poisoned = self.is_poisoned();
         let value = self.data.into_inner();
-        if poisoned {
-            Err(PoisonError::new(value))
-        } else {
-            Ok(value)
-        }
+        super::poison_checked(poisoned, value)
     }
 }
 
@@ -225,20 +221,12 @@ impl<T: ?Sized> RwLock<T> {
     pub fn get_mut(&mut self) -> LockResult<&mut T> {
         let poisoned = self.is_poisoned();
         let data = self.data.get_mut();
-        if poisoned {
-            Err(PoisonError::new(data))
-        } else {
-            Ok(data)
-        }
+        super::poison_checked(poisoned, data)
     }
 
     fn read_guard(&self) -> LockResult<RwLockReadGuard<'_, T>> {
         let guard = RwLockReadGuard { lock: self };
-        if self.is_poisoned() {
-            Err(PoisonError::new(guard))
-        } else {
-            Ok(guard)
-        }
+        super::poison_checked(self.is_poisoned(), guard)
     }
 
     fn write_guard(&self) -> LockResult<RwLockWriteGuard<'_, T>> {
@@ -246,11 +234,7 @@ impl<T: ?Sized> RwLock<T> {
             lock: self,
             panicking: std::thread::panicking(),
         };
-        if self.is_poisoned() {
-            Err(PoisonError::new(guard))
-        } else {
-            Ok(guard)
-        }
+        super::poison_checked(self.is_poisoned(), guard)
     }
 
     /// Adds a reader if no writer holds the lock and nobody is queued.
