@@ -37,6 +37,8 @@ pub struct Builder {
     max_fibers: usize,
     thread_name: String,
     force_mprotect: bool,
+    max_blocking_threads: usize,
+    blocking_keep_alive: std::time::Duration,
 }
 
 impl Default for Builder {
@@ -54,6 +56,8 @@ impl Builder {
             max_fibers: usize::MAX,
             thread_name: "spindle-worker".to_owned(),
             force_mprotect: false,
+            max_blocking_threads: 512,
+            blocking_keep_alive: std::time::Duration::from_secs(10),
         }
     }
 
@@ -98,6 +102,26 @@ impl Builder {
         self
     }
 
+    /// The most threads the blocking pool ([`crate::blocking`]) may run at
+    /// once; further calls wait for one to finish. Default: 512, as tokio
+    /// (enough for a burst of blocking calls, far below `threads-max`).
+    ///
+    /// # Panics
+    /// If `count` is 0.
+    pub fn max_blocking_threads(mut self, count: usize) -> Builder {
+        assert!(count > 0, "the blocking pool needs at least one thread");
+        self.max_blocking_threads = count;
+        self
+    }
+
+    /// How long an idle blocking-pool thread waits for work before it
+    /// exits. Default: 10 s, as tokio: long enough to serve bursts without
+    /// restarting threads, short enough that an idle program holds none.
+    pub fn blocking_keep_alive(mut self, keep_alive: std::time::Duration) -> Builder {
+        self.blocking_keep_alive = keep_alive;
+        self
+    }
+
     /// Guards stacks with `mprotect`, as on kernels before 6.13, with the
     /// budget computed from `vm.max_map_count` as there. For testing that
     /// path on a newer kernel; not part of the stable API.
@@ -121,6 +145,8 @@ impl Builder {
             max_fibers: self.max_fibers,
             thread_name: self.thread_name,
             force_mprotect: self.force_mprotect,
+            max_blocking_threads: self.max_blocking_threads,
+            blocking_keep_alive: self.blocking_keep_alive,
         })
     }
 }

@@ -62,6 +62,7 @@
     clippy::undocumented_unsafe_blocks
 )]
 
+mod blocking;
 mod builder;
 pub mod fiber;
 mod padded;
@@ -69,15 +70,17 @@ mod runtime;
 mod scheduler;
 mod sys;
 
+pub mod fs;
 pub mod sync;
 pub mod time;
 
+pub use blocking::blocking;
 pub use builder::{Builder, DEFAULT_STACK_SIZE};
 pub use fiber::join::{JoinError, JoinHandle};
 pub use fiber::spawn::{spawn, try_spawn, LimitKind, SpawnError};
 pub use fiber::stack::StackStats;
 pub use fiber::{current, park, try_current, yield_now, Fiber, FiberId};
-pub use runtime::{Runtime, ShutdownReport};
+pub use runtime::{BlockingPoolStats, Runtime, ShutdownReport};
 
 /// Process-wide facts the examples and tests print.
 pub mod os {

@@ -37,6 +37,15 @@ pub struct ShutdownReport {
     pub stacks: StackStats,
 }
 
+/// The blocking pool's threads (see [`crate::blocking`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockingPoolStats {
+    /// Threads alive now (busy or idle within their keep-alive).
+    pub threads: usize,
+    /// The most alive at once since the runtime started.
+    pub peak_threads: usize,
+}
+
 /// Raw pointer that may cross to the worker running `block_on`'s fiber.
 struct SendPtr<T>(*mut T);
 // SAFETY: only dereferenced by the one fiber while `block_on` waits.
@@ -145,6 +154,15 @@ impl Runtime {
     /// the pool), so right after a `join` the count may lag by a moment.
     pub fn live_fibers(&self) -> usize {
         self.shared.live_fibers()
+    }
+
+    /// The blocking pool's thread counts now.
+    pub fn blocking_pool_stats(&self) -> BlockingPoolStats {
+        let (threads, peak_threads) = self.shared.blocking_threads();
+        BlockingPoolStats {
+            threads,
+            peak_threads,
+        }
     }
 
     /// Timers pending now (fibers parked with a deadline that has not

@@ -109,6 +109,8 @@ pub(crate) struct Config {
     pub(crate) thread_name: String,
     /// Tests force the pre-6.13 guard path.
     pub(crate) force_mprotect: bool,
+    pub(crate) max_blocking_threads: usize,
+    pub(crate) blocking_keep_alive: std::time::Duration,
 }
 
 /// The part of a worker other threads may touch.
@@ -156,6 +158,10 @@ pub(crate) struct Shared {
     limit_kind: LimitKind,
     /// Wakes the monitor thread (at shutdown).
     monitor: Unparker,
+    /// The blocking pool, made at the first `blocking` call.
+    blocking: std::sync::OnceLock<Arc<crate::blocking::pool::Pool>>,
+    /// Its settings (from the Builder) and thread name.
+    blocking_config: (usize, std::time::Duration, String),
 }
 
 impl Shared {
@@ -201,6 +207,12 @@ impl Shared {
             fiber_limit,
             limit_kind,
             monitor,
+            blocking: std::sync::OnceLock::new(),
+            blocking_config: (
+                config.max_blocking_threads,
+                config.blocking_keep_alive,
+                format!("{}-blocking", config.thread_name),
+            ),
         });
 
         let mut threads = Vec::with_capacity(config.workers);
@@ -233,6 +245,9 @@ impl Shared {
             remote.unparker.unpark();
         }
         self.monitor.unpark();
+        if let Some(pool) = self.blocking.get() {
+            pool.shutdown();
+        }
     }
 
     /// Counts a new fiber against the limit, or refuses it.
@@ -297,6 +312,23 @@ impl Shared {
     /// is awake, and it empties it before it sleeps.
     pub(crate) fn has_pending_work(&self) -> bool {
         !self.injector.is_empty() || self.remotes.iter().any(|r| !r.stealer.is_empty())
+    }
+
+    /// The blocking pool, started on first use.
+    pub(crate) fn blocking_pool(&self) -> &Arc<crate::blocking::pool::Pool> {
+        self.blocking.get_or_init(|| {
+            let (max_threads, keep_alive, name) = self.blocking_config.clone();
+            Arc::new(crate::blocking::pool::Pool::new(
+                max_threads,
+                keep_alive,
+                name,
+            ))
+        })
+    }
+
+    /// `(alive, peak)` blocking-pool threads (zeros before first use).
+    pub(crate) fn blocking_threads(&self) -> (usize, usize) {
+        self.blocking.get().map_or((0, 0), |pool| pool.threads())
     }
 
     /// Timers pending on all workers.

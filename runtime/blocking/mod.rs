@@ -1,0 +1,107 @@
+//! Blocking calls without stalling other fibers: [`blocking`] runs a
+//! closure on a pool of OS threads while the calling fiber parks.
+//!
+//! A fiber that makes a blocking system call (a disk read, `getaddrinfo`, a
+//! `sleep`) holds its worker thread for the whole call, and every fiber
+//! queued behind it waits. `blocking(|| ..)` hands the call to a pool thread
+//! (`pool.rs`) instead; the worker runs other fibers meanwhile and the
+//! caller is woken when the result is in. On a plain thread it simply runs
+//! the closure.
+//!
+//! The closure may borrow from the caller's stack, because the caller never
+//! leaves `blocking` before the closure has finished: not even when the
+//! runtime shuts down and unwinds the waiting fiber (the unwind is caught,
+//! the wait completes, then the unwind resumes).
+//!
+//! Not here yet (issue 5): the automatic hand-off that rescues a worker
+//! stuck in a raw blocking call nobody wrapped in `blocking`.
+
+pub(crate) mod pool;
+
+use std::any::Any;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::sync::waiter::Waiter;
+
+/// Where a pool thread leaves a job's outcome for the waiting fiber.
+struct Handoff<T> {
+    result: Mutex<Option<std::thread::Result<T>>>,
+    /// Set (Release) after `result` is written; read (Acquire) by the fiber.
+    done: AtomicBool,
+    waiter: Waiter,
+}
+
+/// Runs `f` on the runtime's blocking pool while the calling fiber parks,
+/// and returns its result; a panic in `f` resumes in the caller. Called on
+/// a plain thread (outside fibers, or on a pool thread: `blocking` inside
+/// `blocking`), it runs `f` right there.
+///
+/// ```
+/// let rt = spindle::Runtime::new().unwrap();
+/// let path = std::env::temp_dir();
+/// let listed = rt.block_on(|| {
+///     // The directory scan runs on a pool thread; this fiber's worker runs
+///     // other fibers meanwhile. The closure may borrow `path`.
+///     spindle::blocking(|| std::fs::read_dir(&path).map(|entries| entries.count()))
+/// });
+/// assert!(listed.is_ok());
+/// ```
+pub fn blocking<'a, F, T>(f: F) -> T
+where
+    F: FnOnce() -> T + Send + 'a,
+    T: Send + 'a,
+{
+    let Some(fiber) = crate::fiber::try_current() else {
+        return f();
+    };
+    let handoff = Arc::new(Handoff {
+        result: Mutex::new(None),
+        done: AtomicBool::new(false),
+        waiter: Waiter::Fiber(fiber.clone()),
+    });
+    let for_pool = handoff.clone();
+    let job: Box<dyn FnOnce() + Send + 'a> = Box::new(move || {
+        let outcome = catch_unwind(AssertUnwindSafe(f));
+        *for_pool.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
+        // Release: `result` is written before `done` is seen.
+        for_pool.done.store(true, Ordering::Release);
+        for_pool.waiter.unpark();
+    });
+    // Only the lifetime changes. The job may borrow `'a` data because this
+    // function does not return, nor unwind, before the job has finished:
+    // the wait below completes even if the fiber is unwound (the unwind is
+    // caught and resumed after), and a job the pool could not take runs
+    // here, before we wait.
+    // SAFETY: hence nothing the job borrows ends while the job runs.
+    let job: pool::Job =
+        unsafe { std::mem::transmute::<Box<dyn FnOnce() + Send + 'a>, pool::Job>(job) };
+    if let Some(job) = fiber.inner.shared.blocking_pool().submit(job) {
+        job(); // no pool thread could be started: run it in place
+    }
+    let waited = catch_unwind(AssertUnwindSafe(|| {
+        while !handoff.done.load(Ordering::Acquire) {
+            crate::park();
+        }
+    }));
+    if let Err(unwind) = waited {
+        // Cancelled at shutdown: finish waiting (park returns at once now),
+        // then carry on unwinding.
+        while !handoff.done.load(Ordering::Acquire) {
+            crate::park();
+            std::thread::yield_now();
+        }
+        resume_unwind(unwind);
+    }
+    let outcome = handoff
+        .result
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+        .expect("a finished job left its result");
+    match outcome {
+        Ok(value) => value,
+        Err(panic) => resume_unwind(panic as Box<dyn Any + Send>),
+    }
+}

@@ -1,0 +1,131 @@
+//! The blocking pool: OS threads that run closures handed over by fibers.
+//!
+//! A job queue under one std lock, with a condvar for idle threads. A job
+//! goes to an idle thread if there is one; otherwise a new thread is started
+//! while fewer than `max_threads` exist; otherwise it waits in the queue for
+//! the next thread to finish. An idle thread that gets no job for
+//! `keep_alive` exits, so after a burst the pool shrinks back to nothing.
+//!
+//! The pool threads are not joined at shutdown: one may be inside a call
+//! that never returns (a read from a terminal). They exit after their job.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+/// A closure for a pool thread.
+pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// A runtime's blocking pool.
+pub(crate) struct Pool {
+    state: Mutex<State>,
+    /// Idle threads wait here for a job (or for shutdown).
+    work: Condvar,
+    max_threads: usize,
+    keep_alive: Duration,
+    thread_name: String,
+}
+
+/// Under `Pool::state`.
+struct State {
+    queue: VecDeque<Job>,
+    /// Pool threads alive now.
+    threads: usize,
+    /// Of them, waiting for a job.
+    idle: usize,
+    /// The most threads alive at once so far (for tests and metrics).
+    peak: usize,
+    shutdown: bool,
+}
+
+impl Pool {
+    pub(crate) fn new(max_threads: usize, keep_alive: Duration, thread_name: String) -> Pool {
+        Pool {
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                threads: 0,
+                idle: 0,
+                peak: 0,
+                shutdown: false,
+            }),
+            work: Condvar::new(),
+            max_threads,
+            keep_alive,
+            thread_name,
+        }
+    }
+
+    /// Queues a job; starts a thread for it if none is idle and the cap
+    /// allows. If the OS refuses a new thread, the job waits for an existing
+    /// one, or, with none at all, runs on the caller (`run_here` returns it).
+    pub(crate) fn submit(self: &Arc<Self>, job: Job) -> Option<Job> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.queue.push_back(job);
+        if state.idle > 0 {
+            drop(state);
+            self.work.notify_one();
+            return None;
+        }
+        if state.threads >= self.max_threads {
+            return None; // the next thread to finish takes it
+        }
+        state.threads += 1;
+        state.peak = state.peak.max(state.threads);
+        drop(state);
+        let pool = self.clone();
+        let started = std::thread::Builder::new()
+            .name(self.thread_name.clone())
+            .spawn(move || pool.run());
+        if started.is_err() {
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            state.threads -= 1;
+            if state.threads == 0 {
+                // Nobody will ever take it: give it back to run in place.
+                return state.queue.pop_back();
+            }
+        }
+        None
+    }
+
+    /// A pool thread's body.
+    fn run(self: Arc<Self>) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(job) = state.queue.pop_front() {
+                drop(state);
+                job();
+                state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            if state.shutdown {
+                break;
+            }
+            state.idle += 1;
+            let (next, timeout) = self
+                .work
+                .wait_timeout(state, self.keep_alive)
+                .unwrap_or_else(|e| e.into_inner());
+            state = next;
+            state.idle -= 1;
+            if timeout.timed_out() && state.queue.is_empty() {
+                break;
+            }
+        }
+        state.threads -= 1;
+    }
+
+    /// Threads alive now, and the most alive at once so far.
+    pub(crate) fn threads(&self) -> (usize, usize) {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        (state.threads, state.peak)
+    }
+
+    /// Idle threads exit now; busy ones after their job.
+    pub(crate) fn shutdown(&self) {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .shutdown = true;
+        self.work.notify_all();
+    }
+}
