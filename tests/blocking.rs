@@ -180,7 +180,7 @@ fn a_fiber_waiting_on_blocking_is_unwound_at_shutdown_after_its_closure_ends() {
     let started = Arc::new(spindle::sync::Latch::new(1));
     let (done2, started2) = (closure_done.clone(), started.clone());
     rt.spawn(move || {
-        let local = vec![1u8; 16];
+        let local = [1u8; 16];
         spindle::blocking(|| {
             started2.count_down();
             std::thread::sleep(Duration::from_millis(100));
