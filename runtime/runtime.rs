@@ -156,6 +156,25 @@ impl Runtime {
         self.shared.live_fibers()
     }
 
+    /// A snapshot of the runtime's counters: per worker (fibers run, next
+    /// slot hits, injector pops, steals and attempts, parks and time
+    /// parked, spawns) and runtime-wide (spawned total, live fibers, the
+    /// stack pool, mappings, blocking threads, pending timers).
+    ///
+    /// ```
+    /// let rt = spindle::Builder::new().workers(2).build().unwrap();
+    /// rt.block_on(|| {
+    ///     let fibers: Vec<_> = (0..10).map(|i| spindle::spawn(move || i)).collect();
+    ///     fibers.into_iter().for_each(|f| { f.join().unwrap(); });
+    /// });
+    /// let metrics = rt.metrics();
+    /// assert_eq!(metrics.spawned_total, 11); // the ten, and block_on's fiber
+    /// assert_eq!(metrics.workers.len(), 2);
+    /// ```
+    pub fn metrics(&self) -> crate::Metrics {
+        self.shared.metrics()
+    }
+
     /// The blocking pool's thread counts now.
     pub fn blocking_pool_stats(&self) -> BlockingPoolStats {
         let (threads, peak_threads) = self.shared.blocking_threads();

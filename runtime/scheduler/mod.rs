@@ -129,6 +129,8 @@ pub(crate) struct Remote {
     /// Timers of fibers that parked with a deadline on this worker; fired
     /// by the owner, cancelled by whichever thread the fiber wakes on.
     pub(crate) timers: TimerQueue,
+    /// What the worker did (`metrics.rs`). Written by the owner only.
+    pub(crate) counters: crate::metrics::WorkerCounters,
 }
 
 /// State shared by the workers of one runtime and by every fiber of it.
@@ -150,6 +152,9 @@ pub(crate) struct Shared {
     /// (a spawn that races it is cancelled in step 3); workers see it after
     /// the unpark that follows it.
     shutdown: AtomicBool,
+    /// Fibers spawned from outside the workers (plain threads). Relaxed: a
+    /// statistic.
+    external_spawns: AtomicU64,
     /// Fibers spawned and not finished. Relaxed: a counter checked against
     /// `fiber_limit`, ordered with nothing else.
     live: AtomicUsize,
@@ -193,6 +198,7 @@ impl Shared {
                 ticks: AtomicU64::new(0),
                 cached_stacks: cache.published(),
                 timers: TimerQueue::new(),
+                counters: Default::default(),
             }));
             locals.push((local, parker, cache));
         }
@@ -204,6 +210,7 @@ impl Shared {
             epoch: std::time::Instant::now(),
             shutdown: AtomicBool::new(false),
             live: AtomicUsize::new(0),
+            external_spawns: AtomicU64::new(0),
             fiber_limit,
             limit_kind,
             monitor,
@@ -263,6 +270,12 @@ impl Shared {
                 kind: self.limit_kind,
             });
         }
+        worker::with_current(self, |worker| match worker {
+            Some(worker) => worker.count_spawn(),
+            None => {
+                self.external_spawns.fetch_add(1, Ordering::Relaxed);
+            }
+        });
         Ok(())
     }
 
@@ -329,6 +342,22 @@ impl Shared {
     /// `(alive, peak)` blocking-pool threads (zeros before first use).
     pub(crate) fn blocking_threads(&self) -> (usize, usize) {
         self.blocking.get().map_or((0, 0), |pool| pool.threads())
+    }
+
+    /// A snapshot of every counter (`metrics.rs`).
+    pub(crate) fn metrics(&self) -> crate::metrics::Metrics {
+        let workers: Vec<_> = self.remotes.iter().map(|r| r.counters.snapshot()).collect();
+        let spawned_total = workers.iter().map(|w| w.spawned).sum::<u64>()
+            + self.external_spawns.load(Ordering::Relaxed);
+        crate::metrics::Metrics {
+            workers,
+            spawned_total,
+            live_fibers: self.live_fibers(),
+            stacks: self.stack_stats(),
+            mappings: crate::sys::memory::map_count(),
+            blocking_threads: self.blocking_threads().0,
+            timers_pending: self.pending_timers(),
+        }
     }
 
     /// Timers pending on all workers.

@@ -33,6 +33,7 @@ use super::{Remote, Shared};
 use crate::fiber::context::Resume;
 use crate::fiber::stack::StackCache;
 use crate::fiber::{run_slice, FiberInner, Outcome};
+use crate::metrics::bump;
 
 /// Every this many ticks a worker takes from the global injector before its
 /// own queue. 61, as Go's scheduler: a prime, so it does not fall into step
@@ -119,6 +120,11 @@ impl Worker {
         &self.shared.remotes[self.index]
     }
 
+    /// Counts a fiber spawned by a fiber running on this worker.
+    pub(crate) fn count_spawn(&self) {
+        bump(&self.remote().counters.spawned, 1);
+    }
+
     /// This worker's index in the runtime.
     pub(crate) fn index(&self) -> usize {
         self.index
@@ -171,6 +177,7 @@ impl Worker {
         if self.searching.get() {
             self.stop_searching();
         }
+        bump(&self.remote().counters.fibers_run, 1);
         fiber.state.begin_run();
         let mut stacks = self.stacks.borrow_mut();
         loop {
@@ -243,6 +250,7 @@ impl Worker {
         if let Some(fiber) = self.remote().next.take() {
             if self.next_streak.get() < MAX_NEXT_STREAK {
                 self.next_streak.set(self.next_streak.get() + 1);
+                bump(&self.remote().counters.next_slot_hits, 1);
                 return Some(fiber);
             }
             self.local.push(fiber);
@@ -264,7 +272,10 @@ impl Worker {
     fn steal_injector(&self) -> Option<Arc<FiberInner>> {
         loop {
             match self.shared.injector.steal_batch_and_pop(&self.local) {
-                Steal::Success(fiber) => return Some(fiber),
+                Steal::Success(fiber) => {
+                    bump(&self.remote().counters.injector_pops, 1);
+                    return Some(fiber);
+                }
                 Steal::Empty => return None,
                 Steal::Retry => continue,
             }
@@ -288,15 +299,23 @@ impl Worker {
                 if victim == self.index {
                     continue;
                 }
+                let counters = &self.remote().counters;
+                bump(&counters.steal_attempts, 1);
                 loop {
                     match remotes[victim].stealer.steal_batch_and_pop(&self.local) {
-                        Steal::Success(fiber) => return Some(fiber),
+                        Steal::Success(fiber) => {
+                            // The fiber returned, and the rest of the batch
+                            // now in our deque.
+                            bump(&counters.steals, 1 + self.local.len() as u64);
+                            return Some(fiber);
+                        }
                         Steal::Empty => break,
                         Steal::Retry => continue,
                     }
                 }
                 if round == STEAL_ROUNDS - 1 {
                     if let Some(fiber) = remotes[victim].next.take() {
+                        bump(&counters.steals, 1);
                         return Some(fiber);
                     }
                 }
@@ -338,7 +357,13 @@ impl Worker {
                 .time_to_earliest(self.shared.epoch, Instant::now())
             {
                 Some(timeout) if timeout.is_zero() => {}
-                timeout => self.parker.park(timeout),
+                timeout => {
+                    let asleep = Instant::now();
+                    self.parker.park(timeout);
+                    let counters = &self.remote().counters;
+                    bump(&counters.parks, 1);
+                    bump(&counters.parked_nanos, asleep.elapsed().as_nanos() as u64);
+                }
             }
             if self.shared.is_shutdown() {
                 return;

@@ -1,0 +1,94 @@
+//! Counters that say what the scheduler did: [`Runtime::metrics`].
+//!
+//! Each worker's counters live in its `Remote` and are written only by that
+//! worker, with a relaxed load and store (no atomic read-modify-write, so
+//! no bus-locked instruction on the hot path), and read by anyone. Counters
+//! that any thread may bump (spawns from outside the workers) are ordinary
+//! atomics. A snapshot is not taken at one instant: each counter is exact,
+//! but counters read a moment apart.
+//!
+//! [`Runtime::metrics`]: crate::Runtime::metrics
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::fiber::stack::StackStats;
+
+/// One worker's counters. Written by its owner only.
+#[derive(Default)]
+pub(crate) struct WorkerCounters {
+    pub(crate) fibers_run: AtomicU64,
+    pub(crate) next_slot_hits: AtomicU64,
+    pub(crate) injector_pops: AtomicU64,
+    pub(crate) steal_attempts: AtomicU64,
+    pub(crate) steals: AtomicU64,
+    pub(crate) parks: AtomicU64,
+    pub(crate) parked_nanos: AtomicU64,
+    pub(crate) spawned: AtomicU64,
+}
+
+/// Adds to a counter that only the calling thread writes: a relaxed load
+/// and store, not a read-modify-write.
+#[inline]
+pub(crate) fn bump(counter: &AtomicU64, by: u64) {
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(by),
+        Ordering::Relaxed,
+    );
+}
+
+impl WorkerCounters {
+    pub(crate) fn snapshot(&self) -> WorkerMetrics {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        WorkerMetrics {
+            fibers_run: get(&self.fibers_run),
+            next_slot_hits: get(&self.next_slot_hits),
+            injector_pops: get(&self.injector_pops),
+            steal_attempts: get(&self.steal_attempts),
+            steals: get(&self.steals),
+            parks: get(&self.parks),
+            time_parked: Duration::from_nanos(get(&self.parked_nanos)),
+            spawned: get(&self.spawned),
+        }
+    }
+}
+
+/// What one worker has done since the runtime started.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WorkerMetrics {
+    /// Fiber slices run (a fiber that parks and is woken counts again).
+    pub fibers_run: u64,
+    /// Fibers taken from this worker's next slot.
+    pub next_slot_hits: u64,
+    /// Batches taken from the global injector.
+    pub injector_pops: u64,
+    /// Attempts to steal from another worker's deque.
+    pub steal_attempts: u64,
+    /// Fibers obtained by stealing (from a deque or a next slot).
+    pub steals: u64,
+    /// Times the worker went to sleep.
+    pub parks: u64,
+    /// Total time asleep.
+    pub time_parked: Duration,
+    /// Fibers spawned by fibers running on this worker.
+    pub spawned: u64,
+}
+
+/// A snapshot of a runtime's counters (see the module docs).
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    /// Per worker, by index (`spindle-worker-<index>`).
+    pub workers: Vec<WorkerMetrics>,
+    /// Fibers spawned since the runtime started, from anywhere.
+    pub spawned_total: u64,
+    /// Fibers spawned and not yet finished.
+    pub live_fibers: usize,
+    /// The stack pool.
+    pub stacks: StackStats,
+    /// Memory mappings the whole process holds now (`/proc/self/maps`).
+    pub mappings: usize,
+    /// Blocking-pool threads alive now.
+    pub blocking_threads: usize,
+    /// Timers pending on all workers.
+    pub timers_pending: usize,
+}
