@@ -413,9 +413,9 @@ impl Fiber {
     /// global queue.
     pub fn unpark(&self) {
         if self.inner.state.unpark() == Unparked::MustSchedule {
+            // ("Ownership" on FiberInner.)
             // SAFETY: we won PARKED → SCHEDULED, so the scheduling reference
-            // the parked fiber holds is ours to take ("Ownership" on
-            // FiberInner).
+            // the parked fiber holds is ours to take.
             let scheduling_reference = unsafe { Arc::from_raw(Arc::as_ptr(&self.inner)) };
             Shared::schedule(scheduling_reference);
         }

@@ -398,16 +398,16 @@ impl Shared {
             }
             for owner in self.stacks.owners() {
                 let fiber = owner.as_ptr() as *const FiberInner;
-                // SAFETY: the registry lists started, unfinished fibers, each
-                // kept alive by its scheduling reference (held by a queue, or
-                // by the fiber itself while PARKED; no worker runs now).
+                // Each is kept alive by its scheduling reference (in a queue,
+                // or in the fiber itself while PARKED; no worker runs now).
+                // SAFETY: so the registry's started, unfinished fibers live.
                 let state = unsafe { &(*fiber).state };
                 // Parked fibers are in no queue: take them. Scheduled ones
                 // are in the batch already (from the injector).
                 if state.unpark() == Unparked::MustSchedule {
+                    // ("Ownership" on FiberInner.)
                     // SAFETY: we won PARKED → SCHEDULED: the parked fiber's
-                    // scheduling reference is ours ("Ownership" on
-                    // FiberInner).
+                    // scheduling reference is ours.
                     batch.push(unsafe { Arc::from_raw(fiber) });
                 }
             }

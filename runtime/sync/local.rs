@@ -213,9 +213,9 @@ struct Table {
     dropping: bool,
 }
 
-// SAFETY: every value in a table is a `T: Send` (the bound on
-// `FiberLocalKey`, the only way in), so moving the table to another thread
-// (with its fiber, or to drop it) moves only Send values.
+// Every value in a table is a `T: Send` (the bound on `FiberLocalKey`, the
+// only way in).
+// SAFETY: so moving the table to another thread moves only Send values.
 unsafe impl Send for Locals {}
 
 impl Locals {
@@ -233,9 +233,9 @@ impl Locals {
         f: impl FnOnce(&T) -> R,
     ) -> Result<R, AccessError> {
         let value = self.get_or_init(key)?;
-        // SAFETY: the value is boxed on its own and freed only by `drop_all`,
-        // which its owner runs after its own code is done (or by `Drop`);
-        // until then it is shared only as `&T`.
+        // The value is boxed on its own, freed only by `drop_all` (run by
+        // its owner after its own code is done) or by `Drop`.
+        // SAFETY: so it is alive here, and shared only as `&T`.
         Ok(f(unsafe { value.as_ref() }))
     }
 

@@ -72,10 +72,10 @@ pub struct OnceCell<T> {
     value: UnsafeCell<MaybeUninit<T>>,
 }
 
-// SAFETY: after COMPLETE the cell gives `&T` to every thread (T: Sync); the
-// value may be written by one thread and dropped or taken by another
-// (T: Send). Writes happen once, by the RUNNING party, published by the
-// Release store of COMPLETE, which every reader Acquire-loads first.
+// After COMPLETE the cell gives `&T` to every thread (T: Sync); the value
+// may be written by one thread and dropped or taken by another (T: Send).
+// The one write, by the RUNNING party, is published by COMPLETE's Release.
+// SAFETY: every reader Acquire-loads COMPLETE before touching the value.
 unsafe impl<T: Send + Sync> Sync for OnceCell<T> {}
 // SAFETY: a OnceCell owns its T; sending it sends the T.
 unsafe impl<T: Send> Send for OnceCell<T> {}

@@ -107,9 +107,9 @@ pub struct RwLock<T: ?Sized> {
     data: UnsafeCell<T>,
 }
 
-// SAFETY: the lock gives readers shared `&T` from several threads at once
-// (hence T: Sync) and a writer `&mut T` (hence T: Send), ordered by
-// acquire/release on `state` or on a request's grant, as std's RwLock.
+// Readers share `&T` across threads (T: Sync); a writer gets `&mut T`
+// (T: Send), as with std's RwLock.
+// SAFETY: acquire/release on `state` or on a request's grant orders them.
 unsafe impl<T: ?Sized + Send + Sync> Sync for RwLock<T> {}
 // SAFETY: an RwLock owns its T; sending it sends the T.
 unsafe impl<T: ?Sized + Send> Send for RwLock<T> {}
