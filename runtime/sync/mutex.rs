@@ -18,8 +18,10 @@
 //! front waiter is old (Go's starvation mode) turns a long queue of old
 //! waiters into a convoy: every increment then costs a park and an unpark.
 //! `benches/sync.rs`, 1,000 fibers doing 1,000,000 increments: 148–500 ms
-//! with that rule, 16.7 ms with the throttle (2 std threads on a std Mutex:
-//! 15–22 ms). The bound it keeps: every millisecond the front waiter is
+//! with that rule; with the throttle, 37.6–39.7 ms on a quiet machine
+//! against 25–28 ms for 2 std threads on a std Mutex (16.7 ms against 21.7
+//! ms in one run while other builds loaded the machine, which hurts the OS
+//! threads more). So fibers are still ~1.4x behind threads here. The bound it keeps: every millisecond the front waiter is
 //! served, so a waiter waits at most (waiters ahead of it) x 1 ms plus the
 //! critical sections in between (`tests/sync.rs` records the
 //! longest wait: 160–220 ms among 1,000 contending fibers).
