@@ -17,7 +17,10 @@
 //! the cost of a million live fibers (see ../shared/DESIGN-NOTES.md); the
 //! ratio `total / floor` is the scheduler's overhead on top of them.
 //!
-//! Flags: `--fibers N`, `--workers N`, `--stack-size BYTES`, `--no-floor`.
+//! Flags: `--fibers N`, `--workers N`, `--stack-size BYTES`, `--no-floor`,
+//! `--trace FILE` (write a timeline of the run as Chrome trace-event JSON,
+//! for Perfetto; about 120 bytes per event, so pair it with e.g.
+//! `--fibers 10000`: the steals from the spawning worker are visible).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,6 +32,7 @@ struct Args {
     workers: usize,
     stack_size: usize,
     floor: bool,
+    trace: Option<String>,
 }
 
 fn parse_args() -> Args {
@@ -37,6 +41,7 @@ fn parse_args() -> Args {
         workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
         stack_size: spindle::DEFAULT_STACK_SIZE,
         floor: true,
+        trace: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -53,6 +58,12 @@ fn parse_args() -> Args {
             "--workers" => args.workers = value("--workers").max(1),
             "--stack-size" => args.stack_size = value("--stack-size"),
             "--no-floor" => args.floor = false,
+            "--trace" => {
+                args.trace = Some(
+                    it.next()
+                        .unwrap_or_else(|| usage("--trace needs a file name")),
+                )
+            }
             "-h" | "--help" => usage(""),
             other => usage(&format!("unknown flag {other}")),
         }
@@ -64,7 +75,7 @@ fn usage(problem: &str) -> ! {
     if !problem.is_empty() {
         eprintln!("million: {problem}");
     }
-    eprintln!("usage: million [--fibers N] [--workers N] [--stack-size BYTES] [--no-floor]");
+    eprintln!("usage: million [--fibers N] [--workers N] [--stack-size BYTES] [--no-floor] [--trace FILE]");
     std::process::exit(if problem.is_empty() { 0 } else { 2 })
 }
 
@@ -105,11 +116,13 @@ fn mib(bytes: usize) -> f64 {
 
 fn main() {
     let args = parse_args();
-    let rt = spindle::Builder::new()
+    let mut builder = spindle::Builder::new()
         .workers(args.workers)
-        .stack_size(args.stack_size)
-        .build()
-        .expect("start runtime");
+        .stack_size(args.stack_size);
+    if let Some(path) = &args.trace {
+        builder = builder.trace(path);
+    }
+    let rt = builder.build().expect("start runtime");
     let n = args.fibers;
     println!(
         "spindle million: {n} fibers on {} workers, {} KiB stacks (+4 KiB guard page each)",
@@ -185,7 +198,10 @@ fn main() {
     let rss_after = status_bytes("VmRSS:");
     rt.trim_stacks();
     let rss_trimmed = status_bytes("VmRSS:");
-    drop(rt);
+    drop(rt); // writes the trace, if asked for
+    if let Some(path) = &args.trace {
+        println!("trace written to {path} (open it in https://ui.perfetto.dev)");
+    }
 
     println!();
     println!("{:<38}{:>10}", "phase", "wall");

@@ -39,6 +39,7 @@ pub struct Builder {
     force_mprotect: bool,
     max_blocking_threads: usize,
     blocking_keep_alive: std::time::Duration,
+    trace: Option<std::path::PathBuf>,
 }
 
 impl Default for Builder {
@@ -58,6 +59,7 @@ impl Builder {
             force_mprotect: false,
             max_blocking_threads: 512,
             blocking_keep_alive: std::time::Duration::from_secs(10),
+            trace: None,
         }
     }
 
@@ -122,6 +124,16 @@ impl Builder {
         self
     }
 
+    /// Records a timeline of what the workers do (fiber runs, parks,
+    /// steals, spawns) and writes it to `path` as Chrome trace-event JSON
+    /// when the runtime shuts down; open it in Perfetto. Default: off,
+    /// unless the `SPINDLE_TRACE` environment variable names a file. Off, it
+    /// costs one branch per recording site. See the `trace` module docs.
+    pub fn trace(mut self, path: impl Into<std::path::PathBuf>) -> Builder {
+        self.trace = Some(path.into());
+        self
+    }
+
     /// Guards stacks with `mprotect`, as on kernels before 6.13, with the
     /// budget computed from `vm.max_map_count` as there. For testing that
     /// path on a newer kernel; not part of the stable API.
@@ -147,6 +159,7 @@ impl Builder {
             force_mprotect: self.force_mprotect,
             max_blocking_threads: self.max_blocking_threads,
             blocking_keep_alive: self.blocking_keep_alive,
+            trace: self.trace,
         })
     }
 }

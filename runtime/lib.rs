@@ -70,6 +70,7 @@ mod padded;
 mod runtime;
 mod scheduler;
 mod sys;
+mod trace;
 
 pub mod fs;
 pub mod sync;

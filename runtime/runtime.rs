@@ -232,6 +232,16 @@ impl Runtime {
             }
         }
         let fibers_cancelled = self.shared.cancel_remaining();
+        if let Err(error) = self.shared.tracing.write(self.shared.remotes.len()) {
+            let path = self
+                .shared
+                .tracing
+                .path
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            eprintln!("spindle: cannot write the trace to {path}: {error}");
+        }
         ShutdownReport {
             fibers_cancelled,
             workers_joined,

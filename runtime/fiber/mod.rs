@@ -70,7 +70,7 @@ pub(crate) type Entry = Box<dyn FnOnce(Start) -> join::Output + Send + 'static>;
 /// spawn + join).
 pub(crate) struct FiberInner {
     // --- Set at spawn, immutable after: anyone may read.
-    id: FiberId,
+    pub(crate) id: FiberId,
     name: Option<Box<str>>,
     /// Requested usable stack bytes; 0 means the runtime's default.
     stack_size: usize,

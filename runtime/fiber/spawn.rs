@@ -176,6 +176,7 @@ impl Builder {
             stack_size,
             entry,
         ));
+        shared.note_spawn(inner.id.as_u64());
         let fiber = Fiber {
             inner: inner.clone(),
         };

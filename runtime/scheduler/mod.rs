@@ -111,6 +111,7 @@ pub(crate) struct Config {
     pub(crate) force_mprotect: bool,
     pub(crate) max_blocking_threads: usize,
     pub(crate) blocking_keep_alive: std::time::Duration,
+    pub(crate) trace: Option<std::path::PathBuf>,
 }
 
 /// The part of a worker other threads may touch.
@@ -167,6 +168,8 @@ pub(crate) struct Shared {
     blocking: std::sync::OnceLock<Arc<crate::blocking::pool::Pool>>,
     /// Its settings (from the Builder) and thread name.
     blocking_config: (usize, std::time::Duration, String),
+    /// The timeline trace, if on (`trace.rs`).
+    pub(crate) tracing: crate::trace::Tracing,
 }
 
 impl Shared {
@@ -215,6 +218,7 @@ impl Shared {
             limit_kind,
             monitor,
             blocking: std::sync::OnceLock::new(),
+            tracing: crate::trace::Tracing::new(config.trace.clone()),
             blocking_config: (
                 config.max_blocking_threads,
                 config.blocking_keep_alive,
@@ -270,13 +274,17 @@ impl Shared {
                 kind: self.limit_kind,
             });
         }
+        Ok(())
+    }
+
+    /// Counts (and traces) a spawned fiber, on the spawning worker if any.
+    pub(crate) fn note_spawn(&self, fiber: u64) {
         worker::with_current(self, |worker| match worker {
-            Some(worker) => worker.count_spawn(),
+            Some(worker) => worker.count_spawn(fiber),
             None => {
                 self.external_spawns.fetch_add(1, Ordering::Relaxed);
             }
         });
-        Ok(())
     }
 
     pub(crate) fn fiber_finished(&self) {

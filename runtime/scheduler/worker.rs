@@ -34,6 +34,7 @@ use crate::fiber::context::Resume;
 use crate::fiber::stack::StackCache;
 use crate::fiber::{run_slice, FiberInner, Outcome};
 use crate::metrics::bump;
+use crate::trace::{Buffer, Event};
 
 /// Every this many ticks a worker takes from the global injector before its
 /// own queue. 61, as Go's scheduler: a prime, so it does not fall into step
@@ -66,6 +67,9 @@ pub(crate) struct Worker {
     /// Free stacks; borrowed by the loop while a fiber runs, never by fiber
     /// code.
     stacks: RefCell<StackCache>,
+    /// The timeline trace buffer (`trace.rs`); `enabled` is the one branch
+    /// a recording site costs when tracing is off.
+    trace: RefCell<Buffer>,
 }
 
 thread_local! {
@@ -100,6 +104,7 @@ impl Worker {
         parker: Parker,
         stacks: StackCache,
     ) -> Worker {
+        let trace = Buffer::new(shared.tracing.path.is_some(), shared.epoch);
         Worker {
             index,
             shared,
@@ -112,6 +117,7 @@ impl Worker {
             rng: Cell::new(
                 0x9E37_79B9_7F4A_7C15 ^ (index as u64).wrapping_mul(0xBF58_476D_1CE4_E5B9) | 1,
             ),
+            trace: RefCell::new(trace),
             stacks: RefCell::new(stacks),
         }
     }
@@ -120,9 +126,39 @@ impl Worker {
         &self.shared.remotes[self.index]
     }
 
-    /// Counts a fiber spawned by a fiber running on this worker.
-    pub(crate) fn count_spawn(&self) {
+    /// Counts (and traces) a fiber spawned by a fiber on this worker.
+    pub(crate) fn count_spawn(&self, fiber: u64) {
         bump(&self.remote().counters.spawned, 1);
+        let mut trace = self.trace.borrow_mut();
+        if trace.enabled {
+            let at = trace.now();
+            trace.events.push(Event::Spawn { at, fiber });
+        }
+    }
+
+    /// When a traced slice starts (`None` when tracing is off).
+    fn trace_start(&self) -> Option<f64> {
+        let trace = self.trace.borrow();
+        trace.enabled.then(|| trace.now())
+    }
+
+    /// Records a fiber's run slice, if tracing.
+    fn trace_run(&self, from: Option<f64>, fiber: &FiberInner, outcome: &Outcome) {
+        if let Some(start) = from {
+            let mut trace = self.trace.borrow_mut();
+            let micros = trace.now() - start;
+            let ended = match outcome {
+                Outcome::Yielded => "yield",
+                Outcome::Parked => "park",
+                Outcome::Finished => "done",
+            };
+            trace.events.push(Event::Run {
+                fiber: fiber.id.as_u64(),
+                start,
+                micros,
+                ended,
+            });
+        }
     }
 
     /// This worker's index in the runtime.
@@ -180,8 +216,11 @@ impl Worker {
         bump(&self.remote().counters.fibers_run, 1);
         fiber.state.begin_run();
         let mut stacks = self.stacks.borrow_mut();
+        let traced_from = self.trace_start();
         loop {
-            match run_slice(&fiber, Resume::Run, &mut stacks) {
+            let outcome = run_slice(&fiber, Resume::Run, &mut stacks);
+            self.trace_run(traced_from, &fiber, &outcome);
+            match outcome {
                 Outcome::Yielded => {
                     if self.nothing_else_to_run() {
                         // Nobody to let run first: carry on at once, without
@@ -306,7 +345,13 @@ impl Worker {
                         Steal::Success(fiber) => {
                             // The fiber returned, and the rest of the batch
                             // now in our deque.
-                            bump(&counters.steals, 1 + self.local.len() as u64);
+                            let count = 1 + self.local.len() as u64;
+                            bump(&counters.steals, count);
+                            let mut trace = self.trace.borrow_mut();
+                            if trace.enabled {
+                                let at = trace.now();
+                                trace.events.push(Event::Steal { at, victim, count });
+                            }
                             return Some(fiber);
                         }
                         Steal::Empty => break,
@@ -359,10 +404,16 @@ impl Worker {
                 Some(timeout) if timeout.is_zero() => {}
                 timeout => {
                     let asleep = Instant::now();
+                    let traced_from = self.trace_start();
                     self.parker.park(timeout);
                     let counters = &self.remote().counters;
                     bump(&counters.parks, 1);
                     bump(&counters.parked_nanos, asleep.elapsed().as_nanos() as u64);
+                    if let Some(start) = traced_from {
+                        let mut trace = self.trace.borrow_mut();
+                        let micros = trace.now() - start;
+                        trace.events.push(Event::Parked { start, micros });
+                    }
                 }
             }
             if self.shared.is_shutdown() {
@@ -406,5 +457,14 @@ impl Worker {
             self.shared.injector.push(fiber);
         }
         self.stacks.borrow_mut().drain_into(&self.shared.stacks);
+        let events = std::mem::take(&mut self.trace.borrow_mut().events);
+        if !events.is_empty() {
+            self.shared
+                .tracing
+                .collected
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((self.index, events));
+        }
     }
 }
