@@ -1,0 +1,526 @@
+//! The seeds' table, measured live: fibers vs threads vs processes.
+//!
+//! Runs the same small jobs three ways on this machine and prints, per
+//! unit of concurrency:
+//! - **creation**: start a unit that does nothing and wait for it;
+//! - **switch**: half a ping-pong round trip (park/unpark; Mutex+Condvar;
+//!   a byte over pipes);
+//! - **communication**: a message round trip (spindle `mpsc`;
+//!   `std::sync::mpsc`; a pipe);
+//! - **memory**: resident memory per live, idle unit;
+//! - **crash blast radius**: a segfault inside a fiber or a thread ends the
+//!   whole process; a segfault inside a child process ends only that child.
+//!   Demonstrated, not asserted: the program re-runs itself as a child that
+//!   crashes in each way and reports how the child ended.
+//!
+//! Flags: `--quick` (small counts, for CI), `--svg FILE` (a bar chart of
+//! the timing and memory rows on a log scale). Exits non-zero if a row
+//! could not be measured.
+
+use std::fmt::Write as _;
+use std::os::unix::process::ExitStatusExt;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// One row: a value per column (fiber, thread, process), in `unit`.
+struct Row {
+    name: &'static str,
+    unit: &'static str,
+    values: [f64; 3],
+}
+
+fn main() {
+    if let Ok(how) = std::env::var("SPINDLE_COMPARE_CRASH") {
+        crash(&how);
+    }
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let svg = args
+        .iter()
+        .position(|a| a == "--svg")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    let scale = if quick { 1 } else { 10 };
+    let rt = spindle::Builder::new()
+        .workers(2)
+        .build()
+        .expect("start runtime");
+
+    let rows = vec![
+        Row {
+            name: "creation (start + join one unit)",
+            unit: "µs",
+            values: creation(&rt, scale),
+        },
+        Row {
+            name: "switch (half a ping-pong round trip)",
+            unit: "µs",
+            values: switch(&rt, scale),
+        },
+        Row {
+            name: "communication (message round trip)",
+            unit: "µs",
+            values: communication(&rt, scale),
+        },
+        Row {
+            name: "memory per live, idle unit",
+            unit: "KiB",
+            values: memory(&rt, scale),
+        },
+    ];
+    let blast = blast_radius();
+
+    println!(
+        "{:<40}{:>14}{:>14}{:>14}",
+        "per unit, on this machine", "fiber", "thread", "process"
+    );
+    for row in &rows {
+        print!("{:<40}", format!("{} [{}]", row.name, row.unit));
+        for value in row.values {
+            print!("{:>14}", format_value(value));
+        }
+        println!();
+    }
+    print!("{:<40}", "crash blast radius (a segfault in it)");
+    for outcome in &blast {
+        print!("{:>14}", outcome);
+    }
+    println!();
+    println!();
+    println!(
+        "ratios: creation thread/fiber {:.0}x, process/fiber {:.0}x; switch thread/fiber {:.0}x; \
+         messages thread/fiber {:.0}x, process/fiber {:.0}x; memory thread/fiber {:.1}x",
+        rows[0].values[1] / rows[0].values[0],
+        rows[0].values[2] / rows[0].values[0],
+        rows[1].values[1] / rows[1].values[0],
+        rows[2].values[1] / rows[2].values[0],
+        rows[2].values[2] / rows[2].values[0],
+        rows[3].values[1] / rows[3].values[0],
+    );
+
+    let complete = rows
+        .iter()
+        .all(|r| r.values.iter().all(|v| v.is_finite() && *v > 0.0))
+        && blast.iter().all(|b| !b.is_empty());
+    if let Some(path) = svg {
+        std::fs::write(&path, chart(&rows)).expect("write the SVG");
+        println!("chart written to {path}");
+    }
+    if !complete {
+        eprintln!("compare: a row could not be measured");
+        std::process::exit(1);
+    }
+}
+
+fn format_value(value: f64) -> String {
+    if value >= 100.0 {
+        format!("{value:.0}")
+    } else if value >= 1.0 {
+        format!("{value:.2}")
+    } else {
+        format!("{value:.4}")
+    }
+}
+
+/// Microseconds per unit to start one and wait for it.
+fn creation(rt: &spindle::Runtime, scale: u32) -> [f64; 3] {
+    let fibers = 20_000 * scale;
+    let fiber = rt.block_on(|| {
+        let start = Instant::now();
+        for i in 0..fibers {
+            spindle::spawn(move || i).join().unwrap();
+        }
+        start.elapsed()
+    });
+    let threads = 200 * scale;
+    let start = Instant::now();
+    for i in 0..threads {
+        std::thread::spawn(move || i).join().unwrap();
+    }
+    let thread = start.elapsed();
+    let processes = 50 * scale;
+    let start = Instant::now();
+    for _ in 0..processes {
+        // SAFETY: the child only calls _exit, which is async-signal-safe.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: ends the child without running Rust code.
+            unsafe { libc::_exit(0) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child just forked.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+    }
+    let process = start.elapsed();
+    [
+        per_unit_us(fiber, fibers),
+        per_unit_us(thread, threads),
+        per_unit_us(process, processes),
+    ]
+}
+
+fn per_unit_us(total: Duration, units: u32) -> f64 {
+    total.as_secs_f64() * 1e6 / units as f64
+}
+
+/// Microseconds per switch: half of a ping-pong round trip.
+fn switch(rt: &spindle::Runtime, scale: u32) -> [f64; 3] {
+    let rounds = 20_000 * scale;
+    let fiber = rt.block_on(|| {
+        let turn = Arc::new(AtomicUsize::new(0));
+        let ping = spindle::current();
+        let pong_turn = turn.clone();
+        let pong = spindle::spawn(move || {
+            for round in 0..rounds as usize {
+                while pong_turn.load(Ordering::Acquire) != 2 * round + 1 {
+                    spindle::park();
+                }
+                pong_turn.store(2 * round + 2, Ordering::Release);
+                ping.unpark();
+            }
+        });
+        let other = pong.fiber().clone();
+        let start = Instant::now();
+        for round in 0..rounds as usize {
+            turn.store(2 * round + 1, Ordering::Release);
+            other.unpark();
+            while turn.load(Ordering::Acquire) != 2 * round + 2 {
+                spindle::park();
+            }
+        }
+        let elapsed = start.elapsed();
+        pong.join().unwrap();
+        elapsed
+    });
+    let thread_rounds = 2_000 * scale;
+    let shared = Arc::new((Mutex::new(0u32), Condvar::new()));
+    let other = shared.clone();
+    let pong = std::thread::spawn(move || {
+        let (lock, condvar) = &*other;
+        let mut turn = lock.lock().unwrap();
+        for round in 0..thread_rounds {
+            while *turn != 2 * round + 1 {
+                turn = condvar.wait(turn).unwrap();
+            }
+            *turn = 2 * round + 2;
+            condvar.notify_one();
+        }
+    });
+    let start = Instant::now();
+    {
+        let (lock, condvar) = &*shared;
+        let mut turn = lock.lock().unwrap();
+        for round in 0..thread_rounds {
+            *turn = 2 * round + 1;
+            condvar.notify_one();
+            while *turn != 2 * round + 2 {
+                turn = condvar.wait(turn).unwrap();
+            }
+        }
+    }
+    let thread = start.elapsed();
+    pong.join().unwrap();
+    let process = pipe_round_trips(thread_rounds);
+    [
+        per_unit_us(fiber, 2 * rounds),
+        per_unit_us(thread, 2 * thread_rounds),
+        per_unit_us(process, 2 * thread_rounds),
+    ]
+}
+
+/// Microseconds per message round trip.
+fn communication(rt: &spindle::Runtime, scale: u32) -> [f64; 3] {
+    let rounds = 20_000 * scale;
+    let fiber = rt.block_on(|| {
+        let (to_pong, pong_rx) = spindle::sync::mpsc::channel::<u32>();
+        let (to_ping, ping_rx) = spindle::sync::mpsc::channel::<u32>();
+        let pong = spindle::spawn(move || {
+            for message in pong_rx.iter() {
+                to_ping.send(message + 1).unwrap();
+            }
+        });
+        let start = Instant::now();
+        for i in 0..rounds {
+            to_pong.send(i).unwrap();
+            assert_eq!(ping_rx.recv().unwrap(), i + 1);
+        }
+        let elapsed = start.elapsed();
+        drop(to_pong);
+        pong.join().unwrap();
+        elapsed
+    });
+    let thread_rounds = 2_000 * scale;
+    let (to_pong, pong_rx) = std::sync::mpsc::channel::<u32>();
+    let (to_ping, ping_rx) = std::sync::mpsc::channel::<u32>();
+    let pong = std::thread::spawn(move || {
+        for message in pong_rx.iter() {
+            to_ping.send(message + 1).unwrap();
+        }
+    });
+    let start = Instant::now();
+    for i in 0..thread_rounds {
+        to_pong.send(i).unwrap();
+        assert_eq!(ping_rx.recv().unwrap(), i + 1);
+    }
+    let thread = start.elapsed();
+    drop(to_pong);
+    pong.join().unwrap();
+    let process = pipe_round_trips(thread_rounds);
+    [
+        per_unit_us(fiber, rounds),
+        per_unit_us(thread, thread_rounds),
+        per_unit_us(process, thread_rounds),
+    ]
+}
+
+/// `rounds` one-byte round trips with a forked child over two pipes.
+fn pipe_round_trips(rounds: u32) -> Duration {
+    let (mut to_child, mut from_parent, mut to_parent, mut from_child) =
+        ([0; 2], [0; 2], [0; 2], [0; 2]);
+    // SAFETY: each array has room for the two descriptors pipe writes.
+    unsafe {
+        libc::pipe(to_child.as_mut_ptr());
+        libc::pipe(to_parent.as_mut_ptr());
+    }
+    from_parent[0] = to_child[0];
+    from_child[0] = to_parent[0];
+    // SAFETY: the child only reads, writes and _exits (async-signal-safe).
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let mut byte = 0u8;
+        for _ in 0..rounds {
+            // SAFETY: one-byte transfers on our own pipes.
+            unsafe {
+                libc::read(from_parent[0], (&mut byte as *mut u8).cast(), 1);
+                libc::write(to_parent[1], (&byte as *const u8).cast(), 1);
+            }
+        }
+        // SAFETY: ends the child without running Rust code.
+        unsafe { libc::_exit(0) };
+    }
+    let mut byte = 1u8;
+    let start = Instant::now();
+    for _ in 0..rounds {
+        // SAFETY: as above.
+        unsafe {
+            libc::write(to_child[1], (&byte as *const u8).cast(), 1);
+            libc::read(from_child[0], (&mut byte as *mut u8).cast(), 1);
+        }
+    }
+    let elapsed = start.elapsed();
+    let mut status = 0;
+    // SAFETY: reaping our child and closing our descriptors.
+    unsafe {
+        libc::waitpid(pid, &mut status, 0);
+        for fd in [to_child[0], to_child[1], to_parent[0], to_parent[1]] {
+            libc::close(fd);
+        }
+    }
+    elapsed
+}
+
+fn rss_kib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .unwrap_or(f64::NAN)
+}
+
+/// KiB of resident memory per live, idle unit.
+fn memory(rt: &spindle::Runtime, scale: u32) -> [f64; 3] {
+    // Fibers parked on a latch.
+    let fibers = 10_000 * scale as usize;
+    let before = rss_kib();
+    let gate = Arc::new(spindle::sync::Latch::new(1));
+    let started = Arc::new(spindle::sync::Latch::new(fibers));
+    let handles: Vec<_> = (0..fibers)
+        .map(|_| {
+            let (gate, started) = (gate.clone(), started.clone());
+            rt.spawn(move || {
+                started.count_down();
+                gate.wait();
+            })
+        })
+        .collect();
+    started.wait();
+    let fiber = (rss_kib() - before) / fibers as f64;
+    gate.count_down();
+    handles.into_iter().for_each(|h| h.join().unwrap());
+
+    // Threads blocked on a barrier-like gate.
+    let threads = 200 * scale as usize;
+    let before = rss_kib();
+    let gate = Arc::new((Mutex::new(false), Condvar::new()));
+    let started = Arc::new(std::sync::Barrier::new(threads + 1));
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let (gate, started) = (gate.clone(), started.clone());
+            std::thread::spawn(move || {
+                started.wait();
+                let (lock, condvar) = &*gate;
+                let mut open = lock.lock().unwrap();
+                while !*open {
+                    open = condvar.wait(open).unwrap();
+                }
+            })
+        })
+        .collect();
+    started.wait();
+    let thread = (rss_kib() - before) / threads as f64;
+    *gate.0.lock().unwrap() = true;
+    gate.1.notify_all();
+    handles.into_iter().for_each(|h| h.join().unwrap());
+
+    // Processes: the proportional set size (Pss) of idle forked children,
+    // which shares the pages they have in common with this process fairly.
+    let processes = 10 * scale as usize;
+    let mut pids = Vec::new();
+    for _ in 0..processes {
+        // SAFETY: the child only pauses until killed (async-signal-safe).
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            loop {
+                // SAFETY: pause has no preconditions.
+                unsafe { libc::pause() };
+            }
+        }
+        pids.push(pid);
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    let pss: f64 = pids
+        .iter()
+        .map(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+                .ok()
+                .and_then(|t| {
+                    t.lines().find(|l| l.starts_with("Pss:")).and_then(|l| {
+                        l.split_whitespace()
+                            .nth(1)
+                            .and_then(|v| v.parse::<f64>().ok())
+                    })
+                })
+                .unwrap_or(f64::NAN)
+        })
+        .sum();
+    for pid in &pids {
+        // SAFETY: killing and reaping our own children.
+        unsafe {
+            libc::kill(*pid, libc::SIGKILL);
+            libc::waitpid(*pid, std::ptr::null_mut(), 0);
+        }
+    }
+    [fiber, thread, pss / processes as f64]
+}
+
+/// Re-runs this program as children that crash in each way; reports how
+/// each child ended and whether this process survived.
+fn blast_radius() -> [String; 3] {
+    let exe = std::env::current_exe().expect("own path");
+    let run = |how: &str| {
+        let output = Command::new(&exe)
+            .env("SPINDLE_COMPARE_CRASH", how)
+            .output();
+        match output {
+            Ok(out) if out.status.signal() == Some(libc::SIGSEGV) => match how {
+                "process" => "only child".to_owned(),
+                _ => "whole process".to_owned(),
+            },
+            Ok(out) => format!("? {:?}", out.status),
+            Err(_) => String::new(),
+        }
+    };
+    [run("fiber"), run("thread"), run("process")]
+}
+
+/// The crashing children (see `blast_radius`).
+fn crash(how: &str) -> ! {
+    let segfault = || {
+        let wild = std::hint::black_box(8usize) as *mut u64;
+        // SAFETY: none: this writes to an unmapped address on purpose.
+        unsafe { wild.write_volatile(1) };
+    };
+    match how {
+        "fiber" => {
+            // A fiber crashes: its worker thread, and so the process, dies.
+            let rt = spindle::Runtime::new().expect("start runtime");
+            rt.block_on(|| spindle::spawn(segfault).join().ok());
+        }
+        "thread" => {
+            // A thread crashes: the whole process dies with it.
+            std::thread::spawn(segfault).join().ok();
+        }
+        _ => {
+            // A child process crashes; this process watches it and lives.
+            // SAFETY: the child only makes the faulting write.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                segfault();
+            }
+            let mut status = 0;
+            // SAFETY: waits for our child.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+            // Report the child's fate as our own, after surviving it.
+            if libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGSEGV {
+                // SAFETY: re-raising the child's signal on ourselves, with
+                // the default action, ends this watcher the same way.
+                unsafe {
+                    libc::signal(libc::SIGSEGV, libc::SIG_DFL);
+                    libc::raise(libc::SIGSEGV);
+                }
+            }
+        }
+    }
+    std::process::exit(0)
+}
+
+/// An SVG bar chart of the numeric rows on a log scale.
+fn chart(rows: &[Row]) -> String {
+    let (width, row_height, bar, left) = (900.0, 90.0, 22.0, 300.0);
+    let height = 40.0 + row_height * rows.len() as f64;
+    let colors = ["#2e7d32", "#1565c0", "#c62828"];
+    let labels = ["fiber", "thread", "process"];
+    let max = rows.iter().flat_map(|r| r.values).fold(1.0f64, f64::max);
+    let min = rows
+        .iter()
+        .flat_map(|r| r.values)
+        .fold(f64::MAX, f64::min)
+        .min(0.01);
+    let scale = |v: f64| {
+        (v.max(min).log10() - min.log10()) / (max.log10() - min.log10()) * (width - left - 120.0)
+    };
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="13"><rect width="100%" height="100%" fill="white"/><text x="10" y="22" font-size="15">fibers vs threads vs processes, per unit, log scale (measured on this machine)</text>"#
+    );
+    for (i, row) in rows.iter().enumerate() {
+        let y = 40.0 + i as f64 * row_height;
+        let _ = write!(
+            svg,
+            r#"<text x="10" y="{}">{} [{}]</text>"#,
+            y + 40.0,
+            row.name,
+            row.unit
+        );
+        for (j, value) in row.values.iter().enumerate() {
+            let by = y + j as f64 * (bar + 2.0);
+            let _ = write!(
+                svg,
+                r#"<rect x="{left}" y="{by}" width="{:.1}" height="{bar}" fill="{}"/><text x="{:.1}" y="{:.1}">{} {}</text>"#,
+                scale(*value).max(1.0),
+                colors[j],
+                left + scale(*value).max(1.0) + 6.0,
+                by + 16.0,
+                labels[j],
+                format_value(*value)
+            );
+        }
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
