@@ -221,8 +221,8 @@ fn finish_unstarted(fiber: &FiberInner, start: Start) -> Outcome {
 
 /// The first frame on every fiber stack.
 fn fiber_main(fiber: *const FiberInner, yielder: &FiberYielder, first: Resume) {
-    // SAFETY: the resuming worker holds a reference to the fiber for the
-    // whole slice, and the registry holds one while the fiber is started.
+        // SAFETY: the resuming worker holds the fiber's scheduling reference
+    // for the whole slice ("Ownership" on FiberInner).
     let fiber = unsafe { &*fiber };
     fiber.yielder.set(yielder);
     // SAFETY: fiber code owns `entry`; this is the fiber's first instruction.
