@@ -1,10 +1,10 @@
 //! Fibers: what one is, how it runs a slice, parks and wakes.
 //!
-//! - [`state`]: the atomic state machine (who may run the fiber).
-//! - [`context`]: the corosensei coroutine the fiber runs on.
-//! - [`stack`]: where its stack comes from and goes back to.
-//! - [`spawn`]: `spawn`, `try_spawn`, the fiber `Builder`, `SpawnError`.
-//! - [`join`]: `JoinHandle` and `JoinError`.
+//! - `state.rs`: the atomic state machine (who may run the fiber).
+//! - `context.rs`: the corosensei coroutine the fiber runs on.
+//! - `stack.rs`: where its stack comes from and goes back to.
+//! - `spawn.rs`: `spawn`, `try_spawn`, the fiber `Builder`, `SpawnError`.
+//! - `join.rs`: `JoinHandle` and `JoinError`.
 //!
 //! A fiber is an `Arc<FiberInner>`. See `FiberInner`'s "Ownership" for the
 //! one reference that is special, the *scheduling reference*.
@@ -221,7 +221,7 @@ fn finish_unstarted(fiber: &FiberInner, start: Start) -> Outcome {
 
 /// The first frame on every fiber stack.
 fn fiber_main(fiber: *const FiberInner, yielder: &FiberYielder, first: Resume) {
-        // SAFETY: the resuming worker holds the fiber's scheduling reference
+    // SAFETY: the resuming worker holds the fiber's scheduling reference
     // for the whole slice ("Ownership" on FiberInner).
     let fiber = unsafe { &*fiber };
     fiber.yielder.set(yielder);
