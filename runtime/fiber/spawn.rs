@@ -176,11 +176,11 @@ impl Builder {
             stack_size,
             entry,
         ));
-        shared.note_spawn(inner.id.as_u64());
+
         let fiber = Fiber {
             inner: inner.clone(),
         };
-        Shared::schedule(inner);
+        Shared::schedule_spawned(inner);
         Ok(JoinHandle::new(fiber))
     }
 }

@@ -277,16 +277,6 @@ impl Shared {
         Ok(())
     }
 
-    /// Counts (and traces) a spawned fiber, on the spawning worker if any.
-    pub(crate) fn note_spawn(&self, fiber: u64) {
-        worker::with_current(self, |worker| match worker {
-            Some(worker) => worker.count_spawn(fiber),
-            None => {
-                self.external_spawns.fetch_add(1, Ordering::Relaxed);
-            }
-        });
-    }
-
     pub(crate) fn fiber_finished(&self) {
         let previous = self.live.fetch_sub(1, Ordering::Relaxed);
         debug_assert!(previous > 0, "live fiber count underflow");
@@ -301,17 +291,34 @@ impl Shared {
     /// calling worker's next slot if the caller is a worker of that runtime,
     /// else into the injector (waking a worker).
     pub(crate) fn schedule(fiber: Arc<FiberInner>) {
+        Shared::schedule_counted(fiber, false);
+    }
+
+    /// `schedule` for a fiber just spawned: also counts (and traces) the
+    /// spawn, with the same one look-up of the calling worker.
+    pub(crate) fn schedule_spawned(fiber: Arc<FiberInner>) {
+        Shared::schedule_counted(fiber, true);
+    }
+
+    fn schedule_counted(fiber: Arc<FiberInner>, spawned: bool) {
         let runtime = Arc::as_ptr(&fiber.shared);
+        let id = fiber.id.as_u64();
         // On a worker of this runtime, the worker's own `Arc<Shared>` keeps
         // the runtime alive: no reference count is touched.
         let fiber = worker::with_current(runtime, |worker| match worker {
             Some(worker) => {
+                if spawned {
+                    worker.count_spawn(id);
+                }
                 worker.schedule_local(fiber);
                 None
             }
             None => Some(fiber),
         });
         if let Some(fiber) = fiber {
+            if spawned {
+                fiber.shared.external_spawns.fetch_add(1, Ordering::Relaxed);
+            }
             // From a foreign thread: hold the runtime while we push and
             // notify (a runtime shutting down could otherwise run the fiber
             // to completion and go away between the two).
