@@ -102,13 +102,7 @@ impl Completion {
                 unsafe { *self.waiter.get() = None };
             }
             while !self.is_done() {
-                let Some(deadline) = deadline else {
-                    crate::park();
-                    continue;
-                };
-                let now = Instant::now();
-                if now < deadline {
-                    crate::time::park_timeout(deadline - now);
+                if crate::time::park_until(deadline) {
                     continue;
                 }
                 // Give up: take the waiter back, unless the fiber completed

@@ -149,17 +149,10 @@ impl<K> GrantQueue<K> {
                 std::mem::forget(unwound);
                 return true;
             }
-            match deadline {
-                None => crate::park(),
-                Some(deadline) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        std::mem::forget(unwound);
-                        // Granted while timing out: keep the grant.
-                        return !self.withdraw(request, primitive);
-                    }
-                    crate::time::park_timeout(deadline - now);
-                }
+            if !crate::time::park_until(deadline) {
+                std::mem::forget(unwound);
+                // Granted while timing out: keep the grant.
+                return !self.withdraw(request, primitive);
             }
         }
     }

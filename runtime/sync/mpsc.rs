@@ -403,10 +403,7 @@ impl<T> Channel<T> {
             drop(state);
             // The receiver that takes the value wakes `slot_owner`, us; a
             // spurious or stale wake-up just goes round the loop.
-            match deadline {
-                None => crate::park(),
-                Some(deadline) => crate::time::park_timeout(deadline - now),
-            }
+            crate::time::park_until(deadline);
         }
     }
 

@@ -177,10 +177,7 @@ impl<T> Receiver<T> {
             drop(state);
             // The sender wakes `waiter`, us; a stale or spurious wake-up just
             // goes round the loop.
-            match deadline {
-                None => crate::park(),
-                Some(deadline) => crate::time::park_timeout(deadline - now),
-            }
+            crate::time::park_until(deadline);
         }
     }
 }

@@ -343,15 +343,8 @@ impl<'a, R> Select<'a, R> {
             // 3. Park.
             if !ready {
                 while !registered.any_notified() {
-                    match deadline {
-                        None => crate::park(),
-                        Some(deadline) => {
-                            let now = Instant::now();
-                            if now >= deadline {
-                                break;
-                            }
-                            crate::time::park_timeout(deadline - now);
-                        }
+                    if !crate::time::park_until(deadline) {
+                        break;
                     }
                 }
             }

@@ -159,20 +159,11 @@ impl WaitList {
                 std::mem::forget(leave);
                 return true;
             }
-            match deadline {
-                None => crate::park(),
-                Some(deadline) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        if self.remove(node) {
-                            std::mem::forget(leave);
-                            return false;
-                        }
-                        // Notified while timing out: take the notification.
-                        continue;
-                    }
-                    crate::time::park_timeout(deadline - now);
-                }
+            // Timed out, unless notified meanwhile (then the loop takes
+            // the notification).
+            if !crate::time::park_until(deadline) && self.remove(node) {
+                std::mem::forget(leave);
+                return false;
             }
         }
     }

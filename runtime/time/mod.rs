@@ -40,15 +40,27 @@ pub fn sleep(duration: Duration) {
 /// Puts the calling fiber to sleep until `deadline`. On a plain thread,
 /// sleeps the thread.
 pub fn sleep_until(deadline: Instant) {
-    loop {
-        let now = Instant::now();
-        if now >= deadline {
-            return;
-        }
-        // Unparks that arrive meanwhile only make park_timeout return
-        // early; the loop sleeps again for what is left.
-        park_timeout(deadline - now);
+    // Unparks that arrive meanwhile only end one park early; the loop
+    // sleeps again for what is left.
+    while park_until(Some(deadline)) {}
+}
+
+/// One step of a wait with an optional deadline, the loop under every
+/// timed wait in the crate: parks (until unparked, spuriously, or until
+/// `deadline`) and returns true; or, if `deadline` has passed, returns
+/// false without parking. With no deadline it parks. Callers loop,
+/// re-checking what they wait for.
+pub(crate) fn park_until(deadline: Option<Instant>) -> bool {
+    let Some(deadline) = deadline else {
+        crate::park();
+        return true;
+    };
+    let now = Instant::now();
+    if now >= deadline {
+        return false;
     }
+    park_timeout(deadline - now);
+    true
 }
 
 /// Like [`crate::park`], but returns after `timeout` at the latest, like
