@@ -2,7 +2,15 @@
 
 use std::io;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::scheduler::handoff::{
+    stderr_sink, HandoffConfig, HandoffSink, DEFAULT_HANDOFF_BLOCKED, DEFAULT_HANDOFF_RUNNING,
+    DEFAULT_MAX_SPARE_WORKERS,
+};
 use crate::scheduler::Config;
+use crate::HandoffReport;
 use crate::Runtime;
 
 /// Default usable bytes of a fiber stack: **64 KiB**.
@@ -40,6 +48,20 @@ pub struct Builder {
     max_blocking_threads: usize,
     blocking_keep_alive: std::time::Duration,
     trace: Option<std::path::PathBuf>,
+    handoff_blocked_after: Duration,
+    handoff_running_after: Duration,
+    max_spare_workers: usize,
+    on_handoff: Sink,
+}
+
+/// The hand-off sink, with a `Debug` the builder can derive through.
+#[derive(Clone)]
+struct Sink(HandoffSink);
+
+impl std::fmt::Debug for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Fn(&HandoffReport)")
+    }
 }
 
 impl Default for Builder {
@@ -60,6 +82,10 @@ impl Builder {
             max_blocking_threads: 512,
             blocking_keep_alive: std::time::Duration::from_secs(10),
             trace: None,
+            handoff_blocked_after: DEFAULT_HANDOFF_BLOCKED,
+            handoff_running_after: DEFAULT_HANDOFF_RUNNING,
+            max_spare_workers: DEFAULT_MAX_SPARE_WORKERS,
+            on_handoff: Sink(stderr_sink()),
         }
     }
 
@@ -134,6 +160,60 @@ impl Builder {
         self
     }
 
+    /// How long a worker may be held by one fiber that is **blocked in the
+    /// kernel** (a raw blocking system call) while other fibers wait,
+    /// before the monitor hands its queued fibers to a spare worker thread.
+    /// Default: 50 µs. See `scheduler/handoff.rs` for the whole mechanism.
+    pub fn handoff_blocked_after(mut self, threshold: Duration) -> Builder {
+        self.handoff_blocked_after = threshold;
+        self
+    }
+
+    /// The same for a fiber that is **computing** without yielding.
+    /// Default: 10 ms (Go's preemption slice), so ordinary slices never
+    /// cause a hand-off.
+    pub fn handoff_running_after(mut self, threshold: Duration) -> Builder {
+        self.handoff_running_after = threshold;
+        self
+    }
+
+    /// The most spare worker threads that hand-offs may run at once (and
+    /// so the most workers that may be stuck at once with their queues
+    /// rescued). Default: 256, the number of threads Go started for the
+    /// 1,000 × 10 ms blocking-call workload of `examples/blocking.rs`. 0
+    /// turns hand-offs off. Each spare slot costs ~1 KiB at start.
+    pub fn max_spare_workers(mut self, count: usize) -> Builder {
+        self.max_spare_workers = count;
+        self
+    }
+
+    /// Where hand-off reports go: called once per episode, when the fiber
+    /// that held a worker gives it back, on that worker's thread (keep it
+    /// short). Default: one line on stderr.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// let reports = Arc::new(Mutex::new(Vec::new()));
+    /// let sink = reports.clone();
+    /// let rt = spindle::Builder::new()
+    ///     .workers(1)
+    ///     .on_handoff(move |report| sink.lock().unwrap().push(report.clone()))
+    ///     .build()
+    ///     .unwrap();
+    /// rt.block_on(|| {
+    ///     let waiting = spindle::spawn(|| ()); // queued behind the sleeper
+    ///     std::thread::sleep(std::time::Duration::from_millis(50)); // raw blocking call
+    ///     waiting.join().unwrap();
+    /// });
+    /// let reports = reports.lock().unwrap();
+    /// assert_eq!(reports.len(), 1);
+    /// assert!(reports[0].held_for >= std::time::Duration::from_millis(10));
+    /// ```
+    pub fn on_handoff(mut self, sink: impl Fn(&HandoffReport) + Send + Sync + 'static) -> Builder {
+        self.on_handoff = Sink(Arc::new(sink));
+        self
+    }
+
     /// Guards stacks with `mprotect`, as on kernels before 6.13, with the
     /// budget computed from `vm.max_map_count` as there. For testing that
     /// path on a newer kernel; not part of the stable API.
@@ -160,6 +240,12 @@ impl Builder {
             max_blocking_threads: self.max_blocking_threads,
             blocking_keep_alive: self.blocking_keep_alive,
             trace: self.trace,
+            handoff: HandoffConfig {
+                blocked_after: self.handoff_blocked_after,
+                running_after: self.handoff_running_after,
+                max_spares: self.max_spare_workers,
+                sink: self.on_handoff.0,
+            },
         })
     }
 }

@@ -84,6 +84,7 @@ pub use fiber::stack::StackStats;
 pub use fiber::{current, park, try_current, yield_now, Fiber, FiberId};
 pub use metrics::{Metrics, WorkerMetrics};
 pub use runtime::{BlockingPoolStats, Runtime, ShutdownReport};
+pub use scheduler::handoff::HandoffReport;
 
 /// Process-wide facts the examples and tests print.
 pub mod os {

@@ -49,6 +49,7 @@ impl WorkerCounters {
             parks: get(&self.parks),
             time_parked: Duration::from_nanos(get(&self.parked_nanos)),
             spawned: get(&self.spawned),
+            handoffs: 0,
         }
     }
 }
@@ -72,12 +73,16 @@ pub struct WorkerMetrics {
     pub time_parked: Duration,
     /// Fibers spawned by fibers running on this worker.
     pub spawned: u64,
+    /// Times this worker was declared stuck in one fiber and its queue
+    /// handed to a spare worker (`scheduler/handoff.rs`).
+    pub handoffs: u64,
 }
 
 /// A snapshot of a runtime's counters (see the module docs).
 #[derive(Clone, Debug)]
 pub struct Metrics {
-    /// Per worker, by index (`spindle-worker-<index>`).
+    /// Per worker, by index (`spindle-worker-<index>`): the configured
+    /// workers, then every spare-worker slot used so far (hand-offs).
     pub workers: Vec<WorkerMetrics>,
     /// Fibers spawned since the runtime started, from anywhere.
     pub spawned_total: u64,
@@ -91,4 +96,14 @@ pub struct Metrics {
     pub blocking_threads: usize,
     /// Timers pending on all workers.
     pub timers_pending: usize,
+    /// Hand-off episodes so far: times a worker stuck in one fiber (a
+    /// blocking call or a long computation) had its queue handed to a
+    /// spare worker.
+    pub handoffs: u64,
+    /// Workers stuck in one fiber now.
+    pub blocked_workers: usize,
+    /// Spare workers running now.
+    pub spare_workers: usize,
+    /// The most spare workers running at once so far.
+    pub peak_spare_workers: usize,
 }

@@ -146,7 +146,7 @@ impl Runtime {
 
     /// Number of worker threads (the runtime also runs one monitor thread).
     pub fn workers(&self) -> usize {
-        self.shared.remotes.len()
+        self.shared.num_workers
     }
 
     /// Fibers spawned and not yet finished. A fiber stops counting just
@@ -231,8 +231,16 @@ impl Runtime {
                 std::panic::resume_unwind(panic);
             }
         }
+        // Spare workers (`scheduler/handoff.rs`) run on pool threads, which
+        // are not joined: wait until each has retired. No new one starts:
+        // the monitor, which starts them, has been joined. A spare whose
+        // fiber sits in a blocking call retires when the call returns, just
+        // as a configured worker would be joined only then.
+        while self.shared.spares_running() {
+            thread::sleep(std::time::Duration::from_micros(100));
+        }
         let fibers_cancelled = self.shared.cancel_remaining();
-        if let Err(error) = self.shared.tracing.write(self.shared.remotes.len()) {
+        if let Err(error) = self.shared.tracing.write(self.shared.num_workers) {
             let path = self
                 .shared
                 .tracing

@@ -38,6 +38,9 @@ pub(crate) enum Event {
     Steal { at: f64, victim: usize, count: u64 },
     /// A fiber on this worker spawned fiber `fiber`.
     Spawn { at: f64, fiber: u64 },
+    /// Fiber `fiber` held this worker from `start` for `micros` while its
+    /// queue was handed to a spare worker (`scheduler/handoff.rs`).
+    Handoff { fiber: u64, start: f64, micros: f64 },
 }
 
 /// A worker's trace buffer. Owned by the worker.
@@ -109,6 +112,19 @@ impl Tracing {
                 r#"{{"name":"thread_name","ph":"M","pid":1,"tid":{worker},"args":{{"name":"worker {worker}"}}}}"#
             ));
         }
+        // Spare workers (hand-offs) appear under their slot index.
+        let mut spares: Vec<usize> = collected
+            .iter()
+            .map(|(slot, _)| *slot)
+            .filter(|slot| *slot >= workers)
+            .collect();
+        spares.sort_unstable();
+        spares.dedup();
+        for slot in spares {
+            push(format!(
+                r#"{{"name":"thread_name","ph":"M","pid":1,"tid":{slot},"args":{{"name":"spare worker {slot}"}}}}"#
+            ));
+        }
         for (worker, events) in &collected {
             for event in events {
                 let mut line = String::new();
@@ -133,6 +149,14 @@ impl Tracing {
                     Event::Spawn { at, fiber } => write!(
                         line,
                         r#"{{"name":"spawn","cat":"spawn","ph":"i","s":"t","pid":1,"tid":{worker},"ts":{at:.3},"args":{{"fiber":{fiber}}}}}"#
+                    ),
+                    Event::Handoff {
+                        fiber,
+                        start,
+                        micros,
+                    } => write!(
+                        line,
+                        r#"{{"name":"stuck in fiber {fiber}","cat":"handoff","ph":"X","pid":1,"tid":{worker},"ts":{start:.3},"dur":{micros:.3},"args":{{"fiber":{fiber}}}}}"#
                     ),
                 };
                 push(line);

@@ -24,6 +24,9 @@ pub(crate) struct Pool {
     max_threads: usize,
     keep_alive: Duration,
     thread_name: String,
+    /// Keep one thread idle ahead of demand: a thread that takes a job
+    /// while no other is idle first starts a spare one (see `prestart`).
+    prestart: bool,
 }
 
 /// Under `Pool::state`.
@@ -40,6 +43,19 @@ struct State {
 
 impl Pool {
     pub(crate) fn new(max_threads: usize, keep_alive: Duration, thread_name: String) -> Pool {
+        Pool::with_prestart(max_threads, keep_alive, thread_name, false)
+    }
+
+    /// A pool that keeps one thread idle ahead of demand, for callers that
+    /// submit from a thread whose time matters more than the new thread's
+    /// (the monitor starting spare workers: measured, starting a thread
+    /// costs it 20–130 µs here, waking an idle one ~9 µs).
+    pub(crate) fn with_prestart(
+        max_threads: usize,
+        keep_alive: Duration,
+        thread_name: String,
+        prestart: bool,
+    ) -> Pool {
         Pool {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
@@ -52,6 +68,7 @@ impl Pool {
             max_threads,
             keep_alive,
             thread_name,
+            prestart,
         }
     }
 
@@ -72,11 +89,7 @@ impl Pool {
         state.threads += 1;
         state.peak = state.peak.max(state.threads);
         drop(state);
-        let pool = self.clone();
-        let started = std::thread::Builder::new()
-            .name(self.thread_name.clone())
-            .spawn(move || pool.run());
-        if started.is_err() {
+        if !self.start_thread() {
             let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
             state.threads -= 1;
             if state.threads == 0 {
@@ -87,12 +100,33 @@ impl Pool {
         None
     }
 
+    /// Starts a pool thread, already counted in `threads`; false if the OS
+    /// refused (the count is then still to be undone by the caller).
+    fn start_thread(self: &Arc<Self>) -> bool {
+        let pool = self.clone();
+        std::thread::Builder::new()
+            .name(self.thread_name.clone())
+            .spawn(move || pool.run())
+            .is_ok()
+    }
+
     /// A pool thread's body.
     fn run(self: Arc<Self>) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if let Some(job) = state.queue.pop_front() {
+                let prestart = self.prestart
+                    && state.idle == 0
+                    && state.threads < self.max_threads
+                    && !state.shutdown;
+                if prestart {
+                    state.threads += 1;
+                    state.peak = state.peak.max(state.threads);
+                }
                 drop(state);
+                if prestart && !self.start_thread() {
+                    self.state.lock().unwrap_or_else(|e| e.into_inner()).threads -= 1;
+                }
                 job();
                 state = self.state.lock().unwrap_or_else(|e| e.into_inner());
                 continue;

@@ -113,6 +113,11 @@ unsafe impl Sync for FiberInner {}
 unsafe impl Send for FiberInner {}
 
 impl FiberInner {
+    /// The fiber's name, if it was given one.
+    pub(crate) fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
     pub(crate) fn new(
         shared: Arc<Shared>,
         name: Option<Box<str>>,
@@ -159,7 +164,16 @@ pub(crate) enum Outcome {
 /// Runs `fiber` until it suspends or finishes, on the calling thread. The
 /// caller has made it RUNNING (`State::begin_run`). At the first run the
 /// fiber gets its stack (default-size stacks from `cache`).
-pub(crate) fn run_slice(fiber: &Arc<FiberInner>, input: Resume, cache: &mut StackCache) -> Outcome {
+///
+/// `in_fiber` is set while the fiber's own code runs (not while its stack
+/// is taken or given back): the monitor hands off only workers held by
+/// fiber code (`scheduler/monitor.rs`).
+pub(crate) fn run_slice(
+    fiber: &Arc<FiberInner>,
+    input: Resume,
+    cache: &mut StackCache,
+    in_fiber: &std::sync::atomic::AtomicBool,
+) -> Outcome {
     let pool = &fiber.shared.stacks;
     // SAFETY: the caller holds the fiber RUNNING, so this thread alone
     // touches `context`; fiber code never touches it.
@@ -190,7 +204,10 @@ pub(crate) fn run_slice(fiber: &Arc<FiberInner>, input: Resume, cache: &mut Stac
         fiber: Arc::as_ptr(fiber),
         guard: fiber.guard.get(),
     });
+    // Relaxed: a hint for the monitor, which re-checks what it sees.
+    in_fiber.store(true, Ordering::Relaxed);
     let suspended = running.resume(input);
+    in_fiber.store(false, Ordering::Relaxed);
     CURRENT.set(previous);
     match suspended {
         Some(Suspend::Yield) => Outcome::Yielded,

@@ -76,6 +76,7 @@
 //! 4. When the last handle to the runtime's shared state goes, the pool
 //!    unmaps its reservations.
 
+pub(crate) mod handoff;
 pub(crate) mod idle;
 pub(crate) mod monitor;
 pub(crate) mod park;
@@ -101,6 +102,9 @@ use crate::fiber::{run_slice, FiberInner, Outcome};
 use crate::padded::CachePadded;
 use crate::time::timers::TimerQueue;
 
+/// `Remote::cpu_clock` before a thread has set it.
+pub(crate) const NO_CLOCK: i32 = i32::MIN;
+
 /// What `Builder::build` hands the scheduler.
 pub(crate) struct Config {
     pub(crate) workers: usize,
@@ -112,9 +116,14 @@ pub(crate) struct Config {
     pub(crate) max_blocking_threads: usize,
     pub(crate) blocking_keep_alive: std::time::Duration,
     pub(crate) trace: Option<std::path::PathBuf>,
+    pub(crate) handoff: handoff::HandoffConfig,
 }
 
 /// The part of a worker other threads may touch.
+///
+/// There is one per configured worker and one per spare slot
+/// (`handoff.rs`); a spare slot's `Remote` outlives the threads that use
+/// it in turn.
 pub(crate) struct Remote {
     /// Thieves' end of the worker's deque.
     pub(crate) stealer: Stealer<Arc<FiberInner>>,
@@ -132,6 +141,29 @@ pub(crate) struct Remote {
     pub(crate) timers: TimerQueue,
     /// What the worker did (`metrics.rs`). Written by the owner only.
     pub(crate) counters: crate::metrics::WorkerCounters,
+
+    // --- Hand-off (`handoff.rs`, `monitor.rs`).
+    /// Whether a thread runs this slot's loop now. Always true for the
+    /// configured workers; for spare slots, set by the monitor when it
+    /// starts a spare and cleared by the spare when it retires.
+    pub(crate) active: AtomicBool,
+    /// 0, or (when the monitor has declared this worker stuck) 1 + the
+    /// nanoseconds since the runtime's epoch at which its progress stopped.
+    /// Set by the monitor (0 → t), cleared by the owner when its fiber
+    /// returns (t → 0).
+    pub(crate) stuck_since: AtomicU64,
+    /// The CPU-time clock of the thread that owns the slot (see
+    /// `sys::thread`), so the monitor can tell a blocked worker from a
+    /// computing one. Set by that thread when it takes the slot.
+    pub(crate) cpu_clock: std::sync::atomic::AtomicI32,
+    /// Whether the slot's thread is running fiber code now (not the
+    /// scheduler's own). Written by the owner around each slice (Relaxed).
+    pub(crate) in_fiber: AtomicBool,
+    /// The kernel thread id of that thread (for its `/proc` state). Set
+    /// with `cpu_clock`.
+    pub(crate) tid: std::sync::atomic::AtomicI32,
+    /// Times this worker was declared stuck. Written by the monitor only.
+    pub(crate) handoffs: AtomicU64,
 }
 
 /// State shared by the workers of one runtime and by every fiber of it.
@@ -141,8 +173,17 @@ pub(crate) struct Remote {
 /// worker reads (see `padded.rs`).
 #[repr(align(128))]
 pub(crate) struct Shared {
-    /// One per worker, by worker index; each on its own cache lines.
+    /// One per worker slot, by index: the configured workers first, then
+    /// the spare slots (`handoff.rs`); each on its own cache lines.
     pub(crate) remotes: Box<[CachePadded<Remote>]>,
+    /// The configured worker count (N).
+    pub(crate) num_workers: usize,
+    /// One past the highest slot ever activated: loops over workers scan
+    /// `remotes[..slot_bound]`. Only grows (monitor, Relaxed store after
+    /// the slot is set up; readers that miss a new slot see it next time).
+    pub(crate) slot_bound: AtomicUsize,
+    /// Spare workers for hand-offs.
+    pub(crate) spares: handoff::Spares,
     /// Fibers made runnable from outside the runtime's workers.
     pub(crate) injector: Injector<Arc<FiberInner>>,
     pub(crate) idle: Idle,
@@ -188,12 +229,15 @@ impl Shared {
         };
 
         let (monitor_parker, monitor) = Parker::new();
+        let slots = config.workers + config.handoff.max_spares;
         let mut locals = Vec::with_capacity(config.workers);
-        let mut remotes = Vec::with_capacity(config.workers);
-        for _ in 0..config.workers {
+        let mut spare_slots = Vec::with_capacity(config.handoff.max_spares);
+        let mut remotes = Vec::with_capacity(slots);
+        for index in 0..slots {
             let local = crossbeam_deque::Worker::new_fifo();
             let (parker, unparker) = Parker::new();
             let cache = StackCache::new();
+            let configured = index < config.workers;
             remotes.push(CachePadded(Remote {
                 stealer: local.stealer(),
                 next: NextSlot::new(),
@@ -202,11 +246,34 @@ impl Shared {
                 cached_stacks: cache.published(),
                 timers: TimerQueue::new(),
                 counters: Default::default(),
+                active: AtomicBool::new(configured),
+                stuck_since: AtomicU64::new(0),
+                cpu_clock: std::sync::atomic::AtomicI32::new(NO_CLOCK),
+                tid: std::sync::atomic::AtomicI32::new(0),
+                in_fiber: AtomicBool::new(false),
+                handoffs: AtomicU64::new(0),
             }));
-            locals.push((local, parker, cache));
+            if configured {
+                locals.push((local, parker, cache));
+            } else {
+                let slot = handoff::SpareSlot {
+                    local,
+                    parker,
+                    stacks: cache,
+                };
+                spare_slots.push((index, slot));
+            }
         }
         let shared = Arc::new(Shared {
             remotes: remotes.into_boxed_slice(),
+            num_workers: config.workers,
+            slot_bound: AtomicUsize::new(config.workers),
+            spares: handoff::Spares::new(
+                spare_slots,
+                config.handoff.clone(),
+                config.blocking_keep_alive,
+                format!("{}-spare", config.thread_name),
+            ),
             injector: Injector::new(),
             idle: Idle::new(config.workers),
             stacks,
@@ -259,6 +326,7 @@ impl Shared {
         if let Some(pool) = self.blocking.get() {
             pool.shutdown();
         }
+        self.spares.pool.shutdown();
     }
 
     /// Counts a new fiber against the limit, or refuses it.
@@ -330,16 +398,41 @@ impl Shared {
 
     /// Wakes a sleeping worker if no worker is searching (see `idle.rs`).
     pub(crate) fn notify_one(&self) {
-        if let Some(index) = self.idle.worker_to_notify() {
-            self.remotes[index].unparker.unpark();
+        self.notify_one_reported();
+    }
+
+    /// `notify_one`, telling whether a sleeper was woken.
+    pub(crate) fn notify_one_reported(&self) -> bool {
+        match self.idle.worker_to_notify() {
+            Some(index) => {
+                self.remotes[index].unparker.unpark();
+                true
+            }
+            None => false,
         }
+    }
+
+    /// The slots that have ever had a thread: the configured workers, and
+    /// the spare slots used so far.
+    pub(crate) fn used_remotes(&self) -> &[CachePadded<Remote>] {
+        // Relaxed: see `slot_bound`.
+        &self.remotes[..self.slot_bound.load(Ordering::Relaxed)]
+    }
+
+    /// Whether a spare worker still holds a slot (shutdown waits for none).
+    pub(crate) fn spares_running(&self) -> bool {
+        // Acquire: pairs with the Release store a retiring spare makes
+        // after it has handed its queue to the injector.
+        self.used_remotes()[self.num_workers..]
+            .iter()
+            .any(|r| r.active.load(Ordering::Acquire))
     }
 
     /// Whether any queue holds a fiber (the last searcher's re-check).
     /// Next slots are not looked at: only a worker fills its own, while it
     /// is awake, and it empties it before it sleeps.
     pub(crate) fn has_pending_work(&self) -> bool {
-        !self.injector.is_empty() || self.remotes.iter().any(|r| !r.stealer.is_empty())
+        !self.injector.is_empty() || self.used_remotes().iter().any(|r| !r.stealer.is_empty())
     }
 
     /// The blocking pool, started on first use.
@@ -361,7 +454,15 @@ impl Shared {
 
     /// A snapshot of every counter (`metrics.rs`).
     pub(crate) fn metrics(&self) -> crate::metrics::Metrics {
-        let workers: Vec<_> = self.remotes.iter().map(|r| r.counters.snapshot()).collect();
+        let workers: Vec<_> = self
+            .used_remotes()
+            .iter()
+            .map(|r| {
+                let mut snapshot = r.counters.snapshot();
+                snapshot.handoffs = r.handoffs.load(Ordering::Relaxed);
+                snapshot
+            })
+            .collect();
         let spawned_total = workers.iter().map(|w| w.spawned).sum::<u64>()
             + self.external_spawns.load(Ordering::Relaxed);
         crate::metrics::Metrics {
@@ -372,18 +473,22 @@ impl Shared {
             mappings: crate::sys::memory::map_count(),
             blocking_threads: self.blocking_threads().0,
             timers_pending: self.pending_timers(),
+            handoffs: self.spares.episodes.load(Ordering::Relaxed),
+            blocked_workers: self.spares.stuck.load(Ordering::Relaxed),
+            spare_workers: self.spares.active.load(Ordering::Relaxed),
+            peak_spare_workers: self.spares.peak.load(Ordering::Relaxed),
         }
     }
 
     /// Timers pending on all workers.
     pub(crate) fn pending_timers(&self) -> usize {
-        self.remotes.iter().map(|r| r.timers.len()).sum()
+        self.used_remotes().iter().map(|r| r.timers.len()).sum()
     }
 
     /// Stack pool counters, with the workers' caches.
     pub(crate) fn stack_stats(&self) -> StackStats {
         let cached = self
-            .remotes
+            .used_remotes()
             .iter()
             .map(|r| r.cached_stacks.load(Ordering::Relaxed))
             .sum();
@@ -409,6 +514,20 @@ impl Shared {
                     Steal::Success(fiber) => batch.push(fiber),
                     Steal::Retry => continue,
                     Steal::Empty => break,
+                }
+            }
+            // Fibers left in the deques of spare slots (a spare retires
+            // without emptying its deque) and, for safety, anyone's.
+            for remote in self.remotes.iter() {
+                if let Some(fiber) = remote.next.take() {
+                    batch.push(fiber);
+                }
+                loop {
+                    match remote.stealer.steal() {
+                        Steal::Success(fiber) => batch.push(fiber),
+                        Steal::Retry => continue,
+                        Steal::Empty => break,
+                    }
                 }
             }
             for owner in self.stacks.owners() {
@@ -481,7 +600,7 @@ fn start_thread(
 fn cancel(fiber: &Arc<FiberInner>, cache: &mut StackCache) {
     fiber.state.begin_run();
     loop {
-        match run_slice(fiber, Resume::Cancel, cache) {
+        match run_slice(fiber, Resume::Cancel, cache, &AtomicBool::new(false)) {
             Outcome::Finished => return,
             // A destructor yielded or parked while the fiber unwound: run it
             // again (its park returns at once, spuriously).

@@ -1,79 +1,340 @@
-//! The monitor: a thread that watches the workers' progress, so that a
-//! fiber queued on a busy worker is not trapped there while another worker
-//! sleeps (Go's `sysmon`, reduced to that one duty so far).
+//! The monitor: a thread that watches the workers' progress and rescues
+//! fibers trapped behind a fiber that does not give its worker back (Go's
+//! `sysmon`).
 //!
 //! # Why
-//! Filling an empty next slot wakes nobody: waking a sleeping worker on
-//! every message of a ping-pong would cost a futex wake per message (see
-//! `queue.rs`). And fibers are not preempted. So a fiber that computes, or
-//! spins polling, without yielding keeps whatever sits in its worker's next
-//! slot or deque from running, even though another worker is idle. Found by
-//! `tests/time.rs`: a joiner polling `join_timeout(0)` in a loop starved
-//! the very fiber it was waiting for.
+//! Fibers are not preempted. A fiber that makes a raw blocking system call,
+//! or computes without yielding, keeps whatever sits in its worker's next
+//! slot and deque from running. Filling an empty next slot wakes nobody (a
+//! futex wake per ping-pong message would cost too much, see `queue.rs`),
+//! so even with another worker asleep those fibers would wait. And when
+//! every worker is held so, the whole runtime stops.
 //!
 //! # How
-//! Every [`BUSY_INTERVAL`] the monitor reads each worker's tick counter
-//! (`Remote::ticks`, bumped at every scheduling decision). A worker whose
-//! counter has not moved for a whole interval while fibers wait in its next
-//! slot or deque is stuck in one fiber; the monitor then wakes a sleeping
-//! worker (the usual `notify_one`), which searches and steals them (next
-//! slots included). When no worker has anything queued, the interval
-//! doubles up to [`IDLE_INTERVAL`], so an idle runtime costs ~100 wake-ups
-//! a second: measured, an idle 2-worker runtime used 8 ms of CPU over 2 s
-//! (0.40% of one core), monitor included.
+//! Each pass reads every worker's tick counter (`Remote::ticks`, bumped at
+//! every scheduling decision). A worker whose counter stands still is in
+//! one fiber (or asleep, which `idle.rs` tells). If fibers wait that only
+//! it would run (its next slot or deque), or that nobody awake will take
+//! (the injector, with every worker held):
 //!
-//! Handing a stuck worker's queue to a *spare* thread when every worker is
-//! busy (a fiber blocked in a raw system call while others wait) is the
-//! next step (issue 5); the tick counter is already the signal it needs.
+//! 1. if a configured worker sleeps, wake it (the usual `notify_one`): it
+//!    searches and steals the trapped fibers, next slots included;
+//! 2. otherwise, once the worker has been held past its **hand-off
+//!    threshold**, declare it *stuck* and start a spare worker that steals
+//!    its queue (`handoff.rs`).
+//!
+//! Only a worker held by *fiber code* qualifies (`Remote::in_fiber`), and
+//! the threshold depends on what its thread is doing, which its CPU clock
+//! and its state letter tell (`sys/thread.rs`):
+//! - **blocked** in a system call (state `S`, little CPU): handed off
+//!   after `Builder::handoff_blocked_after` (default 20 µs, as eager as
+//!   Go is with threads in system calls);
+//! - **computing** (at least half the time on a CPU), or waiting
+//!   uninterruptibly in the kernel (state `D`: a disk, page faults):
+//!   after `Builder::handoff_running_after` (default 10 ms, Go's
+//!   preemption slice), so ordinary slices never cause one;
+//! - **runnable but not running** (the machine is loaded): never; another
+//!   thread would wait for a core as well.
+//!
+//! The monitor also fires the due timers of workers that cannot: held and
+//! stuck workers, and spare slots without a thread (timers of fibers that slept
+//! while on a spare that has since retired). Their fibers go to the
+//! injector.
+//!
+//! # How often
+//! - while a worker is held with fibers waiting behind it, and for
+//!   [`EPISODE_LINGER`] after a hand-off: every fifth of the blocked
+//!   threshold, at least [`MIN_INTERVAL`] (10 µs by default; a pass and the
+//!   sleep take ~45 µs here), as Go's sysmon checks every 20 µs while
+//!   there is work;
+//! - while fibers are queued anywhere: every [`BUSY_INTERVAL`];
+//! - otherwise the interval doubles up to [`IDLE_INTERVAL`], so an idle
+//!   runtime costs ~100 wake-ups a second: measured, an idle 2-worker
+//!   runtime used 8 ms of CPU over 2 s (0.40% of one core), monitor
+//!   included.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use super::park::Parker;
-use super::Shared;
+use super::worker::Worker;
+use super::{Remote, Shared, NO_CLOCK};
+use crate::sys::thread::StatFile;
 
-/// Check period while some worker has fibers queued. 1 ms: a trapped fiber
-/// waits at most about two periods; Go's sysmon starts at 20 µs, but each
-/// check here costs a wake-up of this thread (~2–5 µs of CPU on this VM),
-/// so 1 ms keeps the monitor under 0.5% of a core on a busy runtime. A
-/// guess pending measurement of trapped-fiber latency against that cost.
+/// Check period while some worker has fibers queued and none is held.
+/// 1 ms: a fiber trapped behind a computing one waits at most about two
+/// periods before a sleeping worker is woken for it; each check costs a
+/// wake-up of this thread (~2–5 µs of CPU on this VM), so 1 ms keeps the
+/// monitor under 0.5% of a core on a busy runtime.
 pub(crate) const BUSY_INTERVAL: Duration = Duration::from_millis(1);
 
 /// The longest period, reached by doubling while nothing is queued
 /// anywhere (Go's sysmon backs off to 10 ms as well).
 pub(crate) const IDLE_INTERVAL: Duration = Duration::from_millis(10);
 
+/// How long after a hand-off the monitor keeps its fast period although
+/// nothing is held yet: the spare it started may block in its first fiber
+/// too. A guess: two chain steps take ~100 µs here, 1 ms leaves room; a
+/// worker stuck for good with a busy runtime around it costs the fast
+/// period only this long.
+const EPISODE_LINGER: Duration = Duration::from_millis(1);
+
+/// The shortest period: below this a pass (a few µs of reads) would keep
+/// the monitor's core busy. A guess.
+const MIN_INTERVAL: Duration = Duration::from_micros(10);
+
+/// What the monitor remembers about one worker slot between passes.
+struct Watch {
+    /// The tick counter at the last pass.
+    ticks: u64,
+    /// When the monitor first saw `ticks` at its current value.
+    since: Instant,
+    /// The thread's CPU time at the last pass, and when it was read.
+    cpu_sample: Option<(Duration, Instant)>,
+    /// The thread's CPU time at `since`.
+    cpu_since: Option<Duration>,
+    /// The thread's `/proc` stat file, opened at its first hand-off
+    /// candidacy (reopened when another thread takes the slot).
+    stat: Option<StatFile>,
+}
+
+/// What a pass found a worker doing.
+enum Seen {
+    /// Made a scheduling decision since the last pass, or sits idle.
+    Fine,
+    /// Asleep on the sleepers list: free to take work.
+    Asleep,
+    /// In one fiber since the last pass, and past its hand-off threshold.
+    Held,
+    /// In one fiber since the last pass, under its threshold.
+    Watching,
+}
+
 /// The monitor thread's body.
 pub(crate) fn run(shared: Arc<Shared>, parker: Parker) {
-    let mut last_ticks: Vec<u64> = shared
+    // Our waits are short during an episode; the default 50 µs of timer
+    // slack would triple them.
+    crate::sys::thread::set_minimal_timer_slack();
+    let start = Instant::now();
+    let mut watches: Vec<Watch> = shared
         .remotes
         .iter()
-        .map(|r| r.ticks.load(Ordering::Relaxed))
+        .map(|r| Watch {
+            ticks: r.ticks.load(Ordering::Relaxed),
+            since: start,
+            cpu_sample: None,
+            cpu_since: None,
+            stat: None,
+        })
         .collect();
+    let config = &shared.spares.config;
+    let episode_interval = (config.blocked_after.min(BUSY_INTERVAL) / 5).max(MIN_INTERVAL);
     let mut interval = BUSY_INTERVAL;
+    let mut held = Vec::new();
+    let mut last_handoff: Option<Instant> = None;
     while !shared.is_shutdown() {
         parker.park(Some(interval));
         if shared.is_shutdown() {
             return;
         }
-        let mut anything_queued = false;
-        for (index, remote) in shared.remotes.iter().enumerate() {
-            // Relaxed: a progress hint; a stale read only delays a rescue
-            // by one period.
-            let ticks = remote.ticks.load(Ordering::Relaxed);
-            let queued = !remote.next.is_empty() || !remote.stealer.is_empty();
-            anything_queued |= queued;
-            if queued && ticks == last_ticks[index] && !shared.idle.is_parked(index) {
-                // Stuck in one fiber with others waiting behind it.
-                shared.notify_one();
+        let now = Instant::now();
+        let mut work_waiting = !shared.injector.is_empty();
+        let mut watching = false;
+        let mut asleep = 0;
+        let mut next_timer: Option<Duration> = None;
+        held.clear();
+        for (index, remote) in shared.used_remotes().iter().enumerate() {
+            let active = remote.active.load(Ordering::Relaxed);
+            let stuck = remote.stuck_since.load(Ordering::Relaxed) != 0;
+            if !active || stuck {
+                // Nobody fires this slot's timers now: we do.
+                fire_timers_for(&shared, remote, now, &mut next_timer);
             }
-            last_ticks[index] = ticks;
+            let local_work = !remote.next.is_empty() || !remote.stealer.is_empty();
+            work_waiting |= local_work;
+            if !active || stuck {
+                continue;
+            }
+            let seen = look(&shared, index, remote, &mut watches[index], now);
+            if matches!(seen, Seen::Watching | Seen::Held) {
+                // Held in one fiber, it fires no timers: we do (under the
+                // queue's lock, so racing its owner is harmless). The woken
+                // fibers go to the injector, where any free worker, or a
+                // spare, takes them.
+                fire_timers_for(&shared, remote, now, &mut next_timer);
+            }
+            match seen {
+                Seen::Fine => {}
+                Seen::Asleep => asleep += 1,
+                Seen::Watching => watching |= local_work,
+                Seen::Held => held.push((index, local_work)),
+            }
         }
-        interval = if anything_queued {
+        work_waiting |= !shared.injector.is_empty();
+        for &(index, local_work) in &held {
+            if local_work && asleep > 0 && shared.notify_one_reported() {
+                // First resort, and cheap: a sleeping worker will steal the
+                // trapped fibers, next slot included.
+                asleep -= 1;
+                continue;
+            }
+            // A held worker with an empty queue still costs parallelism
+            // when fibers wait elsewhere and nobody is free to run them.
+            if local_work || (work_waiting && asleep == 0) {
+                hand_off(&shared, index, watches[index].since);
+                last_handoff = Some(now);
+            }
+        }
+        // Right after a hand-off, keep looking fast: the spare we started
+        // may block in its first fiber as well (a chain of blocking calls).
+        let lingering = last_handoff.is_some_and(|at| now - at < EPISODE_LINGER);
+        interval = if watching || (lingering && work_waiting) {
+            episode_interval
+        } else if work_waiting {
             BUSY_INTERVAL
         } else {
             (interval * 2).min(IDLE_INTERVAL)
         };
+        if let Some(timer) = next_timer {
+            interval = interval.min(timer.max(MIN_INTERVAL));
+        }
+    }
+}
+
+/// Classifies an active, not-stuck worker, updating what we remember of it.
+fn look(shared: &Shared, index: usize, remote: &Remote, watch: &mut Watch, now: Instant) -> Seen {
+    // Relaxed: a progress hint; a stale read delays a rescue by one pass.
+    let ticks = remote.ticks.load(Ordering::Relaxed);
+    let clock = remote.cpu_clock.load(Ordering::Relaxed);
+    let cpu_now = (clock != NO_CLOCK)
+        .then(|| crate::sys::thread::cpu_time(clock))
+        .flatten();
+    let previous = std::mem::replace(&mut watch.cpu_sample, cpu_now.map(|cpu| (cpu, now)));
+    if ticks != watch.ticks {
+        watch.ticks = ticks;
+        watch.since = now;
+        watch.cpu_since = cpu_now;
+        return Seen::Fine;
+    }
+    if index < shared.num_workers && shared.idle.is_parked(index) {
+        return Seen::Asleep;
+    }
+    // Its thread has been in one fiber (or in the scheduler's own code)
+    // since the last pass. Only fiber code is handed off: the scheduler's
+    // own waits (a stack's `madvise` under the kernel's memory-map lock)
+    // are short unless the machine is overloaded, and more threads would
+    // only add to the contention (found by `tests/million.rs`).
+    if !remote.in_fiber.load(Ordering::Relaxed) {
+        return Seen::Watching;
+    }
+    let config = &shared.spares.config;
+    let held_for = now - watch.since;
+    // Computing: past the running threshold with at least half of it on a
+    // CPU. A thread that only waited for a core is not helped by another
+    // thread (the machine is loaded).
+    let computed = match (cpu_now, watch.cpu_since) {
+        (Some(cpu_now), Some(cpu_since)) => cpu_now.saturating_sub(cpu_since),
+        _ => held_for, // no clock: trust the wall time
+    };
+    if held_for >= config.running_after && computed * 2 >= config.running_after {
+        return Seen::Held;
+    }
+    // Blocked: it ran less than half of the last interval, and its state
+    // letter says where it waits (see `sys/thread.rs`): `S`, a system call
+    // (a sleep, a pipe, a futex), is handed off past the blocked
+    // threshold; `D`, an uninterruptible wait (a disk read, page faults
+    // under the memory-map lock), only past the running threshold.
+    let idle_cpu = match (cpu_now, previous) {
+        (Some(cpu_now), Some((cpu_then, then))) => {
+            cpu_now.saturating_sub(cpu_then) * 2 < now - then
+        }
+        _ => false,
+    };
+    if !idle_cpu || held_for < config.blocked_after {
+        return Seen::Watching;
+    }
+    let threshold = match state_letter(remote, watch) {
+        Some(b'S') => config.blocked_after,
+        Some(b'D') => config.running_after,
+        _ => return Seen::Watching,
+    };
+    if held_for >= threshold {
+        Seen::Held
+    } else {
+        Seen::Watching
+    }
+}
+
+/// The slot's thread's state letter now.
+fn state_letter(remote: &Remote, watch: &mut Watch) -> Option<u8> {
+    let tid = remote.tid.load(Ordering::Relaxed);
+    if watch.stat.as_ref().is_none_or(|stat| stat.tid() != tid) {
+        watch.stat = StatFile::open(tid);
+    }
+    watch.stat.as_ref().and_then(StatFile::state)
+}
+
+/// Fires the due timers of a slot whose owner cannot (stuck, or no thread),
+/// and notes when its next one is due.
+fn fire_timers_for(shared: &Shared, remote: &Remote, now: Instant, next: &mut Option<Duration>) {
+    let timers = &remote.timers;
+    if !timers.has_pending() {
+        return;
+    }
+    if timers.is_due(shared.epoch, now) {
+        timers.fire_due(shared.epoch, now);
+    }
+    if let Some(wait) = timers.time_to_earliest(shared.epoch, now) {
+        *next = Some(next.map_or(wait, |n| n.min(wait)));
+    }
+}
+
+/// Declares worker `index` stuck (held since `since`) and starts a spare
+/// worker to take its queue. Does nothing if every spare slot is in use.
+fn hand_off(shared: &Arc<Shared>, index: usize, since: Instant) {
+    let spares = &shared.spares;
+    let Some((slot, spare)) = spares.take_slot() else {
+        return; // at the cap: the stuck workers' fibers wait
+    };
+    let remote = &shared.remotes[index];
+    // Relaxed counts; the Release store below publishes the increment of
+    // `stuck` before the worker can see its mark and decrement it.
+    spares.stuck.fetch_add(1, Ordering::Relaxed);
+    spares.episodes.fetch_add(1, Ordering::Relaxed);
+    remote.handoffs.store(
+        remote.handoffs.load(Ordering::Relaxed) + 1,
+        Ordering::Relaxed,
+    );
+    let stuck_at = since.saturating_duration_since(shared.epoch).as_nanos() as u64;
+    remote.stuck_since.store(1 + stuck_at, Ordering::Release);
+
+    let active = spares.active.fetch_add(1, Ordering::Relaxed) + 1;
+    spares.peak.fetch_max(active, Ordering::Relaxed);
+    shared.remotes[slot].active.store(true, Ordering::Relaxed);
+    shared.slot_bound.fetch_max(slot + 1, Ordering::Relaxed);
+
+    // The slot travels to the pool thread through a shared cell, so that if
+    // no thread can be started we can take it back.
+    let handover = Arc::new(Mutex::new(Some((slot, spare))));
+    let job_handover = handover.clone();
+    let job_shared = shared.clone();
+    let job = Box::new(move || {
+        let taken = job_handover
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some((slot, spare)) = taken {
+            Worker::new(slot, job_shared, spare.local, spare.parker, spare.stacks).run();
+        }
+    });
+    if spares.pool.submit(job).is_some() {
+        // The OS refused a thread and none exists to take the job.
+        let taken = handover.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some((slot, spare)) = taken {
+            spares.active.fetch_sub(1, Ordering::Relaxed);
+            shared.remotes[slot].active.store(false, Ordering::Relaxed);
+            spares.return_slot(slot, spare);
+        }
     }
 }

@@ -49,6 +49,9 @@ const STEAL_ROUNDS: usize = 3;
 /// One worker thread's scheduler state.
 pub(crate) struct Worker {
     index: usize,
+    /// A spare worker (`handoff.rs`): retires instead of sleeping, and
+    /// does not take part in the searching/sleeping protocol of `idle.rs`.
+    spare: bool,
     shared: Arc<Shared>,
     /// The owner's end of this worker's deque (thieves hold the stealer).
     local: crossbeam_deque::Worker<Arc<FiberInner>>,
@@ -105,12 +108,16 @@ impl Worker {
         stacks: StackCache,
     ) -> Worker {
         let trace = Buffer::new(shared.tracing.path.is_some(), shared.epoch);
+        let ticks = shared.remotes[index].ticks.load(Ordering::Relaxed);
         Worker {
             index,
+            spare: index >= shared.num_workers,
             shared,
             local,
             parker,
-            tick: Cell::new(0),
+            // A spare slot's counter carries on from its previous thread's,
+            // so the monitor never sees it jump back to an old value.
+            tick: Cell::new(ticks),
             next_streak: Cell::new(0),
             searching: Cell::new(false),
             // Any odd seed works for xorshift; vary it per worker.
@@ -190,10 +197,75 @@ impl Worker {
         let _alt_stack = crate::sys::signal::AltStack::ensure().unwrap_or_else(|error| {
             panic!("spindle: cannot set up the alternate signal stack: {error}")
         });
+        let clock = crate::sys::thread::current_cpu_clock().unwrap_or(super::NO_CLOCK);
+        self.remote().cpu_clock.store(clock, Ordering::Relaxed);
+        let tid = crate::sys::thread::current_tid();
+        self.remote().tid.store(tid, Ordering::Relaxed);
         WORKER.with(|w| w.set(&self));
-        self.run_loop();
+        if self.spare {
+            self.run_spare_loop();
+        } else {
+            self.run_loop();
+        }
         WORKER.with(|w| w.set(std::ptr::null()));
-        self.exit();
+        if self.spare && !self.shared.is_shutdown() {
+            self.retire();
+        } else {
+            self.exit();
+            if self.spare {
+                self.retire();
+            }
+        }
+    }
+
+    /// A spare worker's loop: the ordinary one, except that it retires as
+    /// soon as it is surplus (more spares than stuck workers) or finds
+    /// nothing to do.
+    fn run_spare_loop(&self) {
+        let spares = &self.shared.spares;
+        while !self.shared.is_shutdown() {
+            if spares.claim_retirement() {
+                return;
+            }
+            match self.next_fiber().or_else(|| self.search()) {
+                Some(fiber) => self.run_fiber(fiber),
+                None => break,
+            }
+        }
+        // Relaxed: a count; see `Spares::claim_retirement`.
+        spares.active.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A spare gives its slot back. Fibers still queued on it stay in its
+    /// deque, where any worker may steal them (the slot's deque outlives
+    /// its threads; the next spare to take the slot owns them again).
+    /// Rejected: moving them to the injector, which put them in one FIFO
+    /// ahead of fibers woken later (a heartbeat's timer fired by the
+    /// monitor waited behind hundreds of them).
+    fn retire(self) {
+        // The next slot is not looked at by a last searcher's re-check
+        // (`Shared::has_pending_work`): move its fiber to the deque.
+        if let Some(fiber) = self.remote().next.take() {
+            self.local.push(fiber);
+        }
+        self.stacks.borrow_mut().drain_into(&self.shared.stacks);
+        self.flush_trace();
+        let remote = &self.shared.remotes[self.index];
+        let shared = self.shared.clone();
+        let index = self.index;
+        let slot = super::handoff::SpareSlot {
+            local: self.local,
+            parker: self.parker,
+            stacks: self.stacks.into_inner(),
+        };
+        shared.spares.return_slot(index, slot);
+        // Fibers left in the deque are surplus work: someone should steal.
+        if !shared.remotes[index].stealer.is_empty() {
+            shared.notify_one();
+        }
+        // Release: shutdown waits for this (Acquire) before it unwinds the
+        // fibers this spare handed to the injector.
+        remote.active.store(false, Ordering::Release);
     }
 
     fn run_loop(&self) {
@@ -218,8 +290,12 @@ impl Worker {
         let mut stacks = self.stacks.borrow_mut();
         let traced_from = self.trace_start();
         loop {
-            let outcome = run_slice(&fiber, Resume::Run, &mut stacks);
+            let outcome = run_slice(&fiber, Resume::Run, &mut stacks, &self.remote().in_fiber);
             self.trace_run(traced_from, &fiber, &outcome);
+            // Relaxed: the monitor's mark is re-read with Acquire below.
+            if self.remote().stuck_since.load(Ordering::Relaxed) != 0 {
+                self.end_episode(&fiber);
+            }
             match outcome {
                 Outcome::Yielded => {
                     if self.nothing_else_to_run() {
@@ -255,6 +331,41 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// The fiber that held this worker has given it back: clears the
+    /// monitor's stuck mark, so that a spare retires, and reports the
+    /// episode.
+    #[cold]
+    fn end_episode(&self, fiber: &FiberInner) {
+        let remote = self.remote();
+        // Acquire: pairs with the monitor's Release store, so its increment
+        // of the stuck count comes before our decrement.
+        let since = remote.stuck_since.swap(0, Ordering::Acquire);
+        if since == 0 {
+            return;
+        }
+        // Relaxed: a count; see `Spares::claim_retirement`.
+        let previous = self.shared.spares.stuck.fetch_sub(1, Ordering::Relaxed);
+        debug_assert!(previous > 0, "stuck worker count underflow");
+        let stuck_at = std::time::Duration::from_nanos(since - 1);
+        let held_for = self.shared.epoch.elapsed().saturating_sub(stuck_at);
+        let mut trace = self.trace.borrow_mut();
+        if trace.enabled {
+            trace.events.push(Event::Handoff {
+                fiber: fiber.id.as_u64(),
+                start: stuck_at.as_secs_f64() * 1e6,
+                micros: held_for.as_secs_f64() * 1e6,
+            });
+        }
+        drop(trace);
+        let report = super::handoff::HandoffReport {
+            worker: self.index,
+            fiber: fiber.id,
+            fiber_name: fiber.name().map(str::to_owned),
+            held_for,
+        };
+        (self.shared.spares.config.sink)(&report);
     }
 
     /// Counts a scheduling decision.
@@ -324,13 +435,13 @@ impl Worker {
     /// Step 5: steal as a searcher. Returns `None` (still searching) if
     /// nothing was found, or if too many workers search already.
     fn search(&self) -> Option<Arc<FiberInner>> {
-        if !self.searching.get() {
+        if !self.searching.get() && !self.spare {
             if !self.shared.idle.transition_worker_to_searching() {
                 return None;
             }
             self.searching.set(true);
         }
-        let remotes = &self.shared.remotes;
+        let remotes = self.shared.used_remotes();
         for round in 0..STEAL_ROUNDS {
             let start = self.random(remotes.len());
             for offset in 0..remotes.len() {
@@ -457,6 +568,11 @@ impl Worker {
             self.shared.injector.push(fiber);
         }
         self.stacks.borrow_mut().drain_into(&self.shared.stacks);
+        self.flush_trace();
+    }
+
+    /// Hands this worker's trace events to the runtime's collection.
+    fn flush_trace(&self) {
         let events = std::mem::take(&mut self.trace.borrow_mut().events);
         if !events.is_empty() {
             self.shared
