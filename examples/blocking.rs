@@ -3,15 +3,17 @@
 //! `--fibers` fibers (default 1,000) on 2 workers each call a raw
 //! `libc::usleep(10_000)` (10 ms) while a heartbeat fiber tries to tick every
 //! 1 ms; then the same calls go through `spindle::blocking`. For each run it
-//! prints the wall time, the largest gap between heartbeats and the most
-//! threads the process had.
+//! prints the wall time, the largest gap between heartbeats, the most
+//! threads the process had and the hand-offs made. Last, it measures the CPU
+//! an idle 2-worker runtime burns over 2 s.
 //!
-//! What to expect today: the raw calls hold their worker threads, so with 2
-//! workers they run two at a time (~5 s for 1,000) and the heartbeat stops,
-//! as on tokio and `may`. The automatic hand-off that would rescue them
-//! (Go's sysmon giving a blocked worker's queue to a spare thread) is not
-//! built yet: this example is its yardstick. Through `spindle::blocking`
-//! the calls run on the blocking pool and the heartbeat keeps ticking.
+//! The raw calls hold their worker threads. tokio and `may` stop there (5 s
+//! for 1,000 calls on 2 workers). spindle's monitor sees a worker held in a
+//! system call with fibers waiting and hands them to a spare worker thread
+//! (`scheduler/handoff.rs`), as Go's sysmon does; each episode is reported
+//! (here counted instead of printed, with `Builder::on_handoff`). Through
+//! `spindle::blocking` the calls run on the blocking pool and the worker
+//! never blocks.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -67,8 +69,13 @@ fn main() {
         .map_or(1000, |v| {
             v.replace('_', "").parse().expect("--fibers: a number")
         });
+    let episodes = Arc::new(AtomicUsize::new(0));
+    let counter = episodes.clone();
     let rt = spindle::Builder::new()
         .workers(2)
+        .on_handoff(move |_| {
+            counter.fetch_add(1, Ordering::Relaxed);
+        })
         .build()
         .expect("start runtime");
 
@@ -76,24 +83,64 @@ fn main() {
         // SAFETY: usleep has no preconditions.
         unsafe { libc::usleep(10_000) };
     });
+    let raw_handoffs = episodes.swap(0, Ordering::Relaxed);
     let offloaded = run(&rt, fibers, || {
         // SAFETY: as above.
         spindle::blocking(|| unsafe { libc::usleep(10_000) });
     });
+    let offloaded_handoffs = episodes.swap(0, Ordering::Relaxed);
+    // The idle measurement gets a process with its own runtime only: wait
+    // for the pool threads of the first one to exit.
+    drop(rt);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while threads_now() > 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let idle_percent = idle_cpu_percent();
 
     println!("{fibers} fibers each sleeping 10 ms in usleep, 2 workers, heartbeat every 1 ms:");
     println!(
-        "{:<32}{:>12}{:>22}{:>16}",
-        "", "wall", "largest heartbeat gap", "peak threads"
+        "{:<32}{:>10}{:>24}{:>15}{:>11}",
+        "", "wall", "largest heartbeat gap", "peak threads", "hand-offs"
     );
-    for (name, (wall, gap, threads)) in [
-        ("raw usleep (no help)", raw),
-        ("through spindle::blocking", offloaded),
+    for (name, (wall, gap, threads), handoffs) in [
+        ("raw usleep (no help)", raw, raw_handoffs),
+        ("through spindle::blocking", offloaded, offloaded_handoffs),
     ] {
         println!(
-            "{name:<32}{:>10.0} ms{:>20.1} ms{threads:>16}",
+            "{name:<32}{:>7.0} ms{:>21.1} ms{threads:>15}{handoffs:>11}",
             wall.as_secs_f64() * 1e3,
             gap.as_secs_f64() * 1e3
         );
     }
+    println!("idle runtime, 2 workers, 2 s: {idle_percent:.2}% of one core (process CPU time)");
+}
+
+/// CPU time the whole process uses over 2 s while a fresh 2-worker
+/// runtime sits idle, as a percentage of one core.
+fn idle_cpu_percent() -> f64 {
+    let rt = spindle::Builder::new()
+        .workers(2)
+        .build()
+        .expect("start runtime");
+    rt.block_on(|| ()); // workers have started and gone to sleep
+    let before = process_cpu();
+    let start = Instant::now();
+    std::thread::sleep(Duration::from_secs(2));
+    let used = process_cpu() - before;
+    let percent = used.as_secs_f64() / start.elapsed().as_secs_f64() * 100.0;
+    drop(rt);
+    percent
+}
+
+/// User + system CPU time of this process so far.
+fn process_cpu() -> Duration {
+    // SAFETY: an all-zero rusage is a valid value to overwrite.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid place for the result.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let to_duration = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    to_duration(usage.ru_utime) + to_duration(usage.ru_stime)
 }

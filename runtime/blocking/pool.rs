@@ -38,6 +38,9 @@ struct State {
     idle: usize,
     /// The most threads alive at once so far (for tests and metrics).
     peak: usize,
+    /// Threads started and not yet running their loop (counted in
+    /// `threads`): each will take a queued job.
+    starting: usize,
     shutdown: bool,
 }
 
@@ -62,6 +65,7 @@ impl Pool {
                 threads: 0,
                 idle: 0,
                 peak: 0,
+                starting: 0,
                 shutdown: false,
             }),
             work: Condvar::new(),
@@ -86,12 +90,19 @@ impl Pool {
         if state.threads >= self.max_threads {
             return None; // the next thread to finish takes it
         }
+        if self.prestart && state.starting >= state.queue.len() {
+            // A thread on its way will take it (and start the next one):
+            // the caller does not pay for a thread start.
+            return None;
+        }
         state.threads += 1;
+        state.starting += 1;
         state.peak = state.peak.max(state.threads);
         drop(state);
         if !self.start_thread() {
             let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
             state.threads -= 1;
+            state.starting -= 1;
             if state.threads == 0 {
                 // Nobody will ever take it: give it back to run in place.
                 return state.queue.pop_back();
@@ -113,19 +124,24 @@ impl Pool {
     /// A pool thread's body.
     fn run(self: Arc<Self>) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.starting -= 1;
         loop {
             if let Some(job) = state.queue.pop_front() {
+                // Keep one thread idle or on its way, for the next job.
                 let prestart = self.prestart
-                    && state.idle == 0
+                    && state.idle + state.starting < 1 + state.queue.len()
                     && state.threads < self.max_threads
                     && !state.shutdown;
                 if prestart {
                     state.threads += 1;
+                    state.starting += 1;
                     state.peak = state.peak.max(state.threads);
                 }
                 drop(state);
                 if prestart && !self.start_thread() {
-                    self.state.lock().unwrap_or_else(|e| e.into_inner()).threads -= 1;
+                    let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                    state.threads -= 1;
+                    state.starting -= 1;
                 }
                 job();
                 state = self.state.lock().unwrap_or_else(|e| e.into_inner());

@@ -345,9 +345,6 @@ impl Worker {
         if since == 0 {
             return;
         }
-        // Relaxed: a count; see `Spares::claim_retirement`.
-        let previous = self.shared.spares.stuck.fetch_sub(1, Ordering::Relaxed);
-        debug_assert!(previous > 0, "stuck worker count underflow");
         let stuck_at = std::time::Duration::from_nanos(since - 1);
         let held_for = self.shared.epoch.elapsed().saturating_sub(stuck_at);
         let mut trace = self.trace.borrow_mut();
@@ -366,6 +363,11 @@ impl Worker {
             held_for,
         };
         (self.shared.spares.config.sink)(&report);
+        // Last: once the count drops, `Metrics::blocked_workers` says the
+        // episode is over, and its report has been made.
+        // Relaxed: a count; see `Spares::claim_retirement`.
+        let previous = self.shared.spares.stuck.fetch_sub(1, Ordering::Relaxed);
+        debug_assert!(previous > 0, "stuck worker count underflow");
     }
 
     /// Counts a scheduling decision.

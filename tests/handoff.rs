@@ -1,0 +1,321 @@
+//! Automatic hand-off (issue 5) with real threads and real blocking calls:
+//! fibers that call raw `usleep`, spin, or block in a std lock, with no
+//! help from the API, do not stall the fibers queued behind them. Bounds
+//! are generous (correctness, not speed: the machine is shared).
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::within;
+use spindle::{Builder, HandoffReport, Runtime};
+
+const HANG: Duration = Duration::from_secs(120);
+
+/// A raw blocking call, with no help from the runtime.
+fn raw_sleep(duration: Duration) {
+    // SAFETY: usleep has no preconditions.
+    unsafe { libc::usleep(duration.as_micros() as libc::useconds_t) };
+}
+
+/// A runtime whose hand-off reports are collected instead of printed.
+fn runtime_with_reports(workers: usize) -> (Runtime, Arc<Mutex<Vec<HandoffReport>>>) {
+    let reports = Arc::new(Mutex::new(Vec::new()));
+    let sink = reports.clone();
+    let rt = Builder::new()
+        .workers(workers)
+        .on_handoff(move |report| sink.lock().unwrap().push(report.clone()))
+        .build()
+        .unwrap();
+    (rt, reports)
+}
+
+/// Waits until the runtime has no spare workers and no stuck ones left.
+fn wait_for_calm(rt: &Runtime) -> spindle::Metrics {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let metrics = rt.metrics();
+        if metrics.spare_workers == 0 && metrics.blocked_workers == 0 {
+            return metrics;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "spares never retired: {metrics:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn raw_sleeps_beat_the_serial_time_and_the_heartbeat_keeps_ticking() {
+    // 200 fibers x 10 ms of raw usleep on 2 workers: 1 s if the workers
+    // just stopped (two at a time), ~tens of ms with hand-offs.
+    let (rt, _reports) = runtime_with_reports(2);
+    let rt = Arc::new(rt);
+    let runtime = rt.clone();
+    let (elapsed, ticks, largest_gap) = within(HANG, move || {
+        runtime.block_on(|| {
+            let stop = Arc::new(AtomicBool::new(false));
+            let ticks = Arc::new(AtomicUsize::new(0));
+            let largest_gap = Arc::new(AtomicU64::new(0));
+            let (stop2, ticks2, gap2) = (stop.clone(), ticks.clone(), largest_gap.clone());
+            let heartbeat = spindle::spawn(move || {
+                let mut last = Instant::now();
+                while !stop2.load(Ordering::Relaxed) {
+                    spindle::time::sleep(Duration::from_millis(1));
+                    ticks2.fetch_add(1, Ordering::Relaxed);
+                    let now = Instant::now();
+                    gap2.fetch_max((now - last).as_micros() as u64, Ordering::Relaxed);
+                    last = now;
+                }
+            });
+            let start = Instant::now();
+            let sleepers: Vec<_> = (0..200)
+                .map(|_| spindle::spawn(|| raw_sleep(Duration::from_millis(10))))
+                .collect();
+            sleepers.into_iter().for_each(|s| s.join().unwrap());
+            let elapsed = start.elapsed();
+            stop.store(true, Ordering::Relaxed);
+            heartbeat.join().unwrap();
+            (
+                elapsed,
+                ticks.load(Ordering::Relaxed),
+                Duration::from_micros(largest_gap.load(Ordering::Relaxed)),
+            )
+        })
+    });
+    assert!(
+        elapsed < Duration::from_millis(500),
+        "200 x 10 ms raw sleeps on 2 workers took {elapsed:?} (two at a time: 1 s)"
+    );
+    assert!(ticks >= 5, "the heartbeat ticked only {ticks} times");
+    assert!(
+        largest_gap < Duration::from_millis(300),
+        "the heartbeat stopped for {largest_gap:?}"
+    );
+    let metrics = wait_for_calm(&rt);
+    assert!(metrics.handoffs >= 1, "{metrics:?}");
+    assert!(metrics.peak_spare_workers >= 1, "{metrics:?}");
+}
+
+#[test]
+fn a_fiber_spinning_without_yielding_does_not_starve_the_others() {
+    // One worker. The first fiber spins until the second has run (or 20 s
+    // pass); without a hand-off the second could only run after it.
+    let (rt, reports) = runtime_with_reports(1);
+    let rt = Arc::new(rt);
+    let ran_meanwhile = within(HANG, move || {
+        rt.block_on(|| {
+            let other_ran = Arc::new(AtomicBool::new(false));
+            let spinning = Arc::new(AtomicBool::new(false));
+            let (flag, started) = (other_ran.clone(), spinning.clone());
+            let spinner = spindle::spawn(move || {
+                started.store(true, Ordering::Relaxed);
+                let give_up = Instant::now() + Duration::from_secs(20);
+                while !flag.load(Ordering::Relaxed) && Instant::now() < give_up {
+                    std::hint::spin_loop();
+                }
+                flag.load(Ordering::Relaxed)
+            });
+            // Let the spinner take the worker; from then on this fiber
+            // waits behind it, and runs again only through a hand-off.
+            while !spinning.load(Ordering::Relaxed) {
+                spindle::yield_now();
+            }
+            let flag = other_ran.clone();
+            let other = spindle::spawn(move || flag.store(true, Ordering::Relaxed));
+            other.join().unwrap();
+            spinner.join().unwrap()
+        })
+    });
+    assert!(ran_meanwhile, "the second fiber ran while the first spun");
+    // The report comes when the spinner hands its worker back, a moment
+    // after its joiner saw it finish.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while reports.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the episode was never reported");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn after_an_episode_the_active_workers_return_to_the_configured_count() {
+    let (rt, reports) = runtime_with_reports(2);
+    within(HANG, {
+        let rt = Arc::new(rt);
+        move || {
+            for round in 0..3 {
+                rt.block_on(|| {
+                    let fibers: Vec<_> = (0..50)
+                        .map(|_| spindle::spawn(|| raw_sleep(Duration::from_millis(5))))
+                        .collect();
+                    fibers.into_iter().for_each(|f| f.join().unwrap());
+                });
+                let metrics = wait_for_calm(&rt);
+                assert!(metrics.handoffs >= 1, "round {round}: {metrics:?}");
+                assert_eq!(metrics.blocked_workers, 0);
+                assert_eq!(metrics.spare_workers, 0);
+            }
+        }
+    });
+    // Every episode ends with exactly one report.
+    assert!(!reports.lock().unwrap().is_empty());
+}
+
+#[test]
+fn the_report_names_the_fiber_and_how_long_it_held_its_worker() {
+    let (rt, reports) = runtime_with_reports(1);
+    within(HANG, move || {
+        rt.block_on(|| {
+            let sleeper = spindle::fiber::Builder::new()
+                .name("slow-dns")
+                .spawn(|| {
+                    // Something waits behind it on its worker.
+                    let behind = spindle::spawn(|| ());
+                    raw_sleep(Duration::from_millis(100));
+                    behind.join().unwrap();
+                })
+                .unwrap();
+            sleeper.join().unwrap();
+        });
+        let metrics = wait_for_calm(&rt);
+        assert_eq!(metrics.handoffs, reports.lock().unwrap().len() as u64);
+        let reports = reports.lock().unwrap();
+        let ours: Vec<_> = reports
+            .iter()
+            .filter(|r| r.fiber_name.as_deref() == Some("slow-dns"))
+            .collect();
+        assert_eq!(ours.len(), 1, "one report per episode: {reports:?}");
+        let report = ours[0];
+        assert!(
+            report.held_for >= Duration::from_millis(50)
+                && report.held_for <= Duration::from_secs(30),
+            "{report:?}"
+        );
+        let text = report.to_string();
+        assert!(
+            text.contains("slow-dns") && text.contains("spindle::blocking"),
+            "{text}"
+        );
+    });
+}
+
+#[test]
+fn the_spare_worker_cap_holds_and_zero_turns_hand_offs_off() {
+    for cap in [0, 3] {
+        let rt = Arc::new(
+            Builder::new()
+                .workers(2)
+                .max_spare_workers(cap)
+                .on_handoff(|_| {})
+                .build()
+                .unwrap(),
+        );
+        let runtime = rt.clone();
+        within(HANG, move || {
+            runtime.block_on(|| {
+                let fibers: Vec<_> = (0..60)
+                    .map(|_| spindle::spawn(|| raw_sleep(Duration::from_millis(5))))
+                    .collect();
+                fibers.into_iter().for_each(|f| f.join().unwrap());
+            })
+        });
+        let metrics = wait_for_calm(&rt);
+        assert!(metrics.peak_spare_workers <= cap, "cap {cap}: {metrics:?}");
+        if cap == 0 {
+            assert_eq!(metrics.handoffs, 0);
+        } else {
+            assert!(metrics.handoffs >= 1, "{metrics:?}");
+        }
+    }
+}
+
+#[test]
+fn ping_pong_through_hand_offs_loses_no_wake_up() {
+    // 40 pairs exchange 200 messages each over fiber channels; every 20th
+    // message the receiver makes a raw 1 ms sleep, so workers keep being
+    // handed off and spares keep retiring while messages flow, and sleeps
+    // (timers) start on spares that retire before they fire.
+    let rt = Builder::new()
+        .workers(2)
+        .on_handoff(|_| {})
+        .build()
+        .unwrap();
+    let rt = Arc::new(rt);
+    let runtime = rt.clone();
+    let total = within(HANG, move || {
+        runtime.block_on(|| {
+            let pairs: Vec<_> = (0..40)
+                .map(|_| {
+                    let (to_b, from_a) = spindle::sync::mpsc::channel::<u64>();
+                    let (to_a, from_b) = spindle::sync::mpsc::channel::<u64>();
+                    let b = spindle::spawn(move || {
+                        let mut sum = 0;
+                        for message in from_a {
+                            if message % 20 == 0 {
+                                raw_sleep(Duration::from_millis(1));
+                            }
+                            if message % 50 == 0 {
+                                spindle::time::sleep(Duration::from_micros(500));
+                            }
+                            sum += message;
+                            if to_a.send(message).is_err() {
+                                break;
+                            }
+                        }
+                        sum
+                    });
+                    let a = spindle::spawn(move || {
+                        for message in 0..200u64 {
+                            to_b.send(message).unwrap();
+                            assert_eq!(from_b.recv().unwrap(), message);
+                        }
+                    });
+                    (a, b)
+                })
+                .collect();
+            pairs
+                .into_iter()
+                .map(|(a, b)| {
+                    a.join().unwrap();
+                    b.join().unwrap()
+                })
+                .sum::<u64>()
+        })
+    });
+    assert_eq!(total, 40 * (0..200u64).sum::<u64>());
+    wait_for_calm(&rt);
+}
+
+#[test]
+fn shutdown_waits_for_spares_and_cancels_what_they_left() {
+    // Shut down while spares hold fibers in raw sleeps and others wait in
+    // their deques: the sleeping ones finish their call, the rest are
+    // cancelled, every joiner hears back, and nothing hangs.
+    let rt = Builder::new()
+        .workers(2)
+        .on_handoff(|_| {})
+        .build()
+        .unwrap();
+    let handles = within(HANG, move || {
+        let handles: Vec<_> = (0..300)
+            .map(|_| rt.spawn(|| raw_sleep(Duration::from_millis(20))))
+            .collect();
+        std::thread::sleep(Duration::from_millis(30));
+        let report = rt.shutdown();
+        assert_eq!(report.stacks.in_use, 0, "{report:?}");
+        handles
+    });
+    let (mut finished, mut cancelled) = (0, 0);
+    for handle in handles {
+        match handle.join() {
+            Ok(()) => finished += 1,
+            Err(error) if error.is_cancelled() => cancelled += 1,
+            Err(error) => panic!("unexpected: {error:?}"),
+        }
+    }
+    assert_eq!(finished + cancelled, 300);
+    assert!(finished >= 2, "some ran before shutdown: {finished}");
+}
