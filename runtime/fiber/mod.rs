@@ -5,16 +5,20 @@
 //! - `stack.rs`: where its stack comes from and goes back to.
 //! - `spawn.rs`: `spawn`, `try_spawn`, the fiber `Builder`, `SpawnError`.
 //! - `join.rs`: `JoinHandle` and `JoinError`.
+//! - `dump.rs`: `Runtime::dump`, the list of live fibers with backtraces of
+//!   the parked ones.
 //!
 //! A fiber is an `Arc<FiberInner>`. See `FiberInner`'s "Ownership" for the
 //! one reference that is special, the *scheduling reference*.
 
 pub(crate) mod context;
+pub(crate) mod dump;
 pub(crate) mod join;
 pub(crate) mod spawn;
 pub(crate) mod stack;
 pub(crate) mod state;
 
+pub use self::dump::{DumpedFiber, FiberDump, FiberState, NotCaptured, StackTrace};
 pub use self::spawn::Builder;
 
 use std::cell::{Cell, UnsafeCell};
@@ -72,6 +76,9 @@ pub(crate) struct FiberInner {
     // --- Set at spawn, immutable after: anyone may read.
     pub(crate) id: FiberId,
     name: Option<Box<str>>,
+    /// Where it was spawned (`#[track_caller]` through the spawn calls),
+    /// for fiber dumps.
+    location: &'static std::panic::Location<'static>,
     /// Requested usable stack bytes; 0 means the runtime's default.
     stack_size: usize,
     /// The runtime the fiber belongs to (for unparks from anywhere).
@@ -116,12 +123,14 @@ impl FiberInner {
     pub(crate) fn new(
         shared: Arc<Shared>,
         name: Option<Box<str>>,
+        location: &'static std::panic::Location<'static>,
         stack_size: usize,
         entry: Entry,
     ) -> FiberInner {
         FiberInner {
             id: FiberId::next(),
             name,
+            location,
             stack_size,
             shared,
             state: State::new_scheduled(),
@@ -197,7 +206,7 @@ pub(crate) fn run_slice(fiber: &Arc<FiberInner>, input: Resume, cache: &mut Stac
         Some(Suspend::Park) => Outcome::Parked,
         None => {
             let stack = context.take().expect("context present").into_stack();
-            stack.set_owner(std::ptr::null_mut());
+            stack.clear_owner();
             if fiber.stack_size == 0 {
                 cache.release(pool, stack);
             } else {
@@ -273,7 +282,15 @@ fn suspend(fiber: *const FiberInner, reason: Suspend) {
     );
     // SAFETY: `fiber` is the fiber running on this thread; its yielder was
     // set at its start and lives on its stack.
-    let resume = unsafe { context::suspend((*fiber).yielder.get(), reason) };
+    let mut resume = unsafe { context::suspend((*fiber).yielder.get(), reason) };
+    while let Resume::Dump(request) = resume {
+        // A fiber dump holds this parked fiber: take the backtrace here, on
+        // our own stack, and park again without returning to the caller.
+        // SAFETY: the dumper resumed us, on its thread: we run.
+        dump::capture_here(unsafe { &*fiber }, request);
+        // SAFETY: as above; still this fiber, still its yielder.
+        resume = unsafe { context::suspend((*fiber).yielder.get(), reason) };
+    }
     if resume == Resume::Cancel {
         // SAFETY: the fiber's own code owns `cancelling`; re-read through a
         // fresh pointer since we may be on another thread now.
