@@ -377,17 +377,24 @@ impl fmt::Display for StackTrace {
     /// The frames the user wrote: from the caller of `park` (the runtime's
     /// capture frames dropped) down to the fiber's root closure (the
     /// runtime's entry frames, and the dumper's own stack beyond them,
-    /// dropped). Indented by four spaces. Falls back to every frame when
-    /// symbols are missing.
+    /// dropped), numbered from 0 and indented. Falls back to every frame
+    /// when symbols are missing.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let backtrace = match self {
             StackTrace::Captured(backtrace) => backtrace,
             StackTrace::NotCaptured(why) => return writeln!(f, "    ({why})"),
         };
         let text = backtrace.to_string();
+        let mut number = 0;
         for line in user_frames(&text) {
-            let indent = if line.starts_with("at ") { 8 } else { 4 };
-            writeln!(f, "{:indent$}{line}", "")?;
+            match line.split_once(": ") {
+                // A frame's first line: renumbered from 0.
+                Some((_, symbol)) if !line.starts_with("at ") => {
+                    writeln!(f, "    {number}: {symbol}")?;
+                    number += 1;
+                }
+                _ => writeln!(f, "        {line}")?,
+            }
         }
         Ok(())
     }
@@ -411,26 +418,29 @@ fn user_frames(text: &str) -> Vec<&str> {
         }
     }
     // The runtime's frames above the user's: the capture and the park.
-    let first = frames
+    let Some(capture) = frames
         .iter()
-        .position(|(symbol, _)| {
-            !(symbol.starts_with("std::backtrace")
-                || symbol.starts_with("spindle::fiber::dump::")
-                || symbol.starts_with("spindle::fiber::suspend")
-                || symbol.starts_with("spindle::fiber::park")
-                || symbol.starts_with("core::ops::function::FnOnce::call_once")
-                || symbol.starts_with("std::panicking::")
-                || symbol.starts_with("std::panic::"))
-        })
-        .unwrap_or(0);
+        .position(|(symbol, _)| symbol.starts_with("spindle::fiber::dump::capture_here"))
+    else {
+        return frames
+            .iter()
+            .flat_map(|(_, lines)| lines.iter().copied())
+            .collect();
+    };
+    let mut first = capture + 1;
+    while frames.get(first).is_some_and(|(symbol, _)| {
+        symbol.starts_with("spindle::fiber::suspend") || symbol.starts_with("spindle::fiber::park")
+    }) {
+        first += 1;
+    }
     // The root: everything from the spawn wrapper (or fiber_main) down.
-    let end = frames
+    let end = frames[first..]
         .iter()
         .position(|(symbol, _)| {
             symbol.starts_with("spindle::fiber::spawn::")
                 || symbol.starts_with("spindle::fiber::fiber_main")
         })
-        .unwrap_or(frames.len());
+        .map_or(frames.len(), |offset| first + offset);
     if first >= end {
         return frames
             .iter()
@@ -441,7 +451,8 @@ fn user_frames(text: &str) -> Vec<&str> {
     // The catch_unwind frames between the root closure and the wrapper.
     while end > first + 1 {
         let symbol = frames[end - 1].0;
-        let wrapper = symbol.starts_with("std::panicking::")
+        let wrapper = symbol == "__rust_try"
+            || symbol.starts_with("std::panicking::")
             || symbol.starts_with("std::panic::")
             || symbol.starts_with("core::ops::function::")
             || symbol.starts_with("<core::panic::unwind_safe::AssertUnwindSafe");
@@ -464,7 +475,8 @@ mod tests {
     fn user_frames_drop_the_runtime_around_the_user_code() {
         let text = "   0: std::backtrace::Backtrace::force_capture
              at /rustc/library/std/src/backtrace.rs:312:9
-   1: spindle::fiber::dump::capture_here
+   1: __rust_try
+   2: spindle::fiber::dump::capture_here
    2: spindle::fiber::park
              at ./runtime/fiber/mod.rs:500:5
    3: app::wait_here
@@ -472,6 +484,7 @@ mod tests {
    4: app::main::{{closure}}
              at ./src/main.rs:20:9
    5: std::panicking::try::do_call
+   6: __rust_try
    6: std::panic::catch_unwind
    7: spindle::fiber::spawn::Builder::spawn_in::{{closure}}
    8: spindle::fiber::fiber_main
