@@ -67,7 +67,11 @@ pub(crate) type Entry = Box<dyn FnOnce(Start) -> join::Output + Send + 'static>;
 /// that nobody will ever wake stays alive (its stack intact) until shutdown
 /// finds it through the stack pool's slot registry, which therefore holds a
 /// plain pointer. Other references (`Fiber` handles held by wakers,
-/// `JoinHandle`s) are ordinary clones.
+/// `JoinHandle`s) are ordinary clones. A fiber dump (`dump.rs`) turns a
+/// registry pointer into a clone of its own while it claims the registry
+/// cell, which keeps the fiber from finishing in between; and a dump that
+/// wins PARKED → DUMPING holds the scheduling reference as an unparker
+/// would, until it parks the fiber again or queues it.
 ///
 /// Measured: this ownership scheme took `benches/spawn.rs` from 238 ns to
 /// the figure in the README (four reference-count updates fewer per
@@ -90,7 +94,8 @@ pub(crate) struct FiberInner {
     pub(crate) completion: Completion,
 
     // --- Owned by whoever has the fiber RUNNING (a worker, or the shutdown
-    // thread); never touched concurrently, per the state machine.
+    // thread) or DUMPING (a fiber dump); never touched concurrently, per the
+    // state machine.
     /// The coroutine, created at first run.
     context: UnsafeCell<Option<Context>>,
     /// Start of the stack's guard page (for the overflow report).
@@ -111,8 +116,8 @@ pub(crate) struct FiberInner {
 }
 
 // The non-Sync fields (`context`, `guard`, `entry`, `yielder`, `cancelling`,
-// `locals`) are only touched by the thread holding the fiber RUNNING (see
-// state.rs).
+// `locals`) are only touched by the thread holding the fiber RUNNING, or
+// DUMPING, which grants the same (see state.rs).
 // SAFETY: the `state` atomic grants that to one thread at a time, acq/rel.
 unsafe impl Sync for FiberInner {}
 // SAFETY: as above; the entry closure, the context and the fiber-local
