@@ -418,9 +418,12 @@ fn user_frames(text: &str) -> Vec<&str> {
         }
     }
     // The runtime's frames above the user's: the capture and the park.
+    // Symbols are full paths with full debug info, bare names with
+    // `line-tables-only` (release builds), so frames are matched by their
+    // last path segment, and the root also by its file.
     let Some(capture) = frames
         .iter()
-        .position(|(symbol, _)| symbol.starts_with("spindle::fiber::dump::capture_here"))
+        .position(|(symbol, _)| base_name(symbol) == "capture_here")
     else {
         return frames
             .iter()
@@ -429,33 +432,31 @@ fn user_frames(text: &str) -> Vec<&str> {
     };
     let mut first = capture + 1;
     while frames.get(first).is_some_and(|(symbol, _)| {
-        symbol.starts_with("spindle::fiber::suspend") || symbol.starts_with("spindle::fiber::park")
+        matches!(
+            base_name(symbol).as_str(),
+            "suspend" | "park" | "park_timeout"
+        )
     }) {
         first += 1;
     }
     // The root: everything from the spawn wrapper (or fiber_main) down.
-    let end = frames[first..]
+    let mut end = frames[first..]
         .iter()
-        .position(|(symbol, _)| {
+        .position(|(symbol, lines)| {
             symbol.starts_with("spindle::fiber::spawn::")
-                || symbol.starts_with("spindle::fiber::fiber_main")
+                || base_name(symbol) == "fiber_main"
+                || lines.iter().any(|line| line.contains("fiber/spawn.rs:"))
         })
         .map_or(frames.len(), |offset| first + offset);
-    if first >= end {
-        return frames
-            .iter()
-            .flat_map(|(_, lines)| lines.iter().copied())
-            .collect();
-    }
-    let mut end = end;
     // The catch_unwind frames between the root closure and the wrapper.
     while end > first + 1 {
         let symbol = frames[end - 1].0;
-        let wrapper = symbol == "__rust_try"
-            || symbol.starts_with("std::panicking::")
+        let wrapper = matches!(
+            base_name(symbol).as_str(),
+            "__rust_try" | "call_once" | "do_call" | "catch_unwind" | "try"
+        ) || symbol.starts_with("std::panicking::")
             || symbol.starts_with("std::panic::")
-            || symbol.starts_with("core::ops::function::")
-            || symbol.starts_with("<core::panic::unwind_safe::AssertUnwindSafe");
+            || symbol.starts_with("core::ops::function::");
         if !wrapper {
             break;
         }
@@ -467,9 +468,93 @@ fn user_frames(text: &str) -> Vec<&str> {
         .collect()
 }
 
+/// A symbol's last path segment without generic arguments:
+/// `catch_unwind<T, fn() -> U>` and `std::panic::catch_unwind::<T>` give
+/// `catch_unwind`, `<A<F> as FnOnce<()>>::call_once` gives `call_once`.
+fn base_name(symbol: &str) -> String {
+    // Drop every `<...>` group (a `>` of `->` closes nothing).
+    let mut path = String::with_capacity(symbol.len());
+    let mut depth = 0usize;
+    let mut previous = ' ';
+    for c in symbol.chars() {
+        match c {
+            '<' => depth += 1,
+            '>' if previous != '-' => depth = depth.saturating_sub(1),
+            _ if depth == 0 => path.push(c),
+            _ => {}
+        }
+        previous = c;
+    }
+    let path = path.trim_end_matches("::");
+    path.rsplit("::").next().unwrap_or(path).to_owned()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::user_frames;
+    use super::{base_name, user_frames};
+
+    #[test]
+    fn base_names() {
+        assert_eq!(
+            base_name("spindle::fiber::dump::capture_here"),
+            "capture_here"
+        );
+        assert_eq!(base_name("capture_here"), "capture_here");
+        assert_eq!(
+            base_name("catch_unwind<std::backtrace::Backtrace, fn() -> std::backtrace::Backtrace>"),
+            "catch_unwind"
+        );
+        assert_eq!(
+            base_name("<core::panic::unwind_safe::AssertUnwindSafe<F> as core::ops::function::FnOnce<()>>::call_once"),
+            "call_once"
+        );
+        assert_eq!(
+            base_name("std::panic::catch_unwind::<T, U>"),
+            "catch_unwind"
+        );
+        assert_eq!(
+            base_name("{closure#0}<dump::main::{closure_env#0}, u32>"),
+            "{closure#0}"
+        );
+    }
+
+    #[test]
+    fn user_frames_with_bare_names_from_line_tables_only() {
+        let text =
+            "   3: catch_unwind<fn() -> std::backtrace::Backtrace, std::backtrace::Backtrace>
+             at /rustc/library/std/src/panic.rs:359:14
+   4: capture_here
+             at ./runtime/fiber/dump.rs:227:15
+   5: suspend
+             at ./runtime/fiber/mod.rs:295:9
+   6: park
+             at ./runtime/fiber/mod.rs:500:5
+   7: park_until
+             at ./runtime/time/mod.rs:62:5
+   8: app::wait_here
+             at ./src/main.rs:10:5
+   9: {closure#0}
+             at ./src/main.rs:20:9
+  10: call_once<u32, app::main::{closure_env#0}>
+             at /rustc/library/core/src/panic/unwind_safe.rs:274:9
+  11: catch_unwind<u32, core::panic::unwind_safe::AssertUnwindSafe<app::main::{closure_env#0}>>
+             at /rustc/library/std/src/panic.rs:359:14
+  12: {closure#0}<app::main::{closure_env#0}, u32>
+             at /home/me/.cargo/registry/src/spindle-rt-0.1.0/runtime/fiber/spawn.rs:158:31
+  13: fiber_main
+";
+        assert_eq!(
+            user_frames(text),
+            [
+                "7: park_until",
+                "at ./runtime/time/mod.rs:62:5",
+                "8: app::wait_here",
+                "at ./src/main.rs:10:5",
+                "9: {closure#0}",
+                "at ./src/main.rs:20:9"
+            ]
+        );
+    }
 
     #[test]
     fn user_frames_drop_the_runtime_around_the_user_code() {
