@@ -151,6 +151,12 @@ impl Runtime {
     /// spawned and not yet started are only counted. May be called from any
     /// thread or fiber while fibers run; `Display` prints it. See
     /// [`FiberDump`](crate::fiber::FiberDump) for an example.
+    ///
+    /// The backtraces are taken on the calling thread, one parked fiber at a
+    /// time: about 12 µs each on the development machine (10,000 parked
+    /// fibers in 0.12 s, `tests/dump.rs`). Called from a fiber, that time is
+    /// taken from its worker. Symbols are resolved only when a backtrace is
+    /// printed.
     pub fn dump(&self) -> crate::fiber::FiberDump {
         crate::fiber::dump::dump(&self.shared)
     }

@@ -142,6 +142,7 @@ pub struct DumpedFiber {
 
 /// A fiber's state as a dump saw it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FiberState {
     /// In a run queue, waiting for a worker.
     Runnable,
@@ -175,6 +176,7 @@ pub enum StackTrace {
 
 /// Why a parked fiber's backtrace was not taken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum NotCaptured {
     /// Too little stack was left below the park point to run the unwinder
     /// safely.
