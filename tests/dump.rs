@@ -170,6 +170,8 @@ fn running_and_unstarted_fibers_are_listed_without_backtraces() {
     while !spinning.load(Ordering::Acquire) {
         std::thread::yield_now();
     }
+    // Queued behind the spinner on the only worker: not started when we
+    // dump a moment later (nothing takes a busy worker's queue that fast).
     let queued = rt.spawn(|| ());
     let dump = rt.dump();
     println!("{dump}");

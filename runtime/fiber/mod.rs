@@ -18,7 +18,9 @@ pub(crate) mod spawn;
 pub(crate) mod stack;
 pub(crate) mod state;
 
-pub use self::dump::{DumpedFiber, FiberDump, FiberState, NotCaptured, StackTrace};
+pub use self::dump::{
+    DumpedFiber, FiberDump, FiberState, NotCaptured, StackTrace, CAPTURE_STACK_NEEDED,
+};
 pub use self::spawn::Builder;
 
 use std::cell::{Cell, UnsafeCell};
