@@ -189,7 +189,8 @@ impl Builder {
 
     /// Where hand-off reports go: called once per episode, when the fiber
     /// that held a worker gives it back, on that worker's thread (keep it
-    /// short). Default: one line on stderr.
+    /// short; a panic in it is caught and printed, the worker carries on).
+    /// Default: one line on stderr.
     ///
     /// ```
     /// use std::sync::{Arc, Mutex};
@@ -205,6 +206,11 @@ impl Builder {
     ///     std::thread::sleep(std::time::Duration::from_millis(50)); // raw blocking call
     ///     waiting.join().unwrap();
     /// });
+    /// // The report comes as the fiber hands its worker back, a moment
+    /// // after `block_on` has its result.
+    /// while reports.lock().unwrap().is_empty() {
+    ///     std::thread::sleep(std::time::Duration::from_millis(1));
+    /// }
     /// let reports = reports.lock().unwrap();
     /// assert_eq!(reports.len(), 1);
     /// assert!(reports[0].held_for >= std::time::Duration::from_millis(10));

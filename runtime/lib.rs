@@ -81,7 +81,7 @@ pub use builder::{Builder, DEFAULT_STACK_SIZE};
 pub use fiber::join::{JoinError, JoinHandle};
 pub use fiber::spawn::{spawn, try_spawn, LimitKind, SpawnError};
 pub use fiber::stack::StackStats;
-pub use fiber::{current, park, try_current, yield_now, Fiber, FiberId};
+pub use fiber::{current, park, try_current, yield_now, Fiber, FiberDump, FiberId};
 pub use metrics::{Metrics, WorkerMetrics};
 pub use runtime::{BlockingPoolStats, Runtime, ShutdownReport};
 pub use scheduler::handoff::HandoffReport;

@@ -136,12 +136,29 @@ impl Runtime {
     }
 
     /// Spawns a fiber from any thread, or says why it cannot.
+    #[track_caller]
     pub fn try_spawn<F, T>(&self, f: F) -> Result<JoinHandle<T>, SpawnError>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
         FiberBuilder::new().spawn_in(&self.shared, f)
+    }
+
+    /// A list of the runtime's started, unfinished fibers: id, name, state,
+    /// spawn location, and for each parked fiber a backtrace taken on its
+    /// own stack (the fiber stays parked; `park` does not return). Fibers
+    /// spawned and not yet started are only counted. May be called from any
+    /// thread or fiber while fibers run; `Display` prints it. See
+    /// [`FiberDump`](crate::fiber::FiberDump) for an example.
+    ///
+    /// The backtraces are taken on the calling thread, one parked fiber at a
+    /// time: about 12 µs each on the development machine (10,000 parked
+    /// fibers in 0.12 s, `tests/dump.rs`). Called from a fiber, that time is
+    /// taken from its worker. Symbols are resolved only when a backtrace is
+    /// printed.
+    pub fn dump(&self) -> crate::fiber::FiberDump {
+        crate::fiber::dump::dump(&self.shared)
     }
 
     /// Number of worker threads (the runtime also runs one monitor thread).

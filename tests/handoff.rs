@@ -319,3 +319,27 @@ fn shutdown_waits_for_spares_and_cancels_what_they_left() {
     assert_eq!(finished + cancelled, 300);
     assert!(finished >= 2, "some ran before shutdown: {finished}");
 }
+
+#[test]
+fn a_panicking_sink_does_not_take_its_worker_down() {
+    let rt = Builder::new()
+        .workers(1)
+        .on_handoff(|_| panic!("sink bug"))
+        .build()
+        .unwrap();
+    let rt = Arc::new(rt);
+    let runtime = rt.clone();
+    within(HANG, move || {
+        for _ in 0..3 {
+            runtime.block_on(|| {
+                let behind = spindle::spawn(|| 7);
+                raw_sleep(Duration::from_millis(20));
+                assert_eq!(behind.join().unwrap(), 7);
+            });
+        }
+    });
+    let metrics = wait_for_calm(&rt);
+    assert!(metrics.handoffs >= 1, "{metrics:?}");
+    // The one worker is still there and runs fibers.
+    assert_eq!(rt.block_on(|| spindle::spawn(|| 1).join().unwrap()), 1);
+}

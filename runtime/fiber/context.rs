@@ -43,6 +43,9 @@ pub(crate) enum Resume {
     Run,
     /// The runtime is shutting down: unwind the fiber's stack.
     Cancel,
+    /// A fiber dump holds this parked fiber (DUMPING): take a backtrace on
+    /// its stack into the request's slot and suspend again, still parked.
+    Dump(super::dump::Request),
 }
 
 /// Why a fiber switched back to its worker.

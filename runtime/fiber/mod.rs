@@ -5,16 +5,22 @@
 //! - `stack.rs`: where its stack comes from and goes back to.
 //! - `spawn.rs`: `spawn`, `try_spawn`, the fiber `Builder`, `SpawnError`.
 //! - `join.rs`: `JoinHandle` and `JoinError`.
+//! - `dump.rs`: `Runtime::dump`, the list of live fibers with backtraces of
+//!   the parked ones.
 //!
 //! A fiber is an `Arc<FiberInner>`. See `FiberInner`'s "Ownership" for the
 //! one reference that is special, the *scheduling reference*.
 
 pub(crate) mod context;
+pub(crate) mod dump;
 pub(crate) mod join;
 pub(crate) mod spawn;
 pub(crate) mod stack;
 pub(crate) mod state;
 
+pub use self::dump::{
+    DumpedFiber, FiberDump, FiberState, NotCaptured, StackTrace, CAPTURE_STACK_NEEDED,
+};
 pub use self::spawn::Builder;
 
 use std::cell::{Cell, UnsafeCell};
@@ -63,7 +69,11 @@ pub(crate) type Entry = Box<dyn FnOnce(Start) -> join::Output + Send + 'static>;
 /// that nobody will ever wake stays alive (its stack intact) until shutdown
 /// finds it through the stack pool's slot registry, which therefore holds a
 /// plain pointer. Other references (`Fiber` handles held by wakers,
-/// `JoinHandle`s) are ordinary clones.
+/// `JoinHandle`s) are ordinary clones. A fiber dump (`dump.rs`) turns a
+/// registry pointer into a clone of its own while it claims the registry
+/// cell, which keeps the fiber from finishing in between; and a dump that
+/// wins PARKED → DUMPING holds the scheduling reference as an unparker
+/// would, until it parks the fiber again or queues it.
 ///
 /// Measured: this ownership scheme took `benches/spawn.rs` from 238 ns to
 /// the figure in the README (four reference-count updates fewer per
@@ -72,6 +82,9 @@ pub(crate) struct FiberInner {
     // --- Set at spawn, immutable after: anyone may read.
     pub(crate) id: FiberId,
     name: Option<Box<str>>,
+    /// Where it was spawned (`#[track_caller]` through the spawn calls),
+    /// for fiber dumps.
+    location: &'static std::panic::Location<'static>,
     /// Requested usable stack bytes; 0 means the runtime's default.
     stack_size: usize,
     /// The runtime the fiber belongs to (for unparks from anywhere).
@@ -83,7 +96,8 @@ pub(crate) struct FiberInner {
     pub(crate) completion: Completion,
 
     // --- Owned by whoever has the fiber RUNNING (a worker, or the shutdown
-    // thread); never touched concurrently, per the state machine.
+    // thread) or DUMPING (a fiber dump); never touched concurrently, per the
+    // state machine.
     /// The coroutine, created at first run.
     context: UnsafeCell<Option<Context>>,
     /// Start of the stack's guard page (for the overflow report).
@@ -104,8 +118,8 @@ pub(crate) struct FiberInner {
 }
 
 // The non-Sync fields (`context`, `guard`, `entry`, `yielder`, `cancelling`,
-// `locals`) are only touched by the thread holding the fiber RUNNING (see
-// state.rs).
+// `locals`) are only touched by the thread holding the fiber RUNNING, or
+// DUMPING, which grants the same (see state.rs).
 // SAFETY: the `state` atomic grants that to one thread at a time, acq/rel.
 unsafe impl Sync for FiberInner {}
 // SAFETY: as above; the entry closure, the context and the fiber-local
@@ -121,12 +135,14 @@ impl FiberInner {
     pub(crate) fn new(
         shared: Arc<Shared>,
         name: Option<Box<str>>,
+        location: &'static std::panic::Location<'static>,
         stack_size: usize,
         entry: Entry,
     ) -> FiberInner {
         FiberInner {
             id: FiberId::next(),
             name,
+            location,
             stack_size,
             shared,
             state: State::new_scheduled(),
@@ -214,7 +230,7 @@ pub(crate) fn run_slice(
         Some(Suspend::Park) => Outcome::Parked,
         None => {
             let stack = context.take().expect("context present").into_stack();
-            stack.set_owner(std::ptr::null_mut());
+            stack.clear_owner();
             if fiber.stack_size == 0 {
                 cache.release(pool, stack);
             } else {
@@ -290,7 +306,15 @@ fn suspend(fiber: *const FiberInner, reason: Suspend) {
     );
     // SAFETY: `fiber` is the fiber running on this thread; its yielder was
     // set at its start and lives on its stack.
-    let resume = unsafe { context::suspend((*fiber).yielder.get(), reason) };
+    let mut resume = unsafe { context::suspend((*fiber).yielder.get(), reason) };
+    while let Resume::Dump(request) = resume {
+        // A fiber dump holds this parked fiber: take the backtrace here, on
+        // our own stack, and park again without returning to the caller.
+        // SAFETY: the dumper resumed us, on its thread: we run.
+        dump::capture_here(unsafe { &*fiber }, request);
+        // SAFETY: as above; still this fiber, still its yielder.
+        resume = unsafe { context::suspend((*fiber).yielder.get(), reason) };
+    }
     if resume == Resume::Cancel {
         // SAFETY: the fiber's own code owns `cancelling`; re-read through a
         // fresh pointer since we may be on another thread now.

@@ -130,6 +130,7 @@ impl Builder {
     }
 
     /// Spawns the fiber on `runtime`, from any thread.
+    #[track_caller]
     pub fn spawn_on<F, T>(self, runtime: &crate::Runtime, f: F) -> Result<JoinHandle<T>, SpawnError>
     where
         F: FnOnce() -> T + Send + 'static,
@@ -138,6 +139,10 @@ impl Builder {
         self.spawn_in(runtime.shared(), f)
     }
 
+    /// Spawns on `shared`; the caller's caller chain, up to the first
+    /// function without `#[track_caller]`, is the spawn location a fiber
+    /// dump shows.
+    #[track_caller]
     pub(crate) fn spawn_in<F, T>(
         self,
         shared: &Arc<Shared>,
@@ -173,6 +178,7 @@ impl Builder {
         let inner = Arc::new(FiberInner::new(
             shared.clone(),
             self.name.map(Into::into),
+            std::panic::Location::caller(),
             stack_size,
             entry,
         ));

@@ -46,8 +46,12 @@
 //! finished (the fiber's scheduling reference keeps it alive, see
 //! `fiber/mod.rs`); at shutdown, [`StackPool::owners`] finds every fiber
 //! still suspended mid-stack (parked fibers sit in no queue) so it can be
-//! unwound. That costs one store when a fiber starts and one when it ends,
-//! instead of a locked list of live fibers.
+//! unwound. A fiber dump (`fiber/dump.rs`) reads it while the runtime
+//! runs, claiming each cell around taking a reference of its own
+//! ([`StackPool::for_each_started`]), so the fiber it names cannot finish and
+//! be freed in between. That costs one store when a fiber starts and one
+//! compare-and-swap when it ends (it must not overwrite a claim), instead of
+//! a locked list of live fibers.
 
 use std::io;
 use std::ptr::NonNull;
@@ -112,15 +116,59 @@ impl Stack {
         (start, start + memory::page_size())
     }
 
-    /// Records (or clears, with null) which fiber is started on this stack.
+    /// Records which fiber is started on this stack (the cell is null).
     pub(crate) fn set_owner(&self, fiber: *mut ()) {
+        debug_assert_eq!(fiber as usize & CLAIMED, 0, "fiber pointers are aligned");
         // SAFETY: the owner cell lives in a reservation that outlives stacks.
         let cell = unsafe { self.owner.as_ref() };
-        // Relaxed: the registry is read only at shutdown, after every worker
-        // thread has been joined (the join orders these stores before it).
-        cell.store(fiber, Ordering::Relaxed);
+        // Release: a fiber dump's Acquire claim (`for_each_started`) then
+        // sees the fiber as its first runner saw it. A plain store on x86.
+        cell.store(fiber, Ordering::Release);
+    }
+
+    /// Clears the owner cell as the fiber finishes, before anything lets
+    /// its `FiberInner` go. If a fiber dump has claimed the cell
+    /// (`for_each_started`), waits for it to let go: the dump is taking a
+    /// reference of its own, a few instructions.
+    pub(crate) fn clear_owner(&self) {
+        // SAFETY: the owner cell lives in a reservation that outlives stacks.
+        let cell = unsafe { self.owner.as_ref() };
+        let mut spins = 0u32;
+        loop {
+            let owner = cell.load(Ordering::Relaxed);
+            if owner as usize & CLAIMED == 0 {
+                // A compare-and-swap, not a store: a store could overwrite a
+                // dump's claim unseen. Acquire: pairs with the dump's
+                // Release when it lets go, so its reference count increment
+                // is ordered before whatever drop of ours follows.
+                if cell
+                    .compare_exchange(
+                        owner,
+                        std::ptr::null_mut(),
+                        Ordering::Acquire,
+                        Ordering::Relaxed,
+                    )
+                    .is_ok()
+                {
+                    return;
+                }
+                continue;
+            }
+            // Claimed: the dumper holds it for a reference count increment;
+            // if its thread was preempted meanwhile, let it run.
+            spins += 1;
+            if spins < 64 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
     }
 }
+
+/// Set in an owner cell while a fiber dump claims it (pointers to fibers are
+/// at least 8-byte aligned, so bit 0 is free).
+const CLAIMED: usize = 1;
 
 // Both addresses are page-aligned, so aligned to STACK_ALIGNMENT.
 // SAFETY: `base` tops `size` writable bytes, `limit` is the bottom of the
@@ -454,6 +502,46 @@ impl StackPool {
             }
         }
         owners
+    }
+
+    /// Calls `take` with each fiber pointer in the slot registry (fibers
+    /// started and not finished), while the runtime runs. Each cell is
+    /// *claimed* (its `CLAIMED` bit set by compare-and-swap) around the
+    /// call, so the fiber cannot finish meanwhile: its worker waits in
+    /// [`Stack::clear_owner`]. `take` must be short and must not block (it
+    /// is meant to take a reference count). A fiber starting or finishing
+    /// meanwhile may be missed; the list is a snapshot.
+    ///
+    /// Holds each size class's lock while it walks that class's cells.
+    pub(crate) fn for_each_started(&self, mut take: impl FnMut(NonNull<()>)) {
+        let classes: Vec<Arc<SizeClass>> = self
+            .others
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for class in std::iter::once(&self.default).chain(classes.iter().map(|c| &**c)) {
+            let lists = class.lists.lock().unwrap_or_else(|e| e.into_inner());
+            for reservation in &lists.reservations {
+                for cell in reservation.owners.iter() {
+                    let owner = cell.load(Ordering::Relaxed);
+                    if owner.is_null() || owner as usize & CLAIMED != 0 {
+                        continue;
+                    }
+                    let claimed = (owner as usize | CLAIMED) as *mut ();
+                    // Acquire: pairs with `set_owner`'s Release, so the fiber
+                    // is seen as its first runner saw it.
+                    if cell
+                        .compare_exchange(owner, claimed, Ordering::Acquire, Ordering::Relaxed)
+                        .is_err()
+                    {
+                        continue; // it finished (or another fiber started) just now
+                    }
+                    take(NonNull::new(owner).expect("checked non-null"));
+                    // Release: pairs with `clear_owner`'s Acquire (see there).
+                    cell.store(owner, Ordering::Release);
+                }
+            }
+        }
     }
 
     /// Counts, given how many stacks sit in worker caches right now.

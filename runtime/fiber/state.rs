@@ -8,6 +8,9 @@
 //!                            │   └────────────────────────────┤
 //!                 unpark     │                                │ park, no token
 //!                            └────────── PARKED ◀─────────────┘
+//!                                          │  ▲
+//!                        a dump wins it    ▼  │ dump done, no unpark
+//!                                        DUMPING
 //! ```
 //!
 //! The states, and who owns the fiber's stack in each:
@@ -19,6 +22,13 @@
 //! - **PARKED**: suspended inside `park`, in no queue. The unparker that moves
 //!   it to SCHEDULED takes the duty of queueing it.
 //! - **DONE**: its function returned or unwound; its stack is gone.
+//! - **DUMPING**: was PARKED; a fiber dump (`dump.rs`) won it and is
+//!   resuming it on the dumper's thread, only to take a backtrace on its
+//!   stack; it suspends again without returning from `park`. The dumper
+//!   owns it, like a worker owns a RUNNING fiber. To an unparker it looks
+//!   like RUNNING: the unpark leaves the token, and the dumper, ending the
+//!   dump, finds it and schedules the fiber instead of parking it again
+//!   (the same hand-over as an unpark during the switch, below).
 //!
 //! Orthogonal to the state is **NOTIFIED**, std's *unpark token*: an unpark
 //! that found the fiber RUNNING or SCHEDULED leaves the token, and the next
@@ -42,9 +52,10 @@ const SCHEDULED: u8 = 0;
 const RUNNING: u8 = 1;
 const PARKED: u8 = 2;
 const DONE: u8 = 3;
-const STATE_MASK: u8 = 0b011;
+const DUMPING: u8 = 4;
+const STATE_MASK: u8 = 0b0111;
 /// The unpark token.
-const NOTIFIED: u8 = 0b100;
+const NOTIFIED: u8 = 0b1000;
 
 /// What an unpark did.
 #[derive(Debug, PartialEq, Eq)]
@@ -163,10 +174,67 @@ impl State {
         }
     }
 
+    /// PARKED → DUMPING, by a fiber dump. Returns false if the fiber was
+    /// not PARKED (then the dump leaves it alone). On success the caller
+    /// holds the fiber as a worker holds a RUNNING one, and must call
+    /// [`State::end_dump`].
+    pub(crate) fn begin_dump(&self) -> bool {
+        // Acquire: pairs with finish_park's Release, so the dumper sees the
+        // suspended stack as the worker left it (as an unparker would).
+        self.0
+            .compare_exchange(PARKED, DUMPING, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// DUMPING → PARKED, by the dumper once the fiber has suspended again.
+    /// If an unpark arrived meanwhile (it left the token), the token is
+    /// consumed and the fiber becomes SCHEDULED instead: the caller must
+    /// queue it ([`Unparked::MustSchedule`]), as the unpark would have.
+    pub(crate) fn end_dump(&self) -> Unparked {
+        // Release: publishes the stack, as finish_park does, to the next
+        // unparker (whose Acquire pairs with it). Acquire on failure: the
+        // unparker released what the fiber must see when it runs.
+        match self
+            .0
+            .compare_exchange(DUMPING, PARKED, Ordering::Release, Ordering::Acquire)
+        {
+            Ok(_) => Unparked::Nothing,
+            Err(found) => {
+                debug_assert_eq!(found, DUMPING | NOTIFIED, "dump of a fiber not held");
+                // Nobody else changes a DUMPING fiber's word once the token
+                // is set. Release: publishes the stack to the worker that
+                // pops the fiber (begin_run's Acquire).
+                self.0.store(SCHEDULED, Ordering::Release);
+                Unparked::MustSchedule
+            }
+        }
+    }
+
+    /// The state now, for fiber dumps (a snapshot: it may change at once).
+    pub(crate) fn phase(&self) -> Phase {
+        match self.0.load(Ordering::Acquire) & STATE_MASK {
+            SCHEDULED => Phase::Scheduled,
+            RUNNING => Phase::Running,
+            PARKED => Phase::Parked,
+            DUMPING => Phase::Dumping,
+            _ => Phase::Done,
+        }
+    }
+
     /// A name for the current state, for fiber dumps and assertion messages.
     pub(crate) fn describe(&self) -> &'static str {
         name(self.0.load(Ordering::Relaxed))
     }
+}
+
+/// The state without the token, as [`State::phase`] reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Scheduled,
+    Running,
+    Parked,
+    Dumping,
+    Done,
 }
 
 fn name(state: u8) -> &'static str {
@@ -174,6 +242,7 @@ fn name(state: u8) -> &'static str {
         SCHEDULED => "scheduled",
         RUNNING => "running",
         PARKED => "parked",
+        DUMPING => "dumping",
         _ => "done",
     }
 }
@@ -232,6 +301,45 @@ mod tests {
         state.finish();
         assert_eq!(state.describe(), "done");
         assert_eq!(state.unpark(), Unparked::Nothing);
+    }
+
+    #[test]
+    fn a_dump_of_a_parked_fiber_parks_it_again() {
+        let state = State::new_scheduled();
+        state.begin_run();
+        assert!(state.finish_park());
+        assert!(state.begin_dump());
+        assert!(!state.begin_dump(), "one dumper at a time");
+        assert_eq!(state.end_dump(), Unparked::Nothing);
+        assert_eq!(state.phase(), Phase::Parked);
+        assert_eq!(state.unpark(), Unparked::MustSchedule);
+    }
+
+    #[test]
+    fn an_unpark_during_a_dump_is_not_lost() {
+        let state = State::new_scheduled();
+        state.begin_run();
+        assert!(state.finish_park());
+        assert!(state.begin_dump());
+        // The unparker finds it held: it leaves the token, schedules nothing.
+        assert_eq!(state.unpark(), Unparked::Nothing);
+        assert_eq!(state.unpark(), Unparked::Nothing);
+        // The dumper schedules it instead, with the token consumed.
+        assert_eq!(state.end_dump(), Unparked::MustSchedule);
+        assert_eq!(state.phase(), Phase::Scheduled);
+        state.begin_run();
+        assert!(!state.take_token(), "the wake-up was delivered once");
+    }
+
+    #[test]
+    fn only_parked_fibers_can_be_dumped() {
+        let state = State::new_scheduled();
+        assert!(!state.begin_dump());
+        state.begin_run();
+        assert!(!state.begin_dump());
+        state.finish();
+        assert!(!state.begin_dump());
+        assert_eq!(state.phase(), Phase::Done);
     }
 
     #[test]

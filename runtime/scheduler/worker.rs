@@ -362,7 +362,10 @@ impl Worker {
             fiber_name: fiber.name().map(str::to_owned),
             held_for,
         };
-        (self.shared.spares.config.sink)(&report);
+        let sink = &self.shared.spares.config.sink;
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink(&report))).is_err() {
+            eprintln!("spindle: the hand-off sink panicked on: {report}");
+        }
         // Last: once the count drops, `Metrics::blocked_workers` says the
         // episode is over, and its report has been made.
         // Relaxed: a count; see `Spares::claim_retirement`.
