@@ -65,6 +65,7 @@
 mod blocking;
 mod builder;
 pub mod fiber;
+mod io;
 mod metrics;
 mod padded;
 mod runtime;
@@ -82,7 +83,8 @@ pub use fiber::join::{JoinError, JoinHandle};
 pub use fiber::spawn::{spawn, try_spawn, LimitKind, SpawnError};
 pub use fiber::stack::StackStats;
 pub use fiber::{current, park, try_current, yield_now, Fiber, FiberId};
-pub use metrics::{Metrics, WorkerMetrics};
+pub use io::net;
+pub use metrics::{IoMetrics, Metrics, WorkerMetrics};
 pub use runtime::{BlockingPoolStats, Runtime, ShutdownReport};
 
 /// Process-wide facts the examples and tests print.

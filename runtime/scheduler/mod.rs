@@ -170,6 +170,9 @@ pub(crate) struct Shared {
     blocking_config: (usize, std::time::Duration, String),
     /// The timeline trace, if on (`trace.rs`).
     pub(crate) tracing: crate::trace::Tracing,
+    /// The I/O reactor (`io/reactor.rs`): any thread registers sockets;
+    /// idle workers sleep in its poller.
+    pub(crate) reactor: Arc<crate::io::Reactor>,
 }
 
 impl Shared {
@@ -187,12 +190,15 @@ impl Shared {
             (config.max_fibers, LimitKind::MaxFibers)
         };
 
+        let epoch = std::time::Instant::now();
+        let reactor = Arc::new(crate::io::Reactor::new(epoch)?);
         let (monitor_parker, monitor) = Parker::new();
         let mut locals = Vec::with_capacity(config.workers);
         let mut remotes = Vec::with_capacity(config.workers);
         for _ in 0..config.workers {
             let local = crossbeam_deque::Worker::new_fifo();
             let (parker, unparker) = Parker::new();
+            unparker.set_interrupt(reactor.interrupt());
             let cache = StackCache::new();
             remotes.push(CachePadded(Remote {
                 stealer: local.stealer(),
@@ -210,7 +216,7 @@ impl Shared {
             injector: Injector::new(),
             idle: Idle::new(config.workers),
             stacks,
-            epoch: std::time::Instant::now(),
+            epoch,
             shutdown: AtomicBool::new(false),
             live: AtomicUsize::new(0),
             external_spawns: AtomicU64::new(0),
@@ -224,6 +230,7 @@ impl Shared {
                 config.blocking_keep_alive,
                 format!("{}-blocking", config.thread_name),
             ),
+            reactor,
         });
 
         let mut threads = Vec::with_capacity(config.workers);
@@ -372,6 +379,7 @@ impl Shared {
             mappings: crate::sys::memory::map_count(),
             blocking_threads: self.blocking_threads().0,
             timers_pending: self.pending_timers(),
+            io: self.reactor.metrics(),
         }
     }
 

@@ -22,6 +22,9 @@
 //! a second: measured, an idle 2-worker runtime used 8 ms of CPU over 2 s
 //! (0.40% of one core), monitor included.
 //!
+//! It also polls the I/O reactor, without blocking, when no worker has for
+//! `io::reactor::STALE_AFTER` (Go's sysmon does the same with `netpoll`).
+//!
 //! Handing a stuck worker's queue to a *spare* thread when every worker is
 //! busy (a fiber blocked in a raw system call while others wait) is the
 //! next step (issue 5); the tick counter is already the signal it needs.
@@ -57,6 +60,9 @@ pub(crate) fn run(shared: Arc<Shared>, parker: Parker) {
         if shared.is_shutdown() {
             return;
         }
+        // Readiness nobody has collected for a while (every worker busy in
+        // long slices): collect it (`io/reactor.rs`).
+        shared.reactor.poll_if_stale();
         let mut anything_queued = false;
         for (index, remote) in shared.remotes.iter().enumerate() {
             // Relaxed: a progress hint; a stale read only delays a rescue

@@ -8,7 +8,10 @@
 //!   memory-mapping budget (`vm.max_map_count`);
 //! - **stack-overflow reporting** ([`signal`]): an alternate signal stack per
 //!   thread that runs fibers and a `SIGSEGV` handler that recognises a hit on a
-//!   fiber's guard page.
+//!   fiber's guard page;
+//! - **waiting for a descriptor on a plain thread** ([`poll`]): `poll(2)`,
+//!   for spindle sockets used outside fibers (fibers wait in the reactor,
+//!   `io/`, which is mio's).
 //!
 //! Thread parking uses `std::sync` (see `scheduler/park.rs`) and needs nothing
 //! from here. Linux is the one platform that must work; others are refused at
@@ -22,4 +25,5 @@ compile_error!(
 );
 
 pub(crate) mod memory;
+pub(crate) mod poll;
 pub(crate) mod signal;
