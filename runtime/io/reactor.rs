@@ -214,7 +214,16 @@ impl Reactor {
     /// An idle worker's sleep: in the poller if nobody else is in it, else
     /// on the worker's condvar. Returns how many parties the poll woke
     /// (0 if it slept on the condvar or was interrupted).
+    ///
+    /// With no socket registered the worker sleeps on its condvar, exactly
+    /// as before the reactor existed: a runtime that does no I/O pays
+    /// nothing for it. The first registration happens on a running worker,
+    /// whose next sleep then goes to the poller.
     pub(crate) fn park(&self, parker: &Parker, timeout: Option<Duration>) -> usize {
+        if self.registrations() == 0 {
+            parker.park(timeout);
+            return 0;
+        }
         match self.poller.try_lock() {
             Ok(mut poller) => parker
                 .park_in(timeout, |timeout| self.poll_locked(&mut poller, timeout))
@@ -234,7 +243,12 @@ impl Reactor {
 
     /// A non-blocking poll, unless another thread holds the poller (it will
     /// dispatch what comes). Returns how many parties were woken.
+    /// Free when no socket is registered (one relaxed load), so busy
+    /// runtimes without I/O pay no system call.
     pub(crate) fn poll_now(&self) -> usize {
+        if self.registrations() == 0 {
+            return 0;
+        }
         match self.poller.try_lock() {
             Ok(mut poller) => self.poll_locked(&mut poller, Some(Duration::ZERO)),
             Err(_) => 0,
