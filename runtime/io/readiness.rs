@@ -74,6 +74,13 @@ impl Direction {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Observed(usize);
 
+impl Observed {
+    /// Whether `direction` was ready then.
+    pub(crate) fn is_ready(self, direction: Direction) -> bool {
+        self.0 & direction.ready_mask() != 0
+    }
+}
+
 /// One registered socket's readiness and waiters.
 ///
 /// # Invariants

@@ -255,8 +255,10 @@ macro_rules! stream_read_write {
     ($type:ident, $mio:ty) => {
         impl std::io::Read for &$type {
             fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-                self.socket.io(
+                let len = buf.len();
+                self.socket.io_stream(
                     crate::io::readiness::Direction::Read,
+                    len,
                     |mut source: &$mio| std::io::Read::read(&mut source, buf),
                 )
             }
@@ -274,8 +276,9 @@ macro_rules! stream_read_write {
 
         impl std::io::Write for &$type {
             fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                self.socket.io(
+                self.socket.io_stream(
                     crate::io::readiness::Direction::Write,
+                    buf.len(),
                     |mut source: &$mio| std::io::Write::write(&mut source, buf),
                 )
             }

@@ -106,11 +106,12 @@ impl TcpStream {
 
     fn connect_until(address: SocketAddr, deadline: Option<Instant>) -> io::Result<TcpStream> {
         let stream = TcpStream::wrap(mio::net::TcpStream::connect(address)?);
-        stream
-            .socket
-            .io_until(Direction::Write, deadline, |source| {
-                connect_finished(|| source.take_error(), || source.peer_addr().map(drop))
-            })?;
+        stream.socket.io_until(
+            Direction::Write,
+            deadline,
+            |source| connect_finished(|| source.take_error(), || source.peer_addr().map(drop)),
+            |_| false,
+        )?;
         Ok(stream)
     }
 
