@@ -304,6 +304,49 @@ fn refused_connection() {
 }
 
 #[test]
+fn connect_by_host_name_and_connect_timeout() {
+    within(LIMIT, || {
+        let rt = runtime(2);
+        rt.block_on(|| {
+            let listener = TcpListener::bind("localhost:0").unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let server = spindle::spawn(move || {
+                let (stream, _) = listener.accept().unwrap();
+                echo(stream);
+            });
+            // "localhost" is resolved on the blocking pool; each address
+            // is tried in turn.
+            let mut client = TcpStream::connect(("localhost", port)).unwrap();
+            client.set_nodelay(true).unwrap();
+            assert!(client.nodelay().unwrap());
+            client.write_all(b"named").unwrap();
+            let mut back = [0; 5];
+            client.read_exact(&mut back).unwrap();
+            assert_eq!(&back, b"named");
+            assert_eq!(client.peer_addr().unwrap().port(), port);
+            drop(client);
+            server.join().unwrap();
+
+            // A listener that never accepts: once its backlog is full the
+            // kernel drops new SYNs, and connect_timeout gives TimedOut.
+            let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let address = silent.local_addr().unwrap();
+            let mut held = Vec::new();
+            let timed_out = loop {
+                match TcpStream::connect_timeout(&address, Duration::from_millis(200)) {
+                    Ok(stream) => held.push(stream),
+                    Err(error) => break error,
+                }
+                assert!(held.len() < 5000, "the backlog never filled");
+            };
+            assert_eq!(timed_out.kind(), io::ErrorKind::TimedOut, "{timed_out}");
+            let error = TcpStream::connect_timeout(&address, Duration::ZERO).unwrap_err();
+            assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+        });
+    });
+}
+
+#[test]
 fn half_close_reads_end_of_file_and_replies() {
     within(LIMIT, || {
         let rt = runtime(2);
