@@ -328,6 +328,7 @@ fn compare(options: &Options) {
         for (slot, threads) in [(0, false), (1, true)] {
             let server = Child::start(threads);
             let cpu_before = process_cpu(server.process.id());
+            let client_cpu_before = process_cpu(std::process::id());
             let report = client(
                 &server.addr,
                 connections,
@@ -336,14 +337,17 @@ fn compare(options: &Options) {
                 options.workers,
             );
             let server_cpu = process_cpu(server.process.id()) - cpu_before;
+            let client_cpu = process_cpu(std::process::id()) - client_cpu_before;
             let kind = if threads { "threads" } else { "fibers " };
             rates[slot] = report.per_second();
             cpu_per_trip[slot] = server_cpu.as_secs_f64() * 1e6 / report.messages.max(1) as f64;
             println!(
-                "  {kind} {}; server CPU {:.2} s = {:.1} µs per round trip",
+                "  {kind} {}; server CPU {:.2} s = {:.1} µs per round trip; client CPU {:.2} s = {:.1} µs",
                 report.line(),
                 server_cpu.as_secs_f64(),
-                cpu_per_trip[slot]
+                cpu_per_trip[slot],
+                client_cpu.as_secs_f64(),
+                client_cpu.as_secs_f64() * 1e6 / report.messages.max(1) as f64,
             );
         }
         let ratio = rates[0] / rates[1];
