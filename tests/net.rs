@@ -422,6 +422,45 @@ fn plain_threads_block_like_std() {
 }
 
 #[test]
+fn a_socket_moves_between_a_fiber_and_a_plain_thread() {
+    within(LIMIT, || {
+        let rt = runtime(2);
+        let (left, mut right) = UnixStream::pair().unwrap();
+        // A fiber reads first: the socket registers, and a short read
+        // leaves its readiness cleared.
+        let left = rt.block_on(move || {
+            let mut left = left;
+            let peer = spindle::spawn(move || {
+                right.write_all(b"1").unwrap();
+                right
+            });
+            let mut byte = [0; 16];
+            assert_eq!(left.read(&mut byte).unwrap(), 1);
+            right = peer.join().unwrap();
+            (left, right)
+        });
+        let (mut left, mut right) = left;
+        // Now a plain thread waits on it: poll(2), not the reactor, and
+        // no spinning on the cleared readiness.
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            right.write_all(b"2").unwrap();
+            right
+        });
+        let started = cpu_time();
+        let mut byte = [0; 16];
+        assert_eq!(left.read(&mut byte).unwrap(), 1);
+        assert_eq!(byte[0], b'2');
+        let spent = cpu_time() - started;
+        assert!(
+            spent < Duration::from_millis(15),
+            "the thread spun: {spent:?}"
+        );
+        drop(writer.join().unwrap());
+    });
+}
+
+#[test]
 fn fiber_blocked_in_read_is_dropped_at_shutdown_without_leaking_its_registration() {
     within(LIMIT, || {
         let rt = runtime(2);

@@ -113,8 +113,16 @@ impl<S: AsRawFd> Socket<S> {
         loop {
             let observed = self.registration.get().map(|r| r.io.observe());
             // Known not ready (an operation proved it, and no edge came
-            // since): wait, without the system call that would fail.
-            let known_not_ready = observed.is_some_and(|o| !o.is_ready(direction));
+            // since): wait, without the system call that would fail. Only
+            // when the wait goes through the reactor: a plain thread waits
+            // in poll(2), which would return at once on an edge the reactor
+            // has not dispatched yet, and the thread would spin.
+            let known_not_ready = match observed {
+                Some(observed) if !observed.is_ready(direction) => {
+                    self.registration_here()?.is_some()
+                }
+                _ => false,
+            };
             if !known_not_ready {
                 match operation(&self.source) {
                     Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
