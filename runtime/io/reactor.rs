@@ -62,6 +62,9 @@ pub(crate) const POLL_INTERVAL: u64 = 61;
 /// (which polls the network when it has not been for 10 ms).
 pub(crate) const STALE_AFTER: Duration = Duration::from_millis(10);
 
+/// `epoll_wait`'s timeout unit (mio rounds a `Duration` up to it).
+const EPOLL_RESOLUTION: Duration = Duration::from_millis(1);
+
 /// Events taken from the kernel per `epoll_wait`. 1024, as tokio's
 /// driver; more wait for the next poll, nothing is lost.
 const EVENTS_CAPACITY: usize = 1024;
@@ -240,8 +243,14 @@ impl Reactor {
     /// as before the reactor existed: a runtime that does no I/O pays
     /// nothing for it. The first registration happens on a running worker,
     /// whose next sleep then goes to the poller.
+    ///
+    /// A timeout under [`EPOLL_RESOLUTION`] also sleeps on the condvar:
+    /// `epoll_wait` counts in whole milliseconds (mio rounds up), which
+    /// would make a timer due in 100 µs fire 1 ms late. Readiness that
+    /// arrives meanwhile waits at most that long, until the worker's next
+    /// scheduling decision or sleep.
     pub(crate) fn park(&self, parker: &Parker, timeout: Option<Duration>) -> usize {
-        if self.registrations() == 0 {
+        if self.registrations() == 0 || timeout.is_some_and(|t| t < EPOLL_RESOLUTION) {
             parker.park(timeout);
             return 0;
         }
