@@ -463,6 +463,56 @@ fn a_socket_moves_between_a_fiber_and_a_plain_thread() {
 }
 
 #[test]
+fn std_conversions_and_clones() {
+    within(LIMIT, || {
+        let rt = runtime(2);
+        rt.block_on(|| {
+            let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let address = std_listener.local_addr().unwrap();
+            let listener = TcpListener::from_std(std_listener).unwrap();
+            let clone = listener.try_clone().unwrap();
+            assert!(clone.into_std().is_err(), "another handle is alive");
+            let server = spindle::spawn(move || {
+                let (stream, _) = listener.accept().unwrap();
+                // One fiber reads while another writes, on clones.
+                let writer = stream.try_clone().unwrap();
+                let sender = spindle::spawn(move || {
+                    for i in 0..100u8 {
+                        (&writer).write_all(&[i; 100]).unwrap();
+                    }
+                });
+                let mut total = 0;
+                let mut buf = [0; 1000];
+                while total < 10_000 {
+                    total += (&stream).read(&mut buf).unwrap();
+                }
+                sender.join().unwrap();
+                total
+            });
+            let std_stream = std::net::TcpStream::connect(address).unwrap();
+            let stream = TcpStream::from_std(std_stream).unwrap();
+            let copier = stream.try_clone().unwrap();
+            // Read what the server wrote on one handle, send it back on the
+            // other.
+            let mut received = vec![0u8; 10_000];
+            (&stream).read_exact(&mut received).unwrap();
+            (&copier).write_all(&received).unwrap();
+            assert_eq!(server.join().unwrap(), 10_000);
+            assert!(received
+                .chunks(100)
+                .enumerate()
+                .all(|(i, c)| c.iter().all(|&b| b == i as u8)));
+            drop(copier);
+            let std_stream = stream.into_std().unwrap();
+            std_stream
+                .set_read_timeout(Some(Duration::from_millis(1)))
+                .unwrap();
+            assert_eq!(std_stream.peer_addr().unwrap(), address);
+        });
+    });
+}
+
+#[test]
 fn fiber_blocked_in_read_is_dropped_at_shutdown_without_leaking_its_registration() {
     within(LIMIT, || {
         let rt = runtime(2);

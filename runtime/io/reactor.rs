@@ -216,6 +216,12 @@ impl Reactor {
         let index = (token.0 & 0xffff_ffff) as u32;
         let mut slab = self.slab.lock().unwrap_or_else(|e| e.into_inner());
         let slot = &mut slab.slots[index as usize];
+        debug_assert!(slot.io.is_some(), "slot {index} freed twice");
+        debug_assert_eq!(
+            slot.generation,
+            (token.0 >> 32) as u32,
+            "slot {index} freed under a stale token"
+        );
         slot.io = None;
         slot.generation = slot.generation.wrapping_add(1) & GENERATION_MASK;
         slab.free.push(index);
