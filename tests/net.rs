@@ -551,26 +551,31 @@ fn ping_pong_stress_loses_no_wake_ups() {
     // wake-up hangs a pair and `within` turns that into a failure.
     within(LIMIT, || {
         let rt = runtime(2);
-        let total = rt.block_on(|| {
-            const PAIRS: usize = 300;
-            const ROUNDS: usize = 300;
+        // SPINDLE_NET_STRESS=k multiplies both counts by k (heavier runs
+        // by hand; CI runs k = 1).
+        let scale: usize = std::env::var("SPINDLE_NET_STRESS")
+            .ok()
+            .and_then(|k| k.parse().ok())
+            .unwrap_or(1);
+        let (pairs, rounds) = (300 * scale, 300 * scale);
+        let total = rt.block_on(move || {
             let mut fibers = Vec::new();
-            for pair in 0..PAIRS {
+            for pair in 0..pairs {
                 let (left, right) = UnixStream::pair().unwrap();
                 fibers.push(spindle::spawn(move || {
                     let mut left = left;
                     let mut byte = [0u8];
-                    for round in 0..ROUNDS {
+                    for round in 0..rounds {
                         left.write_all(&[(pair + round) as u8]).unwrap();
                         left.read_exact(&mut byte).unwrap();
                         assert_eq!(byte[0], (pair + round + 1) as u8);
                     }
-                    ROUNDS
+                    rounds
                 }));
                 fibers.push(spindle::spawn(move || {
                     let mut right = right;
                     let mut byte = [0u8];
-                    for _ in 0..ROUNDS {
+                    for _ in 0..rounds {
                         right.read_exact(&mut byte).unwrap();
                         right.write_all(&[byte[0].wrapping_add(1)]).unwrap();
                     }
@@ -579,7 +584,7 @@ fn ping_pong_stress_loses_no_wake_ups() {
             }
             fibers.into_iter().map(|f| f.join().unwrap()).sum::<usize>()
         });
-        assert_eq!(total, 300 * 300);
+        assert_eq!(total, pairs * rounds);
     });
 }
 
