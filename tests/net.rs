@@ -280,6 +280,40 @@ fn read_and_write_timeouts_give_timed_out_and_do_not_pin_a_worker() {
 }
 
 #[test]
+fn readiness_reaches_a_fiber_while_its_only_worker_is_busy() {
+    within(LIMIT, || {
+        // One worker, kept busy by a fiber that yields in a loop and never
+        // parks: the worker never sleeps in epoll, so the readiness must
+        // come from its periodic polls or the monitor's.
+        let rt = runtime(1);
+        let (mut reader, mut writer) = UnixStream::pair().unwrap();
+        let done = Arc::new(AtomicUsize::new(0));
+        let seen = done.clone();
+        let spinner = rt.spawn(move || {
+            let started = Instant::now();
+            while seen.load(Ordering::SeqCst) == 0 {
+                assert!(
+                    started.elapsed() < Duration::from_secs(20),
+                    "the reader never ran while this fiber kept its worker busy"
+                );
+                spindle::yield_now();
+            }
+        });
+        let flag = done.clone();
+        let waiting = rt.spawn(move || {
+            let mut byte = [0];
+            reader.read_exact(&mut byte).unwrap();
+            flag.store(1, Ordering::SeqCst);
+            byte[0]
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        writer.write_all(&[42]).unwrap();
+        assert_eq!(waiting.join().unwrap(), 42);
+        spinner.join().unwrap();
+    });
+}
+
+#[test]
 fn refused_connection() {
     within(LIMIT, || {
         let rt = runtime(2);
