@@ -65,6 +65,7 @@
 mod blocking;
 mod builder;
 pub mod fiber;
+mod io;
 mod metrics;
 mod padded;
 mod runtime;
@@ -82,7 +83,8 @@ pub use fiber::join::{JoinError, JoinHandle};
 pub use fiber::spawn::{spawn, try_spawn, LimitKind, SpawnError};
 pub use fiber::stack::StackStats;
 pub use fiber::{current, park, try_current, yield_now, Fiber, FiberDump, FiberId};
-pub use metrics::{Metrics, WorkerMetrics};
+pub use io::net;
+pub use metrics::{IoMetrics, Metrics, WorkerMetrics};
 pub use runtime::{BlockingPoolStats, Runtime, ShutdownReport};
 pub use scheduler::handoff::HandoffReport;
 

@@ -106,4 +106,19 @@ pub struct Metrics {
     pub spare_workers: usize,
     /// The most spare workers running at once so far.
     pub peak_spare_workers: usize,
+    /// The I/O reactor (`spindle::net` sockets).
+    pub io: IoMetrics,
+}
+
+/// What the I/O reactor has done since the runtime started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IoMetrics {
+    /// Calls to `epoll_wait` (blocking ones by idle workers and
+    /// non-blocking ones by busy workers and the monitor).
+    pub polls: u64,
+    /// Readiness events delivered to registered sockets.
+    pub events: u64,
+    /// Sockets registered now (a socket registers at its first wait in a
+    /// fiber and deregisters when its last handle is dropped).
+    pub registrations: usize,
 }

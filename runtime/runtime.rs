@@ -35,6 +35,10 @@ pub struct ShutdownReport {
     pub workers_joined: usize,
     /// The stack pool afterwards; `in_use` is 0.
     pub stacks: StackStats,
+    /// Sockets still registered with the reactor afterwards: 0 unless a
+    /// socket outlives the runtime (one owned by a plain thread, say).
+    /// Fibers unwound while waiting on a socket deregister it.
+    pub io_registrations: usize,
 }
 
 /// The blocking pool's threads (see [`crate::blocking`]).
@@ -271,6 +275,7 @@ impl Runtime {
             fibers_cancelled,
             workers_joined,
             stacks: self.shared.stack_stats(),
+            io_registrations: self.shared.reactor.registrations(),
         }
     }
 }

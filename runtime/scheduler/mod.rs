@@ -211,6 +211,9 @@ pub(crate) struct Shared {
     blocking_config: (usize, std::time::Duration, String),
     /// The timeline trace, if on (`trace.rs`).
     pub(crate) tracing: crate::trace::Tracing,
+    /// The I/O reactor (`io/reactor.rs`): any thread registers sockets;
+    /// idle workers sleep in its poller.
+    pub(crate) reactor: Arc<crate::io::Reactor>,
 }
 
 impl Shared {
@@ -228,6 +231,8 @@ impl Shared {
             (config.max_fibers, LimitKind::MaxFibers)
         };
 
+        let epoch = std::time::Instant::now();
+        let reactor = Arc::new(crate::io::Reactor::new(epoch)?);
         let (monitor_parker, monitor) = Parker::new();
         let slots = config.workers + config.handoff.max_spares;
         let mut locals = Vec::with_capacity(config.workers);
@@ -236,6 +241,7 @@ impl Shared {
         for index in 0..slots {
             let local = crossbeam_deque::Worker::new_fifo();
             let (parker, unparker) = Parker::new();
+            unparker.set_interrupt(reactor.interrupt());
             let cache = StackCache::new();
             let configured = index < config.workers;
             remotes.push(CachePadded(Remote {
@@ -277,7 +283,7 @@ impl Shared {
             injector: Injector::new(),
             idle: Idle::new(config.workers),
             stacks,
-            epoch: std::time::Instant::now(),
+            epoch,
             shutdown: AtomicBool::new(false),
             live: AtomicUsize::new(0),
             external_spawns: AtomicU64::new(0),
@@ -291,6 +297,7 @@ impl Shared {
                 config.blocking_keep_alive,
                 format!("{}-blocking", config.thread_name),
             ),
+            reactor,
         });
 
         let mut threads = Vec::with_capacity(config.workers);
@@ -477,6 +484,7 @@ impl Shared {
             blocked_workers: self.spares.stuck.load(Ordering::Relaxed),
             spare_workers: self.spares.active.load(Ordering::Relaxed),
             peak_spare_workers: self.spares.peak.load(Ordering::Relaxed),
+            io: self.reactor.metrics(),
         }
     }
 

@@ -5,18 +5,33 @@
 //! consumes, so an unpark that arrives before the park is not lost. Built on
 //! `std::sync::{Mutex, Condvar}` (futexes on Linux); the timeout is there for
 //! the timer driver, which will park a worker until its next deadline.
+//!
+//! A worker may instead sleep in the I/O poller ([`Parker::park_in`], used
+//! by `io/reactor.rs`): the state is then POLLING, and `unpark` wakes it with
+//! the interrupt the reactor installed ([`Unparker::set_interrupt`], a
+//! `mio::Waker`) instead of the condvar. The token protocol is the same.
 
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
 const EMPTY: u8 = 0;
 const PARKED: u8 = 1;
 const NOTIFIED: u8 = 2;
+/// The owner sleeps (or is about to) in the I/O poller; `unpark` calls the
+/// interrupt.
+const POLLING: u8 = 3;
+
+/// How to wake an owner that sleeps in the I/O poller.
+pub(crate) type Interrupt = Box<dyn Fn() + Send + Sync>;
 
 struct Inner {
-    /// EMPTY, PARKED (the owner sleeps or is about to) or NOTIFIED (a token).
+    /// EMPTY, PARKED (the owner sleeps or is about to), POLLING (the same,
+    /// in the I/O poller) or NOTIFIED (a token).
     state: AtomicU8,
+    /// Wakes the owner out of the I/O poller. Set once, when the runtime
+    /// starts, before any worker runs.
+    interrupt: OnceLock<Interrupt>,
     /// Held while changing PARKED ↔ NOTIFIED around the condvar, so a notify
     /// cannot slip between the owner's check and its wait.
     lock: Mutex<()>,
@@ -38,6 +53,7 @@ impl Parker {
     pub(crate) fn new() -> (Parker, Unparker) {
         let inner = Arc::new(Inner {
             state: AtomicU8::new(EMPTY),
+            interrupt: OnceLock::new(),
             lock: Mutex::new(()),
             condvar: Condvar::new(),
         });
@@ -95,14 +111,59 @@ impl Parker {
             }
         }
     }
+
+    /// Sleeps in `sleep` (the reactor's poll, given the timeout) instead of
+    /// on the condvar; an `unpark` meanwhile calls the interrupt set with
+    /// [`Unparker::set_interrupt`], which makes `sleep` return. Returns
+    /// `None` without calling `sleep` if a token was there (consuming it).
+    /// The token left by an unpark during the sleep is consumed on return.
+    pub(crate) fn park_in<R>(
+        &self,
+        timeout: Option<Duration>,
+        sleep: impl FnOnce(Option<Duration>) -> R,
+    ) -> Option<R> {
+        let inner = &*self.inner;
+        debug_assert!(
+            inner.interrupt.get().is_some(),
+            "park_in without an interrupt"
+        );
+        // SeqCst, as in `park`.
+        match inner
+            .state
+            .compare_exchange(EMPTY, POLLING, Ordering::SeqCst, Ordering::SeqCst)
+        {
+            Ok(_) => {}
+            Err(NOTIFIED) => {
+                inner.state.store(EMPTY, Ordering::SeqCst);
+                return None;
+            }
+            Err(other) => unreachable!("parker in state {other} while its owner polls"),
+        }
+        // An unpark from here on sees POLLING and interrupts: the poller's
+        // wake-up event stays pending until `sleep` collects it, so one that
+        // arrives before the sleep begins ends the sleep at once.
+        let result = sleep(timeout);
+        inner.state.swap(EMPTY, Ordering::SeqCst);
+        Some(result)
+    }
 }
 
 impl Unparker {
+    /// Installs how to wake the owner out of the I/O poller (`park_in`).
+    pub(crate) fn set_interrupt(&self, interrupt: Interrupt) {
+        let _ = self.inner.interrupt.set(interrupt);
+    }
+
     /// Leaves the token and wakes the owner if it sleeps.
     pub(crate) fn unpark(&self) {
         let inner = &*self.inner;
         match inner.state.swap(NOTIFIED, Ordering::SeqCst) {
             EMPTY | NOTIFIED => {}
+            POLLING => {
+                if let Some(interrupt) = inner.interrupt.get() {
+                    interrupt();
+                }
+            }
             PARKED => {
                 // Taking the lock orders this notify after the owner's wait
                 // began (it holds the lock from its PARKED store until the

@@ -18,7 +18,11 @@
 //!    in random order and from the injector, over [`STEAL_ROUNDS`] rounds, the
 //!    last of which also takes other workers' next slots;
 //! 6. nothing: it parks (`park_worker`), following the protocol in
-//!    `scheduler/mod.rs`.
+//!    `scheduler/mod.rs`: in the I/O poller (`epoll_wait`) if no other
+//!    worker is in it, else on its parker (`io/reactor.rs`).
+//!
+//! Every `io::POLL_INTERVAL`th tick it also polls for I/O readiness
+//! without blocking, so sockets are served while every worker is busy.
 
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::Ordering;
@@ -397,6 +401,10 @@ impl Worker {
     fn next_fiber(&self) -> Option<Arc<FiberInner>> {
         let tick = self.bump_tick();
         self.fire_timers();
+        if tick % crate::io::POLL_INTERVAL == 0 {
+            // A busy worker still sees readiness (`io/reactor.rs`).
+            self.shared.reactor.poll_now();
+        }
         if tick % INJECTOR_INTERVAL == 0 {
             if let Some(fiber) = self.steal_injector() {
                 return Some(fiber);
@@ -511,7 +519,10 @@ impl Worker {
             self.shared.notify_one();
         }
         loop {
-            // Sleep until woken, or until this worker's earliest timer.
+            // Sleep until woken, or until this worker's earliest timer: in
+            // the I/O poller if no other worker is in it (`io/reactor.rs`),
+            // else on the parker.
+            let mut io_woke = 0;
             match self
                 .remote()
                 .timers
@@ -521,7 +532,7 @@ impl Worker {
                 timeout => {
                     let asleep = Instant::now();
                     let traced_from = self.trace_start();
-                    self.parker.park(timeout);
+                    io_woke = self.shared.reactor.park(&self.parker, timeout);
                     let counters = &self.remote().counters;
                     bump(&counters.parks, 1);
                     bump(&counters.parked_nanos, asleep.elapsed().as_nanos() as u64);
@@ -540,8 +551,9 @@ impl Worker {
                 self.searching.set(true);
                 return;
             }
-            if self.timer_due() {
-                // Our own timer woke us: leave the list and fire it (the
+            if io_woke > 0 || self.timer_due() {
+                // Our own timer or poll woke us (the fibers it woke are in
+                // our queues): leave the list and fire it (the
                 // loop's next scheduling decision does). If a producer took
                 // us off the list meanwhile, we count as searching.
                 if !self.shared.idle.unpark_self(self.index) {

@@ -37,7 +37,7 @@ mod rwlock;
 mod select;
 mod semaphore;
 pub(crate) mod waiter;
-mod waitlist;
+pub(crate) mod waitlist;
 
 pub use barrier::{Barrier, BarrierWaitResult};
 pub use condvar::{Condvar, WaitTimeoutResult};

@@ -137,15 +137,20 @@ impl WaitList {
         woke
     }
 
-    /// Wakes every waiter queued now.
-    pub(crate) fn notify_all(&self) {
+    /// Wakes every waiter queued now. Returns how many.
+    pub(crate) fn notify_all(&self) -> usize {
         let all: Vec<Wake> = {
             let mut queue = self.lock();
+            if queue.is_empty() {
+                return 0;
+            }
             std::iter::from_fn(|| WaitList::pop(&mut queue, false)).collect()
         };
+        let count = all.len();
         for wake in all {
             wake.wake();
         }
+        count
     }
 
     /// Parks until `node` is notified (true) or `deadline` passes (false;

@@ -10,7 +10,10 @@
 //!   thread that runs fibers and a `SIGSEGV` handler that recognises a hit on a
 //!   fiber's guard page;
 //! - **per-thread CPU clocks** ([`thread`]): how the monitor tells a worker
-//!   blocked in a system call from one computing.
+//!   blocked in a system call from one computing;
+//! - **waiting for a descriptor on a plain thread** ([`poll`]): `poll(2)`,
+//!   for spindle sockets used outside fibers (fibers wait in the reactor,
+//!   `io/`, which is mio's).
 //!
 //! Thread parking uses `std::sync` (see `scheduler/park.rs`) and needs nothing
 //! from here. Linux is the one platform that must work; others are refused at
@@ -24,5 +27,6 @@ compile_error!(
 );
 
 pub(crate) mod memory;
+pub(crate) mod poll;
 pub(crate) mod signal;
 pub(crate) mod thread;
