@@ -305,9 +305,15 @@ impl Worker {
                     if self.nothing_else_to_run() {
                         // Nobody to let run first: carry on at once, without
                         // a trip through the queue (three atomic updates).
-                        // Still a scheduling decision: count the tick.
-                        self.bump_tick();
-                        continue;
+                        // Still a scheduling decision: count the tick, and
+                        // poll for I/O as `next_fiber` does, so a fiber
+                        // yielding in a loop does not hide readiness.
+                        let tick = self.bump_tick();
+                        let woke = tick % crate::io::POLL_INTERVAL == 0
+                            && self.shared.reactor.poll_now() > 0;
+                        if !woke {
+                            continue;
+                        }
                     }
                     fiber.state.yielded();
                     // Wake a sleeper only if there is surplus work: a lone
