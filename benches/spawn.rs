@@ -48,6 +48,30 @@ fn spawn_join(c: &mut Criterion) {
     });
     drop(rt);
 
+    // The same with the timeline trace recording (issue 7 asks what
+    // observation costs): every spawn and run slice becomes an event.
+    let trace_path =
+        std::env::temp_dir().join(format!("spindle-bench-{}.json", std::process::id()));
+    let traced = spindle::Builder::new()
+        .workers(2)
+        .trace(&trace_path)
+        .build()
+        .unwrap();
+    group.bench_function("fiber_tracing_on", |b| {
+        b.iter_custom(|iters| {
+            traced.block_on(|| {
+                let start = Instant::now();
+                for i in 0..iters {
+                    let handle = spindle::spawn(move || black_box(i));
+                    black_box(handle.join().unwrap());
+                }
+                start.elapsed()
+            })
+        })
+    });
+    drop(traced);
+    let _ = std::fs::remove_file(&trace_path);
+
     group.bench_function("std_thread", |b| {
         b.iter(|| {
             let handle = std::thread::spawn(|| black_box(1u64));
