@@ -257,13 +257,13 @@ fn look(
         watch.ticks = ticks;
         watch.since = now;
         watch.cpu_since = cpu_now;
-        // Progress since the last pass; but if it is in a fiber now, has
-        // hardly run, and sits in a system call, it may be the next link
-        // of a chain of blocking calls: look again after exactly the
-        // blocked threshold instead of a whole period.
+        // Progress since the last pass; but if it is in a fiber now and
+        // sits in a system call, it may be the next link of a chain of
+        // blocking calls: look again after exactly the blocked threshold
+        // instead of a whole period. (Its CPU clock cannot say more yet: a
+        // spare that just took its slot has no previous sample.)
         if work
             && remote.in_fiber.load(Ordering::Relaxed)
-            && ran_little(cpu_now, previous, now)
             && state_letter(remote, watch) == Some(b'S')
         {
             return Seen::Suspect;
