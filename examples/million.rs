@@ -116,9 +116,16 @@ fn mib(bytes: usize) -> f64 {
 
 fn main() {
     let args = parse_args();
+    // The spawning fiber computes for a second or more with the fibers it
+    // spawned queued behind it: the monitor hands those to a spare worker
+    // (`scheduler/handoff.rs`). Collect the reports for one summary line
+    // instead of a warning each.
+    let handoffs = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = handoffs.clone();
     let mut builder = spindle::Builder::new()
         .workers(args.workers)
-        .stack_size(args.stack_size);
+        .stack_size(args.stack_size)
+        .on_handoff(move |report| sink.lock().unwrap().push(report.clone()));
     if let Some(path) = &args.trace {
         builder = builder.trace(path);
     }
@@ -198,6 +205,7 @@ fn main() {
     let rss_after = status_bytes("VmRSS:");
     rt.trim_stacks();
     let rss_trimmed = status_bytes("VmRSS:");
+    let peak_spares = rt.metrics().peak_spare_workers;
     drop(rt); // writes the trace, if asked for
     if let Some(path) = &args.trace {
         println!("trace written to {path} (open it in https://ui.perfetto.dev)");
@@ -252,6 +260,15 @@ fn main() {
         "RSS after join             {:.1} MiB; after Runtime::trim_stacks {:.1} MiB",
         mib(rss_after),
         mib(rss_trimmed)
+    );
+
+    let handoffs = handoffs.lock().unwrap();
+    let held: Duration = handoffs.iter().map(|r| r.held_for).sum();
+    println!(
+        "hand-offs to spare workers {} (fibers held their worker {:.0} ms in all; peak spares {})",
+        handoffs.len(),
+        held.as_secs_f64() * 1e3,
+        peak_spares
     );
 
     if args.floor {
