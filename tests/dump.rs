@@ -153,7 +153,14 @@ fn parked_fibers_are_listed_with_names_locations_and_backtraces() {
 
 #[test]
 fn running_and_unstarted_fibers_are_listed_without_backtraces() {
-    let rt = spindle::Builder::new().workers(1).build().unwrap();
+    // No hand-offs: a spare worker would start the queued fiber if this
+    // thread were descheduled for the hand-off threshold between the spawn
+    // and the dump (scheduler/handoff.rs).
+    let rt = spindle::Builder::new()
+        .workers(1)
+        .max_spare_workers(0)
+        .build()
+        .unwrap();
     let release = Arc::new(AtomicBool::new(false));
     let spinning = Arc::new(AtomicBool::new(false));
     let (flag, started) = (release.clone(), spinning.clone());
@@ -171,7 +178,7 @@ fn running_and_unstarted_fibers_are_listed_without_backtraces() {
         std::thread::yield_now();
     }
     // Queued behind the spinner on the only worker: not started when we
-    // dump a moment later (nothing takes a busy worker's queue that fast).
+    // dump a moment later.
     let queued = rt.spawn(|| ());
     let dump = rt.dump();
     println!("{dump}");
