@@ -73,6 +73,7 @@ mod sys;
 mod trace;
 
 pub mod fs;
+pub mod shard;
 pub mod sync;
 pub mod time;
 

@@ -8,7 +8,9 @@
 //!   memory-mapping budget (`vm.max_map_count`);
 //! - **stack-overflow reporting** ([`signal`]): an alternate signal stack per
 //!   thread that runs fibers and a `SIGSEGV` handler that recognises a hit on a
-//!   fiber's guard page.
+//!   fiber's guard page;
+//! - **process control for shards** ([`process`]): pidfds, the parent-death
+//!   signal, inherited descriptors, termination signals.
 //!
 //! Thread parking uses `std::sync` (see `scheduler/park.rs`) and needs nothing
 //! from here. Linux is the one platform that must work; others are refused at
@@ -22,4 +24,5 @@ compile_error!(
 );
 
 pub(crate) mod memory;
+pub(crate) mod process;
 pub(crate) mod signal;
