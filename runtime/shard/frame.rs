@@ -135,29 +135,33 @@ pub(crate) fn read_frame(
     direction: Direction,
     max_payload: usize,
 ) -> Result<Option<Frame>, FrameError> {
+    // The length first, judged before anything else is read: a shard that
+    // announces an oversized frame and then sends nothing is caught at once.
     let mut head = [0u8; HEADER];
-    let got = read_full(reader, &mut head)?;
+    let got = read_full(reader, &mut head[..4])?;
     if got == 0 {
         return Ok(None);
     }
-    let length = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
-    if got >= 4 {
-        // Judge the length as soon as it is known, even if the stream then
-        // ends: an oversized announcement is the more useful report.
-        if length < ENVELOPE {
-            return Err(FrameError::Malformed("length shorter than the envelope"));
-        }
-        if length - ENVELOPE > max_payload {
-            return Err(FrameError::Oversized {
-                length: length - ENVELOPE,
-                max: max_payload,
-            });
-        }
-    }
-    if got < HEADER {
-        let expected = if got >= 4 { 4 + length } else { HEADER };
+    if got < 4 {
         return Err(FrameError::Truncated {
-            expected,
+            expected: HEADER,
+            received: got,
+        });
+    }
+    let length = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    if length < ENVELOPE {
+        return Err(FrameError::Malformed("length shorter than the envelope"));
+    }
+    if length - ENVELOPE > max_payload {
+        return Err(FrameError::Oversized {
+            length: length - ENVELOPE,
+            max: max_payload,
+        });
+    }
+    let got = 4 + read_full(reader, &mut head[4..])?;
+    if got < HEADER {
+        return Err(FrameError::Truncated {
+            expected: 4 + length,
             received: got,
         });
     }
@@ -200,6 +204,11 @@ fn read_full(reader: &mut impl Read, buffer: &mut [u8]) -> Result<usize, FrameEr
         match reader.read(&mut buffer[filled..]) {
             Ok(0) => break,
             Ok(count) => filled += count,
+            // A Unix socket reports ECONNRESET, not end of stream, when the
+            // peer closed while bytes we sent it were still unread (a shard
+            // that died with notices in its queue). Either way the peer is
+            // gone: treat it as the end of the stream.
+            Err(error) if error.kind() == io::ErrorKind::ConnectionReset => break,
             Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
             Err(error) => return Err(FrameError::Io(error)),
         }
