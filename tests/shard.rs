@@ -493,9 +493,9 @@ fn restart_policies_follow_erlang_and_backoff_waits() {
     within(LIMIT, move || {
         let mut watch = Watch::new(supervisor);
         let mut exited_at = [None; 4];
-        for shard in 0..4 {
+        for (shard, exited_at) in exited_at.iter_mut().enumerate() {
             let (exit, restart_in) = watch.exited(shard, 1);
-            exited_at[shard] = Some(Instant::now());
+            *exited_at = Some(Instant::now());
             let expected_exit = Exit::Code(if shard % 2 == 0 { 1 } else { 0 });
             assert_eq!(exit, expected_exit);
             let expected_restart = match shard {
