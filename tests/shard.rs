@@ -101,6 +101,11 @@ fn serve(me: Shard) {
             }
             ["report"] => reply(&me, &format!("received {received} gaps {gaps} down {down}")),
             ["garbage", kind] => garbage(kind),
+            // Hung as a whole: no fiber, heartbeat included, runs again.
+            // SAFETY: raising a signal at ourselves has no preconditions.
+            ["hang"] => unsafe {
+                libc::raise(libc::SIGSTOP);
+            },
             ["unknown"] => {
                 let local = me.send(me.count() + 5, b"x");
                 assert!(matches!(local, Err(SendError::UnknownShard(_))));
@@ -573,6 +578,49 @@ fn intensity_limit_stops_the_supervisor_with_an_error() {
             error.to_string().contains("more than 3 restarts"),
             "{error}"
         );
+    });
+}
+
+#[test]
+fn heartbeats_catch_a_hung_shard() {
+    let beat = shard::Heartbeat {
+        interval: Duration::from_millis(50),
+        timeout: Duration::from_secs(1),
+    };
+    let config = config("heartbeats_catch_a_hung_shard", 2).heartbeat(Some(beat));
+    let supervisor = shard::start(config, serve).unwrap();
+    within(LIMIT, move || {
+        let mut watch = Watch::new(supervisor);
+        watch.started(0, 1);
+        watch.started(1, 1);
+        // Beating shards are left alone well past the timeout.
+        std::thread::sleep(Duration::from_millis(1500));
+        watch.ping(0, 1);
+        watch.ping(1, 1);
+        let hung_at = Instant::now();
+        watch.supervisor.send(1, b"hang").unwrap();
+        watch.wait("shard 1 declared hung", |event| {
+            matches!(
+                event,
+                Event::Hung {
+                    shard: 1,
+                    generation: 1
+                }
+            )
+            .then_some(())
+        });
+        let silent = hung_at.elapsed();
+        assert!(
+            silent >= Duration::from_millis(900),
+            "declared hung after only {silent:?}"
+        );
+        let (exit, restart_in) = watch.exited(1, 1);
+        assert!(is_signal(exit, libc::SIGKILL), "{exit}");
+        assert!(restart_in.is_some());
+        watch.started(1, 2);
+        watch.ping(1, 2);
+        watch.ping(0, 1);
+        watch.supervisor.shutdown().unwrap();
     });
 }
 

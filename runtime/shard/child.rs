@@ -14,6 +14,7 @@
 //! | `SPINDLE_SHARD_FD` | descriptor number of the inherited socket |
 //! | `SPINDLE_SHARD_MAX_FRAME` | largest frame payload, bytes |
 //! | `SPINDLE_SUPERVISOR_PID` | the supervisor's pid |
+//! | `SPINDLE_SHARD_HEARTBEAT_MS` | heartbeat interval, 0 for none |
 //!
 //! When the entry function returns the process exits with code 0 at once,
 //! without unwinding fibers that are still running (as a std program's
@@ -37,6 +38,7 @@ pub(crate) const ENV_GENERATION: &str = "SPINDLE_SHARD_GENERATION";
 pub(crate) const ENV_FD: &str = "SPINDLE_SHARD_FD";
 pub(crate) const ENV_MAX_FRAME: &str = "SPINDLE_SHARD_MAX_FRAME";
 pub(crate) const ENV_SUPERVISOR_PID: &str = "SPINDLE_SUPERVISOR_PID";
+pub(crate) const ENV_HEARTBEAT_MS: &str = "SPINDLE_SHARD_HEARTBEAT_MS";
 
 /// Exit code of a shard whose environment is unusable (a usage error, as in
 /// `sysexits.h`'s `EX_USAGE`).
@@ -54,6 +56,7 @@ struct Identity {
     fd: i32,
     max_frame: usize,
     supervisor_pid: u32,
+    heartbeat_ms: u64,
 }
 
 fn identity_from_env() -> Option<Result<Identity, String>> {
@@ -72,6 +75,7 @@ fn identity_from_env() -> Option<Result<Identity, String>> {
             fd: number(ENV_FD)?,
             max_frame: number(ENV_MAX_FRAME)?,
             supervisor_pid: number(ENV_SUPERVISOR_PID)?,
+            heartbeat_ms: number(ENV_HEARTBEAT_MS)?,
         })
     })())
 }
@@ -119,7 +123,26 @@ pub(crate) fn run_if_shard<F: FnOnce(Shard) + Send>(config: &Config, entry: F) {
         Ok(runtime) => runtime,
         Err(error) => fail(&format!("cannot start the runtime: {error}")),
     };
-    let outcome = catch_unwind(AssertUnwindSafe(|| runtime.block_on(move || entry(shard))));
+    let heartbeat = std::time::Duration::from_millis(identity.heartbeat_ms);
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        runtime.block_on(move || {
+            if !heartbeat.is_zero() {
+                let beating = shard.clone();
+                // Never joined: the process exits when `entry` returns.
+                drop(crate::spawn(move || loop {
+                    crate::time::sleep(heartbeat);
+                    let beat = beating
+                        .inner
+                        .transport
+                        .send_frame(Kind::Heartbeat, SUPERVISOR, &[]);
+                    if beat.is_err() {
+                        return; // the supervisor is gone
+                    }
+                }));
+            }
+            entry(shard)
+        })
+    }));
     // Exit without shutting the runtime down: fibers still parked in
     // `recv` would hold the shutdown until the supervisor closed the socket.
     std::mem::forget(runtime);
@@ -246,8 +269,10 @@ impl Shard {
                     .unwrap_or(Undeliverable::ShardDown),
             },
             Kind::ShardDown => Incoming::ShardDown { shard: peer },
-            // read_frame rejects Send frames coming down.
-            Kind::Send => unreachable!("Direction::FromSupervisor never yields Send"),
+            // read_frame rejects Send and Heartbeat frames coming down.
+            Kind::Send | Kind::Heartbeat => {
+                unreachable!("Direction::FromSupervisor yields neither Send nor Heartbeat")
+            }
         })
     }
 }

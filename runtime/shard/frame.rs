@@ -48,14 +48,19 @@ pub(crate) enum Kind {
     Undeliverable = 3,
     /// Supervisor to shard: shard `peer` went down (its incarnation ended).
     ShardDown = 4,
+    /// Shard to supervisor: "my runtime still schedules fibers" (no payload,
+    /// `peer` is [`SUPERVISOR`]).
+    Heartbeat = 5,
 }
 
 /// Which side is reading, so which kinds it accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Direction {
-    /// The supervisor reading what a shard wrote: only [`Kind::Send`].
+    /// The supervisor reading what a shard wrote: [`Kind::Send`] and
+    /// [`Kind::Heartbeat`].
     FromShard,
-    /// A shard reading what the supervisor wrote: everything but `Send`.
+    /// A shard reading what the supervisor wrote: `Deliver`, `Undeliverable`
+    /// and `ShardDown`.
     FromSupervisor,
 }
 
@@ -170,7 +175,8 @@ pub(crate) fn read_frame(
         (2, Direction::FromSupervisor) => Kind::Deliver,
         (3, Direction::FromSupervisor) => Kind::Undeliverable,
         (4, Direction::FromSupervisor) => Kind::ShardDown,
-        (1..=4, _) => return Err(FrameError::Malformed("frame kind sent the wrong way")),
+        (5, Direction::FromShard) => Kind::Heartbeat,
+        (1..=5, _) => return Err(FrameError::Malformed("frame kind sent the wrong way")),
         _ => return Err(FrameError::Malformed("unknown frame kind")),
     };
     let peer = u32::from_le_bytes([head[5], head[6], head[7], head[8]]);
@@ -185,6 +191,7 @@ pub(crate) fn read_frame(
     let frame_ok = match kind {
         Kind::Undeliverable => payload.len() == 1 && matches!(payload[0], 1 | 2),
         Kind::ShardDown => payload.is_empty() && peer != SUPERVISOR,
+        Kind::Heartbeat => payload.is_empty() && peer == SUPERVISOR,
         Kind::Send | Kind::Deliver => true,
     };
     if !frame_ok {

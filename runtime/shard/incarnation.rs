@@ -29,8 +29,9 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::child;
 use super::frame::{self, Direction, Kind, SUPERVISOR};
@@ -74,6 +75,27 @@ pub(crate) struct Links {
     pub(crate) events: crate::sync::mpsc::Sender<Event>,
     /// This process's pid, given to shards so they can check their parent.
     supervisor_pid: u32,
+    /// The zero of [`LastHeard`] timestamps.
+    epoch: Instant,
+}
+
+/// When the supervisor last heard from one incarnation (any frame, heartbeat
+/// or message), in milliseconds since [`Links`]' epoch. Written by its
+/// reader thread, read by the loop; Relaxed both ways: it is a lone
+/// timestamp that publishes no other data.
+#[derive(Debug)]
+pub(crate) struct LastHeard(AtomicU64);
+
+impl LastHeard {
+    /// When it was last heard from.
+    pub(crate) fn get(&self, links: &Links) -> Instant {
+        links.epoch + Duration::from_millis(self.0.load(Ordering::Relaxed))
+    }
+
+    fn touch(&self, links: &Links) {
+        let now = links.epoch.elapsed().as_millis() as u64;
+        self.0.store(now, Ordering::Relaxed);
+    }
 }
 
 impl Links {
@@ -89,6 +111,7 @@ impl Links {
             notices,
             events,
             supervisor_pid: std::process::id(),
+            epoch: Instant::now(),
         }
     }
 
@@ -203,11 +226,14 @@ fn keep(links: &Arc<Links>, shard: usize, generation: u64) {
     };
     let (mut child, pidfd, reader_stream) = child;
     let pid = child.id();
+    let last_heard = Arc::new(LastHeard(AtomicU64::new(0)));
+    last_heard.touch(links);
     let reader = {
         let links = links.clone();
+        let last_heard = last_heard.clone();
         std::thread::Builder::new()
             .name(format!("shard{shard}-reader"))
-            .spawn(move || read(&links, shard, generation, reader_stream))
+            .spawn(move || read(&links, shard, generation, reader_stream, &last_heard))
     };
     links.install(
         shard,
@@ -223,6 +249,7 @@ fn keep(links: &Arc<Links>, shard: usize, generation: u64) {
         generation,
         pid,
         pidfd,
+        last_heard,
     });
     if reader.is_err() {
         // No thread to read it: the incarnation is useless. Kill it; the
@@ -276,6 +303,13 @@ fn spawn(links: &Links, shard: usize, generation: u64) -> io::Result<Spawned> {
         .env(child::ENV_FD, theirs_fd.to_string())
         .env(child::ENV_MAX_FRAME, config.max_frame.to_string())
         .env(child::ENV_SUPERVISOR_PID, links.supervisor_pid.to_string())
+        .env(
+            child::ENV_HEARTBEAT_MS,
+            config
+                .heartbeat
+                .map_or(0, |beat| beat.interval.as_millis().max(1) as u64)
+                .to_string(),
+        )
         .stdin(Stdio::null());
     if config.quiet {
         command.stdout(Stdio::null()).stderr(Stdio::null());
@@ -300,7 +334,13 @@ fn spawn(links: &Links, shard: usize, generation: u64) -> io::Result<Spawned> {
 }
 
 /// The reader thread: see the module comment.
-fn read(links: &Links, shard: usize, generation: u64, mut stream: UnixStream) {
+fn read(
+    links: &Links,
+    shard: usize,
+    generation: u64,
+    mut stream: UnixStream,
+    last_heard: &LastHeard,
+) {
     loop {
         let frame =
             match frame::read_frame(&mut stream, Direction::FromShard, links.config.max_frame) {
@@ -315,7 +355,11 @@ fn read(links: &Links, shard: usize, generation: u64, mut stream: UnixStream) {
                     return;
                 }
             };
-        // read_frame accepts only Send frames from a shard.
+        last_heard.touch(links);
+        if frame.kind == Kind::Heartbeat {
+            continue;
+        }
+        // read_frame accepts only Send and Heartbeat frames from a shard.
         debug_assert_eq!(frame.kind, Kind::Send);
         if frame.peer == SUPERVISOR {
             let _ = links.events.send(Event::Message {

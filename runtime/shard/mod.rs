@@ -74,9 +74,13 @@
 //!
 //! Rejected: a shared-memory segment for bulk bytes (the optional
 //! memfd + mmap): it reintroduces exactly the shared mutable state shards
-//! exist to remove, and frames up to 16 MiB cover the examples; heartbeats
-//! for hung shards are not here yet (a shard that stops reading is caught by
-//! the write timeout only when someone writes to it).
+//! exist to remove, and frames up to 16 MiB cover the examples.
+//!
+//! A **hung** shard is caught two ways: its runtime sends a heartbeat frame
+//! every [`Heartbeat::interval`] from a fiber (so the beat stops when no
+//! worker schedules any more), and the supervisor loop kills a shard it has
+//! heard nothing from for [`Heartbeat::timeout`]; a shard that stops reading
+//! its socket is caught by the write timeout when someone writes to it.
 //!
 //! # Invariants
 //! - Shards share no memory with each other or the supervisor: only bytes
@@ -97,7 +101,7 @@ mod transport;
 pub use child::Shard;
 pub use frame::FrameError;
 pub use message::{Exit, Incoming, Peer, RecvError, SendError, Undeliverable};
-pub use policy::{Backoff, Config, Intensity, Restart, DEFAULT_MAX_FRAME};
+pub use policy::{Backoff, Config, Heartbeat, Intensity, Restart, DEFAULT_MAX_FRAME};
 pub use supervisor::{Event, StopReason, Supervisor, SupervisorError};
 
 /// Runs this process as what it is: in a shard process, runs `entry` with

@@ -150,6 +150,33 @@ impl Backoff {
     }
 }
 
+/// A shard's sign of life (see [`Config::heartbeat`]).
+///
+/// The beat comes from a fiber of the shard's own runtime, so it stops when
+/// the runtime stops scheduling: every worker stuck in a loop that never
+/// parks, or in a raw blocking call, or the process stopped (`SIGSTOP`). One
+/// stuck fiber among workers that still schedule is not a hung shard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// How often a shard beats.
+    pub interval: Duration,
+    /// Silence after which the shard is declared hung.
+    pub timeout: Duration,
+}
+
+impl Default for Heartbeat {
+    /// A beat a second, hung after 10 s of silence. Guesses: a beat costs
+    /// one 9-byte write a second per shard, nothing measurable; ten missed
+    /// beats keep a loaded machine (this 2-core one, running compilers)
+    /// from declaring a merely slow shard hung.
+    fn default() -> Heartbeat {
+        Heartbeat {
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
 /// How to run the shards: how many, how to start them, how to supervise.
 ///
 /// ```
@@ -173,6 +200,7 @@ pub struct Config {
     pub(crate) max_frame: usize,
     pub(crate) shutdown_grace: Duration,
     pub(crate) write_timeout: Duration,
+    pub(crate) heartbeat: Option<Heartbeat>,
     pub(crate) args: Option<Vec<OsString>>,
     pub(crate) env: Vec<(OsString, OsString)>,
     pub(crate) workers: Option<usize>,
@@ -205,6 +233,7 @@ impl Config {
             // A guess: a shard that has not drained its socket for 10 s is
             // hung; the supervisor kills it rather than stall the sender.
             write_timeout: Duration::from_secs(10),
+            heartbeat: Some(Heartbeat::default()),
             args: None,
             env: Vec::new(),
             workers: None,
@@ -281,6 +310,15 @@ impl Config {
     /// declared hung and killed.
     pub fn write_timeout(mut self, timeout: Duration) -> Config {
         self.write_timeout = timeout;
+        self
+    }
+
+    /// Heartbeats: each shard's runtime sends one every `interval`; a shard
+    /// from which nothing (no heartbeat, no message) has arrived for
+    /// `timeout` is declared hung, killed and restarted by its policy
+    /// ([`Event::Hung`](super::Event::Hung)). `None` turns them off.
+    pub fn heartbeat(mut self, heartbeat: Option<Heartbeat>) -> Config {
+        self.heartbeat = heartbeat;
         self
     }
 

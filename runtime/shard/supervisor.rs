@@ -30,7 +30,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::frame::{FrameError, Kind, SUPERVISOR};
-use super::incarnation::{self, Links};
+use super::incarnation::{self, LastHeard, Links};
 use super::message::{Exit, SendError};
 use super::policy::{Intensity, RestartHistory};
 use super::Config;
@@ -80,9 +80,10 @@ pub enum Event {
         /// What was wrong.
         error: FrameError,
     },
-    /// A shard did not drain its socket within
-    /// [`Config::write_timeout`](super::Config::write_timeout); it has been
-    /// killed (and its `Exited` follows).
+    /// A shard was silent for longer than its
+    /// [`Heartbeat::timeout`](super::Heartbeat), or did not drain its socket
+    /// within [`Config::write_timeout`](super::Config::write_timeout); it has
+    /// been killed (and its `Exited` follows).
     Hung {
         /// Which shard.
         shard: usize,
@@ -165,6 +166,7 @@ pub(crate) enum Notice {
         generation: u64,
         pid: u32,
         pidfd: Arc<Pidfd>,
+        last_heard: Arc<LastHeard>,
     },
     Exited {
         shard: usize,
@@ -335,8 +337,13 @@ impl Drop for Supervisor {
 enum State {
     /// A keeper is starting incarnation `generation`.
     Starting,
-    /// Incarnation `generation` runs.
-    Running { pidfd: Arc<Pidfd> },
+    /// Incarnation `generation` runs; `hung` once it has been killed for
+    /// missing its heartbeats (so it is killed once).
+    Running {
+        pidfd: Arc<Pidfd>,
+        last_heard: Arc<LastHeard>,
+        hung: bool,
+    },
     /// Down; to be started again at `until`.
     Waiting { until: Instant },
     /// Down for good (its policy, or the supervisor is stopping).
@@ -455,7 +462,25 @@ impl Loop {
             .as_ref()
             .filter(|stopping| !stopping.killed)
             .map(|stopping| stopping.kill_at);
-        restarts.chain(kill).min()
+        restarts.chain(kill).chain(self.heartbeat_deadlines()).min()
+    }
+
+    /// When each running shard becomes hung unless heard from.
+    fn heartbeat_deadlines(&self) -> impl Iterator<Item = Instant> + '_ {
+        let timeout = self.links.config.heartbeat.map(|beat| beat.timeout);
+        self.shards
+            .iter()
+            .filter_map(move |record| match (&record.state, timeout) {
+                (
+                    State::Running {
+                        last_heard,
+                        hung: false,
+                        ..
+                    },
+                    Some(timeout),
+                ) if self.stopping.is_none() => Some(last_heard.get(&self.links) + timeout),
+                _ => None,
+            })
     }
 
     fn start(&mut self, shard: usize) -> io::Result<()> {
@@ -474,11 +499,16 @@ impl Loop {
                 generation,
                 pid,
                 pidfd,
+                last_heard,
             } => {
                 if self.stopping.is_some() {
                     let _ = pidfd.signal(libc::SIGTERM);
                 }
-                self.shards[shard].state = State::Running { pidfd };
+                self.shards[shard].state = State::Running {
+                    pidfd,
+                    last_heard,
+                    hung: false,
+                };
                 let _ = self.links.events.send(Event::Started {
                     shard,
                     generation,
@@ -515,7 +545,9 @@ impl Loop {
     /// running.
     fn kill(&self, shard: usize, generation: u64) {
         let record = &self.shards[shard];
-        if let (State::Running { pidfd }, true) = (&record.state, record.generation == generation) {
+        if let (State::Running { pidfd, .. }, true) =
+            (&record.state, record.generation == generation)
+        {
             let _ = pidfd.signal(libc::SIGKILL);
         }
     }
@@ -568,11 +600,30 @@ impl Loop {
 
     fn on_deadlines(&mut self) {
         let now = Instant::now();
+        if let (Some(beat), None) = (self.links.config.heartbeat, &self.stopping) {
+            for (shard, record) in self.shards.iter_mut().enumerate() {
+                if let State::Running {
+                    pidfd,
+                    last_heard,
+                    hung: hung @ false,
+                } = &mut record.state
+                {
+                    if now >= last_heard.get(&self.links) + beat.timeout {
+                        *hung = true;
+                        let _ = pidfd.signal(libc::SIGKILL);
+                        let _ = self.links.events.send(Event::Hung {
+                            shard,
+                            generation: record.generation,
+                        });
+                    }
+                }
+            }
+        }
         if let Some(stopping) = &mut self.stopping {
             if !stopping.killed && now >= stopping.kill_at {
                 stopping.killed = true;
                 for record in &self.shards {
-                    if let State::Running { pidfd } = &record.state {
+                    if let State::Running { pidfd, .. } = &record.state {
                         let _ = pidfd.signal(libc::SIGKILL);
                     }
                 }
@@ -600,7 +651,7 @@ impl Loop {
         });
         for record in &mut self.shards {
             match &record.state {
-                State::Running { pidfd } => {
+                State::Running { pidfd, .. } => {
                     let _ = pidfd.signal(libc::SIGTERM);
                 }
                 State::Waiting { .. } => record.state = State::Stopped,
