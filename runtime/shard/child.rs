@@ -48,6 +48,8 @@ const EXIT_BAD_ENVIRONMENT: i32 = 64;
 const EXIT_PANICKED: i32 = 101;
 
 /// Who this shard process is, read from its environment.
+/// Read once at start-up, owned by `run_if_shard`; the fields are the
+/// variables in the module comment's table, in order.
 #[derive(Debug)]
 struct Identity {
     id: usize,
@@ -176,7 +178,8 @@ pub struct Shard {
     inner: Arc<Inner>,
 }
 
-/// Immutable after construction; shared by the clones.
+/// Immutable after construction and shared by the clones (and the
+/// heartbeat fiber); the transport serialises its own use.
 #[derive(Debug)]
 struct Inner {
     id: usize,

@@ -190,27 +190,46 @@ impl Default for Heartbeat {
 ///     .max_frame(1 << 20);
 /// assert_eq!(config.shards(), 4);
 /// ```
+///
+/// Every field is set by the builder methods below and read-only once
+/// [`start`](super::start) has it: the supervisor's threads share it through
+/// `Links`, and a shard reads `workers` only (the rest reaches shards through
+/// their environment, so both sides agree on the supervisor's values).
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// Number of shards; ids are `0..shards`.
     pub(crate) shards: usize,
+    /// Policy of shards without an override.
     pub(crate) restart: Restart,
+    /// Per-shard policies; the last one given for a shard wins.
     pub(crate) restart_overrides: Vec<(usize, Restart)>,
+    /// The restart intensity limit.
     pub(crate) intensity: Intensity,
+    /// Delays between restarts.
     pub(crate) backoff: Backoff,
+    /// Largest frame payload, both directions.
     pub(crate) max_frame: usize,
+    /// `SIGTERM` to `SIGKILL` at shutdown.
     pub(crate) shutdown_grace: Duration,
+    /// Longest a write to one shard's socket may block.
     pub(crate) write_timeout: Duration,
+    /// Heartbeat interval and timeout, or none.
     pub(crate) heartbeat: Option<Heartbeat>,
+    /// Shard command line; `None`: the supervisor's own arguments.
     pub(crate) args: Option<Vec<OsString>>,
+    /// Extra environment for shards.
     pub(crate) env: Vec<(OsString, OsString)>,
+    /// Worker threads per shard runtime; `None`: the Builder default.
     pub(crate) workers: Option<usize>,
+    /// Shards' stdout and stderr to /dev/null.
     pub(crate) quiet: bool,
 }
 
 impl Config {
     /// `shards` shards (ids `0..shards`), all [`Restart::Permanent`], with the
     /// defaults of [`Intensity`], [`Backoff`] and [`DEFAULT_MAX_FRAME`], a
-    /// 5 s shutdown grace and a 10 s write timeout.
+    /// 5 s shutdown grace, a 10 s write timeout and the default
+    /// [`Heartbeat`].
     ///
     /// # Panics
     /// If `shards` is 0 or does not fit in a `u32` minus one.

@@ -191,9 +191,14 @@ pub(crate) enum Notice {
 ///
 /// Its methods block the calling thread (a write to a socket, a wait for an
 /// event); from a fiber, call them inside [`crate::blocking`].
+///
+/// Events queue without bound until received: a program that stops calling
+/// [`Supervisor::recv`] while its shards keep sending it messages grows.
 pub struct Supervisor {
+    /// Shared with the loop, keepers and readers; this handle writes to
+    /// shards through it.
     links: Arc<Links>,
-    events: crate::sync::mpsc::Receiver<Event>,
+    /// The event stream; only this handle receives.
     /// The loop thread; `None` once joined.
     supervisor_loop: Option<JoinHandle<Result<(), SupervisorError>>>,
 }
@@ -353,6 +358,7 @@ enum State {
 /// The loop's record of one shard. Owned by the loop thread.
 #[derive(Debug)]
 struct ShardRecord {
+    /// Where it is in its life.
     state: State,
     /// The newest incarnation started (or being started).
     generation: u64,
@@ -364,9 +370,14 @@ struct ShardRecord {
 
 /// The supervisor loop's state; lives on the loop thread.
 struct Loop {
+    /// Shared with every supervisor thread; the loop reads the config and
+    /// sends events through it, and never writes to a socket.
     links: Arc<Links>,
+    /// Everything the loop reacts to arrives here.
     notices: mpsc::Receiver<Notice>,
+    /// One record per shard id.
     shards: Vec<ShardRecord>,
+    /// Recent restarts, for the intensity limit.
     history: RestartHistory,
     /// Set once shutdown began: when to escalate to `SIGKILL`, whether it
     /// has, and the outcome to return.
@@ -375,9 +386,13 @@ struct Loop {
     random: u64,
 }
 
+/// A shutdown in progress. Owned by the loop.
 struct Stopping {
+    /// When the grace period ends and `SIGKILL` follows.
     kill_at: Instant,
+    /// Whether `SIGKILL` has been sent.
     killed: bool,
+    /// What `shutdown`/`wait` will return.
     outcome: Result<(), SupervisorError>,
 }
 
