@@ -199,6 +199,7 @@ pub struct Supervisor {
     /// shards through it.
     links: Arc<Links>,
     /// The event stream; only this handle receives.
+    events: crate::sync::mpsc::Receiver<Event>,
     /// The loop thread; `None` once joined.
     supervisor_loop: Option<JoinHandle<Result<(), SupervisorError>>>,
 }
