@@ -613,7 +613,7 @@ fn heartbeats_catch_a_hung_shard() {
         });
         let silent = hung_at.elapsed();
         assert!(
-            silent >= Duration::from_millis(900),
+            silent >= Duration::from_millis(2900),
             "declared hung after only {silent:?}"
         );
         let (exit, restart_in) = watch.exited(1, 1);
