@@ -16,6 +16,12 @@
 //! | `SPINDLE_SUPERVISOR_PID` | the supervisor's pid |
 //! | `SPINDLE_SHARD_HEARTBEAT_MS` | heartbeat interval, 0 for none |
 //!
+//! Processes a shard starts inherit these variables (the socket itself is
+//! close-on-exec). A spindle shard program started from a shard would see
+//! them, find that its parent is not the supervisor named there, and exit
+//! with code 64: remove them (`Command::env_remove`) when a shard starts
+//! such a program.
+//!
 //! When the entry function returns the process exits with code 0 at once,
 //! without unwinding fibers that are still running (as a std program's
 //! threads end when `main` returns); when it panics, with code 101 (std's
@@ -101,9 +107,9 @@ pub(crate) fn run_if_shard<F: FnOnce(Shard) + Send>(config: &Config, entry: F) {
     if let Err(error) = process::set_close_on_exec(identity.fd) {
         fail(&format!("cannot set close-on-exec on the socket: {error}"));
     }
-    // SAFETY: the descriptor was created by the supervisor for this process
-    // alone and inherited across exec; it is an open socket (checked above)
-    // and nothing else in this process owns it, so the stream may take it.
+    // The descriptor was created by the supervisor for this process alone
+    // and inherited across exec; it is an open socket (checked above).
+    // SAFETY: nothing else in this process owns it, so the stream may take it.
     let stream = unsafe { UnixStream::from_raw_fd(identity.fd) };
     let transport = match Transport::new(stream, identity.max_frame) {
         Ok(transport) => transport,
