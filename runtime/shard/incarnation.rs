@@ -314,9 +314,9 @@ fn spawn(links: &Links, shard: usize, generation: u64) -> io::Result<Spawned> {
     if config.quiet {
         command.stdout(Stdio::null()).stderr(Stdio::null());
     }
-    // The closure runs in the forked child before exec and makes only two
-    // async-signal-safe system calls (fcntl, prctl) on a descriptor number
-    // SAFETY: captured by value; it allocates nothing and takes no locks.
+    // The closure runs in the forked child before exec: two async-signal-
+    // safe system calls (fcntl, prctl) on a descriptor number it owns a copy of.
+    // SAFETY: it allocates nothing and takes no locks, as pre_exec requires.
     unsafe {
         command.pre_exec(move || process::prepare_child(theirs_fd));
     }
