@@ -19,6 +19,14 @@
 //!   frame (malformed, truncated, oversized) ends it, and the supervisor loop
 //!   kills the shard: a stream that lost its framing cannot be resynchronised.
 //!
+//! `Command::pre_exec` makes std start the child with `fork` + `exec`
+//! rather than `posix_spawn` (a `vfork`-like clone), which costs page-table
+//! copying in a large supervisor. Rejected alternative: leave the shard's
+//! end without close-on-exec during the spawn and skip `pre_exec`. Any
+//! other `Command` spawned meanwhile by another thread of the program would
+//! inherit that end too and keep it open for its whole life, and the
+//! reader would never see the end of the stream after the shard died.
+//!
 //! Because the keeper joins the reader before it reports the exit, every
 //! frame an incarnation wrote is routed before the supervisor starts the
 //! next incarnation: nothing from generation N arrives after generation N+1
