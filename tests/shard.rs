@@ -687,6 +687,12 @@ fn killing_the_supervisor_takes_its_shards_down() {
         return;
     }
     within(LIMIT, || {
+        // Orphans of our descendants become our children instead of init's,
+        // so we can reap the shards and see what killed them. Process-wide,
+        // but harmless to the other tests: only processes orphaned below us
+        // are affected, and they are reaped here or at our exit.
+        // SAFETY: prctl with integer arguments only.
+        assert_eq!(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) }, 0);
         /// Kills the inner supervisor even if this test fails half-way.
         struct Reap(std::process::Child);
         impl Drop for Reap {
@@ -722,14 +728,27 @@ fn killing_the_supervisor_takes_its_shards_down() {
         drop(inner); // SIGKILL: no chance to clean up, then reaped
         let deadline = Instant::now() + Duration::from_secs(30);
         for pid in pids {
-            // Dead means gone, or a zombie waiting for its new parent to reap it.
-            while matches!(process_state(pid), Some((state, _)) if state != 'Z') {
+            // Each shard is re-parented to us when the supervisor dies; reap
+            // it and check the kernel's parent-death SIGKILL is what ended it.
+            loop {
+                let mut status = 0;
+                // SAFETY: waitpid writes the status into a local integer.
+                let reaped = unsafe { libc::waitpid(pid as i32, &mut status, libc::WNOHANG) };
+                if reaped == pid as i32 {
+                    assert!(
+                        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL,
+                        "shard {pid} ended with status {status:#x}, not by SIGKILL"
+                    );
+                    break;
+                }
+                // 0: still running; -1 (ECHILD): not re-parented to us yet.
                 assert!(
                     Instant::now() < deadline,
-                    "shard {pid} outlived its supervisor"
+                    "shard {pid} outlived its supervisor by 30 s"
                 );
-                std::thread::sleep(Duration::from_millis(10));
+                std::thread::sleep(Duration::from_millis(5));
             }
+            assert!(process_state(pid).is_none(), "shard {pid} reaped");
         }
     });
 }
