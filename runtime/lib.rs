@@ -74,6 +74,7 @@ mod sys;
 mod trace;
 
 pub mod fs;
+pub mod shard;
 pub mod sync;
 pub mod time;
 

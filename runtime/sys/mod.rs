@@ -13,7 +13,9 @@
 //!   blocked in a system call from one computing;
 //! - **waiting for a descriptor on a plain thread** ([`poll`]): `poll(2)`,
 //!   for spindle sockets used outside fibers (fibers wait in the reactor,
-//!   `io/`, which is mio's).
+//!   `io/`, which is mio's);
+//! - **process control for shards** ([`process`]): pidfds, the parent-death
+//!   signal, inherited descriptors, termination signals.
 //!
 //! Thread parking uses `std::sync` (see `scheduler/park.rs`) and needs nothing
 //! from here. Linux is the one platform that must work; others are refused at
@@ -28,5 +30,6 @@ compile_error!(
 
 pub(crate) mod memory;
 pub(crate) mod poll;
+pub(crate) mod process;
 pub(crate) mod signal;
 pub(crate) mod thread;
