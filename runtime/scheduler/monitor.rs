@@ -29,10 +29,13 @@
 //! - **blocked** in a system call (state `S`, little CPU): handed off
 //!   after `Builder::handoff_blocked_after` (default 20 µs, as eager as
 //!   Go is with threads in system calls);
-//! - **computing** (at least half the time on a CPU), or waiting
-//!   uninterruptibly in the kernel (state `D`: a disk, page faults):
-//!   after `Builder::handoff_running_after` (default 10 ms, Go's
-//!   preemption slice), so ordinary slices never cause one;
+//! - **computing** (at least half the time on a CPU): after
+//!   `Builder::handoff_running_after` (default 10 ms, Go's preemption
+//!   slice), so ordinary slices never cause one, and only when no other
+//!   worker makes progress (one that does will steal the trapped fibers; a
+//!   spare would only compete for the cores);
+//! - waiting uninterruptibly in the kernel (state `D`: a disk, page
+//!   faults): after the running threshold too;
 //! - **runnable but not running** (the machine is loaded): never; another
 //!   thread would wait for a core as well.
 //!
@@ -116,8 +119,9 @@ enum Seen {
     Fine,
     /// Asleep on the sleepers list: free to take work.
     Asleep,
-    /// In one fiber since the last pass, and past its hand-off threshold.
-    Held,
+    /// In one fiber since the last pass, and past its hand-off threshold;
+    /// `computing` if it is on a CPU (not blocked in the kernel).
+    Held { computing: bool },
     /// In one fiber since the last pass, under its threshold.
     Watching,
     /// Made progress since the last pass but is blocked in a system call
@@ -169,6 +173,7 @@ pub(crate) fn run(shared: Arc<Shared>, parker: Parker) {
         let mut work_waiting = !shared.injector.is_empty();
         let mut watching = false;
         let mut asleep = 0;
+        let mut progressing = 0;
         let mut suspect = false;
         let mut next_timer: Option<Duration> = None;
         held.clear();
@@ -186,27 +191,41 @@ pub(crate) fn run(shared: Arc<Shared>, parker: Parker) {
             }
             let work = local_work || work_waiting;
             let seen = look(&shared, index, remote, &mut watches[index], now, work);
-            if matches!(seen, Seen::Watching | Seen::Held) {
+            if matches!(seen, Seen::Watching | Seen::Held { .. }) {
                 // Held in one fiber, it fires no timers: we do (under the
                 // queue's lock, so racing its owner is harmless). The woken
                 // fibers go to the injector, where any free worker, or a
-                // spare, takes them.
+                // spare, takes them. (A worker busy in the scheduler's own
+                // code, firing its timers say, is `Fine`: we leave its
+                // timers to it.)
                 fire_timers_for(&shared, remote, now, &mut next_timer);
             }
             match seen {
-                Seen::Fine => {}
-                Seen::Suspect => suspect = true,
+                Seen::Fine => progressing += 1,
+                Seen::Suspect => {
+                    progressing += 1;
+                    suspect = true;
+                }
                 Seen::Asleep => asleep += 1,
                 Seen::Watching => watching |= local_work,
-                Seen::Held => held.push((index, local_work)),
+                Seen::Held { computing } => held.push((index, local_work, computing)),
             }
         }
         work_waiting |= !shared.injector.is_empty();
-        for &(index, local_work) in &held {
+        for &(index, local_work, computing) in &held {
             if local_work && asleep > 0 && shared.notify_one_reported() {
                 // First resort, and cheap: a sleeping worker will steal the
                 // trapped fibers, next slot included.
                 asleep -= 1;
+                continue;
+            }
+            if computing && progressing > 0 {
+                // A spare would compete for the cores with the computing
+                // fiber and the workers still making progress, which will
+                // steal the trapped fibers when they run dry: a spare only
+                // when nothing else moves (found by `examples/timers`: a
+                // spare beside a fiber spawning a million others made the
+                // spawning ~1.5x slower, 0.56–0.71 s against 0.77–1.04 s).
                 continue;
             }
             // A held worker with an empty queue still costs parallelism
@@ -279,7 +298,9 @@ fn look(
     // are short unless the machine is overloaded, and more threads would
     // only add to the contention (found by `tests/million.rs`).
     if !remote.in_fiber.load(Ordering::Relaxed) {
-        return Seen::Watching;
+        // The scheduler's own work (firing thousands of due timers, say):
+        // it decides again soon. Neither hand it off nor help it.
+        return Seen::Fine;
     }
     let config = &shared.spares.config;
     let held_for = now - watch.since;
@@ -291,7 +312,7 @@ fn look(
         _ => held_for, // no clock: trust the wall time
     };
     if held_for >= config.running_after && computed * 2 >= config.running_after {
-        return Seen::Held;
+        return Seen::Held { computing: true };
     }
     // Blocked: it ran less than half of the last interval, and its state
     // letter says where it waits (see `sys/thread.rs`): `S`, a system call
@@ -307,7 +328,7 @@ fn look(
         _ => return Seen::Watching,
     };
     if held_for >= threshold {
-        Seen::Held
+        Seen::Held { computing: false }
     } else {
         Seen::Watching
     }
