@@ -30,11 +30,13 @@
 //! during development); reusing one costs neither.
 //! So a finished fiber's stack goes back to its worker's [`StackCache`]
 //! (up to [`LOCAL_CACHE`] stacks, no locking), overflowing in batches of
-//! [`BATCH`] into the pool's global *warm* list. When that list reaches twice
-//! [`WARM_WATERMARK`], its oldest half is trimmed with `MADV_DONTNEED` (one
-//! call per run of adjacent slots) and moved to the *cold* list: their
-//! address space and guards stay, their memory goes back to the kernel, so
-//! RSS falls after a burst of fibers.
+//! [`BATCH`] into the pool's global *warm* list. Stacks that stay on it
+//! longer than [`DECAY_AGE`] are trimmed with `MADV_DONTNEED` (one call per
+//! run of adjacent slots) by the monitor, down to [`WARM_FLOOR`], and moved
+//! to the *cold* list: their address space and guards stay, their memory
+//! goes back to the kernel, so RSS falls after a burst of fibers. When the
+//! warm list reaches twice [`WARM_WATERMARK`] its oldest half is trimmed at
+//! once, which bounds the memory kept meanwhile.
 //!
 //! Stacks are handed out warm-first, then cold, then freshly carved, lowest
 //! addresses reused first within a batch, which keeps live stacks dense (fewer
@@ -74,14 +76,32 @@ pub(crate) const LOCAL_CACHE: usize = 64;
 /// the global lock is taken once per `BATCH` spawns at most.
 pub(crate) const BATCH: usize = 32;
 
-/// Warm (untrimmed) stacks the global list keeps: 1,024 one-page-deep
-/// stacks hold 4 MiB. The list may grow to twice this; then the oldest
-/// `WARM_WATERMARK` are trimmed at once. Trimming 1,024 at a time instead of
+/// Warm (untrimmed) stacks the global list keeps at most: 8,192 one-page-deep
+/// stacks hold 32 MiB. The list may grow to twice this; then the oldest
+/// `WARM_WATERMARK` are trimmed at once. Trimming many at a time instead of
 /// each batch of 32 as it arrives cut the `madvise` calls (each a TLB
 /// shootdown across the workers' CPUs) of `million`'s join phase from ~31,000
 /// to ~1,000, because stacks freed close together in time sit next to each
-/// other and coalesce into a few ranges.
-pub(crate) const WARM_WATERMARK: usize = 1024;
+/// other and coalesce into a few ranges. Past a size, though, the count
+/// must not be what trims: `examples/timers` (a million fibers each sleeping
+/// 10 ms, ~20,000 alive at a time) spent 40% of its time in the TLB
+/// shootdowns of trimming stacks it reused a few milliseconds later, with
+/// a watermark of 1,024 (3.4 s); at 8,192 it took 2.0 s, at 32,768 1.7 s
+/// (no decay). So stacks are trimmed by age ([`DECAY_AGE`], by the
+/// monitor) and this count is only the bound on memory kept meanwhile:
+/// with decay, 8,192 and 16,384 both gave 2.1–2.3 s, 4,096 2.6–3.2 s.
+pub(crate) const WARM_WATERMARK: usize = 8_192;
+
+/// Warm stacks idle on the global list for longer than this are trimmed by
+/// the monitor (`StackPool::decay`), down to [`WARM_FLOOR`]: RSS falls
+/// after a burst without trimming stacks a steady churn is about to reuse.
+/// 100 ms: ten times the churn period of `examples/timers`; a guess beyond
+/// that.
+pub(crate) const DECAY_AGE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Warm stacks decay leaves alone: 1,024 one-page-deep stacks, 4 MiB, for
+/// the next burst of spawns.
+pub(crate) const WARM_FLOOR: usize = 1024;
 
 /// Mappings left for the rest of the program when guards are `mprotect`ed:
 /// the heap, libraries, thread stacks, sockets' buffers, the user's own maps.
@@ -213,8 +233,12 @@ struct Lists {
     reservations: Vec<Reservation>,
     /// Slots of the last reservation not yet carved into stacks.
     next_fresh: usize,
-    /// Free stacks whose memory is still committed (fast to reuse).
+    /// Free stacks whose memory is still committed (fast to reuse); the
+    /// newest at the back, where refills take from.
     warm: Vec<Stack>,
+    /// When each run of `warm` was given back, oldest first: `(when,
+    /// count)` runs that add up to `warm.len()`.
+    warm_since: std::collections::VecDeque<(std::time::Instant, usize)>,
     /// Free stacks trimmed with `MADV_DONTNEED` (their pages fault in again).
     cold: Vec<Stack>,
 }
@@ -351,6 +375,8 @@ impl StackPool {
         let fresh = {
             let mut lists = class.lists.lock().unwrap_or_else(|e| e.into_inner());
             let lists = &mut *lists;
+            let from_warm = want.min(lists.warm.len());
+            lists.forget_newest_warm(from_warm);
             let mut taken = 0;
             for list in [&mut lists.warm, &mut lists.cold] {
                 let n = (want - taken).min(list.len());
@@ -432,12 +458,16 @@ impl StackPool {
         let count = stacks.len();
         let mut lists = class.lists.lock().unwrap_or_else(|e| e.into_inner());
         lists.warm.append(&mut stacks);
+        lists
+            .warm_since
+            .push_back((std::time::Instant::now(), count));
+        lists.debug_check();
         self.free_global.fetch_add(count, Ordering::Relaxed);
         if lists.warm.len() < 2 * WARM_WATERMARK {
             return;
         }
         // The front of the warm list is its oldest (least recently freed).
-        let mut oldest: Vec<Stack> = lists.warm.drain(..WARM_WATERMARK).collect();
+        let mut oldest = lists.take_oldest_warm(WARM_WATERMARK);
         if self.is_budgeted() {
             // Trim under the lock: a stack must never be on no list while
             // the budget is used up, or a concurrent first run would find
@@ -459,6 +489,46 @@ impl StackPool {
         }
     }
 
+    /// Trims the warm stacks of every class that have been free for longer
+    /// than [`DECAY_AGE`], keeping [`WARM_FLOOR`] (the monitor calls this on
+    /// its passes). Cheap when there is nothing to do: one lock per class.
+    pub(crate) fn decay(&self) {
+        let classes: Vec<Arc<SizeClass>> = self
+            .others
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for class in std::iter::once(&self.default).chain(classes.iter().map(|c| &**c)) {
+            let mut lists = class.lists.lock().unwrap_or_else(|e| e.into_inner());
+            let now = std::time::Instant::now();
+            let mut old = 0;
+            for &(since, count) in &lists.warm_since {
+                if now.duration_since(since) < DECAY_AGE {
+                    break;
+                }
+                old += count;
+            }
+            let n = old.min(lists.warm.len().saturating_sub(WARM_FLOOR));
+            if n == 0 {
+                continue;
+            }
+            let mut oldest = lists.take_oldest_warm(n);
+            if self.is_budgeted() {
+                trim(&mut oldest, class.slot_len);
+                lists.cold.append(&mut oldest);
+            } else {
+                drop(lists);
+                trim(&mut oldest, class.slot_len);
+                class
+                    .lists
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .cold
+                    .append(&mut oldest);
+            }
+        }
+    }
+
     /// Trims every free stack on the global lists, so their memory goes back
     /// to the kernel now (`Runtime::trim_stacks`).
     pub(crate) fn trim_all(&self) {
@@ -468,8 +538,11 @@ impl StackPool {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         for class in std::iter::once(&self.default).chain(classes.iter().map(|c| &**c)) {
-            let mut warm =
-                std::mem::take(&mut class.lists.lock().unwrap_or_else(|e| e.into_inner()).warm);
+            let mut warm = {
+                let mut lists = class.lists.lock().unwrap_or_else(|e| e.into_inner());
+                lists.warm_since.clear();
+                std::mem::take(&mut lists.warm)
+            };
             trim(&mut warm, class.slot_len);
             class
                 .lists
@@ -562,6 +635,7 @@ impl Drop for SizeClass {
         let lists = self.lists.get_mut().unwrap_or_else(|e| e.into_inner());
         // Free stacks only point into the reservations; forget them first.
         lists.warm.clear();
+        lists.warm_since.clear();
         lists.cold.clear();
         for reservation in lists.reservations.drain(..) {
             // A class is dropped with its pool, the pool only when no Stack
@@ -569,6 +643,54 @@ impl Drop for SizeClass {
             // SAFETY: so nothing uses this mapping any more.
             unsafe { memory::release(reservation.base, reservation.len) };
         }
+    }
+}
+
+impl Lists {
+    /// Removes the `n` oldest warm stacks (the front) and their ages.
+    fn take_oldest_warm(&mut self, n: usize) -> Vec<Stack> {
+        let mut left = n;
+        while left > 0 {
+            let front = self.warm_since.front_mut().expect("warm_since covers warm");
+            if front.1 <= left {
+                left -= front.1;
+                self.warm_since.pop_front();
+            } else {
+                front.1 -= left;
+                left = 0;
+            }
+        }
+        let oldest: Vec<Stack> = self.warm.drain(..n).collect();
+        self.debug_check();
+        oldest
+    }
+
+    /// Drops the ages of the `n` newest warm stacks (the back), which the
+    /// caller is about to take.
+    fn forget_newest_warm(&mut self, n: usize) {
+        let mut left = n;
+        while left > 0 {
+            let back = self.warm_since.back_mut().expect("warm_since covers warm");
+            if back.1 <= left {
+                left -= back.1;
+                self.warm_since.pop_back();
+            } else {
+                back.1 -= left;
+                left = 0;
+            }
+        }
+    }
+
+    /// `warm_since` counts exactly the warm stacks.
+    fn debug_check(&self) {
+        debug_assert_eq!(
+            self.warm_since
+                .iter()
+                .map(|&(_, count)| count)
+                .sum::<usize>(),
+            self.warm.len(),
+            "warm_since out of step with warm"
+        );
     }
 }
 
@@ -582,6 +704,7 @@ impl SizeClass {
                 reservations: Vec::new(),
                 next_fresh: 0,
                 warm: Vec::new(),
+                warm_since: std::collections::VecDeque::new(),
                 cold: Vec::new(),
             }),
         }
@@ -756,5 +879,37 @@ mod tests {
         for stack in stacks {
             pool.release(stack);
         }
+    }
+
+    #[test]
+    fn stacks_idle_past_their_age_decay_down_to_the_floor() {
+        let pool = StackPool::new(16 * 1024, false);
+        let count = WARM_FLOOR + 500;
+        let stacks: Vec<Stack> = (0..count)
+            .map(|_| pool.acquire_sized(16 * 1024).unwrap())
+            .collect();
+        for stack in stacks {
+            pool.release(stack);
+        }
+        let warm = |pool: &StackPool| {
+            let lists = pool.default.lists.lock().unwrap();
+            lists.debug_check();
+            lists.warm.len()
+        };
+        assert_eq!(warm(&pool), count);
+        pool.decay();
+        assert_eq!(warm(&pool), count, "nothing is old enough yet");
+        std::thread::sleep(DECAY_AGE + DECAY_AGE / 2);
+        // Take a few (the newest) and give them back: young again.
+        let again: Vec<Stack> = (0..10)
+            .map(|_| pool.acquire_sized(16 * 1024).unwrap())
+            .collect();
+        for stack in again {
+            pool.release(stack);
+        }
+        pool.decay();
+        assert_eq!(warm(&pool), WARM_FLOOR, "decayed down to the floor");
+        let lists = pool.default.lists.lock().unwrap();
+        assert_eq!(lists.cold.len(), count - WARM_FLOOR);
     }
 }

@@ -39,6 +39,10 @@
 //! - **runnable but not running** (the machine is loaded): never; another
 //!   thread would wait for a core as well.
 //!
+//! It also trims free stacks that have been idle past their age (the
+//! stack pool's decay, every [`DECAY_INTERVAL`]), as Go's scavenger returns
+//! idle memory.
+//!
 //! The monitor also fires the due timers of workers that cannot: held and
 //! stuck workers, and spare slots without a thread (timers of fibers that slept
 //! while on a spare that has since retired). Their fibers go to the
@@ -85,6 +89,11 @@ pub(crate) const IDLE_INTERVAL: Duration = Duration::from_millis(10);
 /// worker stuck for good with a busy runtime around it costs the fast
 /// period only this long.
 const EPISODE_LINGER: Duration = Duration::from_millis(1);
+
+/// How often the monitor asks the stack pool to trim stacks idle past
+/// their age (`StackPool::decay`): a tenth of `DECAY_AGE`, so a stack is
+/// trimmed at most 10% later than its age says.
+const DECAY_INTERVAL: Duration = Duration::from_millis(10);
 
 /// The longest wait the monitor spins through instead of sleeping: the
 /// look again after the blocked threshold at a suspected blocking call
@@ -151,6 +160,7 @@ pub(crate) fn run(shared: Arc<Shared>, parker: Parker) {
     let mut interval = BUSY_INTERVAL;
     let mut held = Vec::new();
     let mut last_handoff: Option<Instant> = None;
+    let mut last_decay = start;
     let mut spin_wait = false;
     while !shared.is_shutdown() {
         if spin_wait {
@@ -170,6 +180,12 @@ pub(crate) fn run(shared: Arc<Shared>, parker: Parker) {
         // long slices): collect it (`io/reactor.rs`).
         shared.reactor.poll_if_stale();
         let now = Instant::now();
+        if now - last_decay >= DECAY_INTERVAL {
+            // Free stacks idle past their age go back to the kernel
+            // (`fiber/stack.rs`, `StackPool::decay`).
+            shared.stacks.decay();
+            last_decay = now;
+        }
         let mut work_waiting = !shared.injector.is_empty();
         let mut watching = false;
         let mut asleep = 0;
