@@ -93,7 +93,7 @@ const EPISODE_LINGER: Duration = Duration::from_millis(1);
 /// How often the monitor asks the stack pool to trim stacks idle past
 /// their age (`StackPool::decay`): a tenth of `DECAY_AGE`, so a stack is
 /// trimmed at most 10% later than its age says.
-const DECAY_INTERVAL: Duration = Duration::from_millis(10);
+const DECAY_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The longest wait the monitor spins through instead of sleeping: the
 /// look again after the blocked threshold at a suspected blocking call
