@@ -330,10 +330,10 @@ fn capture_parked(fiber: &Arc<FiberInner>) -> Option<(StackTrace, bool)> {
     let trace = slot.expect("the fiber fills the slot before it suspends");
     let woken = fiber.state.end_dump() == Unparked::MustSchedule;
     if woken {
-        // ("Ownership" on FiberInner.)
-        // SAFETY: winning PARKED → DUMPING made the parked fiber's
-        // scheduling reference ours to hand on, and end_dump has just made
-        // it SCHEDULED: it goes to a run queue, as an unparker's would.
+        // Winning PARKED → DUMPING made the parked fiber's scheduling
+        // reference ours to hand on ("Ownership" on FiberInner).
+        // SAFETY: and end_dump has just made it SCHEDULED: it goes to a
+        // run queue, as an unparker's would.
         let scheduling_reference = unsafe { Arc::from_raw(Arc::as_ptr(fiber)) };
         Shared::schedule(scheduling_reference);
     }

@@ -470,25 +470,36 @@ impl StackPool {
             return;
         }
         // The front of the warm list is its oldest (least recently freed).
-        let mut oldest = lists.take_oldest_warm(WARM_WATERMARK);
+        let oldest = lists.take_oldest_warm(WARM_WATERMARK);
+        self.trim_to_cold(class, lists, oldest);
+    }
+
+    /// Trims `stacks` (just taken off `class`'s warm list, whose lock the
+    /// caller passes in) and puts them on its cold list.
+    fn trim_to_cold(
+        &self,
+        class: &SizeClass,
+        mut lists: std::sync::MutexGuard<'_, Lists>,
+        mut stacks: Vec<Stack>,
+    ) {
         if self.is_budgeted() {
             // Trim under the lock: a stack must never be on no list while
             // the budget is used up, or a concurrent first run would find
             // none. (The mprotect fallback can afford the wait.)
-            trim(&mut oldest, class.slot_len);
-            lists.cold.append(&mut oldest);
+            trim(&mut stacks, class.slot_len);
+            lists.cold.append(&mut stacks);
         } else {
             // Trim outside the lock, so the other workers' refills do not
             // wait for the madvise calls; the stacks are briefly on no list,
             // and a refill meanwhile carves fresh ones instead.
             drop(lists);
-            trim(&mut oldest, class.slot_len);
+            trim(&mut stacks, class.slot_len);
             class
                 .lists
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .cold
-                .append(&mut oldest);
+                .append(&mut stacks);
         }
     }
 
@@ -515,20 +526,8 @@ impl StackPool {
             if n == 0 {
                 continue;
             }
-            let mut oldest = lists.take_oldest_warm(n);
-            if self.is_budgeted() {
-                trim(&mut oldest, class.slot_len);
-                lists.cold.append(&mut oldest);
-            } else {
-                drop(lists);
-                trim(&mut oldest, class.slot_len);
-                class
-                    .lists
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .cold
-                    .append(&mut oldest);
-            }
+            let oldest = lists.take_oldest_warm(n);
+            self.trim_to_cold(class, lists, oldest);
         }
     }
 
