@@ -4,7 +4,7 @@
 //!
 //! `cargo bench --bench channel`
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 
@@ -16,48 +16,12 @@ fn round_trip(c: &mut Criterion) {
 
     let rt = spindle::Builder::new().workers(2).build().unwrap();
     group.bench_function("fibers_spindle_mpsc", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(|| {
-                let (to_pong, pong_rx) = spindle::sync::mpsc::channel::<u64>();
-                let (to_ping, ping_rx) = spindle::sync::mpsc::channel::<u64>();
-                let pong = spindle::spawn(move || {
-                    for message in pong_rx.iter() {
-                        to_ping.send(message + 1).unwrap();
-                    }
-                });
-                let start = Instant::now();
-                for i in 0..iters {
-                    to_pong.send(i).unwrap();
-                    assert_eq!(ping_rx.recv().unwrap(), i + 1);
-                }
-                let elapsed = start.elapsed();
-                drop(to_pong);
-                pong.join().unwrap();
-                elapsed
-            })
-        })
+        b.iter_custom(|iters| common::fiber_channel_round_trips(&rt, iters))
     });
     drop(rt);
 
     group.bench_function("threads_std_mpsc", |b| {
-        b.iter_custom(|iters| {
-            let (to_pong, pong_rx) = std::sync::mpsc::channel::<u64>();
-            let (to_ping, ping_rx) = std::sync::mpsc::channel::<u64>();
-            let pong = std::thread::spawn(move || {
-                for message in pong_rx.iter() {
-                    to_ping.send(message + 1).unwrap();
-                }
-            });
-            let start = Instant::now();
-            for i in 0..iters {
-                to_pong.send(i).unwrap();
-                assert_eq!(ping_rx.recv().unwrap(), i + 1);
-            }
-            let elapsed = start.elapsed();
-            drop(to_pong);
-            pong.join().unwrap();
-            elapsed
-        })
+        b.iter_custom(common::thread_channel_round_trips)
     });
 
     group.bench_function("processes_pipe", |b| {

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use criterion::Criterion;
 use spindle::shard::{self, Config, Event, Incoming, Peer, Shard, Supervisor};
 
+mod common;
+
 /// Shard 1 echoes what shards send it; shard 0, told `run <n>` by the
 /// supervisor, makes `n` round trips with shard 1 and answers with the
 /// nanoseconds they took. Both echo the supervisor's other messages.
@@ -73,48 +75,12 @@ fn round_trip(c: &mut Criterion, supervisor: &Supervisor) {
 
     let rt = spindle::Builder::new().workers(2).build().unwrap();
     group.bench_function("fibers_spindle_mpsc", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(|| {
-                let (to_pong, pong_rx) = spindle::sync::mpsc::channel::<u64>();
-                let (to_ping, ping_rx) = spindle::sync::mpsc::channel::<u64>();
-                let pong = spindle::spawn(move || {
-                    for message in pong_rx.iter() {
-                        to_ping.send(message + 1).unwrap();
-                    }
-                });
-                let start = Instant::now();
-                for i in 0..iters {
-                    to_pong.send(i).unwrap();
-                    assert_eq!(ping_rx.recv().unwrap(), i + 1);
-                }
-                let elapsed = start.elapsed();
-                drop(to_pong);
-                pong.join().unwrap();
-                elapsed
-            })
-        })
+        b.iter_custom(|iters| common::fiber_channel_round_trips(&rt, iters))
     });
     drop(rt);
 
     group.bench_function("threads_std_mpsc", |b| {
-        b.iter_custom(|iters| {
-            let (to_pong, pong_rx) = std::sync::mpsc::channel::<u64>();
-            let (to_ping, ping_rx) = std::sync::mpsc::channel::<u64>();
-            let pong = std::thread::spawn(move || {
-                for message in pong_rx.iter() {
-                    to_ping.send(message + 1).unwrap();
-                }
-            });
-            let start = Instant::now();
-            for i in 0..iters {
-                to_pong.send(i).unwrap();
-                assert_eq!(ping_rx.recv().unwrap(), i + 1);
-            }
-            let elapsed = start.elapsed();
-            drop(to_pong);
-            pong.join().unwrap();
-            elapsed
-        })
+        b.iter_custom(common::thread_channel_round_trips)
     });
 
     group.bench_function("supervisor_to_shard", |b| {

@@ -1,4 +1,7 @@
-//! Pieces shared by the benches: the process version of a ping-pong.
+//! Pieces shared by the benches: the ping-pongs over a fiber channel, a
+//! std channel between threads, and pipes between processes.
+
+#![allow(dead_code)] // each bench uses some of these
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -54,4 +57,47 @@ fn pipe() -> (libc::c_int, libc::c_int) {
     // SAFETY: `fds` has room for the two descriptors pipe writes.
     assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe failed");
     (fds[1], fds[0])
+}
+
+/// `iters` round trips of a message between two fibers over a pair of
+/// spindle channels, timed inside the runtime; returns the time they took.
+pub fn fiber_channel_round_trips(rt: &spindle::Runtime, iters: u64) -> Duration {
+    rt.block_on(|| {
+        let (to_pong, pong_rx) = spindle::sync::mpsc::channel::<u64>();
+        let (to_ping, ping_rx) = spindle::sync::mpsc::channel::<u64>();
+        let pong = spindle::spawn(move || {
+            for message in pong_rx.iter() {
+                to_ping.send(message + 1).unwrap();
+            }
+        });
+        let start = Instant::now();
+        for i in 0..iters {
+            to_pong.send(i).unwrap();
+            assert_eq!(ping_rx.recv().unwrap(), i + 1);
+        }
+        let elapsed = start.elapsed();
+        drop(to_pong);
+        pong.join().unwrap();
+        elapsed
+    })
+}
+
+/// The same between two threads over a pair of `std::sync::mpsc` channels.
+pub fn thread_channel_round_trips(iters: u64) -> Duration {
+    let (to_pong, pong_rx) = std::sync::mpsc::channel::<u64>();
+    let (to_ping, ping_rx) = std::sync::mpsc::channel::<u64>();
+    let pong = std::thread::spawn(move || {
+        for message in pong_rx.iter() {
+            to_ping.send(message + 1).unwrap();
+        }
+    });
+    let start = Instant::now();
+    for i in 0..iters {
+        to_pong.send(i).unwrap();
+        assert_eq!(ping_rx.recv().unwrap(), i + 1);
+    }
+    let elapsed = start.elapsed();
+    drop(to_pong);
+    pong.join().unwrap();
+    elapsed
 }
