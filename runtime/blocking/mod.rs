@@ -13,8 +13,12 @@
 //! runtime shuts down and unwinds the waiting fiber (the unwind is caught,
 //! the wait completes, then the unwind resumes).
 //!
-//! Not here yet (issue 5): the automatic hand-off that rescues a worker
-//! stuck in a raw blocking call nobody wrapped in `blocking`.
+//! A raw blocking call nobody wrapped in `blocking` is rescued too, later
+//! and at a higher price: the monitor sees the worker held and hands its
+//! queued fibers to a spare worker thread (`scheduler/handoff.rs`), and
+//! reports the episode. `blocking` is the cheap, explicit way: measured
+//! with `cargo bench --bench blocking`, 200 calls of 2 ms took 3.3 ms
+//! through it and 14.0 ms as raw calls handed off.
 
 pub(crate) mod pool;
 

@@ -13,7 +13,11 @@
 //!   (`park.rs`) is how a worker sleeps.
 //! - The **monitor** (`monitor.rs`) is one more thread: it wakes a sleeping
 //!   worker when a busy one has fibers waiting behind a fiber that does not
-//!   yield.
+//!   yield, and when none sleeps it hands the held worker's queue to a
+//!   **spare worker** (`handoff.rs`): a thread running the same loop on a
+//!   spare slot, which retires when the held fiber gives its worker back.
+//! - Idle workers sleep in the I/O poller (`io/reactor.rs`) when one is
+//!   free, so socket readiness wakes them as a producer's unpark does.
 //!
 //! # The life of a fiber
 //! 1. `spawn` checks the runtime's live-fiber limit, allocates the fiber
