@@ -247,6 +247,13 @@ pub(crate) fn run(shared: Arc<Shared>, parker: Parker) {
             // A held worker with an empty queue still costs parallelism
             // when fibers wait elsewhere and nobody is free to run them.
             if local_work || (work_waiting && asleep == 0) {
+                // Relaxed: a last look, narrowing the window in which the
+                // fiber we judged gives its worker back before the mark
+                // lands (its report would then name the next fiber to end
+                // a slice there, and the spare would retire at once).
+                if shared.remotes[index].ticks.load(Ordering::Relaxed) != watches[index].ticks {
+                    continue;
+                }
                 hand_off(&shared, index, watches[index].since);
                 last_handoff = Some(now);
             }
