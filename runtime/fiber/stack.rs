@@ -379,7 +379,7 @@ impl StackPool {
             let mut lists = class.lists.lock().unwrap_or_else(|e| e.into_inner());
             let lists = &mut *lists;
             let from_warm = want.min(lists.warm.len());
-            lists.forget_newest_warm(from_warm);
+            lists.forget_warm_ages(from_warm, false);
             let mut taken = 0;
             for list in [&mut lists.warm, &mut lists.cold] {
                 let n = (want - taken).min(list.len());
@@ -651,34 +651,32 @@ impl Drop for SizeClass {
 impl Lists {
     /// Removes the `n` oldest warm stacks (the front) and their ages.
     fn take_oldest_warm(&mut self, n: usize) -> Vec<Stack> {
-        let mut left = n;
-        while left > 0 {
-            let front = self.warm_since.front_mut().expect("warm_since covers warm");
-            if front.1 <= left {
-                left -= front.1;
-                self.warm_since.pop_front();
-            } else {
-                front.1 -= left;
-                left = 0;
-            }
-        }
+        self.forget_warm_ages(n, true);
         let oldest: Vec<Stack> = self.warm.drain(..n).collect();
         self.debug_check();
         oldest
     }
 
-    /// Drops the ages of the `n` newest warm stacks (the back), which the
-    /// caller is about to take.
-    fn forget_newest_warm(&mut self, n: usize) {
+    /// Drops the ages of `n` warm stacks, at the oldest end (the front) or
+    /// the newest (the back, which refills take from).
+    fn forget_warm_ages(&mut self, n: usize, oldest: bool) {
         let mut left = n;
         while left > 0 {
-            let back = self.warm_since.back_mut().expect("warm_since covers warm");
-            if back.1 <= left {
-                left -= back.1;
-                self.warm_since.pop_back();
+            let run = if oldest {
+                self.warm_since.front_mut()
             } else {
-                back.1 -= left;
-                left = 0;
+                self.warm_since.back_mut()
+            };
+            let run = run.expect("warm_since covers warm");
+            if run.1 > left {
+                run.1 -= left;
+                return;
+            }
+            left -= run.1;
+            if oldest {
+                self.warm_since.pop_front();
+            } else {
+                self.warm_since.pop_back();
             }
         }
     }
