@@ -231,6 +231,24 @@ struct SizeClass {
     lists: Mutex<Lists>,
 }
 
+/// A size class as `StackPool::classes` lists it: the default one is
+/// borrowed, the others shared.
+enum ClassRef<'a> {
+    Default(&'a SizeClass),
+    Other(Arc<SizeClass>),
+}
+
+impl std::ops::Deref for ClassRef<'_> {
+    type Target = SizeClass;
+
+    fn deref(&self) -> &SizeClass {
+        match self {
+            ClassRef::Default(class) => class,
+            ClassRef::Other(class) => class,
+        }
+    }
+}
+
 /// A size class's mutable state, under its lock.
 struct Lists {
     reservations: Vec<Reservation>,
@@ -503,16 +521,20 @@ impl StackPool {
         }
     }
 
+    /// Every size class: the default, then the others (a snapshot; a class
+    /// added meanwhile is not in it).
+    fn classes(&self) -> Vec<ClassRef<'_>> {
+        let others = self.others.lock().unwrap_or_else(|e| e.into_inner());
+        std::iter::once(ClassRef::Default(&self.default))
+            .chain(others.iter().cloned().map(ClassRef::Other))
+            .collect()
+    }
+
     /// Trims the warm stacks of every class that have been free for longer
     /// than [`DECAY_AGE`], keeping [`WARM_FLOOR`] (the monitor calls this on
     /// its passes). Cheap when there is nothing to do: one lock per class.
     pub(crate) fn decay(&self) {
-        let classes: Vec<Arc<SizeClass>> = self
-            .others
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        for class in std::iter::once(&self.default).chain(classes.iter().map(|c| &**c)) {
+        for class in &self.classes() {
             let mut lists = class.lists.lock().unwrap_or_else(|e| e.into_inner());
             let now = std::time::Instant::now();
             let mut old = 0;
@@ -534,12 +556,7 @@ impl StackPool {
     /// Trims every free stack on the global lists, so their memory goes back
     /// to the kernel now (`Runtime::trim_stacks`).
     pub(crate) fn trim_all(&self) {
-        let classes: Vec<Arc<SizeClass>> = self
-            .others
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        for class in std::iter::once(&self.default).chain(classes.iter().map(|c| &**c)) {
+        for class in &self.classes() {
             let mut warm = {
                 let mut lists = class.lists.lock().unwrap_or_else(|e| e.into_inner());
                 lists.warm_since.clear();
@@ -559,13 +576,8 @@ impl StackPool {
     /// finished). The registry keeps its own references. Called at shutdown
     /// once no worker runs.
     pub(crate) fn owners(&self) -> Vec<NonNull<()>> {
-        let classes: Vec<Arc<SizeClass>> = self
-            .others
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
         let mut owners = Vec::new();
-        for class in std::iter::once(&self.default).chain(classes.iter().map(|c| &**c)) {
+        for class in &self.classes() {
             let lists = class.lists.lock().unwrap_or_else(|e| e.into_inner());
             for reservation in &lists.reservations {
                 owners.extend(
@@ -589,12 +601,7 @@ impl StackPool {
     ///
     /// Holds each size class's lock while it walks that class's cells.
     pub(crate) fn for_each_started(&self, mut take: impl FnMut(NonNull<()>)) {
-        let classes: Vec<Arc<SizeClass>> = self
-            .others
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        for class in std::iter::once(&self.default).chain(classes.iter().map(|c| &**c)) {
+        for class in &self.classes() {
             let lists = class.lists.lock().unwrap_or_else(|e| e.into_inner());
             for reservation in &lists.reservations {
                 for cell in reservation.owners.iter() {
