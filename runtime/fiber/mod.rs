@@ -499,6 +499,14 @@ pub fn try_current() -> Option<Fiber> {
     }
 }
 
+/// How many workers the running fiber's runtime has, or `None` on a plain
+/// thread (`sync::Mutex` spins only where another worker may run the
+/// holder).
+pub(crate) fn current_runtime_workers() -> Option<usize> {
+    // SAFETY: the running fiber is alive while it runs.
+    unsafe { current_ptr().as_ref() }.map(|fiber| fiber.shared.num_workers)
+}
+
 /// Runs `f` with the running fiber's fiber-local values (`sync::local`),
 /// or with `None` on a plain thread.
 pub(crate) fn with_current_locals<R>(

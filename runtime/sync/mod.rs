@@ -36,6 +36,7 @@ pub mod oneshot;
 mod rwlock;
 mod select;
 mod semaphore;
+mod spin;
 pub(crate) mod waiter;
 pub(crate) mod waitlist;
 

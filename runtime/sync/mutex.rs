@@ -3,8 +3,11 @@
 //! # Design
 //! One atomic byte holds LOCKED and QUEUED (someone may be waiting). The
 //! uncontended paths are one compare-and-swap each. A contended `lock`
-//! queues itself on a [`WaitList`] (setting QUEUED under the list's lock),
-//! tries once more, and parks.
+//! first spins, trying again with exponential backoff (`spin.rs`, where
+//! the measurements are: the backoff is what lets 1,000 fibers on 2
+//! workers beat 2 std threads on this lock's bench). Then it queues itself
+//! on a [`WaitList`] (setting QUEUED under the list's lock), tries once
+//! more, and parks.
 //!
 //! `unlock` with QUEUED set wakes the first waiter. Normally the lock is
 //! released and the woken waiter competes for it with newcomers ("barging",
@@ -14,17 +17,15 @@
 //! take it first) when it has waited [`HAND_OFF_AFTER`] (1 ms, Go's
 //! starvation threshold), **at most once per `HAND_OFF_AFTER`**.
 //!
-//! The throttle is the measured part. Handing off at every unlock once the
+//! The throttle is measured too. Handing off at every unlock once the
 //! front waiter is old (Go's starvation mode) turns a long queue of old
 //! waiters into a convoy: every increment then costs a park and an unpark.
 //! `benches/sync.rs`, 1,000 fibers doing 1,000,000 increments: 148–500 ms
-//! with that rule; with the throttle, 37.6–39.7 ms on a quiet machine
-//! against 25–28 ms for 2 std threads on a std Mutex (16.7 ms against 21.7
-//! ms in one run while other builds loaded the machine, which hurts the OS
-//! threads more). So fibers are still ~1.4x behind threads here. The bound it keeps: every millisecond the front waiter is
-//! served, so a waiter waits at most (waiters ahead of it) x 1 ms plus the
-//! critical sections in between (`tests/sync.rs` records the
-//! longest wait: 160–220 ms among 1,000 contending fibers).
+//! with that rule, 37.6–39.7 ms with the throttle (before the backoff; see
+//! `spin.rs` for today's figures). The bound it keeps: every millisecond
+//! the front waiter is served, so a waiter waits at most (waiters ahead of
+//! it) x 1 ms plus the critical sections in between (`tests/sync.rs`
+//! records the longest wait among 1,000 contending fibers).
 //!
 //! Rejected, measured: Go's `mutexWoken` bit (an unlock does not wake a
 //! second waiter while one woken earlier has not competed yet). With 1,000
@@ -33,11 +34,8 @@
 //! are all queued on the lock goes idle and the work serialises onto the
 //! other worker. Also rejected: Go's "do not spin while the local run queue
 //! has work" rule (191 ms: the parks become a convoy again), and spinning
-//! 128 times instead of 32 (no change). `perf` on the contended bench
-//! shows almost no parking: the time is the lock's cache line moving
-//! between the two running fibers. std's threads win by sleeping the loser,
-//! which lets the winner run cache-hot; a fiber that loses hands its worker
-//! to the next fiber, which contends at once.
+//! 128 times instead of 32 without backoff (no change: every try still
+//! pulled the line away from the holder).
 //!
 //! # Poisoning
 //! As std: if a fiber or thread panics while holding the lock, the mutex is
@@ -209,13 +207,10 @@ impl<T: ?Sized> Mutex<T> {
 
     #[cold]
     fn lock_contended(&self) {
-        // A short spin first: critical sections are usually shorter than a
-        // park/unpark round trip (~100 ns here, see benches/switch.rs).
-        for _ in 0..32 {
-            if self.try_acquire() {
-                return;
-            }
-            std::hint::spin_loop();
+        // A short spin first (`spin.rs`): the holder is usually a fiber
+        // running on another worker, done sooner than a park.
+        if super::spin::spin_to_acquire(|| self.try_acquire()) {
+            return;
         }
         let since = Instant::now();
         let mut woken_before = false;

@@ -260,21 +260,17 @@ impl<T: ?Sized> RwLock<T> {
 
     #[cold]
     fn lock_contended(&self, access: Access) {
-        // A short spin first, as the Mutex does: critical sections are
-        // usually shorter than a park/unpark round trip. The fast paths
-        // respect QUEUED, so spinning never overtakes a queued waiter.
-        for _ in 0..32 {
-            let acquired = match access {
-                Access::Read => self.try_read_fast(),
-                Access::Write => self
-                    .state
-                    .compare_exchange(0, WRITER, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok(),
-            };
-            if acquired {
-                return;
-            }
-            std::hint::spin_loop();
+        // A short spin first, as the Mutex does (`spin.rs`). The fast
+        // paths respect QUEUED, so spinning never overtakes a queued waiter.
+        let acquired = super::spin::spin_to_acquire(|| match access {
+            Access::Read => self.try_read_fast(),
+            Access::Write => self
+                .state
+                .compare_exchange(0, WRITER, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok(),
+        });
+        if acquired {
+            return;
         }
         let mut granted = Vec::new();
         let request = {
