@@ -25,6 +25,7 @@ pub(crate) struct WorkerCounters {
     pub(crate) parks: AtomicU64,
     pub(crate) parked_nanos: AtomicU64,
     pub(crate) spawned: AtomicU64,
+    pub(crate) spawns_to_injector: AtomicU64,
 }
 
 /// Adds to a counter that only the calling thread writes: a relaxed load
@@ -49,6 +50,7 @@ impl WorkerCounters {
             parks: get(&self.parks),
             time_parked: Duration::from_nanos(get(&self.parked_nanos)),
             spawned: get(&self.spawned),
+            spawns_to_injector: get(&self.spawns_to_injector),
             handoffs: 0,
         }
     }
@@ -73,6 +75,10 @@ pub struct WorkerMetrics {
     pub time_parked: Duration,
     /// Fibers spawned by fibers running on this worker.
     pub spawned: u64,
+    /// Of those, fibers sent to the global injector because this worker's
+    /// deque already held a backlog (`scheduler/worker.rs`,
+    /// `SPAWN_BACKLOG`).
+    pub spawns_to_injector: u64,
     /// Times this worker was declared stuck in one fiber and its queue
     /// handed to a spare worker (`scheduler/handoff.rs`).
     pub handoffs: u64,

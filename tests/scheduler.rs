@@ -315,6 +315,52 @@ fn yield_now_interleaves_fibers_on_one_worker() {
     assert_eq!(log.len(), 9);
 }
 
+/// A spawn backlog waits in the global injector, so fibers already started
+/// (holding a stack) run before more unstarted ones start: a fiber that
+/// spawns 20,000 fibers, each of which yields once, never has more than a
+/// few hundred of them started and unfinished at once. (With every spawn
+/// on the spawner's deque, all 20,000 would start before the first one
+/// resumed from its yield.)
+#[test]
+fn a_spawn_backlog_does_not_start_everything_at_once() {
+    const FIBERS: usize = 20_000;
+    let rt = runtime(1);
+    let started = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let (started2, peak2) = (started.clone(), peak.clone());
+    within(HANG, move || {
+        rt.block_on(move || {
+            let handles: Vec<_> = (0..FIBERS)
+                .map(|_| {
+                    let (started, peak) = (started2.clone(), peak2.clone());
+                    spindle::spawn(move || {
+                        let now = started.fetch_add(1, Ordering::SeqCst) + 1;
+                        peak.fetch_max(now, Ordering::SeqCst);
+                        spindle::yield_now();
+                        started.fetch_sub(1, Ordering::SeqCst);
+                    })
+                })
+                .collect();
+            for handle in handles {
+                handle.join().unwrap();
+            }
+        });
+        let metrics = rt.metrics();
+        let to_injector: u64 = metrics.workers.iter().map(|w| w.spawns_to_injector).sum();
+        assert!(
+            to_injector >= (FIBERS - 1_000) as u64,
+            "only {to_injector} of {FIBERS} spawns went to the injector"
+        );
+    });
+    assert_eq!(started.load(Ordering::SeqCst), 0);
+    let peak = peak.load(Ordering::SeqCst);
+    eprintln!("peak started and unfinished: {peak} of {FIBERS}");
+    assert!(
+        peak < 2_000,
+        "{peak} fibers were started and unfinished at once"
+    );
+}
+
 /// Counts its drops.
 struct DropCounter(Arc<AtomicUsize>);
 impl Drop for DropCounter {

@@ -76,21 +76,27 @@ pub(crate) const LOCAL_CACHE: usize = 64;
 /// the global lock is taken once per `BATCH` spawns at most.
 pub(crate) const BATCH: usize = 32;
 
-/// Warm (untrimmed) stacks the global list keeps at most: 8,192 one-page-deep
-/// stacks hold 32 MiB. The list may grow to twice this; then the oldest
-/// `WARM_WATERMARK` are trimmed at once. Trimming many at a time instead of
-/// each batch of 32 as it arrives cut the `madvise` calls (each a TLB
-/// shootdown across the workers' CPUs) of `million`'s join phase from ~31,000
-/// to ~1,000, because stacks freed close together in time sit next to each
-/// other and coalesce into a few ranges. Past a size, though, the count
-/// must not be what trims: `examples/timers` (a million fibers each sleeping
-/// 10 ms, ~20,000 alive at a time) spent 40% of its time in the TLB
-/// shootdowns of trimming stacks it reused a few milliseconds later, with
-/// a watermark of 1,024 (3.4 s); at 8,192 it took 2.0 s, at 32,768 1.7 s
-/// (no decay). So stacks are trimmed by age ([`DECAY_AGE`], by the
-/// monitor) and this count is only the bound on memory kept meanwhile:
-/// with decay, 8,192 and 16,384 both gave 2.1–2.3 s, 4,096 2.6–3.2 s.
-pub(crate) const WARM_WATERMARK: usize = 8_192;
+/// Warm (untrimmed) stacks the global list keeps at most: 16,384
+/// one-page-deep stacks hold 64 MiB. The list may grow to twice this; then
+/// the oldest `WARM_WATERMARK` are trimmed at once. Trimming many at a time
+/// instead of each batch of 32 as it arrives cut the `madvise` calls (each
+/// a TLB shootdown across the workers' CPUs) of `million`'s join phase from
+/// ~31,000 to ~1,000, because stacks freed close together in time sit next
+/// to each other and coalesce into a few ranges. Past a size, though, the
+/// count must not be what trims: `examples/timers` (a million fibers each
+/// sleeping 10 ms, ~20,000 alive at a time) spent 40% of its time in the
+/// TLB shootdowns of trimming stacks it reused a few milliseconds later,
+/// with a watermark of 1,024 (3.4 s); at 8,192 it took 2.0 s, at 32,768
+/// 1.7 s (no decay). So stacks are trimmed by age ([`DECAY_AGE`], by the
+/// monitor) and this count is only the bound on memory kept meanwhile.
+/// Measured with decay and the spawn backlog rule (`SPAWN_BACKLOG` in
+/// `scheduler/worker.rs`), four alternating runs each: 8,192 gave
+/// 1.46–1.72 s, 16,384 1.33–1.46 s.
+///
+/// Warm stacks never raise the peak: a stack is carved only when no free
+/// one is left, so live plus warm stacks never exceed the most that were
+/// live at once. The watermark only decides how soon memory goes back.
+pub(crate) const WARM_WATERMARK: usize = 16_384;
 
 /// Warm stacks idle on the global list for longer than this are trimmed by
 /// the monitor (`StackPool::decay`), down to [`WARM_FLOOR`]: RSS falls

@@ -388,8 +388,10 @@ impl Shared {
             Some(worker) => {
                 if spawned {
                     worker.count_spawn(id);
+                    worker.schedule_spawned(fiber);
+                } else {
+                    worker.schedule_local(fiber);
                 }
-                worker.schedule_local(fiber);
                 None
             }
             None => Some(fiber),

@@ -10,7 +10,8 @@
 //!
 //! Where a worker looks for its next fiber, in order (`next_fiber`):
 //! 1. every [`INJECTOR_INTERVAL`]th tick, the global injector first, so that
-//!    fibers spawned from outside the runtime cannot starve;
+//!    fibers spawned from outside the runtime, or spawned past a worker's
+//!    [`SPAWN_BACKLOG`], cannot starve;
 //! 2. its next slot (at most `MAX_NEXT_STREAK` times in a row);
 //! 3. its own deque;
 //! 4. the injector;
@@ -44,6 +45,22 @@ use crate::trace::{Buffer, Event};
 /// own queue. 61, as Go's scheduler: a prime, so it does not fall into step
 /// with periodic workloads.
 const INJECTOR_INTERVAL: u64 = 61;
+
+/// Fibers a worker's deque may hold before the fibers its fibers spawn go
+/// to the global injector instead (Go's local run queue holds 256 and
+/// overflows to the global one the same way).
+///
+/// The reason is memory, measured with `examples/timers` (a million fibers
+/// each sleeping 10 ms, spawned by one fiber in ~0.3 s): with every spawn
+/// on the spawner's deque, the fibers woken by their timers queued behind
+/// hundreds of thousands of unstarted ones, so nearly every fiber was
+/// started (given a stack) before any finished: 208,000 fresh stacks were
+/// carved and guarded and 78,000 `madvise` trims made, a third of the run
+/// in their TLB shootdowns. With the backlog in the injector, a worker
+/// finishes the woken fibers in its deque (which hold stacks) before it
+/// takes more unstarted ones (which take stacks), every
+/// [`INJECTOR_INTERVAL`]th tick excepted.
+pub(crate) const SPAWN_BACKLOG: usize = 256;
 
 /// Rounds over all victims a searcher makes before it parks. Go makes 4;
 /// ours are cheaper to give up because a spawn that arrives later wakes a
@@ -412,8 +429,20 @@ impl Worker {
             self.shared.reactor.poll_now();
         }
         if tick % INJECTOR_INTERVAL == 0 {
-            if let Some(fiber) = self.steal_injector() {
-                return Some(fiber);
+            // For fairness. A batch (up to 33) while this deque has room
+            // under `SPAWN_BACKLOG`, else one fiber (as Go's
+            // `globrunqget(pp, 1)` here): a batch every 61 ticks would feed a
+            // spawn backlog in faster than fibers that start, yield and
+            // resume get through a long deque, and the started set would
+            // grow without bound (`tests/scheduler.rs`, 4,621 of 20,000
+            // started at once; 261 with this rule).
+            let fiber = if self.local.len() < SPAWN_BACKLOG {
+                self.steal_injector()
+            } else {
+                self.steal_one_from_injector()
+            };
+            if fiber.is_some() {
+                return fiber;
             }
         }
         if let Some(fiber) = self.remote().next.take() {
@@ -435,6 +464,32 @@ impl Worker {
         if let Some(displaced) = self.remote().next.put(fiber) {
             self.local.push(displaced);
             self.shared.notify_one();
+        }
+    }
+
+    /// Schedules a fiber just spawned by a fiber on this worker: like a
+    /// woken one (`schedule_local`), unless this worker's deque already
+    /// holds [`SPAWN_BACKLOG`] fibers; then it goes to the global injector.
+    pub(crate) fn schedule_spawned(&self, fiber: Arc<FiberInner>) {
+        if self.local.len() < SPAWN_BACKLOG {
+            self.schedule_local(fiber);
+        } else {
+            bump(&self.remote().counters.spawns_to_injector, 1);
+            self.shared.injector.push(fiber);
+            self.shared.notify_one();
+        }
+    }
+
+    fn steal_one_from_injector(&self) -> Option<Arc<FiberInner>> {
+        loop {
+            match self.shared.injector.steal() {
+                Steal::Success(fiber) => {
+                    bump(&self.remote().counters.injector_pops, 1);
+                    return Some(fiber);
+                }
+                Steal::Empty => return None,
+                Steal::Retry => continue,
+            }
         }
     }
 

@@ -59,7 +59,7 @@ pub(crate) fn park_until(deadline: Option<Instant>) -> bool {
     if now >= deadline {
         return false;
     }
-    park_timeout(deadline - now);
+    crate::fiber::park_deadline(deadline, now);
     true
 }
 
@@ -81,5 +81,10 @@ pub(crate) fn park_until(deadline: Option<Instant>) -> bool {
 /// });
 /// ```
 pub fn park_timeout(timeout: Duration) {
-    crate::fiber::park_timeout(timeout);
+    let now = Instant::now();
+    match now.checked_add(timeout) {
+        Some(deadline) => crate::fiber::park_deadline(deadline, now),
+        // Beyond the clock's range: no timer, a plain park.
+        None => crate::park(),
+    }
 }
