@@ -115,10 +115,15 @@ pub(crate) struct FiberInner {
     /// Fiber-local values (`sync::local`): made by the fiber's code on
     /// first access, dropped by it at its end in `fiber_main`.
     locals: crate::sync::local::Locals,
+    /// The fiber's wait-list node, kept between waits so that a wait
+    /// allocates nothing (`sync/waitlist.rs`). It names this fiber, so it
+    /// is dropped at the fiber's end in `fiber_main`, which breaks that
+    /// cycle.
+    wait_node: crate::sync::waitlist::NodeCache,
 }
 
 // The non-Sync fields (`context`, `guard`, `entry`, `yielder`, `cancelling`,
-// `locals`) are only touched by the thread holding the fiber RUNNING, or
+// `locals`, `wait_node`) are only touched by the thread holding the fiber RUNNING, or
 // DUMPING, which grants the same (see state.rs).
 // SAFETY: the `state` atomic grants that to one thread at a time, acq/rel.
 unsafe impl Sync for FiberInner {}
@@ -153,6 +158,7 @@ impl FiberInner {
             yielder: Cell::new(std::ptr::null()),
             cancelling: Cell::new(false),
             locals: crate::sync::local::Locals::new(),
+            wait_node: crate::sync::waitlist::NodeCache::new(),
         }
     }
 }
@@ -267,6 +273,7 @@ fn fiber_main(fiber: *const FiberInner, yielder: &FiberYielder, first: Resume) {
     };
     let output = entry(start);
     fiber.locals.drop_all();
+    fiber.wait_node.clear();
     fiber.completion.complete(output);
 }
 
@@ -515,6 +522,16 @@ pub(crate) fn with_current_locals<R>(
     // SAFETY: the running fiber is alive while it runs, which includes all
     // of `f` (a fiber that parks inside `f` keeps its FiberInner alive).
     f(unsafe { current_ptr().as_ref() }.map(|fiber| &fiber.locals))
+}
+
+/// Runs `f` with the running fiber's wait-node cache, or with `None` on a
+/// plain thread.
+pub(crate) fn with_current_wait_node<R>(
+    f: impl FnOnce(Option<&crate::sync::waitlist::NodeCache>) -> R,
+) -> R {
+    // SAFETY: the running fiber is alive while it runs, which includes all
+    // of `f` (which does not park).
+    f(unsafe { current_ptr().as_ref() }.map(|fiber| &fiber.wait_node))
 }
 
 /// Blocks the caller until its token is available, like

@@ -63,6 +63,7 @@ impl Condvar {
         let node = WaitList::push(&mut self.waiters.lock());
         drop(guard);
         self.waiters.wait(&node, None);
+        WaitList::recycle(node);
         mutex.lock()
     }
 
@@ -78,6 +79,7 @@ impl Condvar {
         let notified = self
             .waiters
             .wait(&node, Instant::now().checked_add(timeout));
+        WaitList::recycle(node);
         let result = WaitTimeoutResult(!notified);
         match mutex.lock() {
             Ok(guard) => Ok((guard, result)),

@@ -230,10 +230,13 @@ impl<T: ?Sized> Mutex<T> {
                 // (a plain notify), the lock we hold will wake the next
                 // waiter when released; nothing is lost.
                 self.waiters.remove(&node);
+                WaitList::recycle(node);
                 return;
             }
-            if self.wait_for_turn(&node) {
-                return; // handed off: the lock is ours
+            let handed_off = self.wait_for_turn(&node);
+            WaitList::recycle(node);
+            if handed_off {
+                return; // the lock is ours
             }
             if self.try_acquire() {
                 return;

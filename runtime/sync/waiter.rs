@@ -19,6 +19,16 @@ impl Waiter {
         }
     }
 
+    /// Whether this is the calling fiber, or the calling thread outside
+    /// fibers (debug checks).
+    pub(crate) fn is_current(&self) -> bool {
+        match (self, crate::fiber::try_current()) {
+            (Waiter::Fiber(fiber), Some(current)) => fiber.id() == current.id(),
+            (Waiter::Thread(thread), None) => thread.id() == std::thread::current().id(),
+            _ => false,
+        }
+    }
+
     /// Wakes the waiter without giving up the handle.
     pub(crate) fn unpark(&self) {
         match self {
