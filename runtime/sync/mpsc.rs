@@ -9,33 +9,38 @@
 //! One `Channel` per channel, shared by every end through an `Arc`:
 //!
 //! - `state`, a short `std::sync::Mutex` (never held across a park) over
-//!   the buffer (a `VecDeque`) and the counts of live senders and receivers;
-//! - three `WaitList`s: `receivers` (waiting for a message or for the last
-//!   sender to go), `senders` (waiting for room, or for the rendezvous slot
-//!   to empty) and `awaiting_receiver` (select send arms on a rendezvous
+//!   the buffer (a `VecDeque`), the counts of live senders and receivers,
+//!   and three wait queues (`WaitList` nodes): `waiting_receivers`
+//!   (waiting for a message or for the last sender to go),
+//!   `waiting_senders` (waiting for room, or for the rendezvous slot to
+//!   empty) and `awaiting_receiver` (select send arms on a rendezvous
 //!   channel, waiting for a receiver to arrive).
 //!
-//! A waiter checks its condition and queues its node *under `state`*, so a
-//! party that changes the state under `state` and then notifies the list
-//! cannot miss it (lock order: `state`, then a list; never the reverse). A
-//! send wakes one waiting receiver directly (`notify_one`), so a ping-pong
-//! between two fibers is: lock, push, unlock, pop a node, unpark. A woken
+//! A waiter checks its condition and queues its node in the same critical
+//! section, so a party that changes the state and pops a waiter under the
+//! lock cannot miss it. A send pops one waiting receiver in the critical
+//! section that queues its message, and wakes it after unlocking, so a
+//! ping-pong between two fibers is: lock, push, pop a node, unlock,
+//! unpark. (The queues had locks of their own until this was measured:
+//! one lock for all took the round trip from 290 to 267 ns, below.) A
+//! woken
 //! waiter re-checks: a newcomer may have taken the message first (barging,
 //! as in the Mutex), and then it queues again. A waiter that leaves without
 //! using a notification it received (timeout, unwound at shutdown) passes it
 //! on; `WaitList` does that.
 //!
-//! Measured (`cargo bench --bench channel`, a shared 2-core machine, 2
-//! workers): a round trip between two fibers, a message each way with a
-//! park and an unpark each, 293–313 ns (353 ns before waiters kept their
-//! wait node between waits, `waitlist.rs`). `perf` puts nearly all of it
+//! Measured (a shared 2-core machine; medians of 36 runs of 2,000,000
+//! round trips, alternating builds, with 1 and 2 workers): a round trip
+//! between two fibers, a message each way with a park and an unpark each,
+//! 267 ns; 290 ns with a lock per wait queue; 345 ns before waiters kept
+//! their wait node between waits (`waitlist.rs`). `cargo bench --bench
+//! channel` gives 300–340 ns on the same machine. `perf` puts nearly all of it
 //! in atomic read-modify-writes (~15 ns each on this VM): per one-way
-//! trip, two lock/unlock pairs to queue a waiting receiver, two in
-//! `send`, one for the woken receiver to take the message, and the park,
-//! unpark and next-slot updates. Fewer would need the value handed
-//! straight to a waiting receiver (Go's `sendDirect`) through a node on
-//! its stack, which is unsafe code outside `fiber/` and the scheduler;
-//! not done.
+//! trip, a lock/unlock pair to queue a waiting receiver, one in `send`,
+//! one for the woken receiver to take the message, and the park, unpark
+//! and next-slot updates. Fewer would need the value handed straight to a
+//! waiting receiver (Go's `sendDirect`) through a node on its stack, which
+//! is unsafe code outside `fiber/` and the scheduler; not done.
 //!
 //! ## Rendezvous (`sync_channel(0)`)
 //! The buffer becomes a one-value *slot*. A blocking send puts its value in
@@ -63,7 +68,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::waiter::Waiter;
-use super::waitlist::{Node, WaitList};
+use super::waitlist::{Node, Queue, WaitList, Wake};
 
 mod error;
 
@@ -151,16 +156,6 @@ pub(crate) struct Channel<T> {
     capacity: Option<usize>,
     /// Any party, for a push or a pop; never held across a park.
     state: Mutex<State<T>>,
-    /// Receivers (and select receive arms) waiting for a message or for the
-    /// last sender to go. Queued under `state`.
-    receivers: WaitList,
-    /// Senders (and select send arms on a bounded channel) waiting for room,
-    /// or for the last receiver to go. Queued under `state`.
-    senders: WaitList,
-    /// Select send arms on a rendezvous channel, waiting for a receiver to
-    /// start waiting (or for the slot to empty, or the last receiver to go).
-    /// Queued under `state`.
-    awaiting_receiver: WaitList,
 }
 
 /// A channel's state, under `Channel::state`.
@@ -181,11 +176,77 @@ struct State<T> {
     taken: u64,
     /// Rendezvous only: the blocking sender whose value is in the slot.
     slot_owner: Option<Waiter>,
+    /// Receivers (and select receive arms) waiting for a message or for the
+    /// last sender to go.
+    waiting_receivers: VecDeque<Arc<Node>>,
+    /// Senders (and select send arms on a bounded channel) waiting for
+    /// room, or for the last receiver to go.
+    waiting_senders: VecDeque<Arc<Node>>,
+    /// Select send arms on a rendezvous channel, waiting for a receiver to
+    /// start waiting (or for the slot to empty, or the last receiver to go).
+    awaiting_receiver: VecDeque<Arc<Node>>,
+}
+
+/// One of a channel's wait queues.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Which {
+    Receivers,
+    Senders,
+    AwaitingReceiver,
+}
+
+impl<T> State<T> {
+    fn queue_of(&mut self, which: Which) -> &mut VecDeque<Arc<Node>> {
+        match which {
+            Which::Receivers => &mut self.waiting_receivers,
+            Which::Senders => &mut self.waiting_senders,
+            Which::AwaitingReceiver => &mut self.awaiting_receiver,
+        }
+    }
+}
+
+/// A channel's wait queues, type-erased over the message type, so that a
+/// select can leave and notify them ([`ListRef`]).
+pub(crate) trait Lists {
+    fn remove_from(&self, which: Which, node: &Arc<Node>) -> bool;
+    fn notify_in(&self, which: Which) -> bool;
+}
+
+impl<T> Lists for Channel<T> {
+    fn remove_from(&self, which: Which, node: &Arc<Node>) -> bool {
+        WaitList::remove_from(self.lock().queue_of(which), node)
+    }
+
+    fn notify_in(&self, which: Which) -> bool {
+        let wake = WaitList::pop(self.lock().queue_of(which), false);
+        let woke = wake.is_some();
+        if let Some(wake) = wake {
+            wake.wake();
+        }
+        woke
+    }
+}
+
+/// One wait queue of one channel, as a [`Queue`] a waiter can leave.
+#[derive(Clone, Copy)]
+pub(crate) struct ListRef<'a> {
+    channel: &'a dyn Lists,
+    which: Which,
+}
+
+impl Queue for ListRef<'_> {
+    fn remove(&self, node: &Arc<Node>) -> bool {
+        self.channel.remove_from(self.which, node)
+    }
+
+    fn notify_one(&self) -> bool {
+        self.channel.notify_in(self.which)
+    }
 }
 
 /// A select arm's node, queued on one of a channel's wait lists.
 pub(crate) struct Registration<'a> {
-    pub(crate) list: &'a WaitList,
+    pub(crate) list: ListRef<'a>,
     pub(crate) node: Arc<Node>,
 }
 
@@ -199,10 +260,18 @@ impl<T> Channel<T> {
                 receivers: 1,
                 taken: 0,
                 slot_owner: None,
+                waiting_receivers: VecDeque::new(),
+                waiting_senders: VecDeque::new(),
+                awaiting_receiver: VecDeque::new(),
             }),
-            receivers: WaitList::new(),
-            senders: WaitList::new(),
-            awaiting_receiver: WaitList::new(),
+        }
+    }
+
+    /// One of this channel's wait queues, as a [`Queue`].
+    fn list(&self, which: Which) -> ListRef<'_> {
+        ListRef {
+            channel: self,
+            which,
         }
     }
 
@@ -243,9 +312,7 @@ impl<T> Channel<T> {
     /// `is_own` is true). The caller holds `state`.
     fn can_try_send(&self, state: &State<T>, is_own: impl Fn(&Arc<Node>) -> bool) -> bool {
         match self.capacity {
-            Some(0) => {
-                state.queue.is_empty() && self.receivers.lock().iter().any(|node| !is_own(node))
-            }
+            Some(0) => state.queue.is_empty() && state.waiting_receivers.iter().any(|n| !is_own(n)),
             _ => self.has_room(state),
         }
     }
@@ -261,24 +328,29 @@ impl<T> Channel<T> {
         } else {
             None
         };
+        let wakes = self.room_made(&mut state);
         drop(state);
         if let Some(owner) = owner {
             owner.wake();
         }
-        self.room_made();
+        wakes.into_iter().flatten().for_each(Wake::wake);
         Some(value)
     }
 
-    /// After a bounded channel's buffer lost a value (state unlocked).
-    fn room_made(&self) {
-        if self.capacity.is_some() {
-            self.senders.notify_one();
-        }
-        if self.is_rendezvous() {
-            // The slot is empty: if a receiver waits, a select send arm can
-            // go now.
-            self.awaiting_receiver.notify_one();
-        }
+    /// After a bounded channel's buffer lost a value: pops the waiters that
+    /// may go now, to be woken once `state` is released.
+    fn room_made(&self, state: &mut State<T>) -> [Option<Wake>; 2] {
+        let sender = match self.capacity {
+            Some(_) => WaitList::pop(&mut state.waiting_senders, false),
+            None => None,
+        };
+        // The slot is empty: if a receiver waits, a select send arm can go
+        // now.
+        let send_arm = match self.is_rendezvous() {
+            true => WaitList::pop(&mut state.awaiting_receiver, false),
+            false => None,
+        };
+        [sender, send_arm]
     }
 
     pub(crate) fn try_recv(&self) -> Result<T, TryRecvError> {
@@ -293,17 +365,20 @@ impl<T> Channel<T> {
 
     fn recv(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
         loop {
-            let state = self.lock();
+            let mut state = self.lock();
             if !state.queue.is_empty() {
                 return Ok(self.pop(state).expect("the queue is not empty"));
             }
             if state.senders == 0 {
                 return Err(RecvTimeoutError::Disconnected);
             }
-            let node = WaitList::push(&mut self.receivers.lock());
+            let node = WaitList::push(&mut state.waiting_receivers);
+            let send_arm = self.receiver_queued(&mut state);
             drop(state);
-            self.receiver_queued();
-            let notified = self.receivers.wait(&node, deadline);
+            if let Some(send_arm) = send_arm {
+                send_arm.wake();
+            }
+            let notified = super::waitlist::wait_in(&self.list(Which::Receivers), &node, deadline);
             WaitList::recycle(node);
             if !notified {
                 return Err(RecvTimeoutError::Timeout);
@@ -311,10 +386,13 @@ impl<T> Channel<T> {
         }
     }
 
-    /// After a receiver queued on `receivers` (state unlocked).
-    fn receiver_queued(&self) {
-        if self.is_rendezvous() {
-            self.awaiting_receiver.notify_one();
+    /// After a receiver queued on `waiting_receivers`: on a rendezvous
+    /// channel, pops a select send arm waiting for one, to be woken once
+    /// `state` is released.
+    fn receiver_queued(&self, state: &mut State<T>) -> Option<Wake> {
+        match self.is_rendezvous() {
+            true => WaitList::pop(&mut state.awaiting_receiver, false),
+            false => None,
         }
     }
 
@@ -328,8 +406,11 @@ impl<T> Channel<T> {
         }
         state.queue.push_back(value);
         self.debug_check(&state);
+        let receiver = WaitList::pop(&mut state.waiting_receivers, false);
         drop(state);
-        self.receivers.notify_one();
+        if let Some(receiver) = receiver {
+            receiver.wake();
+        }
         Ok(())
     }
 
@@ -342,9 +423,9 @@ impl<T> Channel<T> {
             if self.has_room(&state) {
                 break;
             }
-            let node = WaitList::push(&mut self.senders.lock());
+            let node = WaitList::push(&mut state.waiting_senders);
             drop(state);
-            let notified = self.senders.wait(&node, deadline);
+            let notified = super::waitlist::wait_in(&self.list(Which::Senders), &node, deadline);
             WaitList::recycle(node);
             if !notified {
                 return Err(SendTimeoutError::Timeout(value));
@@ -352,10 +433,13 @@ impl<T> Channel<T> {
             state = self.lock();
         }
         state.queue.push_back(value);
+        let receiver = WaitList::pop(&mut state.waiting_receivers, false);
         if !self.is_rendezvous() {
             self.debug_check(&state);
             drop(state);
-            self.receivers.notify_one();
+            if let Some(receiver) = receiver {
+                receiver.wake();
+            }
             return Ok(());
         }
         debug_assert!(state.slot_owner.is_none(), "the slot had an owner");
@@ -364,7 +448,9 @@ impl<T> Channel<T> {
         self.debug_check(&state);
         let ticket = state.taken + 1;
         drop(state);
-        self.receivers.notify_one();
+        if let Some(receiver) = receiver {
+            receiver.wake();
+        }
         self.wait_taken(ticket, deadline)
     }
 
@@ -428,8 +514,9 @@ impl<T> Channel<T> {
             .queue
             .pop_back()
             .expect("an untaken value is in the slot");
+        let wakes = self.room_made(&mut state);
         drop(state);
-        self.room_made();
+        wakes.into_iter().flatten().for_each(Wake::wake);
         value
     }
 
@@ -443,11 +530,13 @@ impl<T> Channel<T> {
         let mut state = self.lock();
         debug_assert!(state.senders > 0, "more senders dropped than made");
         state.senders -= 1;
-        let last = state.senders == 0;
+        // The last sender gone: every waiting receiver fails now.
+        let receivers = match state.senders {
+            0 => WaitList::pop_all(&mut state.waiting_receivers),
+            _ => Vec::new(),
+        };
         drop(state);
-        if last {
-            self.receivers.notify_all();
-        }
+        receivers.into_iter().for_each(Wake::wake);
     }
 
     fn add_receiver(&self) {
@@ -472,27 +561,31 @@ impl<T> Channel<T> {
         } else {
             std::mem::take(&mut state.queue)
         };
+        let mut senders = WaitList::pop_all(&mut state.waiting_senders);
+        senders.extend(WaitList::pop_all(&mut state.awaiting_receiver));
         drop(state);
         drop(discarded);
         if let Some(owner) = owner {
             owner.wake();
         }
-        self.senders.notify_all();
-        self.awaiting_receiver.notify_all();
+        senders.into_iter().for_each(Wake::wake);
     }
 
     /// Queues a select receive arm's node, unless a receive would complete
     /// now (a message, or no senders left): then `None`.
     pub(crate) fn register_receive(&self) -> Option<Registration<'_>> {
-        let state = self.lock();
+        let mut state = self.lock();
         if !state.queue.is_empty() || state.senders == 0 {
             return None;
         }
-        let node = WaitList::push(&mut self.receivers.lock());
+        let node = WaitList::push(&mut state.waiting_receivers);
+        let send_arm = self.receiver_queued(&mut state);
         drop(state);
-        self.receiver_queued();
+        if let Some(send_arm) = send_arm {
+            send_arm.wake();
+        }
         Some(Registration {
-            list: &self.receivers,
+            list: self.list(Which::Receivers),
             node,
         })
     }
@@ -506,17 +599,20 @@ impl<T> Channel<T> {
         &self,
         is_own: impl Fn(&Arc<Node>) -> bool,
     ) -> Option<Registration<'_>> {
-        let state = self.lock();
+        let mut state = self.lock();
         if state.receivers == 0 || self.can_try_send(&state, is_own) {
             return None;
         }
-        let list = if self.is_rendezvous() {
-            &self.awaiting_receiver
+        let which = if self.is_rendezvous() {
+            Which::AwaitingReceiver
         } else {
-            &self.senders
+            Which::Senders
         };
-        let node = WaitList::push(&mut list.lock());
-        Some(Registration { list, node })
+        let node = WaitList::push(state.queue_of(which));
+        Some(Registration {
+            list: self.list(which),
+            node,
+        })
     }
 }
 

@@ -50,10 +50,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::mpsc::ListRef;
 use super::mpsc::{
     Receiver, RecvError, Registration, SendError, SyncSender, TryRecvError, TrySendError,
 };
-use super::waitlist::WaitList;
+use super::waitlist::Queue;
 
 /// A set of channel operations to wait on; the first to complete wins.
 ///
@@ -306,7 +307,7 @@ impl<'a, R> Select<'a, R> {
         let start = random_below(count);
         let order = move || (0..count).map(move |k| (start + k) % count);
         // Arms whose nodes were notified in the last round, with their list.
-        let mut notified: Vec<(usize, &'a WaitList)> = Vec::new();
+        let mut notified: Vec<(usize, ListRef<'a>)> = Vec::new();
         loop {
             // 1. Poll.
             if let Some(chosen) = order().find(|&index| arms[index].try_complete()) {
@@ -370,7 +371,7 @@ impl<'a> Registered<'a> {
 
     /// Removes every node; returns the arms whose node had been notified
     /// (a notifier popped it before we could remove it).
-    fn deregister(mut self) -> Vec<(usize, &'a WaitList)> {
+    fn deregister(mut self) -> Vec<(usize, ListRef<'a>)> {
         std::mem::take(&mut self.entries)
             .into_iter()
             .filter(|(_, registration)| !registration.list.remove(&registration.node))

@@ -191,6 +191,12 @@ impl WaitList {
         Some(Wake(node))
     }
 
+    /// Pops every node of a locked list, marked notified; the caller wakes
+    /// them after unlocking.
+    pub(crate) fn pop_all(queue: &mut VecDeque<Arc<Node>>) -> Vec<Wake> {
+        std::iter::from_fn(|| WaitList::pop(queue, false)).collect()
+    }
+
     /// Wakes the first waiter, if any. Returns whether there was one.
     pub(crate) fn notify_one(&self) -> bool {
         let wake = WaitList::pop(&mut self.lock(), false);
@@ -208,7 +214,7 @@ impl WaitList {
             if queue.is_empty() {
                 return 0;
             }
-            std::iter::from_fn(|| WaitList::pop(&mut queue, false)).collect()
+            WaitList::pop_all(&mut queue)
         };
         let count = all.len();
         for wake in all {
@@ -222,25 +228,18 @@ impl WaitList {
     /// node is removed too, and a notification it had received is passed
     /// on.
     pub(crate) fn wait(&self, node: &Arc<Node>, deadline: Option<Instant>) -> bool {
-        let leave = Leave { list: self, node };
-        loop {
-            if node.is_notified() {
-                std::mem::forget(leave);
-                return true;
-            }
-            // Timed out, unless notified meanwhile (then the loop takes
-            // the notification).
-            if !crate::time::park_until(deadline) && self.remove(node) {
-                std::mem::forget(leave);
-                return false;
-            }
-        }
+        wait_in(self, node, deadline)
     }
 
     /// Removes `node` if still queued. Returns false if a notifier had
     /// already popped it.
     pub(crate) fn remove(&self, node: &Arc<Node>) -> bool {
-        let mut queue = self.lock();
+        WaitList::remove_from(&mut self.lock(), node)
+    }
+
+    /// Removes `node` from a locked list if it is there. Returns false if a
+    /// notifier had already popped it.
+    pub(crate) fn remove_from(queue: &mut VecDeque<Arc<Node>>, node: &Arc<Node>) -> bool {
         match queue.iter().position(|n| Arc::ptr_eq(n, node)) {
             Some(index) => {
                 queue.remove(index);
@@ -251,9 +250,47 @@ impl WaitList {
     }
 }
 
-/// Runs if a waiter is unwound inside `WaitList::wait`.
+/// A queue of nodes that a waiter can leave, and whose next waiter it can
+/// notify: a [`WaitList`], or a list kept under another lock (a channel
+/// keeps its waiters under its own state lock, `mpsc.rs`).
+pub(crate) trait Queue {
+    /// Removes `node` if still queued. Returns false if a notifier had
+    /// already popped it.
+    fn remove(&self, node: &Arc<Node>) -> bool;
+    /// Wakes the first waiter, if any. Returns whether there was one.
+    fn notify_one(&self) -> bool;
+}
+
+impl Queue for WaitList {
+    fn remove(&self, node: &Arc<Node>) -> bool {
+        WaitList::remove(self, node)
+    }
+
+    fn notify_one(&self) -> bool {
+        WaitList::notify_one(self)
+    }
+}
+
+/// [`WaitList::wait`] for any [`Queue`] that `node` was pushed on.
+pub(crate) fn wait_in(queue: &dyn Queue, node: &Arc<Node>, deadline: Option<Instant>) -> bool {
+    let leave = Leave { list: queue, node };
+    loop {
+        if node.is_notified() {
+            std::mem::forget(leave);
+            return true;
+        }
+        // Timed out, unless notified meanwhile (then the loop takes the
+        // notification).
+        if !crate::time::park_until(deadline) && queue.remove(node) {
+            std::mem::forget(leave);
+            return false;
+        }
+    }
+}
+
+/// Runs if a waiter is unwound inside `wait_in`.
 struct Leave<'a> {
-    list: &'a WaitList,
+    list: &'a dyn Queue,
     node: &'a Arc<Node>,
 }
 
