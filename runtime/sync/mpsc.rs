@@ -23,8 +23,7 @@
 //! ping-pong between two fibers is: lock, push, pop a node, unlock,
 //! unpark. (The queues had locks of their own until this was measured:
 //! one lock for all took the round trip from 290 to 267 ns, below.) A
-//! woken
-//! waiter re-checks: a newcomer may have taken the message first (barging,
+//! woken waiter re-checks: a newcomer may have taken the message first (barging,
 //! as in the Mutex), and then it queues again. A waiter that leaves without
 //! using a notification it received (timeout, unwound at shutdown) passes it
 //! on; `WaitList` does that.
@@ -34,8 +33,9 @@
 //! between two fibers, a message each way with a park and an unpark each,
 //! 267 ns; 290 ns with a lock per wait queue; 345 ns before waiters kept
 //! their wait node between waits (`waitlist.rs`). `cargo bench --bench
-//! channel` gives 300–340 ns on the same machine. `perf` puts nearly all of it
-//! in atomic read-modify-writes (~15 ns each on this VM): per one-way
+//! channel` gives 300–340 ns on the same machine. `perf` puts nearly all
+//! of it in atomic read-modify-writes (~10–15 ns each on this VM), about
+//! 12 per one-way trip: per one-way
 //! trip, a lock/unlock pair to queue a waiting receiver, one in `send`,
 //! one for the woken receiver to take the message, and the park, unpark
 //! and next-slot updates. Fewer would need the value handed straight to a
@@ -54,11 +54,14 @@
 //! ## Rejected
 //! - A lock-free queue (crossbeam's list/array channels): several times the
 //!   code, and the blocking paths need a lock for the wait lists anyway; the
-//!   std lock is held for a push or a pop only. Worth revisiting with a
-//!   benchmark (`benches/channel.rs` does not exist yet).
-//! - Intrusive wait nodes on the waiters' stacks (no allocation per wait):
-//!   unsound here, because a fiber parked in `recv` is unwound at shutdown
-//!   and its node would die while still linked (see `waitlist.rs`).
+//!   std lock is held for a push or a pop only.
+//! - Intrusive wait nodes on the waiters' stacks, with the value written
+//!   straight into them (Go's `sendDirect`): two reference-count updates
+//!   and the receiver's second lock pair fewer per wait, but a node linked
+//!   by its address is unsafe code in `sync/`, which STYLE.md keeps to
+//!   `fiber/`, the scheduler's queues and `sys/` (and a fiber unwound at
+//!   shutdown must unlink its node first). The heap node a waiter keeps
+//!   between waits (`waitlist.rs`) removed the allocation without it.
 //! - Waiting senders and receivers on one list with `notify_all`: every
 //!   message would wake every waiter to fight over it.
 
