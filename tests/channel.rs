@@ -675,6 +675,99 @@ fn selects_and_plain_receivers_share_channels_without_losing_messages() {
     assert_eq!(sum, (0..2 * EACH).sum::<u64>());
 }
 
+/// A receiver whose timeout fires just as a send wakes it must take the
+/// message (or pass the wake-up on), never drop the wake-up. Each round, a
+/// thread waits with `recv_timeout(20 µs)` and a second thread queues
+/// behind it with a blocking `recv`; then, after a delay that varies from
+/// round to round around the first one's deadline, one message is sent,
+/// which wakes the first in line. If the timed receiver gave up after the
+/// send had picked it, without the message, the blocking one would sleep
+/// beside the buffered message for good and `within` would fail.
+/// Otherwise exactly one of the two gets the message (the other is then
+/// released by a second one). Plain threads, so that the timeout and the
+/// send really race.
+#[test]
+fn a_receiver_timing_out_as_it_is_woken_loses_no_wake_up() {
+    use std::sync::atomic::AtomicU64;
+    const ROUNDS: u64 = 10_000;
+    const RELEASE: u64 = u64::MAX;
+    const NOTHING: u64 = u64::MAX - 1;
+    /// A round number or result one thread posts and another spins on.
+    struct Posts {
+        go: AtomicU64,
+        queued: AtomicU64,
+        got: AtomicU64,
+        done: AtomicU64,
+    }
+    fn posts() -> Arc<Posts> {
+        let none = || AtomicU64::new(u64::MAX);
+        Arc::new(Posts {
+            go: none(),
+            queued: none(),
+            got: none(),
+            done: none(),
+        })
+    }
+    fn spin_until(condition: impl Fn() -> bool) {
+        while !condition() {
+            std::thread::yield_now();
+        }
+    }
+    fn spin_for(micros: u64) {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_micros(micros) {
+            std::hint::spin_loop();
+        }
+    }
+    let (tx, rx) = mpsc::channel::<u64>();
+    let (timed, blocking) = (posts(), posts());
+    let receiver = |posts: Arc<Posts>, rx: mpsc::Receiver<u64>, timeout: Option<Duration>| {
+        std::thread::spawn(move || {
+            for round in 0..ROUNDS {
+                spin_until(|| posts.go.load(Ordering::SeqCst) == round);
+                posts.queued.store(round, Ordering::SeqCst);
+                let got = match timeout {
+                    Some(timeout) => rx.recv_timeout(timeout).unwrap_or(NOTHING),
+                    None => rx.recv().unwrap(),
+                };
+                posts.got.store(got, Ordering::SeqCst);
+                posts.done.store(round, Ordering::SeqCst);
+            }
+        })
+    };
+    let timed_thread = receiver(timed.clone(), rx.clone(), Some(Duration::from_micros(20)));
+    let blocking_thread = receiver(blocking.clone(), rx, None);
+    let (timed_out, raced) = within(HANG, move || {
+        let (mut timed_out, mut raced) = (0, 0);
+        for round in 0..ROUNDS {
+            timed.go.store(round, Ordering::SeqCst);
+            spin_until(|| timed.queued.load(Ordering::SeqCst) == round);
+            spin_for(3); // it queues first...
+            blocking.go.store(round, Ordering::SeqCst);
+            spin_until(|| blocking.queued.load(Ordering::SeqCst) == round);
+            spin_for(3); // ...and the blocking one behind it
+            spin_for(round * 13 % 160); // around the deadline and its slack
+            tx.send(round).unwrap();
+            spin_until(|| timed.done.load(Ordering::SeqCst) == round);
+            if timed.got.load(Ordering::SeqCst) == round {
+                raced += 1;
+                tx.send(RELEASE).unwrap();
+                spin_until(|| blocking.done.load(Ordering::SeqCst) == round);
+                assert_eq!(blocking.got.load(Ordering::SeqCst), RELEASE);
+            } else {
+                timed_out += 1;
+                spin_until(|| blocking.done.load(Ordering::SeqCst) == round);
+                assert_eq!(blocking.got.load(Ordering::SeqCst), round);
+            }
+        }
+        (timed_out, raced)
+    });
+    timed_thread.join().unwrap();
+    blocking_thread.join().unwrap();
+    assert_eq!(timed_out + raced, ROUNDS);
+    eprintln!("{timed_out} rounds timed out, {raced} got the message");
+}
+
 #[test]
 fn waiters_unwound_at_shutdown_leave_the_channels_usable() {
     // Three fibers park: in recv, in a select, and in a rendezvous send.
