@@ -312,3 +312,47 @@ fn waiters_unwound_at_shutdown_do_not_swallow_a_notification() {
     });
     assert!(woke.load(Ordering::SeqCst));
 }
+
+/// A plain thread keeps its wait node in a thread-local between waits
+/// (`sync/waitlist.rs`). A wait from another thread-local's destructor,
+/// after that one is gone, must still work (with a fresh node), not panic
+/// in the destructor (which would abort the process).
+#[test]
+fn a_wait_in_a_thread_local_destructor_after_the_node_cache_is_gone() {
+    use std::cell::RefCell;
+    use std::sync::mpsc as std_mpsc;
+
+    struct WaitsOnDrop {
+        rx: spindle::sync::mpsc::Receiver<u32>,
+        report: std_mpsc::Sender<Result<u32, spindle::sync::mpsc::RecvTimeoutError>>,
+    }
+    impl Drop for WaitsOnDrop {
+        fn drop(&mut self) {
+            let got = self.rx.recv_timeout(Duration::from_millis(1));
+            let _ = self.report.send(got);
+        }
+    }
+    thread_local! {
+        static WAITER: RefCell<Option<WaitsOnDrop>> = const { RefCell::new(None) };
+    }
+
+    let (report, reports) = std_mpsc::channel();
+    let (_tx, rx) = spindle::sync::mpsc::channel::<u32>();
+    std::thread::spawn(move || {
+        // Registered first, so destroyed after the node cache, which the
+        // wait below registers (thread-locals are destroyed in reverse).
+        WAITER.with(|w| {
+            *w.borrow_mut() = Some(WaitsOnDrop {
+                rx: rx.clone(),
+                report,
+            })
+        });
+        assert!(rx.recv_timeout(Duration::from_millis(1)).is_err());
+    })
+    .join()
+    .unwrap();
+    assert_eq!(
+        reports.recv_timeout(Duration::from_secs(60)).unwrap(),
+        Err(spindle::sync::mpsc::RecvTimeoutError::Timeout)
+    );
+}

@@ -82,11 +82,13 @@ impl NodeCache {
         drop(self.0.take());
     }
 
-    /// Runs `f` with the caller's cache: its fiber's, or its thread's.
-    fn with_current<R>(f: impl FnOnce(&NodeCache) -> R) -> R {
+    /// Runs `f` with the caller's cache: its fiber's, or its thread's;
+    /// `None` on a thread whose thread-locals are being destroyed (a
+    /// destructor that locks a `Mutex` then simply gets a new node).
+    fn with_current<R>(f: impl FnOnce(&NodeCache) -> R) -> Option<R> {
         crate::fiber::with_current_wait_node(|cache| match cache {
-            Some(cache) => f(cache),
-            None => THREAD_NODE.with(|cache| f(cache)),
+            Some(cache) => Some(f(cache)),
+            None => THREAD_NODE.try_with(|cache| f(cache)).ok(),
         })
     }
 }
@@ -111,7 +113,7 @@ impl Node {
     /// A WAITING node for the calling fiber or thread: its kept one if
     /// nobody else holds that any more, else a new one.
     fn for_current(since: Option<Instant>) -> Arc<Node> {
-        if let Some(mut node) = NodeCache::with_current(|cache| cache.0.take()) {
+        if let Some(mut node) = NodeCache::with_current(|cache| cache.0.take()).flatten() {
             if let Some(reused) = Arc::get_mut(&mut node) {
                 debug_assert!(reused.waiter.is_current(), "a node kept by another waiter");
                 *reused.state.get_mut() = WAITING;
@@ -134,6 +136,7 @@ impl WaitList {
     /// popped it and not yet woken us) is simply dropped.
     pub(crate) fn recycle(node: Arc<Node>) {
         if Arc::strong_count(&node) == 1 {
+            // Dropped instead if the thread's cache is gone already.
             NodeCache::with_current(|cache| cache.0.set(Some(node)));
         }
     }
