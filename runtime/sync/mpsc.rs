@@ -284,6 +284,14 @@ impl<T> Channel<T> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Releases `state`, then wakes the waiters popped under it (never
+    /// woken under the lock: a woken fiber on another worker would only
+    /// run into it).
+    fn unlock_and_wake(state: MutexGuard<'_, State<T>>, wakes: impl IntoIterator<Item = Wake>) {
+        drop(state);
+        wakes.into_iter().for_each(Wake::wake);
+    }
+
     fn is_rendezvous(&self) -> bool {
         self.capacity == Some(0)
     }
@@ -332,28 +340,24 @@ impl<T> Channel<T> {
             None
         };
         let wakes = self.room_made(&mut state);
-        drop(state);
+        Channel::unlock_and_wake(state, wakes.into_iter().flatten());
         if let Some(owner) = owner {
             owner.wake();
         }
-        wakes.into_iter().flatten().for_each(Wake::wake);
         Some(value)
     }
 
     /// After a bounded channel's buffer lost a value: pops the waiters that
     /// may go now, to be woken once `state` is released.
     fn room_made(&self, state: &mut State<T>) -> [Option<Wake>; 2] {
-        let sender = match self.capacity {
-            Some(_) => WaitList::pop(&mut state.waiting_senders, false),
-            None => None,
+        let sender = if self.capacity.is_some() {
+            WaitList::pop(&mut state.waiting_senders, false)
+        } else {
+            None
         };
         // The slot is empty: if a receiver waits, a select send arm can go
         // now.
-        let send_arm = match self.is_rendezvous() {
-            true => WaitList::pop(&mut state.awaiting_receiver, false),
-            false => None,
-        };
-        [sender, send_arm]
+        [sender, self.receiver_queued(state)]
     }
 
     pub(crate) fn try_recv(&self) -> Result<T, TryRecvError> {
@@ -377,10 +381,7 @@ impl<T> Channel<T> {
             }
             let node = WaitList::push(&mut state.waiting_receivers);
             let send_arm = self.receiver_queued(&mut state);
-            drop(state);
-            if let Some(send_arm) = send_arm {
-                send_arm.wake();
-            }
+            Channel::unlock_and_wake(state, send_arm);
             let notified = super::waitlist::wait_in(&self.list(Which::Receivers), &node, deadline);
             WaitList::recycle(node);
             if !notified {
@@ -389,13 +390,14 @@ impl<T> Channel<T> {
         }
     }
 
-    /// After a receiver queued on `waiting_receivers`: on a rendezvous
-    /// channel, pops a select send arm waiting for one, to be woken once
-    /// `state` is released.
+    /// After a receiver queued on `waiting_receivers` (or the rendezvous
+    /// slot emptied): on a rendezvous channel, pops a select send arm
+    /// waiting for that, to be woken once `state` is released.
     fn receiver_queued(&self, state: &mut State<T>) -> Option<Wake> {
-        match self.is_rendezvous() {
-            true => WaitList::pop(&mut state.awaiting_receiver, false),
-            false => None,
+        if self.is_rendezvous() {
+            WaitList::pop(&mut state.awaiting_receiver, false)
+        } else {
+            None
         }
     }
 
@@ -410,10 +412,7 @@ impl<T> Channel<T> {
         state.queue.push_back(value);
         self.debug_check(&state);
         let receiver = WaitList::pop(&mut state.waiting_receivers, false);
-        drop(state);
-        if let Some(receiver) = receiver {
-            receiver.wake();
-        }
+        Channel::unlock_and_wake(state, receiver);
         Ok(())
     }
 
@@ -439,10 +438,7 @@ impl<T> Channel<T> {
         let receiver = WaitList::pop(&mut state.waiting_receivers, false);
         if !self.is_rendezvous() {
             self.debug_check(&state);
-            drop(state);
-            if let Some(receiver) = receiver {
-                receiver.wake();
-            }
+            Channel::unlock_and_wake(state, receiver);
             return Ok(());
         }
         debug_assert!(state.slot_owner.is_none(), "the slot had an owner");
@@ -450,10 +446,7 @@ impl<T> Channel<T> {
         state.slot_owner = Some(Waiter::current());
         self.debug_check(&state);
         let ticket = state.taken + 1;
-        drop(state);
-        if let Some(receiver) = receiver {
-            receiver.wake();
-        }
+        Channel::unlock_and_wake(state, receiver);
         self.wait_taken(ticket, deadline)
     }
 
@@ -518,8 +511,7 @@ impl<T> Channel<T> {
             .pop_back()
             .expect("an untaken value is in the slot");
         let wakes = self.room_made(&mut state);
-        drop(state);
-        wakes.into_iter().flatten().for_each(Wake::wake);
+        Channel::unlock_and_wake(state, wakes.into_iter().flatten());
         value
     }
 
@@ -534,12 +526,12 @@ impl<T> Channel<T> {
         debug_assert!(state.senders > 0, "more senders dropped than made");
         state.senders -= 1;
         // The last sender gone: every waiting receiver fails now.
-        let receivers = match state.senders {
-            0 => WaitList::pop_all(&mut state.waiting_receivers),
-            _ => Vec::new(),
+        let receivers = if state.senders == 0 {
+            WaitList::pop_all(&mut state.waiting_receivers)
+        } else {
+            Vec::new()
         };
-        drop(state);
-        receivers.into_iter().for_each(Wake::wake);
+        Channel::unlock_and_wake(state, receivers);
     }
 
     fn add_receiver(&self) {
@@ -583,10 +575,7 @@ impl<T> Channel<T> {
         }
         let node = WaitList::push(&mut state.waiting_receivers);
         let send_arm = self.receiver_queued(&mut state);
-        drop(state);
-        if let Some(send_arm) = send_arm {
-            send_arm.wake();
-        }
+        Channel::unlock_and_wake(state, send_arm);
         Some(Registration {
             list: self.list(Which::Receivers),
             node,
