@@ -436,11 +436,7 @@ impl Worker {
             // resume get through a long deque, and the started set would
             // grow without bound (`tests/scheduler.rs`, 4,621 of 20,000
             // started at once; 261 with this rule).
-            let fiber = if self.local.len() < SPAWN_BACKLOG {
-                self.steal_injector()
-            } else {
-                self.steal_one_from_injector()
-            };
+            let fiber = self.steal_injector(self.local.len() < SPAWN_BACKLOG);
             if fiber.is_some() {
                 return fiber;
             }
@@ -454,7 +450,7 @@ impl Worker {
             self.local.push(fiber);
         }
         self.next_streak.set(0);
-        self.local.pop().or_else(|| self.steal_injector())
+        self.local.pop().or_else(|| self.steal_injector(true))
     }
 
     /// Puts a fiber that this worker woke or spawned in its next slot; a
@@ -480,22 +476,17 @@ impl Worker {
         }
     }
 
-    fn steal_one_from_injector(&self) -> Option<Arc<FiberInner>> {
+    /// A fiber from the global injector, with a batch more into this
+    /// worker's deque if `batch`.
+    fn steal_injector(&self, batch: bool) -> Option<Arc<FiberInner>> {
+        let injector = &self.shared.injector;
         loop {
-            match self.shared.injector.steal() {
-                Steal::Success(fiber) => {
-                    bump(&self.remote().counters.injector_pops, 1);
-                    return Some(fiber);
-                }
-                Steal::Empty => return None,
-                Steal::Retry => continue,
-            }
-        }
-    }
-
-    fn steal_injector(&self) -> Option<Arc<FiberInner>> {
-        loop {
-            match self.shared.injector.steal_batch_and_pop(&self.local) {
+            let stolen = if batch {
+                injector.steal_batch_and_pop(&self.local)
+            } else {
+                injector.steal()
+            };
+            match stolen {
                 Steal::Success(fiber) => {
                     bump(&self.remote().counters.injector_pops, 1);
                     return Some(fiber);
@@ -550,7 +541,7 @@ impl Worker {
                     }
                 }
             }
-            if let Some(fiber) = self.steal_injector() {
+            if let Some(fiber) = self.steal_injector(true) {
                 return Some(fiber);
             }
         }

@@ -18,9 +18,10 @@
 //! for its next wait ([`NodeCache`]: a field of the fiber, or a
 //! thread-local for plain threads), and reused when nobody else holds it
 //! any more ([`WaitList::recycle`]). Measured on the channel ping-pong
-//! (`benches/channel.rs`), where each round trip waits twice: the
-//! allocation, the free and the `Waiter` handle's two reference-count
-//! updates per wait were ~20% of the time.
+//! (a loop of 2,000,000 round trips), where each round trip waits twice:
+//! without it, the allocation, the free and the `Waiter` handle's two
+//! reference-count updates per wait took the median round trip from 290
+//! to 345 ns.
 //!
 //! Removal is O(n) in the list's length; it only happens on timeouts and
 //! shutdown. A notification can carry a payload bit (`handed_off`): the
