@@ -123,8 +123,8 @@ pub(crate) struct FiberInner {
 }
 
 // The non-Sync fields (`context`, `guard`, `entry`, `yielder`, `cancelling`,
-// `locals`, `wait_node`) are only touched by the thread holding the fiber RUNNING, or
-// DUMPING, which grants the same (see state.rs).
+// `locals`, `wait_node`) are only touched by the thread holding the fiber
+// RUNNING, or DUMPING, which grants the same (see state.rs).
 // SAFETY: the `state` atomic grants that to one thread at a time, acq/rel.
 unsafe impl Sync for FiberInner {}
 // SAFETY: as above; the entry closure, the context and the fiber-local
