@@ -62,6 +62,11 @@
 //!   `fiber/`, the scheduler's queues and `sys/` (and a fiber unwound at
 //!   shutdown must unlink its node first). The heap node a waiter keeps
 //!   between waits (`waitlist.rs`) removed the allocation without it.
+//! - A spin lock for `state`, whose unlock is a plain store where std's is
+//!   a swap (it must see sleeping waiters): one read-modify-write fewer per
+//!   lock, three per one-way trip, but again unsafe code in `sync/` (the
+//!   data in an `UnsafeCell`), and a holder preempted by the OS would leave
+//!   the other workers spinning instead of sleeping.
 //! - Waiting senders and receivers on one list with `notify_all`: every
 //!   message would wake every waiter to fight over it.
 
