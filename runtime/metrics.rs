@@ -75,9 +75,9 @@ pub struct WorkerMetrics {
     pub time_parked: Duration,
     /// Fibers spawned by fibers running on this worker.
     pub spawned: u64,
-    /// Of those, fibers sent to the global injector because this worker's
-    /// deque already held a backlog (`scheduler/worker.rs`,
-    /// `SPAWN_BACKLOG`).
+    /// Fibers that a spawn on this worker displaced from its next slot and
+    /// sent to the global injector, because its deque already held a
+    /// backlog (`scheduler/worker.rs`, `SPAWN_BACKLOG`).
     pub spawns_to_injector: u64,
     /// Times this worker was declared stuck in one fiber and its queue
     /// handed to a spare worker (`scheduler/handoff.rs`).

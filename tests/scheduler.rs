@@ -323,12 +323,14 @@ fn yield_now_interleaves_fibers_on_one_worker() {
 
 /// A spawn backlog waits in the global injector, so fibers already started
 /// (holding a stack) run before more unstarted ones start: a fiber that
-/// spawns 20,000 fibers, each of which yields once, never has more than a
-/// few hundred of them started and unfinished at once. (With every spawn
-/// on the spawner's deque, all 20,000 would start before the first one
-/// resumed from its yield.)
-#[test]
-fn a_spawn_backlog_does_not_start_everything_at_once() {
+/// spawns 20,000 fibers, each of which yields once (`wait_for_child`
+/// false) or spawns a child and waits for its message (true), never has
+/// more than a few hundred of them started and unfinished at once. With
+/// every spawn on the spawner's deque, all 20,000 would start before the
+/// first one resumed from its yield; with a spawn past the backlog sent to
+/// the injector itself (rather than the fiber it displaces from the next
+/// slot), every parent would start before its child ran.
+fn spawn_backlog_peak(wait_for_child: bool) {
     const FIBERS: usize = 20_000;
     let rt = runtime(1);
     let started = Arc::new(AtomicUsize::new(0));
@@ -342,7 +344,14 @@ fn a_spawn_backlog_does_not_start_everything_at_once() {
                     spindle::spawn(move || {
                         let now = started.fetch_add(1, Ordering::SeqCst) + 1;
                         peak.fetch_max(now, Ordering::SeqCst);
-                        spindle::yield_now();
+                        if wait_for_child {
+                            let (tx, rx) = spindle::sync::mpsc::channel();
+                            let child = spindle::spawn(move || tx.send(1).unwrap());
+                            assert_eq!(rx.recv(), Ok(1));
+                            child.join().unwrap();
+                        } else {
+                            spindle::yield_now();
+                        }
                         started.fetch_sub(1, Ordering::SeqCst);
                     })
                 })
@@ -365,6 +374,16 @@ fn a_spawn_backlog_does_not_start_everything_at_once() {
         peak < 2_000,
         "{peak} fibers were started and unfinished at once"
     );
+}
+
+#[test]
+fn a_spawn_backlog_does_not_start_everything_at_once() {
+    spawn_backlog_peak(false);
+}
+
+#[test]
+fn a_spawn_backlog_does_not_hold_up_a_child_its_parent_waits_for() {
+    spawn_backlog_peak(true);
 }
 
 /// Counts its drops.
