@@ -25,7 +25,7 @@ pub(crate) struct WorkerCounters {
     pub(crate) parks: AtomicU64,
     pub(crate) parked_nanos: AtomicU64,
     pub(crate) spawned: AtomicU64,
-    pub(crate) spawns_to_injector: AtomicU64,
+    pub(crate) spawns_to_backlog: AtomicU64,
 }
 
 /// Adds to a counter that only the calling thread writes: a relaxed load
@@ -50,7 +50,7 @@ impl WorkerCounters {
             parks: get(&self.parks),
             time_parked: Duration::from_nanos(get(&self.parked_nanos)),
             spawned: get(&self.spawned),
-            spawns_to_injector: get(&self.spawns_to_injector),
+            spawns_to_backlog: get(&self.spawns_to_backlog),
             handoffs: 0,
         }
     }
@@ -76,9 +76,9 @@ pub struct WorkerMetrics {
     /// Fibers spawned by fibers running on this worker.
     pub spawned: u64,
     /// Fibers that a spawn on this worker displaced from its next slot and
-    /// sent to the global injector, because its deque already held a
-    /// backlog (`scheduler/worker.rs`, `SPAWN_BACKLOG`).
-    pub spawns_to_injector: u64,
+    /// sent to the runtime's global spawn backlog, because its deque
+    /// already held `SPAWN_BACKLOG` (`scheduler/worker.rs`).
+    pub spawns_to_backlog: u64,
     /// Times this worker was declared stuck in one fiber and its queue
     /// handed to a spare worker (`scheduler/handoff.rs`).
     pub handoffs: u64,

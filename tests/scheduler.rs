@@ -361,10 +361,10 @@ fn spawn_backlog_peak(wait_for_child: bool) {
             }
         });
         let metrics = rt.metrics();
-        let to_injector: u64 = metrics.workers.iter().map(|w| w.spawns_to_injector).sum();
+        let to_backlog: u64 = metrics.workers.iter().map(|w| w.spawns_to_backlog).sum();
         assert!(
-            to_injector >= (FIBERS - 1_000) as u64,
-            "only {to_injector} of {FIBERS} spawns went to the injector"
+            to_backlog >= (FIBERS - 1_000) as u64,
+            "only {to_backlog} of {FIBERS} spawns went to the backlog"
         );
     });
     assert_eq!(started.load(Ordering::SeqCst), 0);

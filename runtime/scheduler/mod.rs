@@ -8,7 +8,12 @@
 //!   FIFO that other workers can steal batches from, and a one-fiber **next
 //!   slot** for the fiber it just woke or spawned.
 //! - The **injector** is a global FIFO for fibers made runnable from outside
-//!   the runtime (plain threads calling `Runtime::spawn` or `unpark`).
+//!   the runtime (plain threads calling `Runtime::spawn` or `unpark`, and
+//!   the monitor firing the timers of held workers).
+//! - The **spawn backlog** is a second global FIFO, looked at after the
+//!   injector: where a worker's spawns overflow once its deque holds
+//!   `SPAWN_BACKLOG` fibers (`worker.rs`). Unstarted fibers wait there,
+//!   holding no stack, behind every fiber that is already started.
 //! - **Idle** (`idle.rs`) counts searching and sleeping workers; **park**
 //!   (`park.rs`) is how a worker sleeps.
 //! - The **monitor** (`monitor.rs`) is one more thread: it wakes a sleeping
@@ -190,6 +195,9 @@ pub(crate) struct Shared {
     pub(crate) spares: handoff::Spares,
     /// Fibers made runnable from outside the runtime's workers.
     pub(crate) injector: Injector<Arc<FiberInner>>,
+    /// Spawns past a worker's `SPAWN_BACKLOG`, taken after the injector
+    /// (see the module docs).
+    pub(crate) backlog: Injector<Arc<FiberInner>>,
     pub(crate) idle: Idle,
     pub(crate) stacks: StackPool,
     /// Timer deadlines are kept as nanoseconds since this instant.
@@ -285,6 +293,7 @@ impl Shared {
                 format!("{}-spare", config.thread_name),
             ),
             injector: Injector::new(),
+            backlog: Injector::new(),
             idle: Idle::new(config.workers),
             stacks,
             epoch,
@@ -445,7 +454,13 @@ impl Shared {
     /// Next slots are not looked at: only a worker fills its own, while it
     /// is awake, and it empties it before it sleeps.
     pub(crate) fn has_pending_work(&self) -> bool {
-        !self.injector.is_empty() || self.used_remotes().iter().any(|r| !r.stealer.is_empty())
+        !self.globals_are_empty() || self.used_remotes().iter().any(|r| !r.stealer.is_empty())
+    }
+
+    /// Whether the injector and the spawn backlog are both empty (a hint:
+    /// either may change at once).
+    pub(crate) fn globals_are_empty(&self) -> bool {
+        self.injector.is_empty() && self.backlog.is_empty()
     }
 
     /// The blocking pool, started on first use.
@@ -523,11 +538,13 @@ impl Shared {
         let mut cancelled = 0;
         loop {
             let mut batch = Vec::new();
-            loop {
-                match self.injector.steal() {
-                    Steal::Success(fiber) => batch.push(fiber),
-                    Steal::Retry => continue,
-                    Steal::Empty => break,
+            for global in [&self.injector, &self.backlog] {
+                loop {
+                    match global.steal() {
+                        Steal::Success(fiber) => batch.push(fiber),
+                        Steal::Retry => continue,
+                        Steal::Empty => break,
+                    }
                 }
             }
             // Fibers left in the deques of spare slots (a spare retires
@@ -560,7 +577,7 @@ impl Shared {
                 }
             }
             if batch.is_empty() {
-                if self.stacks.owners().is_empty() && self.injector.is_empty() {
+                if self.stacks.owners().is_empty() && self.globals_are_empty() {
                     break;
                 }
                 // A started fiber is SCHEDULED yet in no queue: a foreign

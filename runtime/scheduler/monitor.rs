@@ -186,7 +186,7 @@ pub(crate) fn run(shared: Arc<Shared>, parker: Parker) {
             shared.stacks.decay();
             last_decay = now;
         }
-        let mut work_waiting = !shared.injector.is_empty();
+        let mut work_waiting = !shared.globals_are_empty();
         let mut watching = false;
         let mut asleep = 0;
         let mut progressing = 0;
@@ -227,7 +227,7 @@ pub(crate) fn run(shared: Arc<Shared>, parker: Parker) {
                 Seen::Held { computing } => held.push((index, local_work, computing)),
             }
         }
-        work_waiting |= !shared.injector.is_empty();
+        work_waiting |= !shared.globals_are_empty();
         for &(index, local_work, computing) in &held {
             if local_work && asleep > 0 && shared.notify_one_reported() {
                 // First resort, and cheap: a sleeping worker will steal the

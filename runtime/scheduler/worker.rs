@@ -46,18 +46,11 @@ use crate::trace::{Buffer, Event};
 /// with periodic workloads.
 const INJECTOR_INTERVAL: u64 = 61;
 
-/// Fibers a worker's deque may hold before the fibers its fibers spawn
-/// overflow to the global injector instead (Go's local run queue holds 256
-/// and overflows to the global one the same way). The newest spawn still
-/// goes to the next slot; what overflows is the fiber it displaces.
-///
-/// Rejected, measured: sending the new fiber itself to the injector once
-/// the deque is full. A fiber that spawns a child and waits for it then
-/// waits behind the whole backlog: 1,000,000 fibers, each spawning a child
-/// and receiving one message from it, took 2.0–2.5 s instead of 0.57 s,
-/// and the contention on the injector's blocks (allocated by the spawner,
-/// freed by the other worker) put workers to sleep in `free` often enough
-/// to start hundreds of hand-offs.
+/// Fibers a worker's deque may hold before its fibers' spawns overflow to
+/// the runtime's global spawn backlog (`Shared::backlog`; Go's local run
+/// queue holds 256 and overflows to the global one the same way). The
+/// newest spawn still goes to the next slot; what overflows is the fiber
+/// it displaces. Workers take from the backlog after the injector.
 ///
 /// The reason is memory, measured with `examples/timers` (a million fibers
 /// each sleeping 10 ms, spawned by one fiber in ~0.3 s): with every spawn
@@ -65,10 +58,24 @@ const INJECTOR_INTERVAL: u64 = 61;
 /// hundreds of thousands of unstarted ones, so nearly every fiber was
 /// started (given a stack) before any finished: 208,000 fresh stacks were
 /// carved and guarded and 78,000 `madvise` trims made, a third of the run
-/// in their TLB shootdowns. With the backlog in the injector, a worker
+/// in their TLB shootdowns. With the overflow in the backlog, a worker
 /// finishes the woken fibers in its deque (which hold stacks) before it
 /// takes more unstarted ones (which take stacks), every
 /// [`INJECTOR_INTERVAL`]th tick excepted.
+///
+/// Rejected, measured:
+/// - Sending the new fiber itself to the global queue once the deque is
+///   full. A fiber that spawns a child and waits for it then waits behind
+///   the whole backlog: 1,000,000 fibers, each spawning a child and
+///   receiving one message from it, took 2.0–2.5 s instead of 0.57 s, and
+///   the churn of the global queue's blocks (allocated by the spawner,
+///   freed by the other worker) put workers to sleep in `free` often
+///   enough to start hundreds of hand-offs.
+/// - The overflow in the injector itself: the monitor puts the fibers
+///   whose timers it fires for held workers there, and they queued behind
+///   the backlog. `examples/blocking`'s heartbeat (a 1 ms sleep loop beside
+///   1,000 fibers in raw `usleep`) then went up to 3.8–21 ms without a
+///   tick, against 1.3–1.5 ms.
 pub(crate) const SPAWN_BACKLOG: usize = 256;
 
 /// Rounds over all victims a searcher makes before it parks. Go makes 4;
@@ -424,7 +431,7 @@ impl Worker {
     fn nothing_else_to_run(&self) -> bool {
         self.local.is_empty()
             && self.remote().next.is_empty()
-            && self.shared.injector.is_empty()
+            && self.shared.globals_are_empty()
             && !self.shared.is_shutdown()
             && !self.timer_due()
     }
@@ -482,32 +489,34 @@ impl Worker {
             if self.local.len() < SPAWN_BACKLOG {
                 self.local.push(displaced);
             } else {
-                bump(&self.remote().counters.spawns_to_injector, 1);
-                self.shared.injector.push(displaced);
+                bump(&self.remote().counters.spawns_to_backlog, 1);
+                self.shared.backlog.push(displaced);
             }
             self.shared.notify_one();
         }
     }
 
-    /// A fiber from the global injector, with a batch more into this
-    /// worker's deque if `batch`.
+    /// A fiber from the global injector, else from the spawn backlog, with
+    /// a batch more into this worker's deque if `batch`.
     fn steal_injector(&self, batch: bool) -> Option<Arc<FiberInner>> {
-        let injector = &self.shared.injector;
-        loop {
-            let stolen = if batch {
-                injector.steal_batch_and_pop(&self.local)
-            } else {
-                injector.steal()
-            };
-            match stolen {
-                Steal::Success(fiber) => {
-                    bump(&self.remote().counters.injector_pops, 1);
-                    return Some(fiber);
+        for global in [&self.shared.injector, &self.shared.backlog] {
+            loop {
+                let stolen = if batch {
+                    global.steal_batch_and_pop(&self.local)
+                } else {
+                    global.steal()
+                };
+                match stolen {
+                    Steal::Success(fiber) => {
+                        bump(&self.remote().counters.injector_pops, 1);
+                        return Some(fiber);
+                    }
+                    Steal::Empty => break,
+                    Steal::Retry => continue,
                 }
-                Steal::Empty => return None,
-                Steal::Retry => continue,
             }
         }
+        None
     }
 
     /// Step 5: steal as a searcher. Returns `None` (still searching) if
