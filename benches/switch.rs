@@ -5,8 +5,6 @@
 //!
 //! `cargo bench --bench switch`
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -63,69 +61,12 @@ fn ping_pong(c: &mut Criterion) {
 
     let rt = spindle::Builder::new().workers(2).build().unwrap();
     group.bench_function("fiber_park_unpark", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(|| {
-                // Turn: even = ping's turn, odd = pong's. Each side waits
-                // for its turn with park and passes it with unpark.
-                let turn = Arc::new(AtomicUsize::new(0));
-                let ping = spindle::current();
-                let pong_turn = turn.clone();
-                let pong = spindle::spawn(move || {
-                    for round in 0..iters as usize {
-                        while pong_turn.load(Ordering::Acquire) != 2 * round + 1 {
-                            spindle::park();
-                        }
-                        pong_turn.store(2 * round + 2, Ordering::Release);
-                        ping.unpark();
-                    }
-                });
-                let pong_fiber = pong.fiber().clone();
-                let start = Instant::now();
-                for round in 0..iters as usize {
-                    turn.store(2 * round + 1, Ordering::Release);
-                    pong_fiber.unpark();
-                    while turn.load(Ordering::Acquire) != 2 * round + 2 {
-                        spindle::park();
-                    }
-                }
-                let elapsed = start.elapsed();
-                pong.join().unwrap();
-                elapsed
-            })
-        })
+        b.iter_custom(|iters| common::fiber_park_unpark_round_trips(&rt, iters))
     });
     drop(rt);
 
     group.bench_function("thread_mutex_condvar", |b| {
-        b.iter_custom(|iters| {
-            let shared = Arc::new((Mutex::new(0usize), Condvar::new()));
-            let other = shared.clone();
-            let pong = std::thread::spawn(move || {
-                let (lock, condvar) = &*other;
-                let mut turn = lock.lock().unwrap();
-                for round in 0..iters as usize {
-                    while *turn != 2 * round + 1 {
-                        turn = condvar.wait(turn).unwrap();
-                    }
-                    *turn = 2 * round + 2;
-                    condvar.notify_one();
-                }
-            });
-            let (lock, condvar) = &*shared;
-            let start = Instant::now();
-            let mut turn = lock.lock().unwrap();
-            for round in 0..iters as usize {
-                *turn = 2 * round + 1;
-                condvar.notify_one();
-                while *turn != 2 * round + 2 {
-                    turn = condvar.wait(turn).unwrap();
-                }
-            }
-            drop(turn);
-            let elapsed = start.elapsed();
-            pong.join().unwrap();
-            elapsed
-        })
+        b.iter_custom(common::thread_condvar_round_trips)
     });
 
     group.bench_function("process_pipe", |b| b.iter_custom(common::pipe_round_trips));

@@ -20,9 +20,13 @@
 use std::fmt::Write as _;
 use std::os::unix::process::ExitStatusExt;
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
+
+// The same ping-pongs the criterion benches time, so both report one
+// measurement.
+#[path = "../benches/common/mod.rs"]
+mod common;
 
 /// One row: a value per column (fiber, thread, process), in `unit`.
 struct Row {
@@ -168,61 +172,10 @@ fn per_unit_us(total: Duration, units: u32) -> f64 {
 /// Microseconds per switch: half of a ping-pong round trip.
 fn switch(rt: &spindle::Runtime, scale: u32) -> [f64; 3] {
     let rounds = 20_000 * scale;
-    let fiber = rt.block_on(|| {
-        let turn = Arc::new(AtomicUsize::new(0));
-        let ping = spindle::current();
-        let pong_turn = turn.clone();
-        let pong = spindle::spawn(move || {
-            for round in 0..rounds as usize {
-                while pong_turn.load(Ordering::Acquire) != 2 * round + 1 {
-                    spindle::park();
-                }
-                pong_turn.store(2 * round + 2, Ordering::Release);
-                ping.unpark();
-            }
-        });
-        let other = pong.fiber().clone();
-        let start = Instant::now();
-        for round in 0..rounds as usize {
-            turn.store(2 * round + 1, Ordering::Release);
-            other.unpark();
-            while turn.load(Ordering::Acquire) != 2 * round + 2 {
-                spindle::park();
-            }
-        }
-        let elapsed = start.elapsed();
-        pong.join().unwrap();
-        elapsed
-    });
+    let fiber = common::fiber_park_unpark_round_trips(rt, rounds.into());
     let thread_rounds = 2_000 * scale;
-    let shared = Arc::new((Mutex::new(0u32), Condvar::new()));
-    let other = shared.clone();
-    let pong = std::thread::spawn(move || {
-        let (lock, condvar) = &*other;
-        let mut turn = lock.lock().unwrap();
-        for round in 0..thread_rounds {
-            while *turn != 2 * round + 1 {
-                turn = condvar.wait(turn).unwrap();
-            }
-            *turn = 2 * round + 2;
-            condvar.notify_one();
-        }
-    });
-    let start = Instant::now();
-    {
-        let (lock, condvar) = &*shared;
-        let mut turn = lock.lock().unwrap();
-        for round in 0..thread_rounds {
-            *turn = 2 * round + 1;
-            condvar.notify_one();
-            while *turn != 2 * round + 2 {
-                turn = condvar.wait(turn).unwrap();
-            }
-        }
-    }
-    let thread = start.elapsed();
-    pong.join().unwrap();
-    let process = pipe_round_trips(thread_rounds);
+    let thread = common::thread_condvar_round_trips(thread_rounds.into());
+    let process = common::pipe_round_trips(thread_rounds.into());
     [
         per_unit_us(fiber, 2 * rounds),
         per_unit_us(thread, 2 * thread_rounds),
@@ -233,92 +186,15 @@ fn switch(rt: &spindle::Runtime, scale: u32) -> [f64; 3] {
 /// Microseconds per message round trip.
 fn communication(rt: &spindle::Runtime, scale: u32) -> [f64; 3] {
     let rounds = 20_000 * scale;
-    let fiber = rt.block_on(|| {
-        let (to_pong, pong_rx) = spindle::sync::mpsc::channel::<u32>();
-        let (to_ping, ping_rx) = spindle::sync::mpsc::channel::<u32>();
-        let pong = spindle::spawn(move || {
-            for message in pong_rx.iter() {
-                to_ping.send(message + 1).unwrap();
-            }
-        });
-        let start = Instant::now();
-        for i in 0..rounds {
-            to_pong.send(i).unwrap();
-            assert_eq!(ping_rx.recv().unwrap(), i + 1);
-        }
-        let elapsed = start.elapsed();
-        drop(to_pong);
-        pong.join().unwrap();
-        elapsed
-    });
+    let fiber = common::fiber_channel_round_trips(rt, rounds.into());
     let thread_rounds = 2_000 * scale;
-    let (to_pong, pong_rx) = std::sync::mpsc::channel::<u32>();
-    let (to_ping, ping_rx) = std::sync::mpsc::channel::<u32>();
-    let pong = std::thread::spawn(move || {
-        for message in pong_rx.iter() {
-            to_ping.send(message + 1).unwrap();
-        }
-    });
-    let start = Instant::now();
-    for i in 0..thread_rounds {
-        to_pong.send(i).unwrap();
-        assert_eq!(ping_rx.recv().unwrap(), i + 1);
-    }
-    let thread = start.elapsed();
-    drop(to_pong);
-    pong.join().unwrap();
-    let process = pipe_round_trips(thread_rounds);
+    let thread = common::thread_channel_round_trips(thread_rounds.into());
+    let process = common::pipe_round_trips(thread_rounds.into());
     [
         per_unit_us(fiber, rounds),
         per_unit_us(thread, thread_rounds),
         per_unit_us(process, thread_rounds),
     ]
-}
-
-/// `rounds` one-byte round trips with a forked child over two pipes.
-fn pipe_round_trips(rounds: u32) -> Duration {
-    let (mut to_child, mut from_parent, mut to_parent, mut from_child) =
-        ([0; 2], [0; 2], [0; 2], [0; 2]);
-    // SAFETY: each array has room for the two descriptors pipe writes.
-    unsafe {
-        libc::pipe(to_child.as_mut_ptr());
-        libc::pipe(to_parent.as_mut_ptr());
-    }
-    from_parent[0] = to_child[0];
-    from_child[0] = to_parent[0];
-    // SAFETY: the child only reads, writes and _exits (async-signal-safe).
-    let pid = unsafe { libc::fork() };
-    if pid == 0 {
-        let mut byte = 0u8;
-        for _ in 0..rounds {
-            // SAFETY: one-byte transfers on our own pipes.
-            unsafe {
-                libc::read(from_parent[0], (&mut byte as *mut u8).cast(), 1);
-                libc::write(to_parent[1], (&byte as *const u8).cast(), 1);
-            }
-        }
-        // SAFETY: ends the child without running Rust code.
-        unsafe { libc::_exit(0) };
-    }
-    let mut byte = 1u8;
-    let start = Instant::now();
-    for _ in 0..rounds {
-        // SAFETY: as above.
-        unsafe {
-            libc::write(to_child[1], (&byte as *const u8).cast(), 1);
-            libc::read(from_child[0], (&mut byte as *mut u8).cast(), 1);
-        }
-    }
-    let elapsed = start.elapsed();
-    let mut status = 0;
-    // SAFETY: reaping our child and closing our descriptors.
-    unsafe {
-        libc::waitpid(pid, &mut status, 0);
-        for fd in [to_child[0], to_child[1], to_parent[0], to_parent[1]] {
-            libc::close(fd);
-        }
-    }
-    elapsed
 }
 
 fn rss_kib() -> f64 {

@@ -1,9 +1,13 @@
-//! Pieces shared by the benches: the ping-pongs over a fiber channel, a
-//! std channel between threads, and pipes between processes.
+//! Pieces shared by the benches (and `examples/compare.rs`, which includes
+//! this file): the ping-pongs by park/unpark between fibers and by
+//! `Mutex` + `Condvar` between threads, over a fiber channel and a std
+//! channel, and over pipes between processes.
 
 #![allow(dead_code)] // each bench uses some of these
 
 use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// `iters` round trips of one byte between this process and a forked child
@@ -98,6 +102,70 @@ pub fn thread_channel_round_trips(iters: u64) -> Duration {
     }
     let elapsed = start.elapsed();
     drop(to_pong);
+    pong.join().unwrap();
+    elapsed
+}
+
+/// `iters` park/unpark round trips between two fibers, timed inside the
+/// runtime: each side waits for its turn with `park` and passes it with
+/// `unpark` (turn even: ping's, odd: pong's).
+pub fn fiber_park_unpark_round_trips(rt: &spindle::Runtime, iters: u64) -> Duration {
+    rt.block_on(|| {
+        let turn = Arc::new(AtomicUsize::new(0));
+        let ping = spindle::current();
+        let pong_turn = turn.clone();
+        let pong = spindle::spawn(move || {
+            for round in 0..iters as usize {
+                while pong_turn.load(Ordering::Acquire) != 2 * round + 1 {
+                    spindle::park();
+                }
+                pong_turn.store(2 * round + 2, Ordering::Release);
+                ping.unpark();
+            }
+        });
+        let pong_fiber = pong.fiber().clone();
+        let start = Instant::now();
+        for round in 0..iters as usize {
+            turn.store(2 * round + 1, Ordering::Release);
+            pong_fiber.unpark();
+            while turn.load(Ordering::Acquire) != 2 * round + 2 {
+                spindle::park();
+            }
+        }
+        let elapsed = start.elapsed();
+        pong.join().unwrap();
+        elapsed
+    })
+}
+
+/// The same between two threads, passing the turn under a `Mutex` with a
+/// `Condvar`.
+pub fn thread_condvar_round_trips(iters: u64) -> Duration {
+    let shared = Arc::new((Mutex::new(0usize), Condvar::new()));
+    let other = shared.clone();
+    let pong = std::thread::spawn(move || {
+        let (lock, condvar) = &*other;
+        let mut turn = lock.lock().unwrap();
+        for round in 0..iters as usize {
+            while *turn != 2 * round + 1 {
+                turn = condvar.wait(turn).unwrap();
+            }
+            *turn = 2 * round + 2;
+            condvar.notify_one();
+        }
+    });
+    let (lock, condvar) = &*shared;
+    let start = Instant::now();
+    let mut turn = lock.lock().unwrap();
+    for round in 0..iters as usize {
+        *turn = 2 * round + 1;
+        condvar.notify_one();
+        while *turn != 2 * round + 2 {
+            turn = condvar.wait(turn).unwrap();
+        }
+    }
+    drop(turn);
+    let elapsed = start.elapsed();
     pong.join().unwrap();
     elapsed
 }
