@@ -66,6 +66,7 @@ mod blocking;
 mod builder;
 pub mod fiber;
 mod io;
+mod lock;
 mod metrics;
 mod padded;
 mod runtime;

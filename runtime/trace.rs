@@ -18,6 +18,7 @@
 //!
 //! Memory: ~40 bytes per event, kept until shutdown; trace short runs.
 
+use crate::lock::MutexExt;
 use std::fmt::Write as _;
 use std::io;
 use std::path::PathBuf;
@@ -92,8 +93,7 @@ impl Tracing {
         let Some(path) = &self.path else {
             return Ok(());
         };
-        let collected =
-            std::mem::take(&mut *self.collected.lock().unwrap_or_else(|e| e.into_inner()));
+        let collected = std::mem::take(&mut *self.collected.lock_unpoisoned());
         let mut json = String::from("{\"displayTimeUnit\":\"ns\",\"traceEvents\":[\n");
         let mut first = true;
         let mut push = |line: String| {

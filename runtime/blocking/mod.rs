@@ -27,6 +27,7 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::lock::MutexExt;
 use crate::sync::waiter::Waiter;
 
 /// Where a pool thread leaves a job's outcome for the waiting fiber.
@@ -68,7 +69,7 @@ where
     let for_pool = handoff.clone();
     let job: Box<dyn FnOnce() + Send + 'a> = Box::new(move || {
         let outcome = catch_unwind(AssertUnwindSafe(f));
-        *for_pool.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
+        *for_pool.result.lock_unpoisoned() = Some(outcome);
         // Release: `result` is written before `done` is seen.
         for_pool.done.store(true, Ordering::Release);
         for_pool.waiter.unpark();
@@ -100,8 +101,7 @@ where
     }
     let outcome = handoff
         .result
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
+        .lock_unpoisoned()
         .take()
         .expect("a finished job left its result");
     match outcome {

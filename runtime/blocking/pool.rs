@@ -9,6 +9,7 @@
 //! The pool threads are not joined at shutdown: one may be inside a call
 //! that never returns (a read from a terminal). They exit after their job.
 
+use crate::lock::{CondvarExt, MutexExt};
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -80,7 +81,7 @@ impl Pool {
     /// allows. If the OS refuses a new thread, the job waits for an existing
     /// one, or, with none at all, runs on the caller (`run_here` returns it).
     pub(crate) fn submit(self: &Arc<Self>, job: Job) -> Option<Job> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.lock_unpoisoned();
         state.queue.push_back(job);
         if state.idle > 0 {
             drop(state);
@@ -100,7 +101,7 @@ impl Pool {
         state.peak = state.peak.max(state.threads);
         drop(state);
         if !self.start_thread() {
-            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let mut state = self.state.lock_unpoisoned();
             state.threads -= 1;
             state.starting -= 1;
             if state.threads == 0 {
@@ -123,7 +124,7 @@ impl Pool {
 
     /// A pool thread's body.
     fn run(self: Arc<Self>) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.lock_unpoisoned();
         state.starting -= 1;
         loop {
             if let Some(job) = state.queue.pop_front() {
@@ -139,25 +140,22 @@ impl Pool {
                 }
                 drop(state);
                 if prestart && !self.start_thread() {
-                    let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut state = self.state.lock_unpoisoned();
                     state.threads -= 1;
                     state.starting -= 1;
                 }
                 job();
-                state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                state = self.state.lock_unpoisoned();
                 continue;
             }
             if state.shutdown {
                 break;
             }
             state.idle += 1;
-            let (next, timeout) = self
-                .work
-                .wait_timeout(state, self.keep_alive)
-                .unwrap_or_else(|e| e.into_inner());
+            let (next, timed_out) = self.work.wait_timeout_unpoisoned(state, self.keep_alive);
             state = next;
             state.idle -= 1;
-            if timeout.timed_out() && state.queue.is_empty() {
+            if timed_out && state.queue.is_empty() {
                 break;
             }
         }
@@ -166,16 +164,13 @@ impl Pool {
 
     /// Threads alive now, and the most alive at once so far.
     pub(crate) fn threads(&self) -> (usize, usize) {
-        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let state = self.state.lock_unpoisoned();
         (state.threads, state.peak)
     }
 
     /// Idle threads exit now; busy ones after their job.
     pub(crate) fn shutdown(&self) {
-        self.state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .shutdown = true;
+        self.state.lock_unpoisoned().shutdown = true;
         self.work.notify_all();
     }
 }

@@ -70,6 +70,7 @@ use std::sync::{Arc, Mutex};
 use super::context::{Resume, Suspend};
 use super::state::{Phase, Unparked};
 use super::{FiberId, FiberInner, Running, CURRENT};
+use crate::lock::MutexExt;
 use crate::scheduler::Shared;
 
 /// Stack a backtrace capture needs below the parked fiber's frame, with
@@ -241,7 +242,7 @@ pub(crate) fn dump(shared: &Shared) -> FiberDump {
     /// One dump at a time (per process): a dump never meets a fiber that
     /// another dump holds DUMPING.
     static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = ONE_AT_A_TIME.lock_unpoisoned();
 
     let live = shared.live_fibers();
     let mut held: Vec<Arc<FiberInner>> = Vec::with_capacity(live + 16);

@@ -60,6 +60,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::lock::MutexExt;
 use crate::sys::memory::{self, GuardKind};
 
 /// Address space mapped per reservation: 1 GiB holds 15,420 slots of the
@@ -380,7 +381,7 @@ impl StackPool {
     }
 
     fn class_for(&self, size: usize) -> Arc<SizeClass> {
-        let mut others = self.others.lock().unwrap_or_else(|e| e.into_inner());
+        let mut others = self.others.lock_unpoisoned();
         if let Some(class) = others.iter().find(|c| c.stack_size == size) {
             return class.clone();
         }
@@ -400,7 +401,7 @@ impl StackPool {
     /// lock, so workers carve in parallel).
     fn refill(&self, class: &SizeClass, into: &mut Vec<Stack>, want: usize) -> io::Result<()> {
         let fresh = {
-            let mut lists = class.lists.lock().unwrap_or_else(|e| e.into_inner());
+            let mut lists = class.lists.lock_unpoisoned();
             let lists = &mut *lists;
             let from_warm = want.min(lists.warm.len());
             lists.forget_warm_ages(from_warm, false);
@@ -483,7 +484,7 @@ impl StackPool {
     /// watermark, trims its oldest `WARM_WATERMARK` stacks onto the cold list.
     fn give_back(&self, class: &SizeClass, mut stacks: Vec<Stack>) {
         let count = stacks.len();
-        let mut lists = class.lists.lock().unwrap_or_else(|e| e.into_inner());
+        let mut lists = class.lists.lock_unpoisoned();
         lists.warm.append(&mut stacks);
         lists
             .warm_since
@@ -518,19 +519,14 @@ impl StackPool {
             // and a refill meanwhile carves fresh ones instead.
             drop(lists);
             trim(&mut stacks, class.slot_len);
-            class
-                .lists
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .cold
-                .append(&mut stacks);
+            class.lists.lock_unpoisoned().cold.append(&mut stacks);
         }
     }
 
     /// Every size class: the default, then the others (a snapshot; a class
     /// added meanwhile is not in it).
     fn classes(&self) -> Vec<ClassRef<'_>> {
-        let others = self.others.lock().unwrap_or_else(|e| e.into_inner());
+        let others = self.others.lock_unpoisoned();
         std::iter::once(ClassRef::Default(&self.default))
             .chain(others.iter().cloned().map(ClassRef::Other))
             .collect()
@@ -541,7 +537,7 @@ impl StackPool {
     /// its passes). Cheap when there is nothing to do: one lock per class.
     pub(crate) fn decay(&self) {
         for class in &self.classes() {
-            let mut lists = class.lists.lock().unwrap_or_else(|e| e.into_inner());
+            let mut lists = class.lists.lock_unpoisoned();
             let now = std::time::Instant::now();
             let mut old = 0;
             for &(since, count) in &lists.warm_since {
@@ -564,17 +560,12 @@ impl StackPool {
     pub(crate) fn trim_all(&self) {
         for class in &self.classes() {
             let mut warm = {
-                let mut lists = class.lists.lock().unwrap_or_else(|e| e.into_inner());
+                let mut lists = class.lists.lock_unpoisoned();
                 lists.warm_since.clear();
                 std::mem::take(&mut lists.warm)
             };
             trim(&mut warm, class.slot_len);
-            class
-                .lists
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .cold
-                .append(&mut warm);
+            class.lists.lock_unpoisoned().cold.append(&mut warm);
         }
     }
 
@@ -584,7 +575,7 @@ impl StackPool {
     pub(crate) fn owners(&self) -> Vec<NonNull<()>> {
         let mut owners = Vec::new();
         for class in &self.classes() {
-            let lists = class.lists.lock().unwrap_or_else(|e| e.into_inner());
+            let lists = class.lists.lock_unpoisoned();
             for reservation in &lists.reservations {
                 owners.extend(
                     reservation
@@ -608,7 +599,7 @@ impl StackPool {
     /// Holds each size class's lock while it walks that class's cells.
     pub(crate) fn for_each_started(&self, mut take: impl FnMut(NonNull<()>)) {
         for class in &self.classes() {
-            let lists = class.lists.lock().unwrap_or_else(|e| e.into_inner());
+            let lists = class.lists.lock_unpoisoned();
             for reservation in &lists.reservations {
                 for cell in reservation.owners.iter() {
                     let owner = cell.load(Ordering::Relaxed);

@@ -47,6 +47,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 
 use super::readiness::{ScheduledIo, ERROR, READABLE, READ_CLOSED, WRITABLE, WRITE_CLOSED};
+use crate::lock::MutexExt;
 use crate::scheduler::park::{Interrupt, Parker};
 
 /// A busy worker polls (without blocking) every this many scheduling
@@ -181,7 +182,7 @@ impl Reactor {
     pub(crate) fn register(self: &Arc<Self>, fd: RawFd) -> io::Result<Registration> {
         let io = Arc::new(ScheduledIo::new());
         let token = {
-            let mut slab = self.slab.lock().unwrap_or_else(|e| e.into_inner());
+            let mut slab = self.slab.lock_unpoisoned();
             let index = match slab.free.pop() {
                 Some(index) => index,
                 None => {
@@ -214,7 +215,7 @@ impl Reactor {
 
     fn free_slot(&self, token: Token) {
         let index = (token.0 & 0xffff_ffff) as u32;
-        let mut slab = self.slab.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slab = self.slab.lock_unpoisoned();
         let slot = &mut slab.slots[index as usize];
         debug_assert!(slot.io.is_some(), "slot {index} freed twice");
         debug_assert_eq!(
@@ -322,7 +323,7 @@ impl Reactor {
         // worker).
         let mut ready: Vec<(Arc<ScheduledIo>, usize)> = Vec::new();
         {
-            let slab = self.slab.lock().unwrap_or_else(|e| e.into_inner());
+            let slab = self.slab.lock_unpoisoned();
             for event in events.iter() {
                 let token = event.token();
                 if token == WAKER_TOKEN {

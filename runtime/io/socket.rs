@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use super::reactor::Registration;
 use super::readiness::Direction;
+use crate::lock::MutexExt;
 
 /// "No timeout" in the timeout fields.
 const NO_TIMEOUT: u64 = 0;
@@ -171,7 +172,7 @@ impl<S: AsRawFd> Socket<S> {
         let registration = match self.registration.get() {
             Some(registration) => registration,
             None => {
-                let _guard = self.registering.lock().unwrap_or_else(|e| e.into_inner());
+                let _guard = self.registering.lock_unpoisoned();
                 match self.registration.get() {
                     Some(registration) => registration,
                     None => {

@@ -64,6 +64,7 @@ use std::time::Duration;
 use crate::blocking::pool::Pool;
 use crate::fiber::stack::StackCache;
 use crate::fiber::FiberInner;
+use crate::lock::MutexExt;
 
 /// Default hand-off threshold for a worker blocked in the kernel.
 ///
@@ -198,16 +199,13 @@ impl Spares {
 
     /// Takes a free spare slot, if any is left under the cap.
     pub(crate) fn take_slot(&self) -> Option<(usize, SpareSlot)> {
-        self.free.lock().unwrap_or_else(|e| e.into_inner()).pop()
+        self.free.lock_unpoisoned().pop()
     }
 
     /// Gives a slot back (a retiring spare, or a spare that failed to
     /// start).
     pub(crate) fn return_slot(&self, index: usize, slot: SpareSlot) {
-        self.free
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((index, slot));
+        self.free.lock_unpoisoned().push((index, slot));
     }
 
     /// Whether a spare should retire now: more spares run than workers are

@@ -17,6 +17,7 @@
 //! without lost wake-ups"); its two halves are [`Idle::worker_to_notify`]
 //! and [`Idle::transition_worker_to_parked`].
 
+use crate::lock::MutexExt;
 use std::sync::atomic::{fence, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -57,7 +58,7 @@ impl Idle {
         if !self.should_notify() {
             return None;
         }
-        let mut sleepers = self.sleepers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sleepers = self.sleepers.lock_unpoisoned();
         if !self.should_notify() {
             return None;
         }
@@ -94,7 +95,7 @@ impl Idle {
     /// A worker with no work goes to sleep. Returns true if it was the last
     /// searcher: it must then re-check every queue before sleeping.
     pub(crate) fn transition_worker_to_parked(&self, worker: usize, searching: bool) -> bool {
-        let mut sleepers = self.sleepers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sleepers = self.sleepers.lock_unpoisoned();
         let decrement = ONE_UNPARKED + usize::from(searching);
         let previous = self.state.fetch_sub(decrement, Ordering::SeqCst);
         debug_assert!(previous >> SEARCH_BITS > 0, "unparked count underflow");
@@ -106,17 +107,14 @@ impl Idle {
     /// Whether `worker` is still on the sleepers list (so a wake-up it saw
     /// was spurious, or came from shutdown or a timeout).
     pub(crate) fn is_parked(&self, worker: usize) -> bool {
-        self.sleepers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&worker)
+        self.sleepers.lock_unpoisoned().contains(&worker)
     }
 
     /// A worker leaves the sleepers list on its own (its timer is due),
     /// unparked but not searching. Returns false if a waker had already
     /// taken it off (then it counts as searching).
     pub(crate) fn unpark_self(&self, worker: usize) -> bool {
-        let mut sleepers = self.sleepers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sleepers = self.sleepers.lock_unpoisoned();
         let Some(position) = sleepers.iter().position(|&w| w == worker) else {
             return false;
         };

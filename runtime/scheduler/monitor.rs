@@ -70,6 +70,7 @@ use std::time::{Duration, Instant};
 use super::park::Parker;
 use super::worker::Worker;
 use super::{Remote, Shared, NO_CLOCK};
+use crate::lock::MutexExt;
 use crate::sys::thread::StatFile;
 
 /// Check period while some worker has fibers queued and none is held.
@@ -426,17 +427,14 @@ fn hand_off(shared: &Arc<Shared>, index: usize, since: Instant) {
     let job_handover = handover.clone();
     let job_shared = shared.clone();
     let job = Box::new(move || {
-        let taken = job_handover
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let taken = job_handover.lock_unpoisoned().take();
         if let Some((slot, spare)) = taken {
             Worker::new(slot, job_shared, spare.local, spare.parker, spare.stacks).run();
         }
     });
     if spares.pool.submit(job).is_some() {
         // The OS refused a thread and none exists to take the job.
-        let taken = handover.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let taken = handover.lock_unpoisoned().take();
         if let Some((slot, spare)) = taken {
             spares.active.fetch_sub(1, Ordering::Relaxed);
             shared.remotes[slot].active.store(false, Ordering::Relaxed);

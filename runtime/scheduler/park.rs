@@ -11,6 +11,7 @@
 //! the interrupt the reactor installed ([`Unparker::set_interrupt`], a
 //! `mio::Waker`) instead of the condvar. The token protocol is the same.
 
+use crate::lock::{CondvarExt, MutexExt};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
@@ -78,7 +79,7 @@ impl Parker {
         {
             return;
         }
-        let mut guard = inner.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = inner.lock.lock_unpoisoned();
         match inner
             .state
             .compare_exchange(EMPTY, PARKED, Ordering::SeqCst, Ordering::SeqCst)
@@ -92,7 +93,7 @@ impl Parker {
         }
         match timeout {
             None => loop {
-                guard = inner.condvar.wait(guard).unwrap_or_else(|e| e.into_inner());
+                guard = inner.condvar.wait_unpoisoned(guard);
                 if inner
                     .state
                     .compare_exchange(NOTIFIED, EMPTY, Ordering::SeqCst, Ordering::SeqCst)
@@ -102,10 +103,7 @@ impl Parker {
                 }
             },
             Some(timeout) => {
-                let (_guard, _) = inner
-                    .condvar
-                    .wait_timeout(guard, timeout)
-                    .unwrap_or_else(|e| e.into_inner());
+                let (_guard, _) = inner.condvar.wait_timeout_unpoisoned(guard, timeout);
                 // Timed out or woken: either way consume a token if any.
                 inner.state.swap(EMPTY, Ordering::SeqCst);
             }
@@ -168,7 +166,7 @@ impl Unparker {
                 // Taking the lock orders this notify after the owner's wait
                 // began (it holds the lock from its PARKED store until the
                 // condvar releases it).
-                drop(inner.lock.lock().unwrap_or_else(|e| e.into_inner()));
+                drop(inner.lock.lock_unpoisoned());
                 inner.condvar.notify_one();
             }
             other => unreachable!("parker in state {other}"),

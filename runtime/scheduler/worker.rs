@@ -38,6 +38,7 @@ use super::{Remote, Shared};
 use crate::fiber::context::Resume;
 use crate::fiber::stack::StackCache;
 use crate::fiber::{run_slice, FiberInner, Outcome};
+use crate::lock::MutexExt;
 use crate::metrics::bump;
 use crate::trace::{Buffer, Event};
 
@@ -673,8 +674,7 @@ impl Worker {
             self.shared
                 .tracing
                 .collected
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
+                .lock_unpoisoned()
                 .push((self.index, events));
         }
     }

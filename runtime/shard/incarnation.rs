@@ -46,6 +46,7 @@ use super::frame::{self, Direction, Kind, SUPERVISOR};
 use super::message::{Exit, SendError, Undeliverable};
 use super::supervisor::{Event, Notice};
 use super::Config;
+use crate::lock::MutexExt;
 use crate::sys::process::{self, Pidfd};
 
 /// Payloads below this are written with their header in one `write`. A
@@ -125,7 +126,7 @@ impl Links {
 
     fn slot(&self, shard: usize) -> Option<std::sync::MutexGuard<'_, Option<Link>>> {
         let slot = self.slots.get(shard)?;
-        Some(slot.lock().unwrap_or_else(|e| e.into_inner()))
+        Some(slot.lock_unpoisoned())
     }
 
     /// Runs `f` on shard `shard`'s live link, if there is one.

@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use super::waiter::Waiter;
+use crate::lock::MutexExt;
 
 /// One waiter's request.
 pub(crate) struct Request<K> {
@@ -80,7 +81,7 @@ impl<K> GrantQueue<K> {
     /// code runs under it can panic, but a poisoned lock is recovered
     /// anyway (the queue's own invariants hold between statements).
     pub(crate) fn lock(&self) -> MutexGuard<'_, Queue<K>> {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+        self.queue.lock_unpoisoned()
     }
 
     /// A request for the calling fiber or thread, pushed at the back of a

@@ -77,6 +77,7 @@ use std::time::{Duration, Instant};
 
 use super::waiter::Waiter;
 use super::waitlist::{Node, Queue, WaitList, Wake};
+use crate::lock::MutexExt;
 
 mod error;
 
@@ -286,7 +287,7 @@ impl<T> Channel<T> {
     fn lock(&self) -> MutexGuard<'_, State<T>> {
         // Nothing panics under this lock except allocation failure, which
         // leaves the state consistent; ignore poisoning.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock_unpoisoned()
     }
 
     /// Releases `state`, then wakes the waiters popped under it (never

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use super::mpsc::{RecvError, RecvTimeoutError, TryRecvError};
 use super::waiter::Waiter;
+use crate::lock::MutexExt;
 
 /// Creates a one-shot channel: one value, from one sender to one receiver.
 ///
@@ -86,7 +87,7 @@ struct State<T> {
 impl<T> Shared<T> {
     fn lock(&self) -> MutexGuard<'_, State<T>> {
         // Nothing panics under this lock; ignore poisoning.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock_unpoisoned()
     }
 }
 

@@ -34,6 +34,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use super::waiter::Waiter;
+use crate::lock::MutexExt;
 
 const WAITING: u8 = 0;
 const NOTIFIED: u8 = 1;
@@ -149,7 +150,7 @@ impl WaitList {
     /// The list under its lock, for callers that must update their own
     /// state atomically with it (the Mutex's "waiters queued" bit).
     pub(crate) fn lock(&self) -> MutexGuard<'_, VecDeque<Arc<Node>>> {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+        self.queue.lock_unpoisoned()
     }
 
     /// A node for the calling fiber or thread, pushed at the back of a

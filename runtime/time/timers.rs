@@ -33,6 +33,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::fiber::Fiber;
+use crate::lock::MutexExt;
 
 /// "No timer pending" in `earliest`.
 const NONE: u64 = u64::MAX;
@@ -80,7 +81,7 @@ impl TimerQueue {
         deadline: Instant,
         fiber: Fiber,
     ) -> TimerKey {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut entries = self.entries.lock_unpoisoned();
         let sequence = entries.next_sequence;
         entries.next_sequence += 1;
         entries.map.insert((deadline, sequence), fiber);
@@ -94,7 +95,7 @@ impl TimerQueue {
 
     /// Removes a timer if it has not fired. Returns whether it was there.
     pub(crate) fn remove(&self, key: TimerKey, epoch: Instant) -> bool {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut entries = self.entries.lock_unpoisoned();
         let removed = entries.map.remove(&(key.deadline, key.sequence)).is_some();
         if removed {
             self.publish_earliest(&entries, epoch);
@@ -124,7 +125,7 @@ impl TimerQueue {
     /// releasing the lock). Returns how many fired.
     pub(crate) fn fire_due(&self, epoch: Instant, now: Instant) -> usize {
         let due: Vec<Fiber> = {
-            let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+            let mut entries = self.entries.lock_unpoisoned();
             let later = entries.map.split_off(&(now, u64::MAX));
             let due = std::mem::replace(&mut entries.map, later);
             self.publish_earliest(&entries, epoch);
@@ -139,17 +140,13 @@ impl TimerQueue {
 
     /// Pending timers.
     pub(crate) fn len(&self) -> usize {
-        self.entries
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .map
-            .len()
+        self.entries.lock_unpoisoned().map.len()
     }
 
     /// Drops every pending timer (at shutdown: their fibers are being
     /// unwound, and the handles would otherwise keep the runtime alive).
     pub(crate) fn clear(&self) {
-        let map = std::mem::take(&mut self.entries.lock().unwrap_or_else(|e| e.into_inner()).map);
+        let map = std::mem::take(&mut self.entries.lock_unpoisoned().map);
         self.earliest.store(NONE, Ordering::Relaxed);
         drop(map);
     }
