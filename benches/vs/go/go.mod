@@ -1,0 +1,3 @@
+module spindle/benches/vs
+
+go 1.19
