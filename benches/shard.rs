@@ -6,9 +6,11 @@
 //!
 //! `cargo bench --bench shard`
 //!
-//! The shard figures include the `spindle::blocking` hand-off the shard
-//! side uses for socket I/O until it moves to `spindle::net`
-//! (`runtime/shard/transport.rs`).
+//! A shard does its socket I/O through `spindle::net::UnixStream`
+//! (`runtime/shard/transport.rs`): a waiting fiber parks in the reactor.
+//! The supervisor side runs a reader thread per shard
+//! (`runtime/shard/incarnation.rs`), so its half of each hop includes a
+//! thread wake-up.
 
 use std::time::{Duration, Instant};
 

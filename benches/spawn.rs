@@ -48,8 +48,8 @@ fn spawn_join(c: &mut Criterion) {
     });
     drop(rt);
 
-    // The same with the timeline trace recording (issue 7 asks what
-    // observation costs): every spawn and run slice becomes an event.
+    // The same with the timeline trace recording, to show what observation
+    // costs: every spawn and run slice becomes an event.
     let trace_path =
         std::env::temp_dir().join(format!("spindle-bench-{}.json", std::process::id()));
     let traced = spindle::Builder::new()

@@ -7,8 +7,9 @@
 //! threads the process had and the hand-offs made. Last, it measures the CPU
 //! an idle 2-worker runtime burns over 2 s.
 //!
-//! The raw calls hold their worker threads. tokio and `may` stop there (5 s
-//! for 1,000 calls on 2 workers). spindle's monitor sees a worker held in a
+//! The raw calls hold their worker threads. A runtime without a hand-off
+//! (tokio and `may` have none) stops there: 1,000 calls of 10 ms on 2
+//! workers take 5 s, two at a time. spindle's monitor sees a worker held in a
 //! system call with fibers waiting and hands them to a spare worker thread
 //! (`scheduler/handoff.rs`), as Go's sysmon does; each episode is reported
 //! (here counted instead of printed, with `Builder::on_handoff`). Through

@@ -3,7 +3,8 @@
 //! 1. **Pipeline**: a generator fiber sends 1..=N (default 100,000) into a
 //!    chain of `--stages` fibers (default 8), each adding 1 and passing it
 //!    on over a bounded channel; a collector sums what comes out. Prints the
-//!    sum (checked against the formula) and messages per second.
+//!    sum (checked against the formula), the time taken and the rate in
+//!    stage-hops (one message through one channel) per second.
 //! 2. **Fan-in with select**: three producers with different paces (fast,
 //!    slow, and one that stops early) feed three channels; one consumer
 //!    selects over all three with a 50 ms timeout, counting what each

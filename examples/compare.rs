@@ -1,4 +1,4 @@
-//! The seeds' table, measured live: fibers vs threads vs processes.
+//! Fibers vs threads vs processes, measured live in one run.
 //!
 //! Runs the same small jobs three ways on this machine and prints, per
 //! unit of concurrency:

@@ -1,5 +1,5 @@
-//! The seeds' isolation demo: threads share memory and can collide;
-//! processes cannot, and must ship their results over IPC.
+//! Isolation: threads share memory and can collide; processes cannot,
+//! and must ship their results over IPC.
 //!
 //! ```text
 //! cargo run --release --example isolation -- [--increments 10000000]

@@ -1,4 +1,4 @@
-//! The seeds' "threads need locks" lesson, measured: the lost update.
+//! Why threads need locks, measured: the lost update.
 //!
 //! Two OS threads each add 1 to a shared counter `--increments` times
 //! (default 1,000,000) without a lock: each increment is a read, then a

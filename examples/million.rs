@@ -5,17 +5,20 @@
 //! of them are alive (each suspended on its own guarded stack) at the same
 //! moment. Then it opens the gate and joins them all.
 //!
-//! Prints, per phase, the wall time; then the peak RSS, the RSS per live
-//! fiber, the page tables, and the number of memory mappings the process
-//! held at the peak (from `/proc/self/maps`), which must stay far below the
-//! kernel's `vm.max_map_count` (65530 by default).
+//! Prints, per phase, the wall time; then the live fibers at the peak, the
+//! peak RSS, the RSS per live fiber, the page tables, the number of memory
+//! mappings the process held at the peak (from `/proc/self/maps`), which
+//! must stay far below the kernel's `vm.max_map_count` (65530 by default),
+//! the address space reserved for stacks, the RSS after the join and after
+//! `Runtime::trim_stacks`, and the hand-offs to spare workers.
 //!
 //! It also measures, in the same run, the **floor** this machine puts under
 //! any design with one guarded stack per fiber: installing a guard page and
 //! touching the top page of as many fresh stacks, on as many threads as there
 //! are workers, with nothing else. The page faults, not the scheduler, are
-//! the cost of a million live fibers (see ../shared/DESIGN-NOTES.md); the
-//! ratio `total / floor` is the scheduler's overhead on top of them.
+//! most of the cost of a million live fibers (`docs/benchmarks.md` has the
+//! figures); the ratio `total / floor` is the scheduler's overhead on top
+//! of them.
 //!
 //! Flags: `--fibers N`, `--workers N`, `--stack-size BYTES`, `--no-floor`,
 //! `--trace FILE` (write a timeline of the run as Chrome trace-event JSON,

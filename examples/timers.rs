@@ -3,7 +3,8 @@
 //! 1. On an idle runtime, one fiber calls `sleep(1 ms)` `--samples` times
 //!    (default 1,000); prints the distribution of the actual sleep times.
 //!    The idle worker parks until its timer's deadline, so this measures the
-//!    worker's timed park (a futex wait) and the wake-up path.
+//!    worker's timed park (in `epoll_wait` or on a futex) and the wake-up
+//!    path.
 //! 2. `--sleepers` fibers (default 1,000,000), all spawned at once, each
 //!    sleeping 10 ms and finishing; prints the time from the first spawn
 //!    until all are joined. A million sleeping fibers are a million live

@@ -1,4 +1,4 @@
-//! Automatic hand-off (issue 5) with real threads and real blocking calls:
+//! Automatic hand-off with real threads and real blocking calls:
 //! fibers that call raw `usleep`, spin, or block in a std lock, with no
 //! help from the API, do not stall the fibers queued behind them. Bounds
 //! are generous (correctness, not speed: the machine is shared).

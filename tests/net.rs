@@ -723,9 +723,11 @@ fn emfile_child() {
         errors, ERRORS_BEFORE_RELEASE,
         "no error once descriptors were free"
     );
-    // Backing off 1, 2, 4, ... ms: 7 sleeps between the first error and the
-    // eighth add up to 127 ms. A spinning accept would take microseconds
-    // and burn the whole time as CPU.
+    // `accept` backs off from `ACCEPT_BACKOFF_MIN`, doubling each time
+    // (`runtime/io/net/mod.rs`): the 7 sleeps between the first error and
+    // the eighth add up to 127 times that minimum, more than the 100 ms
+    // asserted. A spinning accept would take microseconds and burn the
+    // whole time as CPU.
     assert!(
         error_phase_wall >= Duration::from_millis(100),
         "backed off: {error_phase_wall:?}"

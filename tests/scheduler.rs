@@ -321,15 +321,17 @@ fn yield_now_interleaves_fibers_on_one_worker() {
     assert_eq!(log.len(), 9);
 }
 
-/// A spawn backlog waits in the global injector, so fibers already started
+/// Spawns past a worker's `SPAWN_BACKLOG` wait in the runtime's global
+/// spawn backlog, taken after the injector, so fibers already started
 /// (holding a stack) run before more unstarted ones start: a fiber that
 /// spawns 20,000 fibers, each of which yields once (`wait_for_child`
 /// false) or spawns a child and waits for its message (true), never has
-/// more than a few hundred of them started and unfinished at once. With
-/// every spawn on the spawner's deque, all 20,000 would start before the
-/// first one resumed from its yield; with a spawn past the backlog sent to
-/// the injector itself (rather than the fiber it displaces from the next
-/// slot), every parent would start before its child ran.
+/// more than a few hundred of them started and unfinished at once (the
+/// assertion allows fewer than 2,000). With every spawn on the spawner's
+/// deque, all 20,000 would start before the first one resumed from its
+/// yield; with the new fiber itself sent to the global queue past the
+/// backlog (rather than the fiber it displaces from the next slot), every
+/// parent would start before its child ran.
 fn spawn_backlog_peak(wait_for_child: bool) {
     const FIBERS: usize = 20_000;
     let rt = runtime(1);

@@ -28,7 +28,8 @@ const LIMIT: Duration = Duration::from_secs(120);
 const EVENT_LIMIT: Duration = Duration::from_secs(30);
 
 /// A configuration whose shards re-run only `test` in this binary, quietly,
-/// with one worker each (the machine has 2 cores and tests run in parallel).
+/// with one worker each (tests run in parallel, on machines with as few as
+/// 2 cores).
 fn config(test: &str, shards: usize) -> Config {
     Config::new(shards)
         .args([test, "--exact", "--test-threads=1", "--quiet"])

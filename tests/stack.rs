@@ -227,8 +227,9 @@ fn rss_falls_after_a_burst() {
     // 20,000 fibers each touching 32 KiB of stack raise RSS by ~640 MB; once
     // they finish, stacks past the pool's watermark are trimmed with
     // MADV_DONTNEED at once, and the rest the monitor trims once idle for
-    // 1 s (`fiber/stack.rs`, decay), so most of it goes back to the
-    // kernel within about a second.
+    // `DECAY_AGE` (`fiber/stack.rs`, decay), so most of it goes back to
+    // the kernel soon after that (the test waits far longer before it
+    // fails).
     let rt = Builder::new().workers(2).build().unwrap();
     let before = common::rss_bytes();
     let all_up = Arc::new(Latch::new(20_000));

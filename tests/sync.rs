@@ -19,8 +19,9 @@ const HANG: Duration = Duration::from_secs(300);
 fn a_million_contended_increments_are_all_counted() {
     // 1,000 fibers x 1,000 increments on 2 workers, yielding inside the
     // critical section now and then so that waiters really park. The
-    // longest wait for the lock is recorded: with the 1 ms hand-off no
-    // fiber should starve (the bound is generous: a noisy shared machine).
+    // longest wait for the lock is recorded: with the hand-off to a waiter
+    // that has waited `HAND_OFF_AFTER`, no fiber should starve (the bound
+    // is generous: a noisy shared machine).
     let rt = Builder::new().workers(2).build().unwrap();
     let (count, longest) = within(HANG, move || {
         rt.block_on(|| {
