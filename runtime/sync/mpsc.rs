@@ -105,7 +105,7 @@ pub fn channel<T>() -> (Sender<T>, Receiver<T>) {
     let channel = Arc::new(Channel::new(None));
     (
         Sender {
-            channel: channel.clone(),
+            handle: SendHandle::first(channel.clone()),
         },
         Receiver { channel },
     )
@@ -135,7 +135,7 @@ pub fn sync_channel<T>(capacity: usize) -> (SyncSender<T>, Receiver<T>) {
     let channel = Arc::new(Channel::new(Some(capacity)));
     (
         SyncSender {
-            channel: channel.clone(),
+            handle: SendHandle::first(channel.clone()),
         },
         Receiver { channel },
     )
@@ -143,13 +143,54 @@ pub fn sync_channel<T>(capacity: usize) -> (SyncSender<T>, Receiver<T>) {
 
 /// The sending end of an unbounded [`channel`]. Clone it for more senders.
 pub struct Sender<T> {
-    channel: Arc<Channel<T>>,
+    handle: SendHandle<T>,
 }
 
 /// The sending end of a bounded [`sync_channel`]. Clone it for more
 /// senders.
 pub struct SyncSender<T> {
+    handle: SendHandle<T>,
+}
+
+/// One live sender of a channel, counted in `senders` from when it is made
+/// or cloned until it is dropped: the part [`Sender`] and [`SyncSender`]
+/// share (they differ only in which operations they offer).
+struct SendHandle<T> {
     channel: Arc<Channel<T>>,
+}
+
+impl<T> SendHandle<T> {
+    /// The handle of the sender a new channel starts with (its `senders`
+    /// count starts at 1).
+    fn first(channel: Arc<Channel<T>>) -> SendHandle<T> {
+        SendHandle { channel }
+    }
+
+    /// A send with no deadline: `SendTimeoutError::Timeout` cannot come
+    /// back, so the error is std's `SendError`.
+    #[inline]
+    fn send(&self, value: T) -> Result<(), SendError<T>> {
+        self.channel.send(value, None).map_err(|error| match error {
+            SendTimeoutError::Disconnected(value) | SendTimeoutError::Timeout(value) => {
+                SendError(value)
+            }
+        })
+    }
+}
+
+impl<T> Clone for SendHandle<T> {
+    fn clone(&self) -> SendHandle<T> {
+        self.channel.add_sender();
+        SendHandle {
+            channel: self.channel.clone(),
+        }
+    }
+}
+
+impl<T> Drop for SendHandle<T> {
+    fn drop(&mut self) {
+        self.channel.drop_sender();
+    }
 }
 
 /// The receiving end of a [`channel`] or [`sync_channel`]. Unlike std's, it
@@ -618,11 +659,7 @@ impl<T> Sender<T> {
     /// Sends `value`; never waits. Fails, handing the value back, if every
     /// [`Receiver`] is gone.
     pub fn send(&self, value: T) -> Result<(), SendError<T>> {
-        self.channel.send(value, None).map_err(|error| match error {
-            SendTimeoutError::Disconnected(value) | SendTimeoutError::Timeout(value) => {
-                SendError(value)
-            }
-        })
+        self.handle.send(value)
     }
 }
 
@@ -632,17 +669,14 @@ impl<T> SyncSender<T> {
     /// has taken it. Fails, handing the value back, if every [`Receiver`]
     /// is gone (also while waiting).
     pub fn send(&self, value: T) -> Result<(), SendError<T>> {
-        self.channel.send(value, None).map_err(|error| match error {
-            SendTimeoutError::Disconnected(value) | SendTimeoutError::Timeout(value) => {
-                SendError(value)
-            }
-        })
+        self.handle.send(value)
     }
 
     /// Like [`SyncSender::send`], giving up after `timeout` (the value comes
     /// back in the error).
     pub fn send_timeout(&self, value: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
-        self.channel
+        self.handle
+            .channel
             .send(value, Instant::now().checked_add(timeout))
     }
 
@@ -650,11 +684,11 @@ impl<T> SyncSender<T> {
     /// rendezvous channel, a receiver is waiting (it is woken and takes the
     /// value; this does not wait for the take).
     pub fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
-        self.channel.try_send(value)
+        self.handle.channel.try_send(value)
     }
 
     pub(crate) fn channel(&self) -> &Channel<T> {
-        &self.channel
+        &self.handle.channel
     }
 }
 
@@ -694,18 +728,16 @@ impl<T> Receiver<T> {
 
 impl<T> Clone for Sender<T> {
     fn clone(&self) -> Sender<T> {
-        self.channel.add_sender();
         Sender {
-            channel: self.channel.clone(),
+            handle: self.handle.clone(),
         }
     }
 }
 
 impl<T> Clone for SyncSender<T> {
     fn clone(&self) -> SyncSender<T> {
-        self.channel.add_sender();
         SyncSender {
-            channel: self.channel.clone(),
+            handle: self.handle.clone(),
         }
     }
 }
@@ -716,18 +748,6 @@ impl<T> Clone for Receiver<T> {
         Receiver {
             channel: self.channel.clone(),
         }
-    }
-}
-
-impl<T> Drop for Sender<T> {
-    fn drop(&mut self) {
-        self.channel.drop_sender();
-    }
-}
-
-impl<T> Drop for SyncSender<T> {
-    fn drop(&mut self) {
-        self.channel.drop_sender();
     }
 }
 
