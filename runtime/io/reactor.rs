@@ -76,6 +76,18 @@ const WAKER_TOKEN: Token = Token(usize::MAX);
 /// Generations wrap within 31 bits, so that no token equals `WAKER_TOKEN`.
 const GENERATION_MASK: u32 = (1 << 31) - 1;
 
+/// The token of slot `index` at `generation` (module docs, "Tokens").
+#[inline]
+fn token_of(index: u32, generation: u32) -> Token {
+    Token(((generation as usize) << 32) | index as usize)
+}
+
+/// The slot index and generation `token` names; `token_of` reversed.
+#[inline]
+fn slot_of(token: Token) -> (u32, u32) {
+    ((token.0 & 0xffff_ffff) as u32, (token.0 >> 32) as u32)
+}
+
 /// One runtime's reactor; see the module docs.
 pub(crate) struct Reactor {
     /// The poller and its event buffer; whoever holds the lock polls.
@@ -197,7 +209,7 @@ impl Reactor {
             };
             let slot = &mut slab.slots[index as usize];
             slot.io = Some(io.clone());
-            Token(((slot.generation as usize) << 32) | index as usize)
+            token_of(index, slot.generation)
         };
         let interest = Interest::READABLE | Interest::WRITABLE;
         if let Err(error) = self.registry.register(&mut SourceFd(&fd), token, interest) {
@@ -214,13 +226,12 @@ impl Reactor {
     }
 
     fn free_slot(&self, token: Token) {
-        let index = (token.0 & 0xffff_ffff) as u32;
+        let (index, generation) = slot_of(token);
         let mut slab = self.slab.lock_unpoisoned();
         let slot = &mut slab.slots[index as usize];
         debug_assert!(slot.io.is_some(), "slot {index} freed twice");
         debug_assert_eq!(
-            slot.generation,
-            (token.0 >> 32) as u32,
+            slot.generation, generation,
             "slot {index} freed under a stale token"
         );
         slot.io = None;
@@ -329,9 +340,8 @@ impl Reactor {
                 if token == WAKER_TOKEN {
                     continue;
                 }
-                let index = token.0 & 0xffff_ffff;
-                let generation = (token.0 >> 32) as u32;
-                let Some(slot) = slab.slots.get(index) else {
+                let (index, generation) = slot_of(token);
+                let Some(slot) = slab.slots.get(index as usize) else {
                     continue;
                 };
                 if slot.generation != generation {
@@ -395,8 +405,8 @@ mod tests {
         assert_eq!(reactor.registrations(), 0);
         let registration = reactor.register(second.as_raw_fd()).unwrap();
         assert_eq!(
-            registration.token.0 & 0xffff_ffff,
-            old_token.0 & 0xffff_ffff,
+            slot_of(registration.token).0,
+            slot_of(old_token).0,
             "the slot is reused"
         );
         assert_ne!(registration.token, old_token, "with a new generation");
