@@ -205,18 +205,20 @@ pub(crate) struct Channel<T> {
     /// `None`: unbounded; `Some(0)`: rendezvous. Immutable.
     capacity: Option<usize>,
     /// Any party, for a push or a pop; never held across a park.
-    state: Mutex<State<T>>,
+    state: Mutex<ChannelState<T>>,
 }
 
 /// A channel's state, under `Channel::state`.
 ///
 /// # Invariants
-/// - `queue.len() <= capacity`, or `<= 1` for a rendezvous channel;
+/// - `buffer.len() <= capacity`, or `<= 1` for a rendezvous channel;
 /// - `slot_owner` is `Some` only on a rendezvous channel whose slot holds
 ///   the value of a blocking send that waits for it to be taken;
 /// - once `senders` or `receivers` reaches 0 it stays 0.
-struct State<T> {
-    queue: VecDeque<T>,
+struct ChannelState<T> {
+    /// The messages sent and not yet received; on a rendezvous channel,
+    /// the slot.
+    buffer: VecDeque<T>,
     /// Live `Sender`s or `SyncSender`s.
     senders: usize,
     /// Live `Receiver`s.
@@ -239,36 +241,36 @@ struct State<T> {
 
 /// One of a channel's wait queues.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Which {
+pub(crate) enum WaitQueue {
     Receivers,
     Senders,
     AwaitingReceiver,
 }
 
-impl<T> State<T> {
-    fn queue_of(&mut self, which: Which) -> &mut VecDeque<Arc<Node>> {
-        match which {
-            Which::Receivers => &mut self.waiting_receivers,
-            Which::Senders => &mut self.waiting_senders,
-            Which::AwaitingReceiver => &mut self.awaiting_receiver,
+impl<T> ChannelState<T> {
+    fn queue_of(&mut self, queue: WaitQueue) -> &mut VecDeque<Arc<Node>> {
+        match queue {
+            WaitQueue::Receivers => &mut self.waiting_receivers,
+            WaitQueue::Senders => &mut self.waiting_senders,
+            WaitQueue::AwaitingReceiver => &mut self.awaiting_receiver,
         }
     }
 }
 
 /// A channel's wait queues, type-erased over the message type, so that a
-/// select can leave and notify them ([`ListRef`]).
-pub(crate) trait Lists {
-    fn remove_from(&self, which: Which, node: &Arc<Node>) -> bool;
-    fn notify_in(&self, which: Which) -> bool;
+/// select can leave and notify them ([`QueueRef`]).
+pub(crate) trait ChannelQueues {
+    fn remove_from(&self, queue: WaitQueue, node: &Arc<Node>) -> bool;
+    fn notify_in(&self, queue: WaitQueue) -> bool;
 }
 
-impl<T> Lists for Channel<T> {
-    fn remove_from(&self, which: Which, node: &Arc<Node>) -> bool {
-        WaitList::remove_from(self.lock().queue_of(which), node)
+impl<T> ChannelQueues for Channel<T> {
+    fn remove_from(&self, queue: WaitQueue, node: &Arc<Node>) -> bool {
+        WaitList::remove_from(self.lock().queue_of(queue), node)
     }
 
-    fn notify_in(&self, which: Which) -> bool {
-        let wake = WaitList::pop(self.lock().queue_of(which), false);
+    fn notify_in(&self, queue: WaitQueue) -> bool {
+        let wake = WaitList::pop(self.lock().queue_of(queue), false);
         let woke = wake.is_some();
         if let Some(wake) = wake {
             wake.wake();
@@ -279,24 +281,24 @@ impl<T> Lists for Channel<T> {
 
 /// One wait queue of one channel, as a [`Queue`] a waiter can leave.
 #[derive(Clone, Copy)]
-pub(crate) struct ListRef<'a> {
-    channel: &'a dyn Lists,
-    which: Which,
+pub(crate) struct QueueRef<'a> {
+    channel: &'a dyn ChannelQueues,
+    queue: WaitQueue,
 }
 
-impl Queue for ListRef<'_> {
+impl Queue for QueueRef<'_> {
     fn remove(&self, node: &Arc<Node>) -> bool {
-        self.channel.remove_from(self.which, node)
+        self.channel.remove_from(self.queue, node)
     }
 
     fn notify_one(&self) -> bool {
-        self.channel.notify_in(self.which)
+        self.channel.notify_in(self.queue)
     }
 }
 
 /// A select arm's node, queued on one of a channel's wait lists.
 pub(crate) struct Registration<'a> {
-    pub(crate) list: ListRef<'a>,
+    pub(crate) queue: QueueRef<'a>,
     pub(crate) node: Arc<Node>,
 }
 
@@ -304,8 +306,8 @@ impl<T> Channel<T> {
     fn new(capacity: Option<usize>) -> Channel<T> {
         Channel {
             capacity,
-            state: Mutex::new(State {
-                queue: VecDeque::new(),
+            state: Mutex::new(ChannelState {
+                buffer: VecDeque::new(),
                 senders: 1,
                 receivers: 1,
                 taken: 0,
@@ -318,14 +320,14 @@ impl<T> Channel<T> {
     }
 
     /// One of this channel's wait queues, as a [`Queue`].
-    fn list(&self, which: Which) -> ListRef<'_> {
-        ListRef {
+    fn queue_ref(&self, queue: WaitQueue) -> QueueRef<'_> {
+        QueueRef {
             channel: self,
-            which,
+            queue,
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State<T>> {
+    fn lock(&self) -> MutexGuard<'_, ChannelState<T>> {
         // Nothing panics under this lock except allocation failure, which
         // leaves the state consistent; ignore poisoning.
         self.state.lock_unpoisoned()
@@ -334,7 +336,10 @@ impl<T> Channel<T> {
     /// Releases `state`, then wakes the waiters popped under it (never
     /// woken under the lock: a woken fiber on another worker would only
     /// run into it).
-    fn unlock_and_wake(state: MutexGuard<'_, State<T>>, wakes: impl IntoIterator<Item = Wake>) {
+    fn unlock_and_wake(
+        state: MutexGuard<'_, ChannelState<T>>,
+        wakes: impl IntoIterator<Item = Wake>,
+    ) {
         drop(state);
         wakes.into_iter().for_each(Wake::wake);
     }
@@ -344,23 +349,23 @@ impl<T> Channel<T> {
     }
 
     /// Whether a send that puts its value in the buffer fits now.
-    fn has_room(&self, state: &State<T>) -> bool {
+    fn has_room(&self, state: &ChannelState<T>) -> bool {
         match self.capacity {
             None => true,
-            Some(capacity) => state.queue.len() < capacity.max(1),
+            Some(capacity) => state.buffer.len() < capacity.max(1),
         }
     }
 
-    /// Checks the invariants on `State` (debug builds).
-    fn debug_check(&self, state: &State<T>) {
+    /// Checks the invariants on `ChannelState` (debug builds).
+    fn debug_check(&self, state: &ChannelState<T>) {
         debug_assert!(
-            state.queue.len() <= self.capacity.map_or(usize::MAX, |c| c.max(1)),
+            state.buffer.len() <= self.capacity.map_or(usize::MAX, |c| c.max(1)),
             "the buffer holds {} values, over capacity {:?}",
-            state.queue.len(),
+            state.buffer.len(),
             self.capacity
         );
         debug_assert!(
-            state.slot_owner.is_none() || (self.is_rendezvous() && state.queue.len() == 1),
+            state.slot_owner.is_none() || (self.is_rendezvous() && state.buffer.len() == 1),
             "a slot owner without its value in the slot"
         );
     }
@@ -368,9 +373,11 @@ impl<T> Channel<T> {
     /// Whether a `try_send` succeeds now (a rendezvous needs a receiver
     /// already waiting, other than the caller's own select nodes, for which
     /// `is_own` is true). The caller holds `state`.
-    fn can_try_send(&self, state: &State<T>, is_own: impl Fn(&Arc<Node>) -> bool) -> bool {
+    fn can_try_send(&self, state: &ChannelState<T>, is_own: impl Fn(&Arc<Node>) -> bool) -> bool {
         match self.capacity {
-            Some(0) => state.queue.is_empty() && state.waiting_receivers.iter().any(|n| !is_own(n)),
+            Some(0) => {
+                state.buffer.is_empty() && state.waiting_receivers.iter().any(|n| !is_own(n))
+            }
             _ => self.has_room(state),
         }
     }
@@ -378,8 +385,8 @@ impl<T> Channel<T> {
     /// Pops the front message and releases `state`, then wakes whoever the
     /// pop concerns: a rendezvous sender waiting for the take, and one
     /// sender waiting for room.
-    fn pop(&self, mut state: MutexGuard<'_, State<T>>) -> Option<T> {
-        let value = state.queue.pop_front()?;
+    fn pop(&self, mut state: MutexGuard<'_, ChannelState<T>>) -> Option<T> {
+        let value = state.buffer.pop_front()?;
         let owner = if self.is_rendezvous() {
             state.taken += 1;
             state.slot_owner.take()
@@ -396,7 +403,7 @@ impl<T> Channel<T> {
 
     /// After a bounded channel's buffer lost a value: pops the waiters that
     /// may go now, to be woken once `state` is released.
-    fn room_made(&self, state: &mut State<T>) -> [Option<Wake>; 2] {
+    fn room_made(&self, state: &mut ChannelState<T>) -> [Option<Wake>; 2] {
         let sender = if self.capacity.is_some() {
             WaitList::pop(&mut state.waiting_senders, false)
         } else {
@@ -420,8 +427,8 @@ impl<T> Channel<T> {
     fn recv(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
         loop {
             let mut state = self.lock();
-            if !state.queue.is_empty() {
-                return Ok(self.pop(state).expect("the queue is not empty"));
+            if !state.buffer.is_empty() {
+                return Ok(self.pop(state).expect("the buffer is not empty"));
             }
             if state.senders == 0 {
                 return Err(RecvTimeoutError::Disconnected);
@@ -429,7 +436,8 @@ impl<T> Channel<T> {
             let node = WaitList::push(&mut state.waiting_receivers);
             let send_arm = self.receiver_queued(&mut state);
             Channel::unlock_and_wake(state, send_arm);
-            let notified = super::waitlist::wait_in(&self.list(Which::Receivers), &node, deadline);
+            let notified =
+                super::waitlist::wait_in(&self.queue_ref(WaitQueue::Receivers), &node, deadline);
             WaitList::recycle(node);
             if !notified {
                 return Err(RecvTimeoutError::Timeout);
@@ -440,7 +448,7 @@ impl<T> Channel<T> {
     /// After a receiver queued on `waiting_receivers` (or the rendezvous
     /// slot emptied): on a rendezvous channel, pops a select send arm
     /// waiting for that, to be woken once `state` is released.
-    fn receiver_queued(&self, state: &mut State<T>) -> Option<Wake> {
+    fn receiver_queued(&self, state: &mut ChannelState<T>) -> Option<Wake> {
         if self.is_rendezvous() {
             WaitList::pop(&mut state.awaiting_receiver, false)
         } else {
@@ -456,7 +464,7 @@ impl<T> Channel<T> {
         if !self.can_try_send(&state, |_| false) {
             return Err(TrySendError::Full(value));
         }
-        state.queue.push_back(value);
+        state.buffer.push_back(value);
         self.debug_check(&state);
         let receiver = WaitList::pop(&mut state.waiting_receivers, false);
         Channel::unlock_and_wake(state, receiver);
@@ -474,14 +482,15 @@ impl<T> Channel<T> {
             }
             let node = WaitList::push(&mut state.waiting_senders);
             drop(state);
-            let notified = super::waitlist::wait_in(&self.list(Which::Senders), &node, deadline);
+            let notified =
+                super::waitlist::wait_in(&self.queue_ref(WaitQueue::Senders), &node, deadline);
             WaitList::recycle(node);
             if !notified {
                 return Err(SendTimeoutError::Timeout(value));
             }
             state = self.lock();
         }
-        state.queue.push_back(value);
+        state.buffer.push_back(value);
         let receiver = WaitList::pop(&mut state.waiting_receivers, false);
         if !self.is_rendezvous() {
             self.debug_check(&state);
@@ -489,7 +498,7 @@ impl<T> Channel<T> {
             return Ok(());
         }
         debug_assert!(state.slot_owner.is_none(), "the slot had an owner");
-        debug_assert_eq!(state.queue.len(), 1, "the rendezvous slot overflowed");
+        debug_assert_eq!(state.buffer.len(), 1, "the rendezvous slot overflowed");
         state.slot_owner = Some(Waiter::current());
         self.debug_check(&state);
         let ticket = state.taken + 1;
@@ -549,12 +558,12 @@ impl<T> Channel<T> {
 
     /// Rendezvous: takes the caller's untaken value back out of the slot and
     /// releases `state`.
-    fn reclaim(&self, mut state: MutexGuard<'_, State<T>>) -> T {
+    fn reclaim(&self, mut state: MutexGuard<'_, ChannelState<T>>) -> T {
         debug_assert!(state.slot_owner.is_some(), "reclaiming an unowned value");
-        debug_assert_eq!(state.queue.len(), 1, "the slot holds one value");
+        debug_assert_eq!(state.buffer.len(), 1, "the slot holds one value");
         state.slot_owner = None;
         let value = state
-            .queue
+            .buffer
             .pop_back()
             .expect("an untaken value is in the slot");
         let wakes = self.room_made(&mut state);
@@ -601,7 +610,7 @@ impl<T> Channel<T> {
         let discarded = if owner.is_some() {
             VecDeque::new()
         } else {
-            std::mem::take(&mut state.queue)
+            std::mem::take(&mut state.buffer)
         };
         let mut senders = WaitList::pop_all(&mut state.waiting_senders);
         senders.extend(WaitList::pop_all(&mut state.awaiting_receiver));
@@ -617,14 +626,14 @@ impl<T> Channel<T> {
     /// now (a message, or no senders left): then `None`.
     pub(crate) fn register_receive(&self) -> Option<Registration<'_>> {
         let mut state = self.lock();
-        if !state.queue.is_empty() || state.senders == 0 {
+        if !state.buffer.is_empty() || state.senders == 0 {
             return None;
         }
         let node = WaitList::push(&mut state.waiting_receivers);
         let send_arm = self.receiver_queued(&mut state);
         Channel::unlock_and_wake(state, send_arm);
         Some(Registration {
-            list: self.list(Which::Receivers),
+            queue: self.queue_ref(WaitQueue::Receivers),
             node,
         })
     }
@@ -642,14 +651,14 @@ impl<T> Channel<T> {
         if state.receivers == 0 || self.can_try_send(&state, is_own) {
             return None;
         }
-        let which = if self.is_rendezvous() {
-            Which::AwaitingReceiver
+        let queue = if self.is_rendezvous() {
+            WaitQueue::AwaitingReceiver
         } else {
-            Which::Senders
+            WaitQueue::Senders
         };
-        let node = WaitList::push(state.queue_of(which));
+        let node = WaitList::push(state.queue_of(queue));
         Some(Registration {
-            list: self.list(which),
+            queue: self.queue_ref(queue),
             node,
         })
     }
