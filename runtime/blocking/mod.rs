@@ -31,7 +31,7 @@ use crate::lock::MutexExt;
 use crate::sync::waiter::Waiter;
 
 /// Where a pool thread leaves a job's outcome for the waiting fiber.
-struct Handoff<T> {
+struct ResultSlot<T> {
     result: Mutex<Option<std::thread::Result<T>>>,
     /// Set (Release) after `result` is written; read (Acquire) by the fiber.
     done: AtomicBool,
@@ -61,18 +61,18 @@ where
     let Some(fiber) = crate::fiber::try_current() else {
         return f();
     };
-    let handoff = Arc::new(Handoff {
+    let slot = Arc::new(ResultSlot {
         result: Mutex::new(None),
         done: AtomicBool::new(false),
         waiter: Waiter::Fiber(fiber.clone()),
     });
-    let for_pool = handoff.clone();
+    let pool_slot = slot.clone();
     let job: Box<dyn FnOnce() + Send + 'a> = Box::new(move || {
         let outcome = catch_unwind(AssertUnwindSafe(f));
-        *for_pool.result.lock_unpoisoned() = Some(outcome);
+        *pool_slot.result.lock_unpoisoned() = Some(outcome);
         // Release: `result` is written before `done` is seen.
-        for_pool.done.store(true, Ordering::Release);
-        for_pool.waiter.unpark();
+        pool_slot.done.store(true, Ordering::Release);
+        pool_slot.waiter.unpark();
     });
     // Only the lifetime changes. The job may borrow `'a` data because this
     // function does not return, nor unwind, before the job has finished:
@@ -86,20 +86,20 @@ where
         job(); // no pool thread could be started: run it in place
     }
     let waited = catch_unwind(AssertUnwindSafe(|| {
-        while !handoff.done.load(Ordering::Acquire) {
+        while !slot.done.load(Ordering::Acquire) {
             crate::park();
         }
     }));
     if let Err(unwind) = waited {
         // Cancelled at shutdown: finish waiting (park returns at once now),
         // then carry on unwinding.
-        while !handoff.done.load(Ordering::Acquire) {
+        while !slot.done.load(Ordering::Acquire) {
             crate::park();
             std::thread::yield_now();
         }
         resume_unwind(unwind);
     }
-    let outcome = handoff
+    let outcome = slot
         .result
         .lock_unpoisoned()
         .take()

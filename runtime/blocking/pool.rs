@@ -19,7 +19,7 @@ pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
 
 /// A runtime's blocking pool.
 pub(crate) struct Pool {
-    state: Mutex<State>,
+    state: Mutex<PoolState>,
     /// Idle threads wait here for a job (or for shutdown).
     work: Condvar,
     max_threads: usize,
@@ -31,7 +31,7 @@ pub(crate) struct Pool {
 }
 
 /// Under `Pool::state`.
-struct State {
+struct PoolState {
     queue: VecDeque<Job>,
     /// Pool threads alive now.
     threads: usize,
@@ -61,7 +61,7 @@ impl Pool {
         prestart: bool,
     ) -> Pool {
         Pool {
-            state: Mutex::new(State {
+            state: Mutex::new(PoolState {
                 queue: VecDeque::new(),
                 threads: 0,
                 idle: 0,
