@@ -17,7 +17,7 @@
 
 use std::fmt;
 
-use super::grant::{GrantQueue, Granted, Queue, Withdraw};
+use super::grant::{GrantQueue, Granted, Requests, Withdraw};
 
 /// A reusable barrier for fibers and threads alike.
 ///
@@ -99,7 +99,7 @@ impl Barrier {
 }
 
 impl Withdraw<()> for Barrier {
-    fn regrant(&self, _queue: &mut Queue<()>, _granted: &mut Granted<()>) {
+    fn regrant(&self, _queue: &mut Requests<()>, _granted: &mut Granted<()>) {
         // One arrival fewer: nobody can go yet.
     }
 

@@ -24,7 +24,7 @@ use std::fmt;
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use super::grant::{GrantQueue, Granted, Queue, Withdraw};
+use super::grant::{GrantQueue, Granted, Requests, Withdraw};
 
 const EMPTY: u8 = 0;
 const RUNNING: u8 = 1;
@@ -235,7 +235,7 @@ impl<T> OnceCell<T> {
 }
 
 impl<T> Withdraw<()> for OnceCell<T> {
-    fn regrant(&self, _queue: &mut Queue<()>, _granted: &mut Granted<()>) {
+    fn regrant(&self, _queue: &mut Requests<()>, _granted: &mut Granted<()>) {
         // A waiter left; the initializer, when done, releases the rest.
     }
 

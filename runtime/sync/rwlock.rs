@@ -46,7 +46,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{LockResult, TryLockError, TryLockResult};
 
-use super::grant::{GrantQueue, Granted, Queue, Withdraw};
+use super::grant::{GrantQueue, Granted, Requests, Withdraw};
 
 const WRITER: usize = 0b01;
 const QUEUED: usize = 0b10;
@@ -294,7 +294,7 @@ impl<T: ?Sized> RwLock<T> {
     /// The grant step (module docs), under the queue lock: hands the lock
     /// to the front request(s) if they can have it now, and clears QUEUED
     /// if the queue empties.
-    fn grant(&self, queue: &mut Queue<Access>, granted: &mut Granted<Access>) {
+    fn grant(&self, queue: &mut Requests<Access>, granted: &mut Granted<Access>) {
         while let Some(front) = queue.front() {
             match front.want {
                 Access::Write => {
@@ -377,7 +377,7 @@ impl<T: ?Sized> RwLock<T> {
 }
 
 impl<T: ?Sized> Withdraw<Access> for RwLock<T> {
-    fn regrant(&self, queue: &mut Queue<Access>, granted: &mut Granted<Access>) {
+    fn regrant(&self, queue: &mut Requests<Access>, granted: &mut Granted<Access>) {
         self.grant(queue, granted);
     }
 

@@ -23,7 +23,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use super::grant::{GrantQueue, Granted, Queue, Withdraw};
+use super::grant::{GrantQueue, Granted, Requests, Withdraw};
 
 const QUEUED: usize = 1;
 /// Permits are counted above the QUEUED bit.
@@ -210,7 +210,7 @@ impl Semaphore {
     }
 
     /// The grant step (module docs), under the queue lock.
-    fn grant(&self, queue: &mut Queue<usize>, granted: &mut Granted<usize>) {
+    fn grant(&self, queue: &mut Requests<usize>, granted: &mut Granted<usize>) {
         while let Some(front) = queue.front() {
             let Some(wanted) = shifted(front.want) else {
                 break; // more than a semaphore can hold: waits forever
@@ -242,7 +242,7 @@ fn shifted(permits: usize) -> Option<usize> {
 }
 
 impl Withdraw<usize> for Semaphore {
-    fn regrant(&self, queue: &mut Queue<usize>, granted: &mut Granted<usize>) {
+    fn regrant(&self, queue: &mut Requests<usize>, granted: &mut Granted<usize>) {
         // The request that left may have been a large one holding back
         // smaller ones behind it.
         self.grant(queue, granted);
