@@ -76,9 +76,7 @@ impl Barrier {
                     queue.len() + 1 == self.parties.max(1),
                     "a generation overfilled"
                 );
-                while !queue.is_empty() {
-                    GrantQueue::grant_front(&mut queue, &mut granted);
-                }
+                GrantQueue::grant_all(&mut queue, &mut granted);
                 None
             } else {
                 Some(GrantQueue::push(&mut queue, ()))

@@ -96,6 +96,40 @@ impl<K> GrantQueue<K> {
         request
     }
 
+    /// Pushes a request for the caller and, still under the queue lock,
+    /// runs `then` (the primitive marks itself queued and runs its grant
+    /// step, which may grant the new request at once); then wakes whom
+    /// `then` granted, except the caller.
+    pub(crate) fn enqueue(
+        &self,
+        want: K,
+        then: impl FnOnce(&mut Requests<K>, &mut Granted<K>),
+    ) -> Arc<Request<K>> {
+        let mut granted = Vec::new();
+        let request = {
+            let mut queue = self.lock();
+            let request = GrantQueue::push(&mut queue, want);
+            then(&mut queue, &mut granted);
+            request
+        };
+        GrantQueue::wake(granted, Some(&request));
+        request
+    }
+
+    /// Runs a grant step under the queue lock, then wakes whom it granted.
+    pub(crate) fn grant_with(&self, step: impl FnOnce(&mut Requests<K>, &mut Granted<K>)) {
+        let mut granted = Vec::new();
+        step(&mut self.lock(), &mut granted);
+        GrantQueue::wake(granted, None);
+    }
+
+    /// Grants every request of a locked queue, front first.
+    pub(crate) fn grant_all(queue: &mut Requests<K>, granted: &mut Granted<K>) {
+        while !queue.is_empty() {
+            GrantQueue::grant_front(queue, granted);
+        }
+    }
+
     /// Pops the front request of a locked queue, marks it granted and adds
     /// it to `granted`, to be woken after unlocking.
     pub(crate) fn grant_front(queue: &mut Requests<K>, granted: &mut Granted<K>) {

@@ -33,6 +33,7 @@ pub mod mpsc;
 mod mutex;
 mod once;
 pub mod oneshot;
+mod poison;
 mod rwlock;
 mod select;
 mod semaphore;
@@ -49,13 +50,3 @@ pub use once::OnceCell;
 pub use rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 pub use select::{Select, SelectTimeoutError, TrySelectError};
 pub use semaphore::{Semaphore, SemaphorePermit};
-
-/// std's poisoning convention, shared by the locks: the value, as `Err`
-/// if a holder panicked.
-pub(crate) fn poison_checked<T>(poisoned: bool, value: T) -> std::sync::LockResult<T> {
-    if poisoned {
-        Err(std::sync::PoisonError::new(value))
-    } else {
-        Ok(value)
-    }
-}

@@ -48,10 +48,11 @@
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, LockResult, OnceLock, TryLockError, TryLockResult};
 use std::time::{Duration, Instant};
 
+use super::poison::{fmt_lock, poison_checked, Poison};
 use super::waitlist::{Node, WaitList};
 
 const LOCKED: u8 = 0b01;
@@ -95,7 +96,7 @@ fn nanos_since_epoch(now: Instant) -> u64 {
 /// ```
 pub struct Mutex<T: ?Sized> {
     state: AtomicU8,
-    poisoned: AtomicBool,
+    poison: Poison,
     /// When the lock was last handed off, in nanoseconds since `EPOCH`.
     /// Written by unlockers under the wait list's lock. Relaxed: only read
     /// there too.
@@ -129,7 +130,7 @@ impl<T> Mutex<T> {
     pub fn new(value: T) -> Mutex<T> {
         Mutex {
             state: AtomicU8::new(0),
-            poisoned: AtomicBool::new(false),
+            poison: Poison::new(),
             last_hand_off: AtomicU64::new(0),
             waiters: WaitList::new(),
             data: UnsafeCell::new(value),
@@ -138,9 +139,9 @@ impl<T> Mutex<T> {
 
     /// The data, consuming the mutex.
     pub fn into_inner(self) -> LockResult<T> {
-        let poisoned = self.poisoned.load(Ordering::Relaxed);
+        let poisoned = self.poison.is_set();
         let value = self.data.into_inner();
-        super::poison_checked(poisoned, value)
+        poison_checked(poisoned, value)
     }
 }
 
@@ -169,14 +170,13 @@ impl<T: ?Sized> Mutex<T> {
 
     /// Whether a holder panicked.
     pub fn is_poisoned(&self) -> bool {
-        self.poisoned.load(Ordering::Relaxed)
+        self.poison.is_set()
     }
 
     /// The data, through `&mut self` (no locking needed).
     pub fn get_mut(&mut self) -> LockResult<&mut T> {
-        let poisoned = self.is_poisoned();
         let data = self.data.get_mut();
-        super::poison_checked(poisoned, data)
+        self.poison.result(data)
     }
 
     fn guard(&self) -> LockResult<MutexGuard<'_, T>> {
@@ -184,7 +184,7 @@ impl<T: ?Sized> Mutex<T> {
             mutex: self,
             panicking: std::thread::panicking(),
         };
-        super::poison_checked(self.is_poisoned(), guard)
+        self.poison.result(guard)
     }
 
     /// Sets LOCKED if it is clear, keeping QUEUED.
@@ -319,9 +319,7 @@ impl<T: ?Sized> DerefMut for MutexGuard<'_, T> {
 
 impl<T: ?Sized> Drop for MutexGuard<'_, T> {
     fn drop(&mut self) {
-        if !self.panicking && std::thread::panicking() {
-            self.mutex.poisoned.store(true, Ordering::Relaxed);
-        }
+        self.mutex.poison.record_panic(self.panicking);
         self.mutex.unlock();
     }
 }
@@ -335,14 +333,7 @@ impl<'a, T: ?Sized> MutexGuard<'a, T> {
 
 impl<T: ?Sized + fmt::Debug> fmt::Debug for Mutex<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut d = f.debug_struct("Mutex");
-        match self.try_lock() {
-            Ok(guard) => d.field("data", &&*guard),
-            Err(TryLockError::Poisoned(guard)) => d.field("data", &&*guard.into_inner()),
-            Err(TryLockError::WouldBlock) => d.field("data", &format_args!("<locked>")),
-        };
-        d.field("poisoned", &self.is_poisoned())
-            .finish_non_exhaustive()
+        fmt_lock(f, "Mutex", self.try_lock(), self.is_poisoned())
     }
 }
 

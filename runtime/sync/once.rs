@@ -191,14 +191,7 @@ impl<T> OnceCell<T> {
 
     /// Lets every queued waiter go (the state is no longer RUNNING).
     fn release_waiters(&self) {
-        let mut granted = Vec::new();
-        {
-            let mut queue = self.waiters.lock();
-            while !queue.is_empty() {
-                GrantQueue::grant_front(&mut queue, &mut granted);
-            }
-        }
-        GrantQueue::wake(granted, None);
+        self.waiters.grant_with(GrantQueue::grant_all);
     }
 
     /// Parks until the RUNNING initializer has finished or failed.

@@ -43,10 +43,11 @@
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{LockResult, TryLockError, TryLockResult};
 
 use super::grant::{GrantQueue, Granted, Requests, Withdraw};
+use super::poison::{fmt_lock, poison_checked, Poison};
 
 const WRITER: usize = 0b01;
 const QUEUED: usize = 0b10;
@@ -102,7 +103,7 @@ enum Access {
 /// lock only by releases.
 pub struct RwLock<T: ?Sized> {
     state: AtomicUsize,
-    poisoned: AtomicBool,
+    poison: Poison,
     waiters: GrantQueue<Access>,
     data: UnsafeCell<T>,
 }
@@ -143,7 +144,7 @@ impl<T> RwLock<T> {
     pub fn new(value: T) -> RwLock<T> {
         RwLock {
             state: AtomicUsize::new(0),
-            poisoned: AtomicBool::new(false),
+            poison: Poison::new(),
             waiters: GrantQueue::new(),
             data: UnsafeCell::new(value),
         }
@@ -153,7 +154,7 @@ impl<T> RwLock<T> {
     pub fn into_inner(self) -> LockResult<T> {
         let poisoned = self.is_poisoned();
         let value = self.data.into_inner();
-        super::poison_checked(poisoned, value)
+        poison_checked(poisoned, value)
     }
 }
 
@@ -214,19 +215,18 @@ impl<T: ?Sized> RwLock<T> {
 
     /// Whether a writer panicked while holding the lock.
     pub fn is_poisoned(&self) -> bool {
-        self.poisoned.load(Ordering::Relaxed)
+        self.poison.is_set()
     }
 
     /// The data, through `&mut self` (no locking needed).
     pub fn get_mut(&mut self) -> LockResult<&mut T> {
-        let poisoned = self.is_poisoned();
         let data = self.data.get_mut();
-        super::poison_checked(poisoned, data)
+        self.poison.result(data)
     }
 
     fn read_guard(&self) -> LockResult<RwLockReadGuard<'_, T>> {
         let guard = RwLockReadGuard { lock: self };
-        super::poison_checked(self.is_poisoned(), guard)
+        self.poison.result(guard)
     }
 
     fn write_guard(&self) -> LockResult<RwLockWriteGuard<'_, T>> {
@@ -234,7 +234,7 @@ impl<T: ?Sized> RwLock<T> {
             lock: self,
             panicking: std::thread::panicking(),
         };
-        super::poison_checked(self.is_poisoned(), guard)
+        self.poison.result(guard)
     }
 
     /// Adds a reader if no writer holds the lock and nobody is queued.
@@ -272,17 +272,12 @@ impl<T: ?Sized> RwLock<T> {
         if acquired {
             return;
         }
-        let mut granted = Vec::new();
-        let request = {
-            let mut queue = self.waiters.lock();
-            let request = GrantQueue::push(&mut queue, access);
+        let request = self.waiters.enqueue(access, |queue, granted| {
             // Under the queue lock, so a releaser that sees no QUEUED bit
             // released before this point, and the grant step below sees it.
             self.state.fetch_or(QUEUED, Ordering::Relaxed);
-            self.grant(&mut queue, &mut granted);
-            request
-        };
-        GrantQueue::wake(granted, Some(&request));
+            self.grant(queue, granted);
+        });
         let acquired = self.waiters.wait(&request, None, self);
         debug_assert!(acquired, "an untimed wait ends granted");
         debug_assert!(match access {
@@ -337,9 +332,8 @@ impl<T: ?Sized> RwLock<T> {
     /// Runs the grant step under the queue lock and wakes whom it granted.
     #[cold]
     fn grant_queued(&self) {
-        let mut granted = Vec::new();
-        self.grant(&mut self.waiters.lock(), &mut granted);
-        GrantQueue::wake(granted, None);
+        self.waiters
+            .grant_with(|queue, granted| self.grant(queue, granted));
     }
 
     fn read_unlock(&self) {
@@ -363,16 +357,13 @@ impl<T: ?Sized> RwLock<T> {
         {
             return;
         }
-        let mut granted = Vec::new();
-        {
-            let mut queue = self.waiters.lock();
+        self.waiters.grant_with(|queue, granted| {
             // Release, as above; nobody can take the lock meanwhile (QUEUED
             // is set, so the fast paths are off until the grant below).
             let previous = self.state.fetch_and(!WRITER, Ordering::Release);
             debug_assert!(previous & WRITER != 0, "write_unlock without the writer");
-            self.grant(&mut queue, &mut granted);
-        }
-        GrantQueue::wake(granted, None);
+            self.grant(queue, granted);
+        });
     }
 }
 
@@ -420,23 +411,14 @@ impl<T: ?Sized> DerefMut for RwLockWriteGuard<'_, T> {
 
 impl<T: ?Sized> Drop for RwLockWriteGuard<'_, T> {
     fn drop(&mut self) {
-        if !self.panicking && std::thread::panicking() {
-            self.lock.poisoned.store(true, Ordering::Relaxed);
-        }
+        self.lock.poison.record_panic(self.panicking);
         self.lock.write_unlock();
     }
 }
 
 impl<T: ?Sized + fmt::Debug> fmt::Debug for RwLock<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut d = f.debug_struct("RwLock");
-        match self.try_read() {
-            Ok(guard) => d.field("data", &&*guard),
-            Err(TryLockError::Poisoned(guard)) => d.field("data", &&*guard.into_inner()),
-            Err(TryLockError::WouldBlock) => d.field("data", &format_args!("<locked>")),
-        };
-        d.field("poisoned", &self.is_poisoned())
-            .finish_non_exhaustive()
+        fmt_lock(f, "RwLock", self.try_read(), self.is_poisoned())
     }
 }
 

@@ -157,9 +157,8 @@ impl Semaphore {
             })
             .expect("a semaphore holds at most MAX_PERMITS permits");
         if previous & QUEUED != 0 {
-            let mut granted = Vec::new();
-            self.grant(&mut self.waiters.lock(), &mut granted);
-            GrantQueue::wake(granted, None);
+            self.waiters
+                .grant_with(|queue, granted| self.grant(queue, granted));
         }
     }
 
@@ -194,18 +193,13 @@ impl Semaphore {
 
     #[cold]
     fn acquire_contended(&self, permits: usize, deadline: Option<Instant>) -> bool {
-        let mut granted = Vec::new();
-        let request = {
-            let mut queue = self.waiters.lock();
-            let request = GrantQueue::push(&mut queue, permits);
+        let request = self.waiters.enqueue(permits, |queue, granted| {
             // Under the queue lock, so a `release` that sees no QUEUED bit
             // added its permits before this point, and the grant step below
             // sees them.
             self.state.fetch_or(QUEUED, Ordering::Relaxed);
-            self.grant(&mut queue, &mut granted);
-            request
-        };
-        GrantQueue::wake(granted, Some(&request));
+            self.grant(queue, granted);
+        });
         self.waiters.wait(&request, deadline, self)
     }
 
