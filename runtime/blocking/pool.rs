@@ -11,7 +11,7 @@
 
 use crate::lock::{CondvarExt, MutexExt};
 use std::collections::VecDeque;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 /// A closure for a pool thread.
@@ -79,7 +79,7 @@ impl Pool {
 
     /// Queues a job; starts a thread for it if none is idle and the cap
     /// allows. If the OS refuses a new thread, the job waits for an existing
-    /// one, or, with none at all, runs on the caller (`run_here` returns it).
+    /// one, or, with none at all, is returned to run on the caller.
     pub(crate) fn submit(self: &Arc<Self>, job: Job) -> Option<Job> {
         let mut state = self.state.lock_unpoisoned();
         state.queue.push_back(job);
@@ -96,14 +96,9 @@ impl Pool {
             // the caller does not pay for a thread start.
             return None;
         }
-        state.threads += 1;
-        state.starting += 1;
-        state.peak = state.peak.max(state.threads);
+        Pool::count_start(&mut state);
         drop(state);
-        if !self.start_thread() {
-            let mut state = self.state.lock_unpoisoned();
-            state.threads -= 1;
-            state.starting -= 1;
+        if let Some(mut state) = self.start_counted() {
             if state.threads == 0 {
                 // Nobody will ever take it: give it back to run in place.
                 return state.queue.pop_back();
@@ -112,14 +107,30 @@ impl Pool {
         None
     }
 
-    /// Starts a pool thread, already counted in `threads`; false if the OS
-    /// refused (the count is then still to be undone by the caller).
-    fn start_thread(self: &Arc<Self>) -> bool {
+    /// Counts a thread about to be started (the caller holds `state`): in
+    /// `threads` and `starting`, and in `peak`.
+    fn count_start(state: &mut PoolState) {
+        state.threads += 1;
+        state.starting += 1;
+        state.peak = state.peak.max(state.threads);
+    }
+
+    /// Starts a pool thread that `count_start` counted. If the OS refuses,
+    /// takes the count back and returns the state, still locked, so the
+    /// caller can act on the corrected count; `None` if the thread started.
+    fn start_counted(self: &Arc<Self>) -> Option<MutexGuard<'_, PoolState>> {
         let pool = self.clone();
-        std::thread::Builder::new()
+        let started = std::thread::Builder::new()
             .name(self.thread_name.clone())
             .spawn(move || pool.run())
-            .is_ok()
+            .is_ok();
+        if started {
+            return None;
+        }
+        let mut state = self.state.lock_unpoisoned();
+        state.threads -= 1;
+        state.starting -= 1;
+        Some(state)
     }
 
     /// A pool thread's body.
@@ -134,15 +145,12 @@ impl Pool {
                     && state.threads < self.max_threads
                     && !state.shutdown;
                 if prestart {
-                    state.threads += 1;
-                    state.starting += 1;
-                    state.peak = state.peak.max(state.threads);
+                    Pool::count_start(&mut state);
                 }
                 drop(state);
-                if prestart && !self.start_thread() {
-                    let mut state = self.state.lock_unpoisoned();
-                    state.threads -= 1;
-                    state.starting -= 1;
+                if prestart {
+                    // Refused: the job still runs, on this thread.
+                    drop(self.start_counted());
                 }
                 job();
                 state = self.state.lock_unpoisoned();
