@@ -149,15 +149,18 @@ impl AcceptBackoff {
     }
 }
 
-/// The methods every socket type shares, written once: timeouts,
-/// `take_error`, `try_clone`, conversion from and to std, and the
-/// descriptor traits. `$std` is the std type, `$field` the `Arc<Socket<_>>`.
+/// The methods every socket type shares, listeners included, written
+/// once: `take_error`, `try_clone`, conversion from and to std, and the
+/// descriptor traits. `$type` is the spindle type, with a field `socket:
+/// Arc<Socket<$mio>>` and any `$extra` fields (shared by clones, `Default`
+/// at creation); `$std` is the std type, `$mio` the mio one.
 macro_rules! common_socket_methods {
-    ($type:ident, $std:ty, $mio:ty) => {
+    ($type:ident, $std:ty, $mio:ty $(, $extra:ident)*) => {
         impl $type {
             fn wrap(source: $mio) -> $type {
                 $type {
                     socket: std::sync::Arc::new(crate::io::socket::Socket::new(source)),
+                    $($extra: Default::default(),)*
                 }
             }
 
@@ -189,9 +192,43 @@ macro_rules! common_socket_methods {
             pub fn try_clone(&self) -> std::io::Result<$type> {
                 Ok($type {
                     socket: self.socket.clone(),
+                    $($extra: self.$extra.clone(),)*
                 })
             }
 
+            /// Takes the socket's pending error (`SO_ERROR`), if any.
+            pub fn take_error(&self) -> std::io::Result<Option<std::io::Error>> {
+                self.socket.source.take_error()
+            }
+        }
+
+        impl std::os::fd::AsRawFd for $type {
+            fn as_raw_fd(&self) -> std::os::fd::RawFd {
+                self.socket.raw_fd()
+            }
+        }
+
+        impl std::os::fd::AsFd for $type {
+            fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+                self.socket.source.as_fd()
+            }
+        }
+
+        impl std::fmt::Debug for $type {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($type))
+                    .field("fd", &self.socket.raw_fd())
+                    .finish_non_exhaustive()
+            }
+        }
+    };
+}
+
+/// Read and write timeouts, std's methods on every socket type but the
+/// listeners.
+macro_rules! socket_timeouts {
+    ($type:ident) => {
+        impl $type {
             /// Sets how long a read may wait; `None` waits forever. A wait
             /// that runs out gives `ErrorKind::TimedOut`. `Some(ZERO)` is
             /// refused with `InvalidInput`, as in std.
@@ -220,31 +257,6 @@ macro_rules! common_socket_methods {
             /// The write timeout.
             pub fn write_timeout(&self) -> std::io::Result<Option<std::time::Duration>> {
                 Ok(self.socket.write_timeout())
-            }
-
-            /// Takes the socket's pending error (`SO_ERROR`), if any.
-            pub fn take_error(&self) -> std::io::Result<Option<std::io::Error>> {
-                self.socket.source.take_error()
-            }
-        }
-
-        impl std::os::fd::AsRawFd for $type {
-            fn as_raw_fd(&self) -> std::os::fd::RawFd {
-                self.socket.raw_fd()
-            }
-        }
-
-        impl std::os::fd::AsFd for $type {
-            fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-                self.socket.source.as_fd()
-            }
-        }
-
-        impl std::fmt::Debug for $type {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.debug_struct(stringify!($type))
-                    .field("fd", &self.socket.raw_fd())
-                    .finish_non_exhaustive()
             }
         }
     };
@@ -324,7 +336,7 @@ macro_rules! stream_read_write {
     };
 }
 
-pub(crate) use {common_socket_methods, stream_read_write};
+pub(crate) use {common_socket_methods, socket_timeouts, stream_read_write};
 
 /// Waits for a non-blocking `connect` to finish: the operation for
 /// `Socket::io_until(Direction::Write, ..)`. `WouldBlock` until the socket
