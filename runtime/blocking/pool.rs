@@ -3,8 +3,16 @@
 //! A job queue under one std lock, with a condvar for idle threads. A job
 //! goes to an idle thread if there is one; otherwise a new thread is started
 //! while fewer than `max_threads` exist; otherwise it waits in the queue for
-//! the next thread to finish. An idle thread that gets no job for
-//! `keep_alive` exits, so after a burst the pool shrinks back to nothing.
+//! the next thread to finish. If the OS refuses a new thread, the job waits
+//! for an existing one, or, with none at all, runs on the caller. An idle
+//! thread that gets no job for `keep_alive` exits, so after a burst the
+//! pool shrinks back to nothing.
+//!
+//! A pool made [`Pool::with_prestart`] keeps one thread idle or starting
+//! ahead of demand: a thread that takes a job while none is idle first
+//! starts the next one, so the caller that submits (the monitor, starting
+//! spare workers) wakes an idle thread instead of paying for a thread
+//! start.
 //!
 //! The pool threads are not joined at shutdown: one may be inside a call
 //! that never returns (a read from a terminal). They exit after their job.
@@ -50,10 +58,11 @@ impl Pool {
         Pool::with_prestart(max_threads, keep_alive, thread_name, false)
     }
 
-    /// A pool that keeps one thread idle ahead of demand, for callers that
-    /// submit from a thread whose time matters more than the new thread's
-    /// (the monitor starting spare workers: measured, starting a thread
-    /// costs it 20–130 µs here, waking an idle one ~9 µs).
+    /// A pool that keeps one thread idle ahead of demand (with `prestart`),
+    /// for callers that submit from a thread whose time matters more than
+    /// the new thread's: the monitor starting spare workers, for which a
+    /// thread start measured several times dearer than waking an idle one
+    /// (figures in `docs/decisions.md`, "Blocking pool prestart").
     pub(crate) fn with_prestart(
         max_threads: usize,
         keep_alive: Duration,

@@ -8,7 +8,8 @@
 //!   `epoll_wait` instead of on its condvar ([`Reactor::park`]), with its
 //!   earliest timer as the timeout. Its `Unparker` then interrupts the
 //!   poll through a `mio::Waker` (`scheduler/park.rs`, `park_in`), so a
-//!   producer waking it, or shutdown, works as before. Other idle workers
+//!   producer waking it, or shutdown, works as it does for a worker asleep
+//!   on its condvar. Other idle workers
 //!   find the lock taken and sleep on their condvars. This is Go's
 //!   netpoller (one M blocks in `netpoll`) and tokio's driver lock.
 //! - **A busy worker** polls without blocking every [`POLL_INTERVAL`]
@@ -51,26 +52,27 @@ use crate::lock::MutexExt;
 use crate::scheduler::park::{Interrupt, Parker};
 
 /// A busy worker polls (without blocking) every this many scheduling
-/// decisions. 61, as the injector check in `worker.rs` and tokio's
-/// `event_interval`: a prime that avoids lockstep with periodic workloads.
-/// Each such poll is one `epoll_wait` system call (none while no socket is
-/// registered). A guess pending measurement of readiness latency against
-/// that cost; `examples/echo.rs` at 1,000 connections made one poll per
-/// ~60 round trips (`strace -c`: 503 `epoll_wait` for 31,093 `sendto`).
+/// decisions: the same interval as `INJECTOR_INTERVAL` in
+/// `scheduler/worker.rs` and tokio's `event_interval`, a prime that avoids
+/// lockstep with periodic workloads. Each such poll is one `epoll_wait`
+/// system call (none while no socket is registered). A guess awaiting a
+/// measurement of readiness latency against that cost; what it costs the
+/// echo example is in `docs/decisions.md`, `POLL_INTERVAL`.
 pub(crate) const POLL_INTERVAL: u64 = 61;
 
-/// The monitor polls when nobody has for this long. 10 ms, as Go's sysmon
-/// (which polls the network when it has not been for 10 ms).
+/// The monitor polls when nobody has for this long: the bound Go's sysmon
+/// keeps for the network poller.
 pub(crate) const STALE_AFTER: Duration = Duration::from_millis(10);
 
 /// `epoll_wait`'s timeout unit (mio rounds a `Duration` up to it).
 const EPOLL_RESOLUTION: Duration = Duration::from_millis(1);
 
-/// Events taken from the kernel per `epoll_wait`. 1024, as tokio's
-/// driver; more wait for the next poll, nothing is lost.
+/// Events taken from the kernel per `epoll_wait`, as many as tokio's
+/// driver takes; more wait for the next poll, nothing is lost.
 const EVENTS_CAPACITY: usize = 1024;
 
-/// The waker's token: no slab slot has it (generations stop below 2^31).
+/// The waker's token: no slab slot has it (a slot's generation is masked
+/// by `GENERATION_MASK`, so a slot's token never has the top bit set).
 const WAKER_TOKEN: Token = Token(usize::MAX);
 
 /// Generations wrap within 31 bits, so that no token equals `WAKER_TOKEN`.
@@ -257,16 +259,17 @@ impl Reactor {
     /// on the worker's condvar. Returns how many parties the poll woke
     /// (0 if it slept on the condvar or was interrupted).
     ///
-    /// With no socket registered the worker sleeps on its condvar, exactly
-    /// as before the reactor existed: a runtime that does no I/O pays
-    /// nothing for it. The first registration happens on a running worker,
-    /// whose next sleep then goes to the poller.
+    /// With no socket registered the worker sleeps on its condvar, as if
+    /// there were no reactor: a runtime that does no I/O pays nothing for
+    /// it. The first registration happens on a running worker, whose next
+    /// sleep then goes to the poller.
     ///
     /// A timeout under [`EPOLL_RESOLUTION`] also sleeps on the condvar:
     /// `epoll_wait` counts in whole milliseconds (mio rounds up), which
-    /// would make a timer due in 100 µs fire 1 ms late. Readiness that
-    /// arrives meanwhile waits at most that long, until the worker's next
-    /// scheduling decision or sleep.
+    /// would make a timer due sooner than that fire up to
+    /// `EPOLL_RESOLUTION` late. Readiness that arrives meanwhile waits at
+    /// most that long, until the worker's next scheduling decision or
+    /// sleep.
     pub(crate) fn park(&self, parker: &Parker, timeout: Option<Duration>) -> usize {
         if self.registrations() == 0 || timeout.is_some_and(|t| t < EPOLL_RESOLUTION) {
             parker.park(timeout);

@@ -13,10 +13,10 @@
 //! nothing harmful.
 //!
 //! Rejected: a lock-free state word with the value in an `UnsafeCell`
-//! (tokio's design, like `JoinHandle`'s completion here): faster, but unsafe
-//! code outside fiber/ and the scheduler, which STYLE.md asks us to avoid; a
-//! one-shot is rarely hot enough to pay for it. A bounded `mpsc` of
-//! capacity 1: three wait lists for one value.
+//! (tokio's design, like `JoinHandle`'s completion here): faster, but
+//! unsafe code whose soundness rests on a state machine of who may touch
+//! the value when, for a primitive rarely hot enough to pay for it. A
+//! bounded `mpsc` of capacity 1: three wait queues for one value.
 
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};

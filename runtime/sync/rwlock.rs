@@ -108,11 +108,20 @@ pub struct RwLock<T: ?Sized> {
     data: UnsafeCell<T>,
 }
 
-// Readers share `&T` across threads (T: Sync); a writer gets `&mut T`
-// (T: Send), as with std's RwLock.
-// SAFETY: acquire/release on `state` or on a request's grant orders them.
+// SAFETY: `data` is reached only through the guards (`into_inner` and
+// `get_mut` take the lock by value or `&mut`). A read guard is made only
+// after its reader was counted in `state` (`try_read_fast`, or the grant
+// step), a write guard only after WRITER was set with no reader counted
+// (the CAS from 0, or the grant step), and each guard's drop takes its
+// count or WRITER back out; the invariant on `RwLock` (WRITER implies no
+// readers) is asserted in `grant`. So readers share `&T` across threads
+// (T: Sync) and a writer alone gets `&mut T` (T: Send), as with std's
+// RwLock. Acquire/Release on `state`, or on a request's `granted` flag for
+// a waiter the grant step let in, orders one holder's accesses before the
+// next's.
 unsafe impl<T: ?Sized + Send + Sync> Sync for RwLock<T> {}
-// SAFETY: an RwLock owns its T; sending it sends the T.
+// SAFETY: an RwLock owns its T and holds nothing tied to a thread (its
+// queue holds handles to waiters, which are Send); sending it sends the T.
 unsafe impl<T: ?Sized + Send> Send for RwLock<T> {}
 
 /// Shared access to an [`RwLock`]'s data; releases it when dropped.
@@ -128,15 +137,20 @@ pub struct RwLockWriteGuard<'a, T: ?Sized> {
     panicking: bool,
 }
 
-// SAFETY: a read guard gives `&T` wherever it goes; it may move with its
-// fiber to another worker (the lock is not tied to an OS thread).
+// SAFETY: a read guard gives only `&T`, wherever it goes (T: Sync). The
+// lock is not tied to an OS thread: `read_unlock` and `write_unlock` touch
+// only `state` and the queue, never the locking thread's identity, so a
+// guard may move with its fiber to another worker and unlock there.
 unsafe impl<T: ?Sized + Sync> Send for RwLockReadGuard<'_, T> {}
-// SAFETY: sharing a read guard shares `&T`.
+// SAFETY: through `&RwLockReadGuard` only `Deref` is reachable: sharing
+// the guard shares `&T`.
 unsafe impl<T: ?Sized + Sync> Sync for RwLockReadGuard<'_, T> {}
-// SAFETY: the write guard gives `&mut T` to one holder wherever it goes,
-// as sending the T would; it may move with its fiber to another worker.
+// SAFETY: the write guard gives `&mut T` to its one holder wherever it
+// goes, as sending the T would (T: Send); it unlocks from any thread, as
+// the read guard does.
 unsafe impl<T: ?Sized + Send> Send for RwLockWriteGuard<'_, T> {}
-// SAFETY: sharing a write guard shares only `&T`.
+// SAFETY: through `&RwLockWriteGuard` only `Deref` is reachable: sharing
+// the guard shares `&T`.
 unsafe impl<T: ?Sized + Sync> Sync for RwLockWriteGuard<'_, T> {}
 
 impl<T> RwLock<T> {
@@ -383,7 +397,9 @@ impl<T: ?Sized> Withdraw<Access> for RwLock<T> {
 impl<T: ?Sized> Deref for RwLockReadGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
-        // SAFETY: the guard proves a read lock: no writer until it drops.
+        // SAFETY: this reader is counted in `state` until the guard drops,
+        // and no write guard exists while any reader is counted (see
+        // `unsafe impl Sync for RwLock`): no `&mut T` meanwhile.
         unsafe { &*self.lock.data.get() }
     }
 }
@@ -397,14 +413,16 @@ impl<T: ?Sized> Drop for RwLockReadGuard<'_, T> {
 impl<T: ?Sized> Deref for RwLockWriteGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
-        // SAFETY: the guard proves the write lock: no other holder.
+        // SAFETY: WRITER is set for this guard until it drops, and no other
+        // guard exists meanwhile (see `unsafe impl Sync for RwLock`).
         unsafe { &*self.lock.data.get() }
     }
 }
 
 impl<T: ?Sized> DerefMut for RwLockWriteGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
-        // SAFETY: the guard proves the write lock, exclusively.
+        // SAFETY: as in `deref`, this is the only guard; `&mut self` on it
+        // rules out any other reference through it while this one lives.
         unsafe { &mut *self.lock.data.get() }
     }
 }

@@ -47,8 +47,9 @@
 //!   thread as std does: give it a `SocketAddr`, or resolve once with
 //!   [`lookup_host`].
 //! - **`accept` when out of descriptors** (`EMFILE`, `ENFILE`) sleeps a
-//!   little before returning the error, longer each time in a row (1 ms
-//!   doubling to 100 ms), so a server loop that logs the error and calls
+//!   little before returning the error, twice as long each time in a row
+//!   up to a cap (`ACCEPT_BACKOFF_MIN` and `ACCEPT_BACKOFF_MAX` in
+//!   `io/net/mod.rs`), so a server loop that logs the error and calls
 //!   `accept` again does not spin a core while connections wait in the
 //!   kernel's backlog. **A server loop should log such errors and
 //!   continue**, not exit: the condition passes when connections close.
@@ -103,16 +104,16 @@ fn each_addr<T>(
     }))
 }
 
-/// The shortest sleep after an `accept` that ran out of descriptors.
-/// 1 ms: about the time a busy server takes to finish a request and close
-/// a descriptor, so the first retry usually succeeds. A guess; Go's
-/// `net/http` starts at 5 ms.
+/// The shortest sleep after an `accept` that ran out of descriptors:
+/// about the time a busy server takes to finish a request and close a
+/// descriptor, so the first retry usually succeeds. A guess; Go's
+/// `net/http` starts five times higher.
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(1);
 
-/// The longest. 100 ms bounds the extra latency of a connection that waits
-/// in the backlog once descriptors are free (Go's `net/http` goes up to
-/// 1 s; ours is shorter because a waiting fiber costs nothing, and a retry
-/// every 100 ms is 10 system calls a second).
+/// The longest: it bounds the extra latency of a connection that waits in
+/// the backlog once descriptors are free. A guess, a tenth of Go's
+/// `net/http` cap: a waiting fiber costs nothing, and one retry per
+/// `ACCEPT_BACKOFF_MAX` is a handful of system calls a second.
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_millis(100);
 
 /// An accept's back-off state, shared by a listener's handles.

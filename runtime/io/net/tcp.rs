@@ -174,8 +174,9 @@ impl TcpListener {
     }
 
     /// Waits for a connection (parking the fiber) and returns it with the
-    /// peer's address. Out of descriptors (`EMFILE`, `ENFILE`), sleeps
-    /// 1–100 ms before returning the error; call it again.
+    /// peer's address. Out of descriptors (`EMFILE`, `ENFILE`), sleeps a
+    /// little before returning the error, longer each time in a row (see
+    /// the [module docs](crate::net)); call it again.
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         let accepted = self.socket.io(Direction::Read, |source| source.accept());
         self.backoff

@@ -135,8 +135,10 @@ impl UnixListener {
         mio::net::UnixListener::bind(path).map(UnixListener::wrap)
     }
 
-    /// Waits for a connection (parking the fiber). Out of descriptors,
-    /// sleeps 1–100 ms before returning the error; call it again.
+    /// Waits for a connection (parking the fiber). Out of descriptors
+    /// (`EMFILE`, `ENFILE`), sleeps a little before returning the error,
+    /// longer each time in a row (see the [module docs](crate::net)); call
+    /// it again.
     pub fn accept(&self) -> io::Result<(UnixStream, SocketAddr)> {
         let accepted = self.socket.io(Direction::Read, |source| source.accept());
         self.backoff

@@ -36,15 +36,16 @@
 //! - Intrusive wait nodes on the waiters' stacks, with the value written
 //!   straight into them (Go's `sendDirect`): two reference-count updates
 //!   and the receiver's second lock pair fewer per wait, but a node linked
-//!   by its address is unsafe code in `sync/`, which the crate keeps to
-//!   `fiber/`, the scheduler's queues and `sys/` (and a fiber unwound at
-//!   shutdown must unlink its node first). The heap node a waiter keeps
-//!   between waits (`waitlist.rs`) removes the allocation without it.
+//!   by its address is a raw pointer into another fiber's stack, unsafe
+//!   code of a kind `sync/` does without (its only unsafe code is the data
+//!   cells of `Mutex`, `RwLock` and `OnceCell`), and a fiber unwound at
+//!   shutdown would have to unlink its node first. The heap node a waiter
+//!   keeps between waits (`waitlist.rs`) removes the allocation without it.
 //! - A spin lock for `state`, whose unlock is a plain store where std's is
 //!   a swap (it must see sleeping waiters): one read-modify-write fewer per
-//!   lock, three per one-way trip, but again unsafe code in `sync/` (the
-//!   data in an `UnsafeCell`), and a holder preempted by the OS would leave
-//!   the other workers spinning instead of sleeping.
+//!   lock, three per one-way trip, but a second hand-written lock with an
+//!   unsafe data cell of its own, and a holder preempted by the OS would
+//!   leave the other workers spinning instead of sleeping.
 //! - Waiting senders and receivers on one list with `notify_all`: every
 //!   message would wake every waiter to fight over it.
 
