@@ -351,28 +351,34 @@ impl Reactor {
                     continue; // a stale event for a freed slot
                 }
                 let Some(io) = &slot.io else { continue };
-                let mut bits = 0;
-                if event.is_readable() {
-                    bits |= READABLE;
-                }
-                if event.is_writable() {
-                    bits |= WRITABLE;
-                }
-                if event.is_read_closed() {
-                    bits |= READ_CLOSED;
-                }
-                if event.is_write_closed() {
-                    bits |= WRITE_CLOSED;
-                }
-                if event.is_error() {
-                    bits |= ERROR;
-                }
-                ready.push((io.clone(), bits));
+                ready.push((io.clone(), readiness_bits(event)));
             }
         }
         self.events.fetch_add(ready.len() as u64, Ordering::Relaxed);
         ready.into_iter().map(|(io, bits)| io.set(bits)).sum()
     }
+}
+
+/// An event's readiness, as `ScheduledIo`'s bits.
+#[inline]
+fn readiness_bits(event: &mio::event::Event) -> usize {
+    let mut bits = 0;
+    if event.is_readable() {
+        bits |= READABLE;
+    }
+    if event.is_writable() {
+        bits |= WRITABLE;
+    }
+    if event.is_read_closed() {
+        bits |= READ_CLOSED;
+    }
+    if event.is_write_closed() {
+        bits |= WRITE_CLOSED;
+    }
+    if event.is_error() {
+        bits |= ERROR;
+    }
+    bits
 }
 
 impl Registration {
