@@ -15,7 +15,8 @@
 //! start.
 //!
 //! The pool threads are not joined at shutdown: one may be inside a call
-//! that never returns (a read from a terminal). They exit after their job.
+//! that never returns (a read from a terminal). After shutdown they still
+//! run the jobs already queued (a fiber waits for each), then exit.
 
 use crate::lock::{CondvarExt, MutexExt};
 use std::collections::VecDeque;
@@ -185,7 +186,7 @@ impl Pool {
         (state.threads, state.peak)
     }
 
-    /// Idle threads exit now; busy ones after their job.
+    /// Idle threads exit now; busy ones once no job is left in the queue.
     pub(crate) fn shutdown(&self) {
         self.state.lock_unpoisoned().shutdown = true;
         self.work.notify_all();

@@ -404,6 +404,15 @@ mod tests {
     use std::os::fd::AsRawFd;
 
     #[test]
+    fn a_token_names_its_slot_and_generation_and_is_never_the_wakers() {
+        for (index, generation) in [(0, 0), (7, 3), (u32::MAX, GENERATION_MASK)] {
+            let token = token_of(index, generation);
+            assert_eq!(slot_of(token), (index, generation));
+            assert_ne!(token, WAKER_TOKEN);
+        }
+    }
+
+    #[test]
     fn a_reused_slot_gets_a_new_generation_and_stale_events_are_dropped() {
         let reactor = Arc::new(Reactor::new(Instant::now()).unwrap());
         let (first, second) = std::os::unix::net::UnixStream::pair().unwrap();

@@ -1,7 +1,7 @@
 //! [`GrantQueue`]: a FIFO of waiters that are *granted* what they asked for
 //! (a read or write lock, some permits, passage through a barrier) by
-//! whoever makes it available, the queue under `RwLock`, `Semaphore` and
-//! `Barrier`.
+//! whoever makes it available, the queue under `RwLock`, `Semaphore`,
+//! `Barrier` and `OnceCell`.
 //!
 //! # Design
 //! [`WaitList`](super::waitlist) wakes a waiter to *compete* for what it
