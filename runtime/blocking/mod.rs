@@ -16,9 +16,10 @@
 //! A raw blocking call nobody wrapped in `blocking` is rescued too, later
 //! and at a higher price: the monitor sees the worker held and hands its
 //! queued fibers to a spare worker thread (`scheduler/handoff.rs`), and
-//! reports the episode. `blocking` is the cheap, explicit way: measured
-//! with `cargo bench --bench blocking`, 200 calls of 2 ms took 3.3 ms
-//! through it and 14.0 ms as raw calls handed off.
+//! reports the episode. `blocking` is the cheap, explicit way: several
+//! times faster than raw calls handed off on `cargo bench --bench
+//! blocking` (figures in `docs/decisions.md`, "blocking over the
+//! hand-off").
 
 pub(crate) mod pool;
 
@@ -31,7 +32,7 @@ use crate::lock::MutexExt;
 use crate::sync::waiter::Waiter;
 
 /// Where a pool thread leaves a job's outcome for the waiting fiber.
-struct Handoff<T> {
+struct ResultSlot<T> {
     result: Mutex<Option<std::thread::Result<T>>>,
     /// Set (Release) after `result` is written; read (Acquire) by the fiber.
     done: AtomicBool,
@@ -61,45 +62,52 @@ where
     let Some(fiber) = crate::fiber::try_current() else {
         return f();
     };
-    let handoff = Arc::new(Handoff {
+    let slot = Arc::new(ResultSlot {
         result: Mutex::new(None),
         done: AtomicBool::new(false),
         waiter: Waiter::Fiber(fiber.clone()),
     });
-    let for_pool = handoff.clone();
+    let pool_slot = slot.clone();
     let job: Box<dyn FnOnce() + Send + 'a> = Box::new(move || {
         let outcome = catch_unwind(AssertUnwindSafe(f));
-        *for_pool.result.lock_unpoisoned() = Some(outcome);
+        *pool_slot.result.lock_unpoisoned() = Some(outcome);
         // Release: `result` is written before `done` is seen.
-        for_pool.done.store(true, Ordering::Release);
-        for_pool.waiter.unpark();
+        pool_slot.done.store(true, Ordering::Release);
+        pool_slot.waiter.unpark();
     });
-    // Only the lifetime changes. The job may borrow `'a` data because this
-    // function does not return, nor unwind, before the job has finished:
-    // the wait below completes even if the fiber is unwound (the unwind is
-    // caught and resumed after), and a job the pool could not take runs
-    // here, before we wait.
-    // SAFETY: hence nothing the job borrows ends while the job runs.
+    // SAFETY: only the lifetime changes, and the job touches no `'a` data
+    // once this function has returned or unwound out of it. The job uses
+    // `f` (and what `f` borrows) only inside `catch_unwind`; after it sets
+    // `done` (Release) it only unparks `waiter` (a `'static` handle) and
+    // drops its `Arc` of the slot. This function leaves only after seeing
+    // `done` (Acquire): the wait below completes even if the fiber is
+    // unwound (the unwind is caught, the wait finished, then the unwind
+    // resumed), and a job the pool could not take runs here, before the
+    // wait. And before leaving, either way, it takes the outcome (a `T`,
+    // which may borrow `'a` data) out of the slot, so the job's drop of
+    // the slot never drops a `T`.
     let job: pool::Job =
         unsafe { std::mem::transmute::<Box<dyn FnOnce() + Send + 'a>, pool::Job>(job) };
     if let Some(job) = fiber.inner.shared.blocking_pool().submit(job) {
         job(); // no pool thread could be started: run it in place
     }
     let waited = catch_unwind(AssertUnwindSafe(|| {
-        while !handoff.done.load(Ordering::Acquire) {
+        while !slot.done.load(Ordering::Acquire) {
             crate::park();
         }
     }));
     if let Err(unwind) = waited {
         // Cancelled at shutdown: finish waiting (park returns at once now),
         // then carry on unwinding.
-        while !handoff.done.load(Ordering::Acquire) {
+        while !slot.done.load(Ordering::Acquire) {
             crate::park();
             std::thread::yield_now();
         }
+        // Dropped here, while what it may borrow is alive (see SAFETY).
+        drop(slot.result.lock_unpoisoned().take());
         resume_unwind(unwind);
     }
-    let outcome = handoff
+    let outcome = slot
         .result
         .lock_unpoisoned()
         .take()

@@ -3,15 +3,24 @@
 //! A job queue under one std lock, with a condvar for idle threads. A job
 //! goes to an idle thread if there is one; otherwise a new thread is started
 //! while fewer than `max_threads` exist; otherwise it waits in the queue for
-//! the next thread to finish. An idle thread that gets no job for
-//! `keep_alive` exits, so after a burst the pool shrinks back to nothing.
+//! the next thread to finish. If the OS refuses a new thread, the job waits
+//! for an existing one, or, with none at all, runs on the caller. An idle
+//! thread that gets no job for `keep_alive` exits, so after a burst the
+//! pool shrinks back to nothing.
+//!
+//! A pool made [`Pool::with_prestart`] keeps one thread idle or starting
+//! ahead of demand: a thread that takes a job while none is idle first
+//! starts the next one, so the caller that submits (the monitor, starting
+//! spare workers) wakes an idle thread instead of paying for a thread
+//! start.
 //!
 //! The pool threads are not joined at shutdown: one may be inside a call
-//! that never returns (a read from a terminal). They exit after their job.
+//! that never returns (a read from a terminal). After shutdown they still
+//! run the jobs already queued (a fiber waits for each), then exit.
 
 use crate::lock::{CondvarExt, MutexExt};
 use std::collections::VecDeque;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 /// A closure for a pool thread.
@@ -19,7 +28,7 @@ pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
 
 /// A runtime's blocking pool.
 pub(crate) struct Pool {
-    state: Mutex<State>,
+    state: Mutex<PoolState>,
     /// Idle threads wait here for a job (or for shutdown).
     work: Condvar,
     max_threads: usize,
@@ -31,7 +40,7 @@ pub(crate) struct Pool {
 }
 
 /// Under `Pool::state`.
-struct State {
+struct PoolState {
     queue: VecDeque<Job>,
     /// Pool threads alive now.
     threads: usize,
@@ -50,10 +59,11 @@ impl Pool {
         Pool::with_prestart(max_threads, keep_alive, thread_name, false)
     }
 
-    /// A pool that keeps one thread idle ahead of demand, for callers that
-    /// submit from a thread whose time matters more than the new thread's
-    /// (the monitor starting spare workers: measured, starting a thread
-    /// costs it 20–130 µs here, waking an idle one ~9 µs).
+    /// A pool that keeps one thread idle ahead of demand (with `prestart`),
+    /// for callers that submit from a thread whose time matters more than
+    /// the new thread's: the monitor starting spare workers, for which a
+    /// thread start measured several times dearer than waking an idle one
+    /// (figures in `docs/decisions.md`, "Blocking pool prestart").
     pub(crate) fn with_prestart(
         max_threads: usize,
         keep_alive: Duration,
@@ -61,7 +71,7 @@ impl Pool {
         prestart: bool,
     ) -> Pool {
         Pool {
-            state: Mutex::new(State {
+            state: Mutex::new(PoolState {
                 queue: VecDeque::new(),
                 threads: 0,
                 idle: 0,
@@ -79,7 +89,7 @@ impl Pool {
 
     /// Queues a job; starts a thread for it if none is idle and the cap
     /// allows. If the OS refuses a new thread, the job waits for an existing
-    /// one, or, with none at all, runs on the caller (`run_here` returns it).
+    /// one, or, with none at all, is returned to run on the caller.
     pub(crate) fn submit(self: &Arc<Self>, job: Job) -> Option<Job> {
         let mut state = self.state.lock_unpoisoned();
         state.queue.push_back(job);
@@ -96,14 +106,9 @@ impl Pool {
             // the caller does not pay for a thread start.
             return None;
         }
-        state.threads += 1;
-        state.starting += 1;
-        state.peak = state.peak.max(state.threads);
+        Pool::count_start(&mut state);
         drop(state);
-        if !self.start_thread() {
-            let mut state = self.state.lock_unpoisoned();
-            state.threads -= 1;
-            state.starting -= 1;
+        if let Some(mut state) = self.start_counted() {
             if state.threads == 0 {
                 // Nobody will ever take it: give it back to run in place.
                 return state.queue.pop_back();
@@ -112,14 +117,30 @@ impl Pool {
         None
     }
 
-    /// Starts a pool thread, already counted in `threads`; false if the OS
-    /// refused (the count is then still to be undone by the caller).
-    fn start_thread(self: &Arc<Self>) -> bool {
+    /// Counts a thread about to be started (the caller holds `state`): in
+    /// `threads` and `starting`, and in `peak`.
+    fn count_start(state: &mut PoolState) {
+        state.threads += 1;
+        state.starting += 1;
+        state.peak = state.peak.max(state.threads);
+    }
+
+    /// Starts a pool thread that `count_start` counted. If the OS refuses,
+    /// takes the count back and returns the state, still locked, so the
+    /// caller can act on the corrected count; `None` if the thread started.
+    fn start_counted(self: &Arc<Self>) -> Option<MutexGuard<'_, PoolState>> {
         let pool = self.clone();
-        std::thread::Builder::new()
+        let started = std::thread::Builder::new()
             .name(self.thread_name.clone())
             .spawn(move || pool.run())
-            .is_ok()
+            .is_ok();
+        if started {
+            return None;
+        }
+        let mut state = self.state.lock_unpoisoned();
+        state.threads -= 1;
+        state.starting -= 1;
+        Some(state)
     }
 
     /// A pool thread's body.
@@ -134,15 +155,12 @@ impl Pool {
                     && state.threads < self.max_threads
                     && !state.shutdown;
                 if prestart {
-                    state.threads += 1;
-                    state.starting += 1;
-                    state.peak = state.peak.max(state.threads);
+                    Pool::count_start(&mut state);
                 }
                 drop(state);
-                if prestart && !self.start_thread() {
-                    let mut state = self.state.lock_unpoisoned();
-                    state.threads -= 1;
-                    state.starting -= 1;
+                if prestart {
+                    // Refused: the job still runs, on this thread.
+                    drop(self.start_counted());
                 }
                 job();
                 state = self.state.lock_unpoisoned();
@@ -168,7 +186,7 @@ impl Pool {
         (state.threads, state.peak)
     }
 
-    /// Idle threads exit now; busy ones after their job.
+    /// Idle threads exit now; busy ones once no job is left in the queue.
     pub(crate) fn shutdown(&self) {
         self.state.lock_unpoisoned().shutdown = true;
         self.work.notify_all();

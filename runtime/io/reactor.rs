@@ -8,7 +8,8 @@
 //!   `epoll_wait` instead of on its condvar ([`Reactor::park`]), with its
 //!   earliest timer as the timeout. Its `Unparker` then interrupts the
 //!   poll through a `mio::Waker` (`scheduler/park.rs`, `park_in`), so a
-//!   producer waking it, or shutdown, works as before. Other idle workers
+//!   producer waking it, or shutdown, works as it does for a worker asleep
+//!   on its condvar. Other idle workers
 //!   find the lock taken and sleep on their condvars. This is Go's
 //!   netpoller (one M blocks in `netpoll`) and tokio's driver lock.
 //! - **A busy worker** polls without blocking every [`POLL_INTERVAL`]
@@ -51,30 +52,43 @@ use crate::lock::MutexExt;
 use crate::scheduler::park::{Interrupt, Parker};
 
 /// A busy worker polls (without blocking) every this many scheduling
-/// decisions. 61, as the injector check in `worker.rs` and tokio's
-/// `event_interval`: a prime that avoids lockstep with periodic workloads.
-/// Each such poll is one `epoll_wait` system call (none while no socket is
-/// registered). A guess pending measurement of readiness latency against
-/// that cost; `examples/echo.rs` at 1,000 connections made one poll per
-/// ~60 round trips (`strace -c`: 503 `epoll_wait` for 31,093 `sendto`).
+/// decisions: the same interval as `INJECTOR_INTERVAL` in
+/// `scheduler/worker.rs` and tokio's `event_interval`, a prime that avoids
+/// lockstep with periodic workloads. Each such poll is one `epoll_wait`
+/// system call (none while no socket is registered). A guess awaiting a
+/// measurement of readiness latency against that cost; what it costs the
+/// echo example is in `docs/decisions.md`, `POLL_INTERVAL`.
 pub(crate) const POLL_INTERVAL: u64 = 61;
 
-/// The monitor polls when nobody has for this long. 10 ms, as Go's sysmon
-/// (which polls the network when it has not been for 10 ms).
+/// The monitor polls when nobody has for this long: the bound Go's sysmon
+/// keeps for the network poller.
 pub(crate) const STALE_AFTER: Duration = Duration::from_millis(10);
 
 /// `epoll_wait`'s timeout unit (mio rounds a `Duration` up to it).
 const EPOLL_RESOLUTION: Duration = Duration::from_millis(1);
 
-/// Events taken from the kernel per `epoll_wait`. 1024, as tokio's
-/// driver; more wait for the next poll, nothing is lost.
+/// Events taken from the kernel per `epoll_wait`, as many as tokio's
+/// driver takes; more wait for the next poll, nothing is lost.
 const EVENTS_CAPACITY: usize = 1024;
 
-/// The waker's token: no slab slot has it (generations stop below 2^31).
+/// The waker's token: no slab slot has it (a slot's generation is masked
+/// by `GENERATION_MASK`, so a slot's token never has the top bit set).
 const WAKER_TOKEN: Token = Token(usize::MAX);
 
 /// Generations wrap within 31 bits, so that no token equals `WAKER_TOKEN`.
 const GENERATION_MASK: u32 = (1 << 31) - 1;
+
+/// The token of slot `index` at `generation` (module docs, "Tokens").
+#[inline]
+fn token_of(index: u32, generation: u32) -> Token {
+    Token(((generation as usize) << 32) | index as usize)
+}
+
+/// The slot index and generation `token` names; `token_of` reversed.
+#[inline]
+fn slot_of(token: Token) -> (u32, u32) {
+    ((token.0 & 0xffff_ffff) as u32, (token.0 >> 32) as u32)
+}
 
 /// One runtime's reactor; see the module docs.
 pub(crate) struct Reactor {
@@ -197,7 +211,7 @@ impl Reactor {
             };
             let slot = &mut slab.slots[index as usize];
             slot.io = Some(io.clone());
-            Token(((slot.generation as usize) << 32) | index as usize)
+            token_of(index, slot.generation)
         };
         let interest = Interest::READABLE | Interest::WRITABLE;
         if let Err(error) = self.registry.register(&mut SourceFd(&fd), token, interest) {
@@ -214,13 +228,12 @@ impl Reactor {
     }
 
     fn free_slot(&self, token: Token) {
-        let index = (token.0 & 0xffff_ffff) as u32;
+        let (index, generation) = slot_of(token);
         let mut slab = self.slab.lock_unpoisoned();
         let slot = &mut slab.slots[index as usize];
         debug_assert!(slot.io.is_some(), "slot {index} freed twice");
         debug_assert_eq!(
-            slot.generation,
-            (token.0 >> 32) as u32,
+            slot.generation, generation,
             "slot {index} freed under a stale token"
         );
         slot.io = None;
@@ -246,16 +259,17 @@ impl Reactor {
     /// on the worker's condvar. Returns how many parties the poll woke
     /// (0 if it slept on the condvar or was interrupted).
     ///
-    /// With no socket registered the worker sleeps on its condvar, exactly
-    /// as before the reactor existed: a runtime that does no I/O pays
-    /// nothing for it. The first registration happens on a running worker,
-    /// whose next sleep then goes to the poller.
+    /// With no socket registered the worker sleeps on its condvar, as if
+    /// there were no reactor: a runtime that does no I/O pays nothing for
+    /// it. The first registration happens on a running worker, whose next
+    /// sleep then goes to the poller.
     ///
     /// A timeout under [`EPOLL_RESOLUTION`] also sleeps on the condvar:
     /// `epoll_wait` counts in whole milliseconds (mio rounds up), which
-    /// would make a timer due in 100 µs fire 1 ms late. Readiness that
-    /// arrives meanwhile waits at most that long, until the worker's next
-    /// scheduling decision or sleep.
+    /// would make a timer due sooner than that fire up to
+    /// `EPOLL_RESOLUTION` late. Readiness that arrives meanwhile waits at
+    /// most that long, until the worker's next scheduling decision or
+    /// sleep.
     pub(crate) fn park(&self, parker: &Parker, timeout: Option<Duration>) -> usize {
         if self.registrations() == 0 || timeout.is_some_and(|t| t < EPOLL_RESOLUTION) {
             parker.park(timeout);
@@ -329,37 +343,42 @@ impl Reactor {
                 if token == WAKER_TOKEN {
                     continue;
                 }
-                let index = token.0 & 0xffff_ffff;
-                let generation = (token.0 >> 32) as u32;
-                let Some(slot) = slab.slots.get(index) else {
+                let (index, generation) = slot_of(token);
+                let Some(slot) = slab.slots.get(index as usize) else {
                     continue;
                 };
                 if slot.generation != generation {
                     continue; // a stale event for a freed slot
                 }
                 let Some(io) = &slot.io else { continue };
-                let mut bits = 0;
-                if event.is_readable() {
-                    bits |= READABLE;
-                }
-                if event.is_writable() {
-                    bits |= WRITABLE;
-                }
-                if event.is_read_closed() {
-                    bits |= READ_CLOSED;
-                }
-                if event.is_write_closed() {
-                    bits |= WRITE_CLOSED;
-                }
-                if event.is_error() {
-                    bits |= ERROR;
-                }
-                ready.push((io.clone(), bits));
+                ready.push((io.clone(), readiness_bits(event)));
             }
         }
         self.events.fetch_add(ready.len() as u64, Ordering::Relaxed);
         ready.into_iter().map(|(io, bits)| io.set(bits)).sum()
     }
+}
+
+/// An event's readiness, as `ScheduledIo`'s bits.
+#[inline]
+fn readiness_bits(event: &mio::event::Event) -> usize {
+    let mut bits = 0;
+    if event.is_readable() {
+        bits |= READABLE;
+    }
+    if event.is_writable() {
+        bits |= WRITABLE;
+    }
+    if event.is_read_closed() {
+        bits |= READ_CLOSED;
+    }
+    if event.is_write_closed() {
+        bits |= WRITE_CLOSED;
+    }
+    if event.is_error() {
+        bits |= ERROR;
+    }
+    bits
 }
 
 impl Registration {
@@ -385,6 +404,15 @@ mod tests {
     use std::os::fd::AsRawFd;
 
     #[test]
+    fn a_token_names_its_slot_and_generation_and_is_never_the_wakers() {
+        for (index, generation) in [(0, 0), (7, 3), (u32::MAX, GENERATION_MASK)] {
+            let token = token_of(index, generation);
+            assert_eq!(slot_of(token), (index, generation));
+            assert_ne!(token, WAKER_TOKEN);
+        }
+    }
+
+    #[test]
     fn a_reused_slot_gets_a_new_generation_and_stale_events_are_dropped() {
         let reactor = Arc::new(Reactor::new(Instant::now()).unwrap());
         let (first, second) = std::os::unix::net::UnixStream::pair().unwrap();
@@ -395,8 +423,8 @@ mod tests {
         assert_eq!(reactor.registrations(), 0);
         let registration = reactor.register(second.as_raw_fd()).unwrap();
         assert_eq!(
-            registration.token.0 & 0xffff_ffff,
-            old_token.0 & 0xffff_ffff,
+            slot_of(registration.token).0,
+            slot_of(old_token).0,
             "the slot is reused"
         );
         assert_ne!(registration.token, old_token, "with a new generation");

@@ -80,11 +80,10 @@ impl<S: AsRawFd> Socket<S> {
     /// cleared then, with the same tick check as after `WouldBlock`, and
     /// the next call waits for an edge without first making a system call
     /// that would fail. tokio's `poll_read` does the same with epoll.
-    /// Measured with `examples/echo.rs` (1,000 connections, `strace -c` on
-    /// the server for 2 s): without this, 32,748 `recvfrom` for 30,415
-    /// `sendto` (2,331 failed `EAGAIN`); with it, 31,093 for 31,093. A
-    /// small saving at that load (most reads find the next message
-    /// already there), larger when connections are fewer and faster.
+    /// Measured on the echo example: it removes the failing reads, a small
+    /// saving under many connections (most reads find the next message
+    /// already there), larger when connections are fewer and faster
+    /// (figures in `docs/decisions.md`, "Short-transfer readiness clear").
     pub(crate) fn io_stream(
         &self,
         direction: Direction,

@@ -17,7 +17,7 @@
 
 use std::fmt;
 
-use super::grant::{GrantQueue, Granted, Queue, Withdraw};
+use super::grant::{GrantQueue, Granted, Requests, Withdraw};
 
 /// A reusable barrier for fibers and threads alike.
 ///
@@ -76,9 +76,7 @@ impl Barrier {
                     queue.len() + 1 == self.parties.max(1),
                     "a generation overfilled"
                 );
-                while !queue.is_empty() {
-                    GrantQueue::grant_front(&mut queue, &mut granted);
-                }
+                GrantQueue::grant_all(&mut queue, &mut granted);
                 None
             } else {
                 Some(GrantQueue::push(&mut queue, ()))
@@ -99,7 +97,7 @@ impl Barrier {
 }
 
 impl Withdraw<()> for Barrier {
-    fn regrant(&self, _queue: &mut Queue<()>, _granted: &mut Granted<()>) {
+    fn regrant(&self, _queue: &mut Requests<()>, _granted: &mut Granted<()>) {
         // One arrival fewer: nobody can go yet.
     }
 

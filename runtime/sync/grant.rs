@@ -1,7 +1,7 @@
 //! [`GrantQueue`]: a FIFO of waiters that are *granted* what they asked for
 //! (a read or write lock, some permits, passage through a barrier) by
-//! whoever makes it available, the queue under `RwLock`, `Semaphore` and
-//! `Barrier`.
+//! whoever makes it available, the queue under `RwLock`, `Semaphore`,
+//! `Barrier` and `OnceCell`.
 //!
 //! # Design
 //! [`WaitList`](super::waitlist) wakes a waiter to *compete* for what it
@@ -50,7 +50,7 @@ impl<K> Request<K> {
 }
 
 /// The queue under its lock.
-pub(crate) type Queue<K> = VecDeque<Arc<Request<K>>>;
+pub(crate) type Requests<K> = VecDeque<Arc<Request<K>>>;
 
 /// Granted requests, to be woken once the queue's lock is released.
 pub(crate) type Granted<K> = Vec<Arc<Request<K>>>;
@@ -59,7 +59,7 @@ pub(crate) type Granted<K> = Vec<Arc<Request<K>>>;
 pub(crate) trait Withdraw<K> {
     /// Called under the queue lock after a request left without being
     /// granted: grant what its departure made possible into `granted`.
-    fn regrant(&self, queue: &mut Queue<K>, granted: &mut Granted<K>);
+    fn regrant(&self, queue: &mut Requests<K>, granted: &mut Granted<K>);
     /// Called (without the queue lock) by a waiter that was granted `want`
     /// but is unwound before it could use it: give it back.
     fn give_back(&self, want: &K);
@@ -67,7 +67,7 @@ pub(crate) trait Withdraw<K> {
 
 /// A FIFO of requests; see the module docs.
 pub(crate) struct GrantQueue<K> {
-    queue: Mutex<Queue<K>>,
+    queue: Mutex<Requests<K>>,
 }
 
 impl<K> GrantQueue<K> {
@@ -80,13 +80,13 @@ impl<K> GrantQueue<K> {
     /// The queue under its lock. Never held across a park; nothing user
     /// code runs under it can panic, but a poisoned lock is recovered
     /// anyway (the queue's own invariants hold between statements).
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Queue<K>> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Requests<K>> {
         self.queue.lock_unpoisoned()
     }
 
     /// A request for the calling fiber or thread, pushed at the back of a
     /// locked queue.
-    pub(crate) fn push(queue: &mut Queue<K>, want: K) -> Arc<Request<K>> {
+    pub(crate) fn push(queue: &mut Requests<K>, want: K) -> Arc<Request<K>> {
         let request = Arc::new(Request {
             waiter: Waiter::current(),
             want,
@@ -96,9 +96,43 @@ impl<K> GrantQueue<K> {
         request
     }
 
+    /// Pushes a request for the caller and, still under the queue lock,
+    /// runs `then` (the primitive marks itself queued and runs its grant
+    /// step, which may grant the new request at once); then wakes whom
+    /// `then` granted, except the caller.
+    pub(crate) fn enqueue(
+        &self,
+        want: K,
+        then: impl FnOnce(&mut Requests<K>, &mut Granted<K>),
+    ) -> Arc<Request<K>> {
+        let mut granted = Vec::new();
+        let request = {
+            let mut queue = self.lock();
+            let request = GrantQueue::push(&mut queue, want);
+            then(&mut queue, &mut granted);
+            request
+        };
+        GrantQueue::wake(granted, Some(&request));
+        request
+    }
+
+    /// Runs a grant step under the queue lock, then wakes whom it granted.
+    pub(crate) fn grant_with(&self, step: impl FnOnce(&mut Requests<K>, &mut Granted<K>)) {
+        let mut granted = Vec::new();
+        step(&mut self.lock(), &mut granted);
+        GrantQueue::wake(granted, None);
+    }
+
+    /// Grants every request of a locked queue, front first.
+    pub(crate) fn grant_all(queue: &mut Requests<K>, granted: &mut Granted<K>) {
+        while !queue.is_empty() {
+            GrantQueue::grant_front(queue, granted);
+        }
+    }
+
     /// Pops the front request of a locked queue, marks it granted and adds
     /// it to `granted`, to be woken after unlocking.
-    pub(crate) fn grant_front(queue: &mut Queue<K>, granted: &mut Granted<K>) {
+    pub(crate) fn grant_front(queue: &mut Requests<K>, granted: &mut Granted<K>) {
         let request = queue.pop_front().expect("grant_front on an empty queue");
         debug_assert!(!request.granted.load(Ordering::Relaxed), "granted twice");
         // Release: what the granter did (taking the lock for the waiter,

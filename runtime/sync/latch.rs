@@ -22,8 +22,9 @@
 //!
 //! Rejected, by measurement and by review:
 //! - a `Mutex<Vec<Waiter>>`: with a million waiters on two workers the lock
-//!   is contended and a contended std mutex sleeps in the kernel;
-//!   `examples/million.rs`'s "run and park" phase took 4.2 s with it;
+//!   is contended and a contended std mutex sleeps in the kernel, which
+//!   made `examples/million.rs`'s "run and park" phase measurably slower
+//!   (figures in `docs/decisions.md`, "Latch waiter queue");
 //! - an intrusive stack of nodes on the waiters' own stacks (no allocation):
 //!   unsound here, because at shutdown a parked fiber is unwound out of
 //!   `wait` and its node would die while still linked. A handle in the

@@ -18,7 +18,9 @@
 //! fiber or a thread, and waking it is `Fiber::unpark` or `Thread::unpark`.
 //! `waitlist.rs` queues waiters for the Mutex, the Condvar and the channels;
 //! `grant.rs` is a queue that grants ownership in FIFO order for the
-//! RwLock, Semaphore, Barrier and OnceCell.
+//! RwLock, Semaphore, Barrier and OnceCell. `spin.rs` and `poison.rs` are
+//! what the Mutex and the RwLock share: the short spin before they queue,
+//! and std's poisoning.
 //!
 //! Unlike std's locks, spindle's guards may be held across a park or a
 //! yield: the lock does not belong to an OS thread. (std's may not; see the
@@ -33,6 +35,7 @@ pub mod mpsc;
 mod mutex;
 mod once;
 pub mod oneshot;
+mod poison;
 mod rwlock;
 mod select;
 mod semaphore;
@@ -49,13 +52,3 @@ pub use once::OnceCell;
 pub use rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 pub use select::{Select, SelectTimeoutError, TrySelectError};
 pub use semaphore::{Semaphore, SemaphorePermit};
-
-/// std's poisoning convention, shared by the locks: the value, as `Err`
-/// if a holder panicked.
-pub(crate) fn poison_checked<T>(poisoned: bool, value: T) -> std::sync::LockResult<T> {
-    if poisoned {
-        Err(std::sync::PoisonError::new(value))
-    } else {
-        Ok(value)
-    }
-}

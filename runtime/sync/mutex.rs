@@ -3,39 +3,38 @@
 //! # Design
 //! One atomic byte holds LOCKED and QUEUED (someone may be waiting). The
 //! uncontended paths are one compare-and-swap each. A contended `lock`
-//! first spins, trying again with exponential backoff (`spin.rs`, where
-//! the measurements are: the backoff is what lets 1,000 fibers on 2
-//! workers beat 2 std threads on this lock's bench). Then it queues itself
-//! on a [`WaitList`] (setting QUEUED under the list's lock), tries once
-//! more, and parks.
+//! first spins, trying again with exponential backoff (`spin.rs`, which
+//! says why the backoff matters). Then it queues itself on a [`WaitList`]
+//! (setting QUEUED under the list's lock), tries once more, and parks.
 //!
 //! `unlock` with QUEUED set wakes the first waiter. Normally the lock is
 //! released and the woken waiter competes for it with newcomers ("barging",
 //! which keeps throughput up: the lock does not sit idle while a waiter is
 //! switched in). To bound starvation, the front waiter is instead **handed
 //! the lock directly** (the unlocker never releases it, so no newcomer can
-//! take it first) when it has waited [`HAND_OFF_AFTER`] (1 ms, Go's
-//! starvation threshold), **at most once per `HAND_OFF_AFTER`**.
+//! take it first) when it has waited [`HAND_OFF_AFTER`] (Go's starvation
+//! threshold), **at most once per `HAND_OFF_AFTER`**.
 //!
-//! The throttle is measured too. Handing off at every unlock once the
-//! front waiter is old (Go's starvation mode) turns a long queue of old
-//! waiters into a convoy: every increment then costs a park and an unpark.
-//! `benches/sync.rs`, 1,000 fibers doing 1,000,000 increments: 148–500 ms
-//! with that rule, 37.6–39.7 ms with the throttle (before the backoff; see
-//! `spin.rs` for today's figures). The bound it keeps: every millisecond
-//! the front waiter is served, so a waiter waits at most (waiters ahead of
-//! it) x 1 ms plus the critical sections in between (`tests/sync.rs`
-//! records the longest wait among 1,000 contending fibers).
+//! The throttle is measured. Handing off at every unlock once the front
+//! waiter is old (Go's starvation mode) turns a long queue of old waiters
+//! into a convoy: every increment then costs a park and an unpark, and the
+//! contended bench (`benches/sync.rs`) ran several times slower than with
+//! the throttle (figures in `docs/decisions.md`, `HAND_OFF_AFTER`). The
+//! bound it keeps: every `HAND_OFF_AFTER` the front waiter is served, so a
+//! waiter waits at most (waiters ahead of it) x `HAND_OFF_AFTER` plus the
+//! critical sections in between (`tests/sync.rs` records the longest wait
+//! among many contending fibers).
 //!
-//! Rejected, measured: Go's `mutexWoken` bit (an unlock does not wake a
-//! second waiter while one woken earlier has not competed yet). With 1,000
-//! fibers on 2 workers it made the contended bench 2.7x slower (103 ms
-//! against 38 ms): with one woken waiter at a time, a worker whose fibers
-//! are all queued on the lock goes idle and the work serialises onto the
-//! other worker. Also rejected: Go's "do not spin while the local run queue
-//! has work" rule (191 ms: the parks become a convoy again), and spinning
-//! 128 times instead of 32 without backoff (no change: every try still
-//! pulled the line away from the holder).
+//! Rejected, each measured slower on the contended bench (figures in
+//! `docs/decisions.md`, "Mutex rejected designs"):
+//! - Go's `mutexWoken` bit (an unlock does not wake a second waiter while
+//!   one woken earlier has not competed yet): with one woken waiter at a
+//!   time, a worker whose fibers are all queued on the lock goes idle and
+//!   the work serialises onto the other worker;
+//! - Go's "do not spin while the local run queue has work" rule: the parks
+//!   become a convoy again;
+//! - more tries without backoff: every try still pulls the lock's cache
+//!   line away from the holder.
 //!
 //! # Poisoning
 //! As std: if a fiber or thread panics while holding the lock, the mutex is
@@ -48,17 +47,19 @@
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, LockResult, OnceLock, TryLockError, TryLockResult};
 use std::time::{Duration, Instant};
 
+use super::poison::{fmt_lock, poison_checked, Poison};
 use super::waitlist::{Node, WaitList};
 
 const LOCKED: u8 = 0b01;
 const QUEUED: u8 = 0b10;
 
 /// A waiter that has waited this long is handed the lock on the next
-/// unlock instead of competing for it. 1 ms, as Go's `starvationThresholdNs`.
+/// unlock instead of competing for it; Go's `starvationThresholdNs`, the
+/// same bound.
 pub const HAND_OFF_AFTER: Duration = Duration::from_millis(1);
 
 /// Nanoseconds since a process-wide epoch (hand-off timestamps).
@@ -95,7 +96,7 @@ fn nanos_since_epoch(now: Instant) -> u64 {
 /// ```
 pub struct Mutex<T: ?Sized> {
     state: AtomicU8,
-    poisoned: AtomicBool,
+    poison: Poison,
     /// When the lock was last handed off, in nanoseconds since `EPOCH`.
     /// Written by unlockers under the wait list's lock. Relaxed: only read
     /// there too.
@@ -104,10 +105,19 @@ pub struct Mutex<T: ?Sized> {
     data: UnsafeCell<T>,
 }
 
-// SAFETY: the lock gives one holder at a time access to `data`, with
-// acquire/release ordering on `state`; T moves between holders, so T: Send.
+// SAFETY: `data` is reached only through a `MutexGuard` (`Deref`,
+// `DerefMut`, `into_inner` and `get_mut` take the mutex by value or `&mut`).
+// A guard is made only after LOCKED was set by this party: by the Acquire
+// CAS in `lock`/`try_acquire`, or by a hand-off, where `unlock` leaves
+// LOCKED set for the woken waiter; and its drop is the only unlock. So one
+// holder at a time, and Acquire/Release on `state` (or the hand-off's
+// Release store of the node's state, Acquire-loaded by the waiter) orders
+// each holder's accesses before the next's. Holders on different threads
+// each get `&mut T`, which moves the T between threads: hence T: Send, as
+// std's Mutex requires.
 unsafe impl<T: ?Sized + Send> Sync for Mutex<T> {}
-// SAFETY: a Mutex owns its T; sending it sends the T.
+// SAFETY: a Mutex owns its T and holds nothing tied to a thread (its wait
+// list holds handles to waiters, which are Send); sending it sends the T.
 unsafe impl<T: ?Sized + Send> Send for Mutex<T> {}
 
 /// Access to a [`Mutex`]'s data; unlocks when dropped.
@@ -118,10 +128,13 @@ pub struct MutexGuard<'a, T: ?Sized> {
     panicking: bool,
 }
 
-// SAFETY: the guard only gives `&T` to whoever holds `&guard`.
+// SAFETY: through `&MutexGuard` only `Deref` is reachable, which gives
+// `&T`: sharing the guard shares `&T`, hence T: Sync.
 unsafe impl<T: ?Sized + Sync> Sync for MutexGuard<'_, T> {}
-// SAFETY: the lock is not tied to an OS thread, so the guard may move with
-// its fiber to another worker; it gives `&mut T`, hence T: Send.
+// SAFETY: the lock is not tied to an OS thread: `unlock` touches only
+// `state`, `last_hand_off` and the wait list, never the locking thread's
+// identity, so the guard may move with its fiber to another worker and
+// unlock there. It gives `&mut T` wherever it goes, hence T: Send.
 unsafe impl<T: ?Sized + Send> Send for MutexGuard<'_, T> {}
 
 impl<T> Mutex<T> {
@@ -129,7 +142,7 @@ impl<T> Mutex<T> {
     pub fn new(value: T) -> Mutex<T> {
         Mutex {
             state: AtomicU8::new(0),
-            poisoned: AtomicBool::new(false),
+            poison: Poison::new(),
             last_hand_off: AtomicU64::new(0),
             waiters: WaitList::new(),
             data: UnsafeCell::new(value),
@@ -138,9 +151,9 @@ impl<T> Mutex<T> {
 
     /// The data, consuming the mutex.
     pub fn into_inner(self) -> LockResult<T> {
-        let poisoned = self.poisoned.load(Ordering::Relaxed);
+        let poisoned = self.poison.is_set();
         let value = self.data.into_inner();
-        super::poison_checked(poisoned, value)
+        poison_checked(poisoned, value)
     }
 }
 
@@ -169,14 +182,13 @@ impl<T: ?Sized> Mutex<T> {
 
     /// Whether a holder panicked.
     pub fn is_poisoned(&self) -> bool {
-        self.poisoned.load(Ordering::Relaxed)
+        self.poison.is_set()
     }
 
     /// The data, through `&mut self` (no locking needed).
     pub fn get_mut(&mut self) -> LockResult<&mut T> {
-        let poisoned = self.is_poisoned();
         let data = self.data.get_mut();
-        super::poison_checked(poisoned, data)
+        self.poison.result(data)
     }
 
     fn guard(&self) -> LockResult<MutexGuard<'_, T>> {
@@ -184,7 +196,7 @@ impl<T: ?Sized> Mutex<T> {
             mutex: self,
             panicking: std::thread::panicking(),
         };
-        super::poison_checked(self.is_poisoned(), guard)
+        self.poison.result(guard)
     }
 
     /// Sets LOCKED if it is clear, keeping QUEUED.
@@ -305,23 +317,24 @@ impl<T: ?Sized> Mutex<T> {
 impl<T: ?Sized> Deref for MutexGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
-        // SAFETY: the guard proves we hold the lock.
+        // SAFETY: a guard exists only while its party holds the lock (see
+        // `unsafe impl Sync for Mutex`), so no other guard, and no `&mut T`,
+        // exists while this `&T` lives.
         unsafe { &*self.mutex.data.get() }
     }
 }
 
 impl<T: ?Sized> DerefMut for MutexGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
-        // SAFETY: the guard proves we hold the lock, exclusively.
+        // SAFETY: as in `deref`, this is the only guard; `&mut self` on it
+        // rules out any other reference through it while this one lives.
         unsafe { &mut *self.mutex.data.get() }
     }
 }
 
 impl<T: ?Sized> Drop for MutexGuard<'_, T> {
     fn drop(&mut self) {
-        if !self.panicking && std::thread::panicking() {
-            self.mutex.poisoned.store(true, Ordering::Relaxed);
-        }
+        self.mutex.poison.record_panic(self.panicking);
         self.mutex.unlock();
     }
 }
@@ -335,14 +348,7 @@ impl<'a, T: ?Sized> MutexGuard<'a, T> {
 
 impl<T: ?Sized + fmt::Debug> fmt::Debug for Mutex<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut d = f.debug_struct("Mutex");
-        match self.try_lock() {
-            Ok(guard) => d.field("data", &&*guard),
-            Err(TryLockError::Poisoned(guard)) => d.field("data", &&*guard.into_inner()),
-            Err(TryLockError::WouldBlock) => d.field("data", &format_args!("<locked>")),
-        };
-        d.field("poisoned", &self.is_poisoned())
-            .finish_non_exhaustive()
+        fmt_lock(f, "Mutex", self.try_lock(), self.is_poisoned())
     }
 }
 

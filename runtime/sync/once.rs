@@ -24,7 +24,7 @@ use std::fmt;
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use super::grant::{GrantQueue, Granted, Queue, Withdraw};
+use super::grant::{GrantQueue, Granted, Requests, Withdraw};
 
 const EMPTY: u8 = 0;
 const RUNNING: u8 = 1;
@@ -72,12 +72,16 @@ pub struct OnceCell<T> {
     value: UnsafeCell<MaybeUninit<T>>,
 }
 
-// After COMPLETE the cell gives `&T` to every thread (T: Sync); the value
-// may be written by one thread and dropped or taken by another (T: Send).
-// The one write, by the RUNNING party, is published by COMPLETE's Release.
-// SAFETY: every reader Acquire-loads COMPLETE before touching the value.
+// SAFETY: through `&OnceCell` the value is written once, in `run`, by the
+// party that moved the state EMPTY → RUNNING (one CAS, so one party), and
+// read only in `get`, after an Acquire load of COMPLETE, which `run`
+// stores with Release after the write. The state leaves COMPLETE only
+// through `&mut self` (`take`). So readers on every thread share `&T`
+// (T: Sync), and the value may be written by one thread and dropped or
+// taken by another (T: Send).
 unsafe impl<T: Send + Sync> Sync for OnceCell<T> {}
-// SAFETY: a OnceCell owns its T; sending it sends the T.
+// SAFETY: a OnceCell owns its T and holds nothing tied to a thread (its
+// queue holds handles to waiters, which are Send); sending it sends the T.
 unsafe impl<T: Send> Send for OnceCell<T> {}
 
 impl<T> OnceCell<T> {
@@ -94,8 +98,10 @@ impl<T> OnceCell<T> {
     pub fn get(&self) -> Option<&T> {
         // Acquire: pairs with the initializer's Release store of COMPLETE.
         if self.state.load(Ordering::Acquire) == COMPLETE {
-            // SAFETY: COMPLETE means the value is written and will not
-            // change while `&self` is borrowed.
+            // SAFETY: COMPLETE, seen with Acquire, is stored by `run` only
+            // after it wrote the value (Release); nothing writes the value
+            // or leaves COMPLETE while `&self` is borrowed (only `take`
+            // does, through `&mut self`).
             Some(unsafe { (*self.value.get()).assume_init_ref() })
         } else {
             None
@@ -179,8 +185,11 @@ impl<T> OnceCell<T> {
         let reset = Reset(self);
         let value = init();
         std::mem::forget(reset);
-        // SAFETY: we moved the state EMPTY → RUNNING, so nobody else reads
-        // or writes `value` until we store COMPLETE.
+        // SAFETY: our caller moved the state EMPTY → RUNNING (the CAS in
+        // `initialize`), so no other party writes `value`, and `get` reads it
+        // only once it sees COMPLETE, stored below. EMPTY means the value
+        // is not initialized (never written, taken by `take`, or the
+        // initializer unwound before writing), so nothing is overwritten.
         unsafe { (*self.value.get()).write(value) };
         // Release: publishes the value to every Acquire load of COMPLETE.
         let previous = self.state.swap(COMPLETE, Ordering::Release);
@@ -191,14 +200,7 @@ impl<T> OnceCell<T> {
 
     /// Lets every queued waiter go (the state is no longer RUNNING).
     fn release_waiters(&self) {
-        let mut granted = Vec::new();
-        {
-            let mut queue = self.waiters.lock();
-            while !queue.is_empty() {
-                GrantQueue::grant_front(&mut queue, &mut granted);
-            }
-        }
-        GrantQueue::wake(granted, None);
+        self.waiters.grant_with(GrantQueue::grant_all);
     }
 
     /// Parks until the RUNNING initializer has finished or failed.
@@ -235,7 +237,7 @@ impl<T> OnceCell<T> {
 }
 
 impl<T> Withdraw<()> for OnceCell<T> {
-    fn regrant(&self, _queue: &mut Queue<()>, _granted: &mut Granted<()>) {
+    fn regrant(&self, _queue: &mut Requests<()>, _granted: &mut Granted<()>) {
         // A waiter left; the initializer, when done, releases the rest.
     }
 

@@ -13,10 +13,10 @@
 //! nothing harmful.
 //!
 //! Rejected: a lock-free state word with the value in an `UnsafeCell`
-//! (tokio's design, like `JoinHandle`'s completion here): faster, but unsafe
-//! code outside fiber/ and the scheduler, which STYLE.md asks us to avoid; a
-//! one-shot is rarely hot enough to pay for it. A bounded `mpsc` of
-//! capacity 1: three wait lists for one value.
+//! (tokio's design, like `JoinHandle`'s completion here): faster, but
+//! unsafe code whose soundness rests on a state machine of who may touch
+//! the value when, for a primitive rarely hot enough to pay for it. A
+//! bounded `mpsc` of capacity 1: three wait queues for one value.
 
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -41,41 +41,40 @@ use crate::lock::MutexExt;
 /// assert_eq!(rx.recv(), Err(spindle::sync::mpsc::RecvError));
 /// ```
 pub fn oneshot<T>() -> (Sender<T>, Receiver<T>) {
-    let shared = Arc::new(Shared {
-        state: Mutex::new(State {
-            value: None,
-            sender_alive: true,
-            receiver_alive: true,
-            waiter: None,
-        }),
-    });
+    let state = Arc::new(Mutex::new(OneshotState {
+        value: None,
+        sender_alive: true,
+        receiver_alive: true,
+        waiter: None,
+    }));
     (
         Sender {
-            shared: shared.clone(),
+            state: state.clone(),
         },
-        Receiver { shared },
+        Receiver { state },
     )
 }
 
 /// Sends the one value; from [`oneshot()`].
 pub struct Sender<T> {
-    shared: Arc<Shared<T>>,
+    /// Shared with the receiver; see `OneshotState`.
+    state: Arc<Mutex<OneshotState<T>>>,
 }
 
 /// Receives the one value; from [`oneshot()`].
 pub struct Receiver<T> {
-    shared: Arc<Shared<T>>,
+    /// Shared with the sender; see `OneshotState`.
+    state: Arc<Mutex<OneshotState<T>>>,
 }
 
-struct Shared<T> {
-    /// Either end, briefly; never held across a park.
-    state: Mutex<State<T>>,
-}
-
+/// What both ends of one oneshot share, under a `std::sync::Mutex` that
+/// either end holds briefly and never across a park. Nothing panics under
+/// it, so its poisoning is ignored.
+///
 /// # Invariants
 /// - `value` is set at most once, and only while `receiver_alive`;
 /// - `waiter` is set only by the receiver, while it waits.
-struct State<T> {
+struct OneshotState<T> {
     value: Option<T>,
     /// False once the sender has sent or been dropped.
     sender_alive: bool,
@@ -84,10 +83,16 @@ struct State<T> {
     waiter: Option<Waiter>,
 }
 
-impl<T> Shared<T> {
-    fn lock(&self) -> MutexGuard<'_, State<T>> {
-        // Nothing panics under this lock; ignore poisoning.
-        self.state.lock_unpoisoned()
+impl<T> OneshotState<T> {
+    /// The sender is gone (it sent, or was dropped without sending): marks
+    /// it so, releases the lock and wakes a waiting receiver.
+    fn close_sender(mut state: MutexGuard<'_, OneshotState<T>>) {
+        state.sender_alive = false;
+        let waiter = state.waiter.take();
+        drop(state);
+        if let Some(waiter) = waiter {
+            waiter.wake();
+        }
     }
 }
 
@@ -95,40 +100,30 @@ impl<T> Sender<T> {
     /// Sends `value`, waking the receiver. Fails, handing the value back,
     /// if the receiver is gone.
     pub fn send(self, value: T) -> Result<(), T> {
-        let mut state = self.shared.lock();
+        let mut state = self.state.lock_unpoisoned();
         if !state.receiver_alive {
             return Err(value);
         }
         debug_assert!(state.value.is_none(), "a oneshot sent twice");
         state.value = Some(value);
-        state.sender_alive = false;
-        let waiter = state.waiter.take();
-        drop(state);
-        if let Some(waiter) = waiter {
-            waiter.wake();
-        }
+        OneshotState::close_sender(state);
         Ok(())
         // Drop sees `sender_alive == false` and does nothing more.
     }
 
     /// Whether the receiver is gone (a send would fail).
     pub fn is_closed(&self) -> bool {
-        !self.shared.lock().receiver_alive
+        !self.state.lock_unpoisoned().receiver_alive
     }
 }
 
 impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
-        let mut state = self.shared.lock();
+        let state = self.state.lock_unpoisoned();
         if !state.sender_alive {
             return; // sent
         }
-        state.sender_alive = false;
-        let waiter = state.waiter.take();
-        drop(state);
-        if let Some(waiter) = waiter {
-            waiter.wake();
-        }
+        OneshotState::close_sender(state);
     }
 }
 
@@ -148,7 +143,7 @@ impl<T> Receiver<T> {
     /// Takes the value if it is there now; never waits. After the value
     /// has been taken, reports `Disconnected`.
     pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
-        let mut state = self.shared.lock();
+        let mut state = self.state.lock_unpoisoned();
         match state.value.take() {
             Some(value) => Ok(value),
             None if state.sender_alive => Err(TryRecvError::Empty),
@@ -158,7 +153,7 @@ impl<T> Receiver<T> {
 
     fn wait(&mut self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
         loop {
-            let mut state = self.shared.lock();
+            let mut state = self.state.lock_unpoisoned();
             if let Some(value) = state.value.take() {
                 state.waiter = None;
                 return Ok(value);
@@ -185,7 +180,7 @@ impl<T> Receiver<T> {
 
 impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
-        let mut state = self.shared.lock();
+        let mut state = self.state.lock_unpoisoned();
         state.receiver_alive = false;
         state.waiter = None;
         let value = state.value.take();

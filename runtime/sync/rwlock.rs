@@ -43,10 +43,11 @@
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{LockResult, TryLockError, TryLockResult};
 
-use super::grant::{GrantQueue, Granted, Queue, Withdraw};
+use super::grant::{GrantQueue, Granted, Requests, Withdraw};
+use super::poison::{fmt_lock, poison_checked, Poison};
 
 const WRITER: usize = 0b01;
 const QUEUED: usize = 0b10;
@@ -102,16 +103,25 @@ enum Access {
 /// lock only by releases.
 pub struct RwLock<T: ?Sized> {
     state: AtomicUsize,
-    poisoned: AtomicBool,
+    poison: Poison,
     waiters: GrantQueue<Access>,
     data: UnsafeCell<T>,
 }
 
-// Readers share `&T` across threads (T: Sync); a writer gets `&mut T`
-// (T: Send), as with std's RwLock.
-// SAFETY: acquire/release on `state` or on a request's grant orders them.
+// SAFETY: `data` is reached only through the guards (`into_inner` and
+// `get_mut` take the lock by value or `&mut`). A read guard is made only
+// after its reader was counted in `state` (`try_read_fast`, or the grant
+// step), a write guard only after WRITER was set with no reader counted
+// (the CAS from 0, or the grant step), and each guard's drop takes its
+// count or WRITER back out; the invariant on `RwLock` (WRITER implies no
+// readers) is asserted in `grant`. So readers share `&T` across threads
+// (T: Sync) and a writer alone gets `&mut T` (T: Send), as with std's
+// RwLock. Acquire/Release on `state`, or on a request's `granted` flag for
+// a waiter the grant step let in, orders one holder's accesses before the
+// next's.
 unsafe impl<T: ?Sized + Send + Sync> Sync for RwLock<T> {}
-// SAFETY: an RwLock owns its T; sending it sends the T.
+// SAFETY: an RwLock owns its T and holds nothing tied to a thread (its
+// queue holds handles to waiters, which are Send); sending it sends the T.
 unsafe impl<T: ?Sized + Send> Send for RwLock<T> {}
 
 /// Shared access to an [`RwLock`]'s data; releases it when dropped.
@@ -127,15 +137,20 @@ pub struct RwLockWriteGuard<'a, T: ?Sized> {
     panicking: bool,
 }
 
-// SAFETY: a read guard gives `&T` wherever it goes; it may move with its
-// fiber to another worker (the lock is not tied to an OS thread).
+// SAFETY: a read guard gives only `&T`, wherever it goes (T: Sync). The
+// lock is not tied to an OS thread: `read_unlock` and `write_unlock` touch
+// only `state` and the queue, never the locking thread's identity, so a
+// guard may move with its fiber to another worker and unlock there.
 unsafe impl<T: ?Sized + Sync> Send for RwLockReadGuard<'_, T> {}
-// SAFETY: sharing a read guard shares `&T`.
+// SAFETY: through `&RwLockReadGuard` only `Deref` is reachable: sharing
+// the guard shares `&T`.
 unsafe impl<T: ?Sized + Sync> Sync for RwLockReadGuard<'_, T> {}
-// SAFETY: the write guard gives `&mut T` to one holder wherever it goes,
-// as sending the T would; it may move with its fiber to another worker.
+// SAFETY: the write guard gives `&mut T` to its one holder wherever it
+// goes, as sending the T would (T: Send); it unlocks from any thread, as
+// the read guard does.
 unsafe impl<T: ?Sized + Send> Send for RwLockWriteGuard<'_, T> {}
-// SAFETY: sharing a write guard shares only `&T`.
+// SAFETY: through `&RwLockWriteGuard` only `Deref` is reachable: sharing
+// the guard shares `&T`.
 unsafe impl<T: ?Sized + Sync> Sync for RwLockWriteGuard<'_, T> {}
 
 impl<T> RwLock<T> {
@@ -143,7 +158,7 @@ impl<T> RwLock<T> {
     pub fn new(value: T) -> RwLock<T> {
         RwLock {
             state: AtomicUsize::new(0),
-            poisoned: AtomicBool::new(false),
+            poison: Poison::new(),
             waiters: GrantQueue::new(),
             data: UnsafeCell::new(value),
         }
@@ -153,7 +168,7 @@ impl<T> RwLock<T> {
     pub fn into_inner(self) -> LockResult<T> {
         let poisoned = self.is_poisoned();
         let value = self.data.into_inner();
-        super::poison_checked(poisoned, value)
+        poison_checked(poisoned, value)
     }
 }
 
@@ -214,19 +229,18 @@ impl<T: ?Sized> RwLock<T> {
 
     /// Whether a writer panicked while holding the lock.
     pub fn is_poisoned(&self) -> bool {
-        self.poisoned.load(Ordering::Relaxed)
+        self.poison.is_set()
     }
 
     /// The data, through `&mut self` (no locking needed).
     pub fn get_mut(&mut self) -> LockResult<&mut T> {
-        let poisoned = self.is_poisoned();
         let data = self.data.get_mut();
-        super::poison_checked(poisoned, data)
+        self.poison.result(data)
     }
 
     fn read_guard(&self) -> LockResult<RwLockReadGuard<'_, T>> {
         let guard = RwLockReadGuard { lock: self };
-        super::poison_checked(self.is_poisoned(), guard)
+        self.poison.result(guard)
     }
 
     fn write_guard(&self) -> LockResult<RwLockWriteGuard<'_, T>> {
@@ -234,7 +248,7 @@ impl<T: ?Sized> RwLock<T> {
             lock: self,
             panicking: std::thread::panicking(),
         };
-        super::poison_checked(self.is_poisoned(), guard)
+        self.poison.result(guard)
     }
 
     /// Adds a reader if no writer holds the lock and nobody is queued.
@@ -272,17 +286,12 @@ impl<T: ?Sized> RwLock<T> {
         if acquired {
             return;
         }
-        let mut granted = Vec::new();
-        let request = {
-            let mut queue = self.waiters.lock();
-            let request = GrantQueue::push(&mut queue, access);
+        let request = self.waiters.enqueue(access, |queue, granted| {
             // Under the queue lock, so a releaser that sees no QUEUED bit
             // released before this point, and the grant step below sees it.
             self.state.fetch_or(QUEUED, Ordering::Relaxed);
-            self.grant(&mut queue, &mut granted);
-            request
-        };
-        GrantQueue::wake(granted, Some(&request));
+            self.grant(queue, granted);
+        });
         let acquired = self.waiters.wait(&request, None, self);
         debug_assert!(acquired, "an untimed wait ends granted");
         debug_assert!(match access {
@@ -294,7 +303,7 @@ impl<T: ?Sized> RwLock<T> {
     /// The grant step (module docs), under the queue lock: hands the lock
     /// to the front request(s) if they can have it now, and clears QUEUED
     /// if the queue empties.
-    fn grant(&self, queue: &mut Queue<Access>, granted: &mut Granted<Access>) {
+    fn grant(&self, queue: &mut Requests<Access>, granted: &mut Granted<Access>) {
         while let Some(front) = queue.front() {
             match front.want {
                 Access::Write => {
@@ -337,9 +346,8 @@ impl<T: ?Sized> RwLock<T> {
     /// Runs the grant step under the queue lock and wakes whom it granted.
     #[cold]
     fn grant_queued(&self) {
-        let mut granted = Vec::new();
-        self.grant(&mut self.waiters.lock(), &mut granted);
-        GrantQueue::wake(granted, None);
+        self.waiters
+            .grant_with(|queue, granted| self.grant(queue, granted));
     }
 
     fn read_unlock(&self) {
@@ -363,21 +371,18 @@ impl<T: ?Sized> RwLock<T> {
         {
             return;
         }
-        let mut granted = Vec::new();
-        {
-            let mut queue = self.waiters.lock();
+        self.waiters.grant_with(|queue, granted| {
             // Release, as above; nobody can take the lock meanwhile (QUEUED
             // is set, so the fast paths are off until the grant below).
             let previous = self.state.fetch_and(!WRITER, Ordering::Release);
             debug_assert!(previous & WRITER != 0, "write_unlock without the writer");
-            self.grant(&mut queue, &mut granted);
-        }
-        GrantQueue::wake(granted, None);
+            self.grant(queue, granted);
+        });
     }
 }
 
 impl<T: ?Sized> Withdraw<Access> for RwLock<T> {
-    fn regrant(&self, queue: &mut Queue<Access>, granted: &mut Granted<Access>) {
+    fn regrant(&self, queue: &mut Requests<Access>, granted: &mut Granted<Access>) {
         self.grant(queue, granted);
     }
 
@@ -392,7 +397,9 @@ impl<T: ?Sized> Withdraw<Access> for RwLock<T> {
 impl<T: ?Sized> Deref for RwLockReadGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
-        // SAFETY: the guard proves a read lock: no writer until it drops.
+        // SAFETY: this reader is counted in `state` until the guard drops,
+        // and no write guard exists while any reader is counted (see
+        // `unsafe impl Sync for RwLock`): no `&mut T` meanwhile.
         unsafe { &*self.lock.data.get() }
     }
 }
@@ -406,37 +413,30 @@ impl<T: ?Sized> Drop for RwLockReadGuard<'_, T> {
 impl<T: ?Sized> Deref for RwLockWriteGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
-        // SAFETY: the guard proves the write lock: no other holder.
+        // SAFETY: WRITER is set for this guard until it drops, and no other
+        // guard exists meanwhile (see `unsafe impl Sync for RwLock`).
         unsafe { &*self.lock.data.get() }
     }
 }
 
 impl<T: ?Sized> DerefMut for RwLockWriteGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
-        // SAFETY: the guard proves the write lock, exclusively.
+        // SAFETY: as in `deref`, this is the only guard; `&mut self` on it
+        // rules out any other reference through it while this one lives.
         unsafe { &mut *self.lock.data.get() }
     }
 }
 
 impl<T: ?Sized> Drop for RwLockWriteGuard<'_, T> {
     fn drop(&mut self) {
-        if !self.panicking && std::thread::panicking() {
-            self.lock.poisoned.store(true, Ordering::Relaxed);
-        }
+        self.lock.poison.record_panic(self.panicking);
         self.lock.write_unlock();
     }
 }
 
 impl<T: ?Sized + fmt::Debug> fmt::Debug for RwLock<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut d = f.debug_struct("RwLock");
-        match self.try_read() {
-            Ok(guard) => d.field("data", &&*guard),
-            Err(TryLockError::Poisoned(guard)) => d.field("data", &&*guard.into_inner()),
-            Err(TryLockError::WouldBlock) => d.field("data", &format_args!("<locked>")),
-        };
-        d.field("poisoned", &self.is_poisoned())
-            .finish_non_exhaustive()
+        fmt_lock(f, "RwLock", self.try_read(), self.is_poisoned())
     }
 }
 

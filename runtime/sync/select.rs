@@ -50,7 +50,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::mpsc::ListRef;
+use super::mpsc::QueueRef;
 use super::mpsc::{
     Receiver, RecvError, Registration, SendError, SyncSender, TryRecvError, TrySendError,
 };
@@ -306,14 +306,14 @@ impl<'a, R> Select<'a, R> {
         }
         let start = random_below(count);
         let order = move || (0..count).map(move |k| (start + k) % count);
-        // Arms whose nodes were notified in the last round, with their list.
-        let mut notified: Vec<(usize, ListRef<'a>)> = Vec::new();
+        // Arms whose nodes were notified in the last round, with their queue.
+        let mut notified: Vec<(usize, QueueRef<'a>)> = Vec::new();
         loop {
             // 1. Poll.
             if let Some(chosen) = order().find(|&index| arms[index].try_complete()) {
-                for &(index, list) in &notified {
+                for &(index, queue) in &notified {
                     if index != chosen {
-                        list.notify_one(); // not ours to use: pass it on
+                        queue.notify_one(); // not ours to use: pass it on
                     }
                 }
                 let arm = arms.swap_remove(chosen);
@@ -371,11 +371,11 @@ impl<'a> Registered<'a> {
 
     /// Removes every node; returns the arms whose node had been notified
     /// (a notifier popped it before we could remove it).
-    fn deregister(mut self) -> Vec<(usize, ListRef<'a>)> {
+    fn deregister(mut self) -> Vec<(usize, QueueRef<'a>)> {
         std::mem::take(&mut self.entries)
             .into_iter()
-            .filter(|(_, registration)| !registration.list.remove(&registration.node))
-            .map(|(index, registration)| (index, registration.list))
+            .filter(|(_, registration)| !registration.queue.remove(&registration.node))
+            .map(|(index, registration)| (index, registration.queue))
             .collect()
     }
 }
@@ -383,8 +383,8 @@ impl<'a> Registered<'a> {
 impl Drop for Registered<'_> {
     fn drop(&mut self) {
         for (_, registration) in self.entries.drain(..) {
-            if !registration.list.remove(&registration.node) {
-                registration.list.notify_one();
+            if !registration.queue.remove(&registration.node) {
+                registration.queue.notify_one();
             }
         }
     }

@@ -23,7 +23,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use super::grant::{GrantQueue, Granted, Queue, Withdraw};
+use super::grant::{GrantQueue, Granted, Requests, Withdraw};
 
 const QUEUED: usize = 1;
 /// Permits are counted above the QUEUED bit.
@@ -157,9 +157,8 @@ impl Semaphore {
             })
             .expect("a semaphore holds at most MAX_PERMITS permits");
         if previous & QUEUED != 0 {
-            let mut granted = Vec::new();
-            self.grant(&mut self.waiters.lock(), &mut granted);
-            GrantQueue::wake(granted, None);
+            self.waiters
+                .grant_with(|queue, granted| self.grant(queue, granted));
         }
     }
 
@@ -194,23 +193,18 @@ impl Semaphore {
 
     #[cold]
     fn acquire_contended(&self, permits: usize, deadline: Option<Instant>) -> bool {
-        let mut granted = Vec::new();
-        let request = {
-            let mut queue = self.waiters.lock();
-            let request = GrantQueue::push(&mut queue, permits);
+        let request = self.waiters.enqueue(permits, |queue, granted| {
             // Under the queue lock, so a `release` that sees no QUEUED bit
             // added its permits before this point, and the grant step below
             // sees them.
             self.state.fetch_or(QUEUED, Ordering::Relaxed);
-            self.grant(&mut queue, &mut granted);
-            request
-        };
-        GrantQueue::wake(granted, Some(&request));
+            self.grant(queue, granted);
+        });
         self.waiters.wait(&request, deadline, self)
     }
 
     /// The grant step (module docs), under the queue lock.
-    fn grant(&self, queue: &mut Queue<usize>, granted: &mut Granted<usize>) {
+    fn grant(&self, queue: &mut Requests<usize>, granted: &mut Granted<usize>) {
         while let Some(front) = queue.front() {
             let Some(wanted) = shifted(front.want) else {
                 break; // more than a semaphore can hold: waits forever
@@ -242,7 +236,7 @@ fn shifted(permits: usize) -> Option<usize> {
 }
 
 impl Withdraw<usize> for Semaphore {
-    fn regrant(&self, queue: &mut Queue<usize>, granted: &mut Granted<usize>) {
+    fn regrant(&self, queue: &mut Requests<usize>, granted: &mut Granted<usize>) {
         // The request that left may have been a large one holding back
         // smaller ones behind it.
         self.grant(queue, granted);

@@ -6,20 +6,18 @@
 //! within nanoseconds, sooner than a park and unpark. So a contended `lock`
 //! tries again a few times before it queues. The tries back off
 //! exponentially: 1, 2, 4, ... pause instructions between them, at most
-//! `1 << MAX_BACKOFF_SHIFT`, [`SPIN_PROBES`] tries in all (319 pauses, about
-//! 8 µs on this machine, where a pause takes ~26 ns).
+//! `1 << MAX_BACKOFF_SHIFT`, [`SPIN_PROBES`] tries in all: a few
+//! microseconds of spinning at most.
 //!
-//! The backoff is the measured part. With a try after every pause (32 of
-//! them), two workers contending for one lock moved its cache line between
-//! the cores at every increment: `benches/sync.rs`, 1,000 fibers doing
-//! 1,000,000 increments on 2 workers, took 37–41 ms, against 24–35 ms for 2
-//! std threads on a std `Mutex`. std's threads win by *sleeping* the loser,
-//! which lets the winner run cache-hot. Backing off does the same without
-//! a sleep: between two tries of the loser, the holder locks and unlocks
-//! many times with the line in its own cache. With the backoff: 17–22 ms
-//! against 19–36 ms for the threads (same runs, one binary). Measured
-//! shapes (probes, largest shift → ms): (32, 0) → 37–41; (8, 8) → 18–20;
-//! (10, 6) → 17–18; (10, 10) → 15–17, but spinning 27 µs; (16, 5) → 19–20.
+//! The backoff is what makes the spin pay. With a try after every pause,
+//! two workers contending for one lock moved its cache line between the
+//! cores at every increment, and the fibers of the contended bench
+//! (`benches/sync.rs`) lost to std threads on a std `Mutex`.
+//! std's threads win by *sleeping* the loser, which lets the winner run
+//! cache-hot. Backing off does the same without a sleep: between two tries
+//! of the loser, the holder locks and unlocks many times with the line in
+//! its own cache. The shapes measured (tries, largest backoff) are in
+//! `docs/decisions.md`, `SPIN_PROBES`.
 //!
 //! Spinning is skipped where it cannot help (`spinning_can_help`): on one
 //! core, and in a fiber of a one-worker runtime, where a holder that is a
@@ -27,10 +25,12 @@
 
 use std::sync::OnceLock;
 
-/// How many times a contended lock tries again before it queues.
+/// How many times a contended lock tries again before it queues. With
+/// `MAX_BACKOFF_SHIFT`, measured: the fastest shape on the contended bench
+/// among those that spin for under ten microseconds.
 const SPIN_PROBES: u32 = 10;
 /// The wait between two tries grows to at most `1 << MAX_BACKOFF_SHIFT`
-/// pauses.
+/// pauses. Measured with `SPIN_PROBES`, as one shape.
 const MAX_BACKOFF_SHIFT: u32 = 6;
 
 /// Tries `acquire` up to [`SPIN_PROBES`] times with exponential backoff in

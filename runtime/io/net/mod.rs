@@ -47,8 +47,9 @@
 //!   thread as std does: give it a `SocketAddr`, or resolve once with
 //!   [`lookup_host`].
 //! - **`accept` when out of descriptors** (`EMFILE`, `ENFILE`) sleeps a
-//!   little before returning the error, longer each time in a row (1 ms
-//!   doubling to 100 ms), so a server loop that logs the error and calls
+//!   little before returning the error, twice as long each time in a row
+//!   up to a cap (`ACCEPT_BACKOFF_MIN` and `ACCEPT_BACKOFF_MAX` in
+//!   `io/net/mod.rs`), so a server loop that logs the error and calls
 //!   `accept` again does not spin a core while connections wait in the
 //!   kernel's backlog. **A server loop should log such errors and
 //!   continue**, not exit: the condition passes when connections close.
@@ -103,16 +104,16 @@ fn each_addr<T>(
     }))
 }
 
-/// The shortest sleep after an `accept` that ran out of descriptors.
-/// 1 ms: about the time a busy server takes to finish a request and close
-/// a descriptor, so the first retry usually succeeds. A guess; Go's
-/// `net/http` starts at 5 ms.
+/// The shortest sleep after an `accept` that ran out of descriptors:
+/// about the time a busy server takes to finish a request and close a
+/// descriptor, so the first retry usually succeeds. A guess; Go's
+/// `net/http` starts five times higher.
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(1);
 
-/// The longest. 100 ms bounds the extra latency of a connection that waits
-/// in the backlog once descriptors are free (Go's `net/http` goes up to
-/// 1 s; ours is shorter because a waiting fiber costs nothing, and a retry
-/// every 100 ms is 10 system calls a second).
+/// The longest: it bounds the extra latency of a connection that waits in
+/// the backlog once descriptors are free. A guess, a tenth of Go's
+/// `net/http` cap: a waiting fiber costs nothing, and one retry per
+/// `ACCEPT_BACKOFF_MAX` is a handful of system calls a second.
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_millis(100);
 
 /// An accept's back-off state, shared by a listener's handles.
@@ -149,15 +150,18 @@ impl AcceptBackoff {
     }
 }
 
-/// The methods every socket type shares, written once: timeouts,
-/// `take_error`, `try_clone`, conversion from and to std, and the
-/// descriptor traits. `$std` is the std type, `$field` the `Arc<Socket<_>>`.
+/// The methods every socket type shares, listeners included, written
+/// once: `take_error`, `try_clone`, conversion from and to std, and the
+/// descriptor traits. `$type` is the spindle type, with a field `socket:
+/// Arc<Socket<$mio>>` and any `$extra` fields (shared by clones, `Default`
+/// at creation); `$std` is the std type, `$mio` the mio one.
 macro_rules! common_socket_methods {
-    ($type:ident, $std:ty, $mio:ty) => {
+    ($type:ident, $std:ty, $mio:ty $(, $extra:ident)*) => {
         impl $type {
             fn wrap(source: $mio) -> $type {
                 $type {
                     socket: std::sync::Arc::new(crate::io::socket::Socket::new(source)),
+                    $($extra: Default::default(),)*
                 }
             }
 
@@ -189,9 +193,43 @@ macro_rules! common_socket_methods {
             pub fn try_clone(&self) -> std::io::Result<$type> {
                 Ok($type {
                     socket: self.socket.clone(),
+                    $($extra: self.$extra.clone(),)*
                 })
             }
 
+            /// Takes the socket's pending error (`SO_ERROR`), if any.
+            pub fn take_error(&self) -> std::io::Result<Option<std::io::Error>> {
+                self.socket.source.take_error()
+            }
+        }
+
+        impl std::os::fd::AsRawFd for $type {
+            fn as_raw_fd(&self) -> std::os::fd::RawFd {
+                self.socket.raw_fd()
+            }
+        }
+
+        impl std::os::fd::AsFd for $type {
+            fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+                self.socket.source.as_fd()
+            }
+        }
+
+        impl std::fmt::Debug for $type {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($type))
+                    .field("fd", &self.socket.raw_fd())
+                    .finish_non_exhaustive()
+            }
+        }
+    };
+}
+
+/// Read and write timeouts, std's methods on every socket type but the
+/// listeners.
+macro_rules! socket_timeouts {
+    ($type:ident) => {
+        impl $type {
             /// Sets how long a read may wait; `None` waits forever. A wait
             /// that runs out gives `ErrorKind::TimedOut`. `Some(ZERO)` is
             /// refused with `InvalidInput`, as in std.
@@ -220,31 +258,6 @@ macro_rules! common_socket_methods {
             /// The write timeout.
             pub fn write_timeout(&self) -> std::io::Result<Option<std::time::Duration>> {
                 Ok(self.socket.write_timeout())
-            }
-
-            /// Takes the socket's pending error (`SO_ERROR`), if any.
-            pub fn take_error(&self) -> std::io::Result<Option<std::io::Error>> {
-                self.socket.source.take_error()
-            }
-        }
-
-        impl std::os::fd::AsRawFd for $type {
-            fn as_raw_fd(&self) -> std::os::fd::RawFd {
-                self.socket.raw_fd()
-            }
-        }
-
-        impl std::os::fd::AsFd for $type {
-            fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-                self.socket.source.as_fd()
-            }
-        }
-
-        impl std::fmt::Debug for $type {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.debug_struct(stringify!($type))
-                    .field("fd", &self.socket.raw_fd())
-                    .finish_non_exhaustive()
             }
         }
     };
@@ -324,7 +337,7 @@ macro_rules! stream_read_write {
     };
 }
 
-pub(crate) use {common_socket_methods, stream_read_write};
+pub(crate) use {common_socket_methods, socket_timeouts, stream_read_write};
 
 /// Waits for a non-blocking `connect` to finish: the operation for
 /// `Socket::io_until(Direction::Write, ..)`. `WouldBlock` until the socket

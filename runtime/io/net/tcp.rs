@@ -6,7 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::AcceptBackoff;
-use super::{common_socket_methods, connect_finished, each_addr, lookup_host, stream_read_write};
+use super::{
+    common_socket_methods, connect_finished, each_addr, lookup_host, socket_timeouts,
+    stream_read_write,
+};
 use crate::io::readiness::Direction;
 use crate::io::socket::Socket;
 
@@ -159,6 +162,7 @@ impl TcpStream {
 }
 
 common_socket_methods!(TcpStream, std::net::TcpStream, mio::net::TcpStream);
+socket_timeouts!(TcpStream);
 stream_read_write!(TcpStream, mio::net::TcpStream);
 
 impl TcpListener {
@@ -169,16 +173,10 @@ impl TcpListener {
         each_addr(&addresses, mio::net::TcpListener::bind).map(TcpListener::wrap)
     }
 
-    fn wrap(source: mio::net::TcpListener) -> TcpListener {
-        TcpListener {
-            socket: Arc::new(Socket::new(source)),
-            backoff: Arc::default(),
-        }
-    }
-
     /// Waits for a connection (parking the fiber) and returns it with the
-    /// peer's address. Out of descriptors (`EMFILE`, `ENFILE`), sleeps
-    /// 1–100 ms before returning the error; call it again.
+    /// peer's address. Out of descriptors (`EMFILE`, `ENFILE`), sleeps a
+    /// little before returning the error, longer each time in a row (see
+    /// the [module docs](crate::net)); call it again.
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         let accepted = self.socket.io(Direction::Read, |source| source.accept());
         self.backoff
@@ -205,56 +203,14 @@ impl TcpListener {
     pub fn ttl(&self) -> io::Result<u32> {
         self.socket.source.ttl()
     }
-
-    /// Wraps a std listener, switching it to non-blocking mode underneath.
-    pub fn from_std(listener: std::net::TcpListener) -> io::Result<TcpListener> {
-        listener.set_nonblocking(true)?;
-        Ok(TcpListener::wrap(mio::net::TcpListener::from_std(listener)))
-    }
-
-    /// The std listener, back in blocking mode (fails while clones live).
-    pub fn into_std(self) -> io::Result<std::net::TcpListener> {
-        let mut socket = Arc::try_unwrap(self.socket)
-            .map_err(|_| io::Error::other("into_std: other handles to this socket are alive"))?;
-        socket.deregister();
-        let listener: std::net::TcpListener = std::os::fd::OwnedFd::from(socket.source).into();
-        listener.set_nonblocking(false)?;
-        Ok(listener)
-    }
-
-    /// Another handle to the same listener (not a duplicated descriptor).
-    pub fn try_clone(&self) -> io::Result<TcpListener> {
-        Ok(TcpListener {
-            socket: self.socket.clone(),
-            backoff: self.backoff.clone(),
-        })
-    }
-
-    /// Takes the socket's pending error (`SO_ERROR`), if any.
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.socket.source.take_error()
-    }
 }
 
-impl std::os::fd::AsRawFd for TcpListener {
-    fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        self.socket.raw_fd()
-    }
-}
-
-impl std::os::fd::AsFd for TcpListener {
-    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.socket.source.as_fd()
-    }
-}
-
-impl std::fmt::Debug for TcpListener {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TcpListener")
-            .field("fd", &self.socket.raw_fd())
-            .finish_non_exhaustive()
-    }
-}
+common_socket_methods!(
+    TcpListener,
+    std::net::TcpListener,
+    mio::net::TcpListener,
+    backoff
+);
 
 /// The iterator of [`TcpListener::incoming`]: never ends.
 #[derive(Debug)]

@@ -4,7 +4,7 @@ use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 
-use super::{common_socket_methods, each_addr, lookup_host};
+use super::{common_socket_methods, each_addr, lookup_host, socket_timeouts};
 use crate::io::readiness::Direction;
 use crate::io::socket::Socket;
 
@@ -121,3 +121,4 @@ impl UdpSocket {
 }
 
 common_socket_methods!(UdpSocket, std::net::UdpSocket, mio::net::UdpSocket);
+socket_timeouts!(UdpSocket);

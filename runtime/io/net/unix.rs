@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::AcceptBackoff;
-use super::{common_socket_methods, connect_finished, stream_read_write};
+use super::{common_socket_methods, connect_finished, socket_timeouts, stream_read_write};
 use crate::io::readiness::Direction;
 use crate::io::socket::Socket;
 
@@ -126,6 +126,7 @@ common_socket_methods!(
     std::os::unix::net::UnixStream,
     mio::net::UnixStream
 );
+socket_timeouts!(UnixStream);
 stream_read_write!(UnixStream, mio::net::UnixStream);
 
 impl UnixListener {
@@ -134,15 +135,10 @@ impl UnixListener {
         mio::net::UnixListener::bind(path).map(UnixListener::wrap)
     }
 
-    fn wrap(source: mio::net::UnixListener) -> UnixListener {
-        UnixListener {
-            socket: Arc::new(Socket::new(source)),
-            backoff: Arc::default(),
-        }
-    }
-
-    /// Waits for a connection (parking the fiber). Out of descriptors,
-    /// sleeps 1–100 ms before returning the error; call it again.
+    /// Waits for a connection (parking the fiber). Out of descriptors
+    /// (`EMFILE`, `ENFILE`), sleeps a little before returning the error,
+    /// longer each time in a row (see the [module docs](crate::net)); call
+    /// it again.
     pub fn accept(&self) -> io::Result<(UnixStream, SocketAddr)> {
         let accepted = self.socket.io(Direction::Read, |source| source.accept());
         self.backoff
@@ -159,59 +155,14 @@ impl UnixListener {
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.socket.source.local_addr()
     }
-
-    /// Wraps a std listener, switching it to non-blocking mode underneath.
-    pub fn from_std(listener: std::os::unix::net::UnixListener) -> io::Result<UnixListener> {
-        listener.set_nonblocking(true)?;
-        Ok(UnixListener::wrap(mio::net::UnixListener::from_std(
-            listener,
-        )))
-    }
-
-    /// The std listener, back in blocking mode (fails while clones live).
-    pub fn into_std(self) -> io::Result<std::os::unix::net::UnixListener> {
-        let mut socket = Arc::try_unwrap(self.socket)
-            .map_err(|_| io::Error::other("into_std: other handles to this socket are alive"))?;
-        socket.deregister();
-        let listener: std::os::unix::net::UnixListener =
-            std::os::fd::OwnedFd::from(socket.source).into();
-        listener.set_nonblocking(false)?;
-        Ok(listener)
-    }
-
-    /// Another handle to the same listener (not a duplicated descriptor).
-    pub fn try_clone(&self) -> io::Result<UnixListener> {
-        Ok(UnixListener {
-            socket: self.socket.clone(),
-            backoff: self.backoff.clone(),
-        })
-    }
-
-    /// Takes the socket's pending error (`SO_ERROR`), if any.
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.socket.source.take_error()
-    }
 }
 
-impl std::os::fd::AsRawFd for UnixListener {
-    fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        self.socket.raw_fd()
-    }
-}
-
-impl std::os::fd::AsFd for UnixListener {
-    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.socket.source.as_fd()
-    }
-}
-
-impl std::fmt::Debug for UnixListener {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UnixListener")
-            .field("fd", &self.socket.raw_fd())
-            .finish_non_exhaustive()
-    }
-}
+common_socket_methods!(
+    UnixListener,
+    std::os::unix::net::UnixListener,
+    mio::net::UnixListener,
+    backoff
+);
 
 /// The iterator of [`UnixListener::incoming`]: never ends.
 #[derive(Debug)]
@@ -295,3 +246,4 @@ common_socket_methods!(
     std::os::unix::net::UnixDatagram,
     mio::net::UnixDatagram
 );
+socket_timeouts!(UnixDatagram);

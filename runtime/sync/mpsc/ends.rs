@@ -1,0 +1,263 @@
+//! The ends of a channel: [`Sender`], [`SyncSender`] and [`Receiver`], and
+//! the receiver's iterators. Each end holds the channel (`channel.rs`)
+//! through an `Arc` and is counted in it while it lives.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::channel::Channel;
+use super::error::{
+    RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
+};
+
+/// The sending end of an unbounded [`channel`](super::channel()). Clone it
+/// for more senders.
+pub struct Sender<T> {
+    handle: SendHandle<T>,
+}
+
+/// The sending end of a bounded [`sync_channel`](super::sync_channel()).
+/// Clone it for more senders.
+pub struct SyncSender<T> {
+    handle: SendHandle<T>,
+}
+
+/// One live sender of a channel, counted in `senders` from when it is made
+/// or cloned until it is dropped: the part [`Sender`] and [`SyncSender`]
+/// share (they differ only in which operations they offer).
+struct SendHandle<T> {
+    channel: Arc<Channel<T>>,
+}
+
+impl<T> SendHandle<T> {
+    /// A send with no deadline: `SendTimeoutError::Timeout` cannot come
+    /// back, so the error is std's `SendError`.
+    #[inline]
+    fn send(&self, value: T) -> Result<(), SendError<T>> {
+        self.channel.send(value, None).map_err(|error| match error {
+            SendTimeoutError::Disconnected(value) | SendTimeoutError::Timeout(value) => {
+                SendError(value)
+            }
+        })
+    }
+}
+
+impl<T> Clone for SendHandle<T> {
+    fn clone(&self) -> SendHandle<T> {
+        self.channel.add_sender();
+        SendHandle {
+            channel: self.channel.clone(),
+        }
+    }
+}
+
+impl<T> Drop for SendHandle<T> {
+    fn drop(&mut self) {
+        self.channel.drop_sender();
+    }
+}
+
+/// The receiving end of a [`channel`](super::channel()) or
+/// [`sync_channel`](super::sync_channel()). Unlike std's, it clones: the
+/// clones share one stream, each message going to exactly one of them.
+pub struct Receiver<T> {
+    channel: Arc<Channel<T>>,
+}
+
+impl<T> Sender<T> {
+    /// The sender a new unbounded channel starts with (its `senders` count
+    /// starts at 1).
+    pub(super) fn first(channel: Arc<Channel<T>>) -> Sender<T> {
+        Sender {
+            handle: SendHandle { channel },
+        }
+    }
+
+    /// Sends `value`; never waits. Fails, handing the value back, if every
+    /// [`Receiver`] is gone.
+    pub fn send(&self, value: T) -> Result<(), SendError<T>> {
+        self.handle.send(value)
+    }
+}
+
+impl<T> SyncSender<T> {
+    /// The sender a new bounded channel starts with (its `senders` count
+    /// starts at 1).
+    pub(super) fn first(channel: Arc<Channel<T>>) -> SyncSender<T> {
+        SyncSender {
+            handle: SendHandle { channel },
+        }
+    }
+
+    /// Sends `value`, parking the calling fiber (or blocking the thread)
+    /// while the channel is full; on a rendezvous channel, until a receiver
+    /// has taken it. Fails, handing the value back, if every [`Receiver`]
+    /// is gone (also while waiting).
+    pub fn send(&self, value: T) -> Result<(), SendError<T>> {
+        self.handle.send(value)
+    }
+
+    /// Like [`SyncSender::send`], giving up after `timeout` (the value comes
+    /// back in the error).
+    pub fn send_timeout(&self, value: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
+        self.handle
+            .channel
+            .send(value, Instant::now().checked_add(timeout))
+    }
+
+    /// Sends `value` if that needs no waiting: there is room, or, on a
+    /// rendezvous channel, a receiver is waiting (it is woken and takes the
+    /// value; this does not wait for the take).
+    pub fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
+        self.handle.channel.try_send(value)
+    }
+
+    pub(crate) fn channel(&self) -> &Channel<T> {
+        &self.handle.channel
+    }
+}
+
+impl<T> Receiver<T> {
+    /// The receiver a new channel starts with (its `receivers` count starts
+    /// at 1).
+    pub(super) fn first(channel: Arc<Channel<T>>) -> Receiver<T> {
+        Receiver { channel }
+    }
+
+    /// Receives a message, parking the calling fiber (or blocking the
+    /// thread) until one arrives. Fails once every sender is gone and the
+    /// buffer is empty.
+    pub fn recv(&self) -> Result<T, RecvError> {
+        self.channel.recv(None).map_err(|_| RecvError)
+    }
+
+    /// Like [`Receiver::recv`], giving up after `timeout`.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
+        self.channel.recv(Instant::now().checked_add(timeout))
+    }
+
+    /// Receives a message if one is there now; never waits.
+    pub fn try_recv(&self) -> Result<T, TryRecvError> {
+        self.channel.try_recv()
+    }
+
+    /// An iterator that receives until every sender is gone (`recv` in a
+    /// loop).
+    pub fn iter(&self) -> Iter<'_, T> {
+        Iter { receiver: self }
+    }
+
+    /// An iterator over the messages there now (`try_recv` in a loop).
+    pub fn try_iter(&self) -> TryIter<'_, T> {
+        TryIter { receiver: self }
+    }
+
+    pub(crate) fn channel(&self) -> &Channel<T> {
+        &self.channel
+    }
+}
+
+impl<T> Clone for Sender<T> {
+    fn clone(&self) -> Sender<T> {
+        Sender {
+            handle: self.handle.clone(),
+        }
+    }
+}
+
+impl<T> Clone for SyncSender<T> {
+    fn clone(&self) -> SyncSender<T> {
+        SyncSender {
+            handle: self.handle.clone(),
+        }
+    }
+}
+
+impl<T> Clone for Receiver<T> {
+    fn clone(&self) -> Receiver<T> {
+        self.channel.add_receiver();
+        Receiver {
+            channel: self.channel.clone(),
+        }
+    }
+}
+
+impl<T> Drop for Receiver<T> {
+    fn drop(&mut self) {
+        self.channel.drop_receiver();
+    }
+}
+
+impl<T> fmt::Debug for Sender<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sender").finish_non_exhaustive()
+    }
+}
+
+impl<T> fmt::Debug for SyncSender<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SyncSender").finish_non_exhaustive()
+    }
+}
+
+impl<T> fmt::Debug for Receiver<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Receiver").finish_non_exhaustive()
+    }
+}
+
+/// Receives until every sender is gone; from [`Receiver::iter`].
+#[derive(Debug)]
+pub struct Iter<'a, T> {
+    receiver: &'a Receiver<T>,
+}
+
+/// The messages there now; from [`Receiver::try_iter`].
+#[derive(Debug)]
+pub struct TryIter<'a, T> {
+    receiver: &'a Receiver<T>,
+}
+
+/// Receives until every sender is gone; from `Receiver::into_iter`.
+#[derive(Debug)]
+pub struct IntoIter<T> {
+    receiver: Receiver<T>,
+}
+
+impl<T> Iterator for Iter<'_, T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        self.receiver.recv().ok()
+    }
+}
+
+impl<T> Iterator for TryIter<'_, T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        self.receiver.try_recv().ok()
+    }
+}
+
+impl<T> Iterator for IntoIter<T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        self.receiver.recv().ok()
+    }
+}
+
+impl<'a, T> IntoIterator for &'a Receiver<T> {
+    type Item = T;
+    type IntoIter = Iter<'a, T>;
+    fn into_iter(self) -> Iter<'a, T> {
+        self.iter()
+    }
+}
+
+impl<T> IntoIterator for Receiver<T> {
+    type Item = T;
+    type IntoIter = IntoIter<T>;
+    fn into_iter(self) -> IntoIter<T> {
+        IntoIter { receiver: self }
+    }
+}
