@@ -54,7 +54,7 @@
 //!   supervisor.
 //! - **IPC** (`frame.rs`, `transport.rs`): one Unix socketpair per shard;
 //!   length-prefixed frames of at most [`Config::max_frame`] bytes
-//!   ([`DEFAULT_MAX_FRAME`], 16 MiB). Shards address each other by id
+//!   ([`DEFAULT_MAX_FRAME`] unless set). Shards address each other by id
 //!   ([`Shard::send`]); the supervisor routes. All shard traffic crosses the
 //!   supervisor, so a shard-to-shard message costs two socket hops; direct
 //!   shard-to-shard socketpairs would halve that but need every pair (N²
@@ -74,7 +74,7 @@
 //!
 //! Rejected: a shared-memory segment for bulk bytes (the optional
 //! memfd + mmap): it reintroduces exactly the shared mutable state shards
-//! exist to remove, and frames up to 16 MiB cover the examples.
+//! exist to remove, and frames up to [`DEFAULT_MAX_FRAME`] cover the examples.
 //!
 //! A **hung** shard is caught two ways: its runtime sends a heartbeat frame
 //! every [`Heartbeat::interval`] from a fiber (so the beat stops when no

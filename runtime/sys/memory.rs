@@ -7,8 +7,8 @@
 //!
 //! - `madvise(MADV_GUARD_INSTALL)` (Linux 6.13+) marks pages inside an
 //!   existing mapping as guards **without splitting it**: one reservation
-//!   stays one memory mapping however many stacks it holds. Measured on the
-//!   development machine: ~0.6 µs per guard, 200,000 guards in one mapping.
+//!   stays one memory mapping however many stacks it holds (measured: see
+//!   `MADV_GUARD_INSTALL` in docs/decisions.md).
 //! - `mprotect(PROT_NONE)` on older kernels splits the mapping around every
 //!   guard, costing two mappings (VMAs) per stack out of the kernel's
 //!   `vm.max_map_count` (65530 by default), so the stack pool budgets them.
@@ -121,10 +121,10 @@ pub(crate) unsafe fn install_guard(
 
 /// Gives the physical pages of `[ptr, ptr + len)` back to the kernel; the
 /// range reads as zeroes afterwards. Guard markers installed with
-/// `MADV_GUARD_INSTALL` survive this (verified on the development machine:
-/// a write into a guard page after `MADV_DONTNEED` of the whole range still
-/// faults), so a run of whole stack slots, guards included, is trimmed with
-/// one call.
+/// `MADV_GUARD_INSTALL` survive this (a write into a guard page after
+/// `MADV_DONTNEED` of the whole range still faults; `tests/stack.rs`
+/// checks it), so a run of whole stack slots, guards included, is trimmed
+/// with one call.
 ///
 /// # Safety
 /// The range must be page-aligned, inside a reservation of ours, and hold no

@@ -130,7 +130,7 @@ pub(crate) struct AltStack {
 }
 
 /// Size of the alternate signal stack. The handler formats one line and
-/// aborts; 64 KiB leaves room for the previous handler we chain to.
+/// aborts; a guess that leaves room for the previous handler we chain to.
 const ALT_STACK_SIZE: usize = 64 * 1024;
 
 impl AltStack {

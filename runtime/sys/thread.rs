@@ -5,23 +5,24 @@
 //! stands still). The kernel knows the difference, in two ways:
 //! - a blocked thread's CPU time does not advance. `pthread_getcpuclockid`
 //!   gives a clock that any thread of the process can read with
-//!   `clock_gettime` (one system call, ~0.3 µs here). The monitor reads it
-//!   at every pass. But a thread that is runnable and waiting for a core
-//!   (a loaded machine) does not advance either: found by
-//!   `tests/metrics.rs`, whose spinning fibers were taken for blocked ones
-//!   while other programs kept both cores busy.
+//!   `clock_gettime` (one system call), so the monitor reads it at every
+//!   pass. But the CPU time of a thread that is runnable and waiting for a
+//!   core (a loaded machine) does not advance either: the spinning fibers
+//!   of `tests/metrics.rs` would be taken for blocked ones on a machine
+//!   whose cores other programs keep busy.
 //! - so before it acts, the monitor confirms with the thread's state
 //!   letter in `/proc/self/task/<tid>/stat` (`S`: blocked in a system
 //!   call; `D`: waiting in the kernel uninterruptibly; `R`: running or
-//!   runnable), read through a file kept open per worker (`pread`, a few
-//!   µs, only for a worker about to be handed off).
+//!   runnable), read through a file kept open per worker (one `pread`,
+//!   dearer than the clock, so only for a worker about to be handed off).
 
 use std::time::Duration;
 
 /// Asks the kernel to wake the calling thread's timed waits as precisely as
-/// it can (`PR_SET_TIMERSLACK` to 1 ns). The default slack, 50 µs, is added
-/// to every timed sleep; the monitor sleeps 25 µs at a time during a
-/// hand-off episode. Best effort: failure leaves the default.
+/// it can (`PR_SET_TIMERSLACK` to 1 ns). The kernel's default slack is
+/// added to every timed sleep and is longer than the monitor's shortest
+/// sleeps during a hand-off episode (`MIN_INTERVAL` in
+/// `scheduler/monitor.rs`). Best effort: failure leaves the default.
 pub(crate) fn set_minimal_timer_slack() {
     // SAFETY: PR_SET_TIMERSLACK takes an integer and touches only the
     // calling thread's scheduling attributes.

@@ -18,13 +18,15 @@ use std::sync::Arc;
 
 use super::{Stack, StackPool};
 
-/// Stacks a worker keeps for itself. 64 covers the spawn/finish churn of a
-/// busy worker without touching the global lists (a guess, sized so that the
-/// cache holds at most 4 MiB of warm default stacks).
+/// Stacks a worker keeps for itself. A guess awaiting measurement: enough
+/// for a busy worker's spawn/finish churn without the global lists, while
+/// bounding the warm memory one worker keeps (see docs/decisions.md).
 pub(crate) const LOCAL_CACHE: usize = 64;
 
 /// Stacks moved between a worker cache and the global lists at a time, so
-/// the global lock is taken once per `BATCH` spawns at most.
+/// the global lock is taken once per `BATCH` spawns at most. A guess: half
+/// of [`LOCAL_CACHE`], so a cache that just spilled or refilled has room
+/// both ways.
 pub(crate) const BATCH: usize = 32;
 
 /// A worker's private stock of free default-size stacks: no locking.

@@ -5,10 +5,9 @@
 //! A free stack is *warm* while its touched pages are still committed (fast
 //! to reuse: no page fault) and *cold* once they were trimmed with
 //! `MADV_DONTNEED` (its address space and guard stay; its memory is back
-//! with the kernel). Creating a stack costs a guard install (~0.6 µs
-//! measured) and a page fault on first touch (1.6–3.8 µs in DESIGN-NOTES;
-//! 1.5–11 µs in a noisy probe during development); reusing one costs
-//! neither. Stacks are handed out warm-first, then cold, then freshly
+//! with the kernel). Creating a stack costs a guard install and a page
+//! fault on first touch; reusing a warm one costs neither, and a cold one
+//! only the fault. Stacks are handed out warm-first, then cold, then freshly
 //! carved, lowest addresses reused first within a batch, which keeps live
 //! stacks dense (fewer page-table pages per live fiber).
 //!
@@ -34,22 +33,10 @@ use super::reservation::Reservation;
 use super::{Stack, StackPool};
 use crate::sys::memory;
 
-/// Warm (untrimmed) stacks the global list keeps at most: 16,384
-/// one-page-deep stacks hold 64 MiB. The list may grow to twice this; then
-/// the oldest `WARM_WATERMARK` are trimmed at once. Trimming many at a time
-/// instead of each batch of 32 as it arrives cut the `madvise` calls (each
-/// a TLB shootdown across the workers' CPUs) of `million`'s join phase from
-/// ~31,000 to ~1,000, because stacks freed close together in time sit next
-/// to each other and coalesce into a few ranges. Past a size, though, the
-/// count must not be what trims: `examples/timers` (a million fibers each
-/// sleeping 10 ms, ~20,000 alive at a time) spent 40% of its time in the
-/// TLB shootdowns of trimming stacks it reused a few milliseconds later,
-/// with a watermark of 1,024 (3.4 s); at 8,192 it took 2.0 s, at 32,768
-/// 1.7 s (no decay). So stacks are trimmed by age ([`DECAY_AGE`], by the
-/// monitor) and this count is only the bound on memory kept meanwhile.
-/// Measured with decay and the spawn backlog rule (`SPAWN_BACKLOG` in
-/// `scheduler/worker.rs`), four alternating runs each: 8,192 gave
-/// 1.46–1.72 s, 16,384 1.33–1.46 s.
+/// Warm (untrimmed) stacks the global list keeps at most; past twice this
+/// its oldest `WARM_WATERMARK` are trimmed at once. Measured with
+/// `examples/timers`: smaller values trimmed stacks the churn reused
+/// milliseconds later, each trim a TLB shootdown (see docs/decisions.md).
 ///
 /// Warm stacks never raise the peak: a stack is carved only when no free
 /// one is left, so live plus warm stacks never exceed the most that were
@@ -57,17 +44,13 @@ use crate::sys::memory;
 pub(crate) const WARM_WATERMARK: usize = 16_384;
 
 /// Warm stacks idle on the global list for longer than this are trimmed by
-/// the monitor (`StackPool::decay`), down to [`WARM_FLOOR`]: RSS falls
-/// after a burst without trimming stacks a steady churn is about to reuse.
-/// Measured with `examples/timers`: at 100 ms decay still trimmed ~20,000
-/// stacks (1.8 per `madvise` call, each a TLB shootdown) as the live set
-/// rose and fell, and the run took 2.1–2.3 s; at 1 s, 1.86–2.0 s. Go's
-/// scavenger waits far longer; 1 s keeps RSS after a burst falling within
-/// a second.
+/// the monitor (`StackPool::decay`), down to [`WARM_FLOOR`]. Measured with
+/// `examples/timers`: a shorter age still trimmed stacks the churn was
+/// about to reuse (see docs/decisions.md).
 pub(crate) const DECAY_AGE: Duration = Duration::from_secs(1);
 
-/// Warm stacks decay leaves alone: 1,024 one-page-deep stacks, 4 MiB, for
-/// the next burst of spawns.
+/// Warm stacks decay leaves alone, for the next burst of spawns. A guess
+/// awaiting measurement: one touched page each, they hold little memory.
 pub(crate) const WARM_FLOOR: usize = 1024;
 
 /// All stacks of one size.

@@ -26,6 +26,7 @@ use crate::sys::memory::{self, GuardKind};
 
 /// Mappings left for the rest of the program when guards are `mprotect`ed:
 /// the heap, libraries, thread stacks, sockets' buffers, the user's own maps.
+/// A guess awaiting measurement.
 const MAPPING_HEADROOM: usize = 4096;
 
 /// Where stacks come from and go back to; one per runtime.

@@ -19,9 +19,9 @@ use super::registry::OwnerCells;
 use super::Stack;
 use crate::sys::memory;
 
-/// Address space mapped per reservation: 1 GiB holds 15,420 slots of the
-/// default 64 KiB stack + 4 KiB guard, so a million fibers take 65 mappings.
-/// Address space is free (47 bits of it); the count of mappings is not.
+/// Address space mapped per reservation. Address space is plentiful, the
+/// count of mappings is not: at this size a million default-size stacks
+/// take a few dozen mappings (worked out in docs/decisions.md).
 pub(crate) const RESERVATION_BYTES: usize = 1 << 30;
 
 /// A mapping cut into equal slots, with one owner cell per slot.
