@@ -21,6 +21,8 @@
 use std::io;
 use std::sync::OnceLock;
 
+use nix::sys::signal::{self as nix_signal, SaFlags, SigAction, SigHandler, SigSet, Signal};
+
 /// Decides whether a fault at an address is a fiber stack overflow, and if so
 /// reports it and aborts (it does not return in that case). Runs inside the
 /// signal handler: it must be async-signal-safe (no allocation, no locks).
@@ -43,6 +45,9 @@ static INSTALLED: OnceLock<Installed> = OnceLock::new();
 
 /// Installs the `SIGSEGV` handler once per process. Later calls do nothing.
 pub(crate) fn install_overflow_handler(classify: Classify) {
+    // The previous action is read before ours is installed, so the handler
+    // always finds it: a raw `libc::sigaction` with a null new action, since
+    // nix's `sigaction` always installs one.
     INSTALLED.get_or_init(|| {
         // SAFETY: a zeroed sigaction is a valid "no flags, default" value.
         let mut previous: libc::sigaction = unsafe { std::mem::zeroed() };
@@ -53,21 +58,16 @@ pub(crate) fn install_overflow_handler(classify: Classify) {
     });
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        // SAFETY: zeroed is a valid sigaction; every field we rely on is set.
-        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
-        action.sa_sigaction = on_segv as *const () as usize;
-        action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
-        // SAFETY: sa_mask is a field of `action`, a valid sigset_t to fill.
-        unsafe { libc::sigemptyset(&mut action.sa_mask) };
-        // SAFETY: `on_segv` has the signature SA_SIGINFO requires and only
-        // makes async-signal-safe calls.
-        let rc = unsafe { libc::sigaction(libc::SIGSEGV, &action, std::ptr::null_mut()) };
-        assert_eq!(
-            rc,
-            0,
-            "sigaction(SIGSEGV) failed: {}",
-            io::Error::last_os_error()
+        // SA_SIGINFO comes with the `SigAction` handler kind.
+        let action = SigAction::new(
+            SigHandler::SigAction(on_segv),
+            SaFlags::SA_ONSTACK,
+            SigSet::empty(),
         );
+        // SAFETY: `on_segv` makes only async-signal-safe calls and reads
+        // `INSTALLED`, which is set above.
+        unsafe { nix_signal::sigaction(Signal::SIGSEGV, &action) }
+            .expect("sigaction(SIGSEGV) failed");
     });
 }
 

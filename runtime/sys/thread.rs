@@ -18,21 +18,20 @@
 
 use std::time::Duration;
 
+use nix::time::ClockId;
+
 /// Asks the kernel to wake the calling thread's timed waits as precisely as
 /// it can (`PR_SET_TIMERSLACK` to 1 ns). The kernel's default slack is
 /// added to every timed sleep and is longer than the monitor's shortest
 /// sleeps during a hand-off episode (`MIN_INTERVAL` in
 /// `scheduler/monitor.rs`). Best effort: failure leaves the default.
 pub(crate) fn set_minimal_timer_slack() {
-    // SAFETY: PR_SET_TIMERSLACK takes an integer and touches only the
-    // calling thread's scheduling attributes.
-    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
+    let _ = nix::sys::prctl::set_timerslack(1);
 }
 
 /// The calling thread's kernel thread id.
 pub(crate) fn current_tid() -> i32 {
-    // SAFETY: gettid has no preconditions and cannot fail.
-    unsafe { libc::gettid() }
+    nix::unistd::gettid().as_raw()
 }
 
 /// A thread's `/proc` stat file, kept open to read its state repeatedly.
@@ -70,6 +69,8 @@ impl StatFile {
 }
 
 /// The calling thread's CPU-time clock id, if the system provides one.
+/// A raw `libc` call: nix has the per-process CPU clock
+/// (`ClockId::pid_cpu_clock_id`) but not the per-thread one.
 pub(crate) fn current_cpu_clock() -> Option<libc::clockid_t> {
     let mut clock: libc::clockid_t = 0;
     // SAFETY: pthread_self is always valid for the calling thread, and
@@ -81,14 +82,9 @@ pub(crate) fn current_cpu_clock() -> Option<libc::clockid_t> {
 /// CPU time consumed so far by the thread whose clock is `clock`; `None`
 /// if the clock is invalid (the thread has exited).
 pub(crate) fn cpu_time(clock: libc::clockid_t) -> Option<Duration> {
-    let mut time = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `time` is a valid timespec to write; an invalid clock id is
-    // reported as an error, not undefined behaviour.
-    let result = unsafe { libc::clock_gettime(clock, &mut time) };
-    (result == 0).then(|| Duration::new(time.tv_sec as u64, time.tv_nsec as u32))
+    nix::time::clock_gettime(ClockId::from_raw(clock))
+        .ok()
+        .map(Duration::from)
 }
 
 #[cfg(test)]
