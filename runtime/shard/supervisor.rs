@@ -261,7 +261,7 @@ impl Supervisor {
         self.links.with_link(shard, |link| link.pid)
     }
 
-    /// Sends `signal` (`libc::SIGKILL`, ...) to shard `shard`'s running
+    /// Sends signal number `signal` (that of `SIGKILL`, ...) to shard `shard`'s running
     /// incarnation, through its pidfd (never to a recycled pid). `Ok(false)`
     /// if it is not running.
     ///
@@ -518,7 +518,7 @@ impl Loop {
                 last_heard,
             } => {
                 if self.stopping.is_some() {
-                    let _ = pidfd.signal(libc::SIGTERM);
+                    let _ = pidfd.terminate();
                 }
                 self.shards[shard].state = State::Running {
                     pidfd,
@@ -564,7 +564,7 @@ impl Loop {
         if let (State::Running { pidfd, .. }, true) =
             (&record.state, record.generation == generation)
         {
-            let _ = pidfd.signal(libc::SIGKILL);
+            let _ = pidfd.kill();
         }
     }
 
@@ -626,7 +626,7 @@ impl Loop {
                 {
                     if now >= last_heard.get(&self.links) + beat.timeout {
                         *hung = true;
-                        let _ = pidfd.signal(libc::SIGKILL);
+                        let _ = pidfd.kill();
                         let _ = self.links.events.send(Event::Hung {
                             shard,
                             generation: record.generation,
@@ -640,7 +640,7 @@ impl Loop {
                 stopping.killed = true;
                 for record in &self.shards {
                     if let State::Running { pidfd, .. } = &record.state {
-                        let _ = pidfd.signal(libc::SIGKILL);
+                        let _ = pidfd.kill();
                     }
                 }
             }
@@ -668,7 +668,7 @@ impl Loop {
         for record in &mut self.shards {
             match &record.state {
                 State::Running { pidfd, .. } => {
-                    let _ = pidfd.signal(libc::SIGTERM);
+                    let _ = pidfd.terminate();
                 }
                 State::Waiting { .. } => record.state = State::Stopped,
                 State::Starting | State::Stopped => {}
