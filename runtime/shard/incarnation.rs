@@ -216,7 +216,12 @@ pub(crate) fn start(
 /// The keeper thread: see the module comment.
 fn keep(links: &Arc<Links>, shard: usize, generation: u64) {
     let started = Instant::now();
-    let (child, ours) = match spawn(links, shard, generation) {
+    let SpawnedShard {
+        mut child,
+        pidfd,
+        reader_stream,
+        writer,
+    } = match spawn(links, shard, generation) {
         Ok(spawned) => spawned,
         Err(error) => {
             let _ = links.events.send(Event::SpawnFailed {
@@ -233,7 +238,6 @@ fn keep(links: &Arc<Links>, shard: usize, generation: u64) {
             return;
         }
     };
-    let (mut child, pidfd, reader_stream) = child;
     let pid = child.id();
     let last_heard = Arc::new(LastHeard(AtomicU64::new(0)));
     last_heard.touch(links);
@@ -250,7 +254,7 @@ fn keep(links: &Arc<Links>, shard: usize, generation: u64) {
             generation,
             pid,
             pidfd: pidfd.clone(),
-            writer: ours,
+            writer,
         },
     );
     let _ = links.notices.send(Notice::Started {
@@ -286,10 +290,20 @@ fn keep(links: &Arc<Links>, shard: usize, generation: u64) {
     });
 }
 
-type Spawned = ((std::process::Child, Arc<Pidfd>, UnixStream), UnixStream);
+/// A shard process just started, with the supervisor's two handles on its
+/// socket.
+struct SpawnedShard {
+    child: std::process::Child,
+    /// Signals to the process.
+    pidfd: Arc<Pidfd>,
+    /// For the reader thread.
+    reader_stream: UnixStream,
+    /// For [`Link::writer`].
+    writer: UnixStream,
+}
 
 /// Re-executes this program as incarnation `generation` of `shard`.
-fn spawn(links: &Links, shard: usize, generation: u64) -> io::Result<Spawned> {
+fn spawn(links: &Links, shard: usize, generation: u64) -> io::Result<SpawnedShard> {
     let config = &links.config;
     let (ours, theirs) = UnixStream::pair()?; // both ends close-on-exec
     ours.set_write_timeout(Some(config.write_timeout))?;
@@ -339,7 +353,12 @@ fn spawn(links: &Links, shard: usize, generation: u64) -> io::Result<Spawned> {
             return Err(error);
         }
     };
-    Ok(((child, pidfd, reader_stream), ours))
+    Ok(SpawnedShard {
+        child,
+        pidfd,
+        reader_stream,
+        writer: ours,
+    })
 }
 
 /// The reader thread: see the module comment.

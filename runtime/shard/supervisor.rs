@@ -340,7 +340,7 @@ impl Drop for Supervisor {
 
 /// Where one shard is in its life, as the loop sees it.
 #[derive(Debug)]
-enum State {
+enum ShardLife {
     /// A keeper is starting incarnation `generation`.
     Starting,
     /// Incarnation `generation` runs; `hung` once it has been killed for
@@ -360,7 +360,7 @@ enum State {
 #[derive(Debug)]
 struct ShardRecord {
     /// Where it is in its life.
-    state: State,
+    life: ShardLife,
     /// The newest incarnation started (or being started).
     generation: u64,
     /// Restarts since it last ran for [`Backoff::reset_after`](super::Backoff).
@@ -401,7 +401,7 @@ impl Loop {
     fn new(links: Arc<Links>, notices: mpsc::Receiver<Notice>) -> Loop {
         let shards = (0..links.config.shards)
             .map(|_| ShardRecord {
-                state: State::Stopped,
+                life: ShardLife::Stopped,
                 generation: 0,
                 attempts: 0,
                 keepers: Vec::new(),
@@ -465,12 +465,12 @@ impl Loop {
     fn all_down(&self) -> bool {
         self.shards
             .iter()
-            .all(|record| matches!(record.state, State::Stopped))
+            .all(|record| matches!(record.life, ShardLife::Stopped))
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let restarts = self.shards.iter().filter_map(|record| match record.state {
-            State::Waiting { until } => Some(until),
+        let restarts = self.shards.iter().filter_map(|record| match record.life {
+            ShardLife::Waiting { until } => Some(until),
             _ => None,
         });
         let kill = self
@@ -486,9 +486,9 @@ impl Loop {
         let timeout = self.links.config.heartbeat.map(|beat| beat.timeout);
         self.shards
             .iter()
-            .filter_map(move |record| match (&record.state, timeout) {
+            .filter_map(move |record| match (&record.life, timeout) {
                 (
-                    State::Running {
+                    ShardLife::Running {
                         last_heard,
                         hung: false,
                         ..
@@ -502,7 +502,7 @@ impl Loop {
     fn start(&mut self, shard: usize) -> io::Result<()> {
         let record = &mut self.shards[shard];
         record.generation += 1;
-        record.state = State::Starting;
+        record.life = ShardLife::Starting;
         let keeper = incarnation::start(&self.links, shard, record.generation)?;
         record.keepers.push((record.generation, keeper));
         Ok(())
@@ -520,7 +520,7 @@ impl Loop {
                 if self.stopping.is_some() {
                     let _ = pidfd.terminate();
                 }
-                self.shards[shard].state = State::Running {
+                self.shards[shard].life = ShardLife::Running {
                     pidfd,
                     last_heard,
                     hung: false,
@@ -561,8 +561,8 @@ impl Loop {
     /// running.
     fn kill(&self, shard: usize, generation: u64) {
         let record = &self.shards[shard];
-        if let (State::Running { pidfd, .. }, true) =
-            (&record.state, record.generation == generation)
+        if let (ShardLife::Running { pidfd, .. }, true) =
+            (&record.life, record.generation == generation)
         {
             let _ = pidfd.kill();
         }
@@ -589,14 +589,14 @@ impl Loop {
                     record.attempts + 1
                 };
                 let delay = config.backoff.delay(record.attempts, random);
-                record.state = State::Waiting { until: now + delay };
+                record.life = ShardLife::Waiting { until: now + delay };
                 restart_in = Some(delay);
             } else {
                 gave_up = true;
             }
         }
         if restart_in.is_none() {
-            self.shards[shard].state = State::Stopped;
+            self.shards[shard].life = ShardLife::Stopped;
         }
         let _ = links.events.send(Event::Exited {
             shard,
@@ -618,11 +618,11 @@ impl Loop {
         let now = Instant::now();
         if let (Some(beat), None) = (self.links.config.heartbeat, &self.stopping) {
             for (shard, record) in self.shards.iter_mut().enumerate() {
-                if let State::Running {
+                if let ShardLife::Running {
                     pidfd,
                     last_heard,
                     hung: hung @ false,
-                } = &mut record.state
+                } = &mut record.life
                 {
                     if now >= last_heard.get(&self.links) + beat.timeout {
                         *hung = true;
@@ -639,16 +639,16 @@ impl Loop {
             if !stopping.killed && now >= stopping.kill_at {
                 stopping.killed = true;
                 for record in &self.shards {
-                    if let State::Running { pidfd, .. } = &record.state {
+                    if let ShardLife::Running { pidfd, .. } = &record.life {
                         let _ = pidfd.kill();
                     }
                 }
             }
         }
         for shard in 0..self.shards.len() {
-            if matches!(self.shards[shard].state, State::Waiting { until } if until <= now) {
+            if matches!(self.shards[shard].life, ShardLife::Waiting { until } if until <= now) {
                 if let Err(error) = self.start(shard) {
-                    self.shards[shard].state = State::Stopped;
+                    self.shards[shard].life = ShardLife::Stopped;
                     self.begin_stop(StopReason::Requested, Err(SupervisorError::Io(error)));
                 }
             }
@@ -666,12 +666,12 @@ impl Loop {
             outcome,
         });
         for record in &mut self.shards {
-            match &record.state {
-                State::Running { pidfd, .. } => {
+            match &record.life {
+                ShardLife::Running { pidfd, .. } => {
                     let _ = pidfd.terminate();
                 }
-                State::Waiting { .. } => record.state = State::Stopped,
-                State::Starting | State::Stopped => {}
+                ShardLife::Waiting { .. } => record.life = ShardLife::Stopped,
+                ShardLife::Starting | ShardLife::Stopped => {}
             }
         }
     }

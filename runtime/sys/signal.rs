@@ -30,31 +30,31 @@ pub(crate) type Classify = fn(fault_address: usize);
 
 /// The action that was installed for `SIGSEGV` before ours, and our
 /// classifier. Written once before the handler is installed, read-only after.
-struct Installed {
+struct OverflowHandler {
     previous: libc::sigaction,
     classify: Classify,
 }
 
 // SAFETY: `sigaction` is plain old data (integers and function pointers) that
 // is only read after it is published through the `OnceLock`.
-unsafe impl Sync for Installed {}
+unsafe impl Sync for OverflowHandler {}
 // SAFETY: as above; moving the plain data between threads is harmless.
-unsafe impl Send for Installed {}
+unsafe impl Send for OverflowHandler {}
 
-static INSTALLED: OnceLock<Installed> = OnceLock::new();
+static OVERFLOW_HANDLER: OnceLock<OverflowHandler> = OnceLock::new();
 
 /// Installs the `SIGSEGV` handler once per process. Later calls do nothing.
 pub(crate) fn install_overflow_handler(classify: Classify) {
     // The previous action is read before ours is installed, so the handler
     // always finds it: a raw `libc::sigaction` with a null new action, since
     // nix's `sigaction` always installs one.
-    INSTALLED.get_or_init(|| {
+    OVERFLOW_HANDLER.get_or_init(|| {
         // SAFETY: a zeroed sigaction is a valid "no flags, default" value.
         let mut previous: libc::sigaction = unsafe { std::mem::zeroed() };
         // SAFETY: querying the current action with a null new action only
         // writes into `previous`.
         unsafe { libc::sigaction(libc::SIGSEGV, std::ptr::null(), &mut previous) };
-        Installed { previous, classify }
+        OverflowHandler { previous, classify }
     });
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
@@ -65,7 +65,7 @@ pub(crate) fn install_overflow_handler(classify: Classify) {
             SigSet::empty(),
         );
         // SAFETY: `on_segv` makes only async-signal-safe calls and reads
-        // `INSTALLED`, which is set above.
+        // `OVERFLOW_HANDLER`, which is set above.
         unsafe { nix_signal::sigaction(Signal::SIGSEGV, &action) }
             .expect("sigaction(SIGSEGV) failed");
     });
@@ -74,14 +74,14 @@ pub(crate) fn install_overflow_handler(classify: Classify) {
 extern "C" fn on_segv(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
     // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers.
     let address = unsafe { (*info).si_addr() } as usize;
-    let Some(installed) = INSTALLED.get() else {
+    let Some(ours) = OVERFLOW_HANDLER.get() else {
         return;
     };
     // Aborts the process if this was a fiber's guard page.
-    (installed.classify)(address);
+    (ours.classify)(address);
 
     // Not a fiber overflow: hand the fault to whoever handled it before us.
-    let previous = &installed.previous;
+    let previous = &ours.previous;
     let handler = previous.sa_sigaction;
     if handler != libc::SIG_DFL
         && handler != libc::SIG_IGN

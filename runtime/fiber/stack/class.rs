@@ -59,12 +59,16 @@ pub(super) struct SizeClass {
     pub(super) stack_size: usize,
     /// Guard page plus stack.
     pub(super) slot_len: usize,
-    /// Every slot of the class and where it is; any thread, under this lock.
-    pub(super) lists: Mutex<Lists>,
+    /// Where each slot of the class is; any thread, under this lock.
+    pub(super) slots: Mutex<ClassSlots>,
 }
 
-/// A size class's mutable state, under its lock.
-pub(super) struct Lists {
+/// Where every slot of a size class is: carved out of which reservation,
+/// not carved yet, or free on the warm or the cold list (a slot on none of
+/// them holds a live fiber's stack, or is being trimmed). Under the class
+/// lock.
+pub(super) struct ClassSlots {
+    /// The class's mappings, oldest first; slots are carved from the last.
     reservations: Vec<Reservation>,
     /// Slots of the last reservation not yet carved into stacks.
     next_fresh: usize,
@@ -86,7 +90,7 @@ impl SizeClass {
         SizeClass {
             stack_size,
             slot_len: stack_size + memory::page_size(),
-            lists: Mutex::new(Lists {
+            slots: Mutex::new(ClassSlots {
                 reservations: Vec::new(),
                 next_fresh: 0,
                 warm: Vec::new(),
@@ -97,29 +101,33 @@ impl SizeClass {
     }
 
     /// Carves up to `want` never-used slots (mapping a new reservation when
-    /// the current one is used up); `lists` is this class's, locked. Their
+    /// the current one is used up); `slots` is this class's, locked. Their
     /// guards are not installed yet. Returns them with the bytes of address
     /// space newly reserved (0 unless a reservation was mapped).
-    pub(super) fn carve(&self, lists: &mut Lists, want: usize) -> io::Result<(Vec<Stack>, usize)> {
+    pub(super) fn carve(
+        &self,
+        slots: &mut ClassSlots,
+        want: usize,
+    ) -> io::Result<(Vec<Stack>, usize)> {
         let slots_per = Reservation::slots_for(self.slot_len);
         let mut mapped = 0;
-        if lists.reservations.is_empty() || lists.next_fresh == slots_per {
+        if slots.reservations.is_empty() || slots.next_fresh == slots_per {
             let reservation = Reservation::map(self.slot_len)?;
             mapped = reservation.len();
-            lists.reservations.push(reservation);
-            lists.next_fresh = 0;
+            slots.reservations.push(reservation);
+            slots.next_fresh = 0;
         }
-        let reservation = lists.reservations.last().expect("a reservation exists");
-        let n = want.min(slots_per - lists.next_fresh);
-        let stacks = (lists.next_fresh..lists.next_fresh + n)
+        let reservation = slots.reservations.last().expect("a reservation exists");
+        let n = want.min(slots_per - slots.next_fresh);
+        let stacks = (slots.next_fresh..slots.next_fresh + n)
             .map(|index| reservation.stack(index, self.stack_size))
             .collect();
-        lists.next_fresh += n;
+        slots.next_fresh += n;
         Ok((stacks, mapped))
     }
 }
 
-impl Lists {
+impl ClassSlots {
     /// Every reservation of the class, oldest first.
     pub(super) fn reservations(&self) -> &[Reservation] {
         &self.reservations
@@ -268,7 +276,7 @@ mod tests {
     #[test]
     fn trimming_keeps_stacks_usable() {
         let class = SizeClass::new(16 * 1024);
-        let (mut stacks, _) = class.carve(&mut class.lists.lock().unwrap(), 8).unwrap();
+        let (mut stacks, _) = class.carve(&mut class.slots.lock().unwrap(), 8).unwrap();
         for stack in &stacks {
             let top = corosensei::stack::Stack::base(stack).get() as *mut u8;
             // SAFETY: the last byte below the top of a stack we hold.

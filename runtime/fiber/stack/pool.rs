@@ -19,7 +19,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::class::{trim, Lists, SizeClass};
+use super::class::{trim, ClassSlots, SizeClass};
 use super::Stack;
 use crate::lock::MutexExt;
 use crate::sys::memory::{self, GuardKind};
@@ -38,7 +38,7 @@ pub(crate) struct StackPool {
     /// The runtime's default stack size class (the fast path).
     pub(super) default: SizeClass,
     /// Classes for fibers that asked for another size.
-    others: Mutex<Vec<Arc<SizeClass>>>,
+    other_sizes: Mutex<Vec<Arc<SizeClass>>>,
     /// Stacks carved so far (all classes). Relaxed: a statistic and the
     /// budget check, both under a class lock when written.
     carved: AtomicUsize,
@@ -101,7 +101,7 @@ impl StackPool {
             guard_kind,
             budget,
             default: SizeClass::new(default_size),
-            others: Mutex::new(Vec::new()),
+            other_sizes: Mutex::new(Vec::new()),
             carved: AtomicUsize::new(0),
             free_global: AtomicUsize::new(0),
             reserved_bytes: AtomicUsize::new(0),
@@ -158,7 +158,7 @@ impl StackPool {
     }
 
     fn class_for(&self, size: usize) -> Arc<SizeClass> {
-        let mut others = self.others.lock_unpoisoned();
+        let mut others = self.other_sizes.lock_unpoisoned();
         if let Some(class) = others.iter().find(|c| c.stack_size == size) {
             return class.clone();
         }
@@ -184,13 +184,13 @@ impl StackPool {
         want: usize,
     ) -> io::Result<()> {
         let fresh = {
-            let mut lists = class.lists.lock_unpoisoned();
-            let taken = lists.take_free(into, want);
+            let mut slots = class.slots.lock_unpoisoned();
+            let taken = slots.take_free(into, want);
             self.free_global.fetch_sub(taken, Ordering::Relaxed);
             if taken > 0 {
                 return Ok(());
             }
-            self.carve(class, &mut lists, want)?
+            self.carve(class, &mut slots, want)?
         };
         let page = memory::page_size();
         let mut result = Ok(());
@@ -212,7 +212,12 @@ impl StackPool {
 
     /// Carves up to `want` never-used slots of `class`, within the budget.
     /// Their guards are not installed yet.
-    fn carve(&self, class: &SizeClass, lists: &mut Lists, want: usize) -> io::Result<Vec<Stack>> {
+    fn carve(
+        &self,
+        class: &SizeClass,
+        slots: &mut ClassSlots,
+        want: usize,
+    ) -> io::Result<Vec<Stack>> {
         let carved = self.carved.load(Ordering::Relaxed);
         let want = want.min(self.budget.saturating_sub(carved));
         if want == 0 {
@@ -224,7 +229,7 @@ impl StackPool {
                 ),
             ));
         }
-        let (stacks, mapped) = class.carve(lists, want)?;
+        let (stacks, mapped) = class.carve(slots, want)?;
         self.reserved_bytes.fetch_add(mapped, Ordering::Relaxed);
         self.carved.fetch_add(stacks.len(), Ordering::Relaxed);
         Ok(stacks)
@@ -234,11 +239,11 @@ impl StackPool {
     /// cold list when the list has grown past its watermark.
     pub(super) fn give_back(&self, class: &SizeClass, stacks: Vec<Stack>) {
         let count = stacks.len();
-        let mut lists = class.lists.lock_unpoisoned();
-        let overflow = lists.give_back(stacks);
+        let mut slots = class.slots.lock_unpoisoned();
+        let overflow = slots.give_back(stacks);
         self.free_global.fetch_add(count, Ordering::Relaxed);
         if let Some(oldest) = overflow {
-            self.trim_to_cold(class, lists, oldest);
+            self.trim_to_cold(class, slots, oldest);
         }
     }
 
@@ -247,7 +252,7 @@ impl StackPool {
     fn trim_to_cold(
         &self,
         class: &SizeClass,
-        mut lists: MutexGuard<'_, Lists>,
+        mut slots: MutexGuard<'_, ClassSlots>,
         mut stacks: Vec<Stack>,
     ) {
         if self.is_budgeted() {
@@ -255,21 +260,21 @@ impl StackPool {
             // the budget is used up, or a concurrent first run would find
             // none. (The mprotect fallback can afford the wait.)
             trim(&mut stacks, class.slot_len);
-            lists.add_cold(&mut stacks);
+            slots.add_cold(&mut stacks);
         } else {
             // Trim outside the lock, so the other workers' refills do not
             // wait for the madvise calls; the stacks are briefly on no list,
             // and a refill meanwhile carves fresh ones instead.
-            drop(lists);
+            drop(slots);
             trim(&mut stacks, class.slot_len);
-            class.lists.lock_unpoisoned().add_cold(&mut stacks);
+            class.slots.lock_unpoisoned().add_cold(&mut stacks);
         }
     }
 
     /// Every size class: the default, then the others (a snapshot; a class
     /// added meanwhile is not in it).
     fn classes(&self) -> Vec<ClassRef<'_>> {
-        let others = self.others.lock_unpoisoned();
+        let others = self.other_sizes.lock_unpoisoned();
         std::iter::once(ClassRef::Default(&self.default))
             .chain(others.iter().cloned().map(ClassRef::Other))
             .collect()
@@ -280,9 +285,9 @@ impl StackPool {
     /// its passes). Cheap when there is nothing to do: one lock per class.
     pub(crate) fn decay(&self) {
         for class in &self.classes() {
-            let mut lists = class.lists.lock_unpoisoned();
-            if let Some(oldest) = lists.take_decayed() {
-                self.trim_to_cold(class, lists, oldest);
+            let mut slots = class.slots.lock_unpoisoned();
+            if let Some(oldest) = slots.take_decayed() {
+                self.trim_to_cold(class, slots, oldest);
             }
         }
     }
@@ -291,9 +296,9 @@ impl StackPool {
     /// to the kernel now (`Runtime::trim_stacks`).
     pub(crate) fn trim_all(&self) {
         for class in &self.classes() {
-            let mut warm = class.lists.lock_unpoisoned().take_all_warm();
+            let mut warm = class.slots.lock_unpoisoned().take_all_warm();
             trim(&mut warm, class.slot_len);
-            class.lists.lock_unpoisoned().add_cold(&mut warm);
+            class.slots.lock_unpoisoned().add_cold(&mut warm);
         }
     }
 
@@ -303,8 +308,8 @@ impl StackPool {
     pub(crate) fn owners(&self) -> Vec<NonNull<()>> {
         let mut owners = Vec::new();
         for class in &self.classes() {
-            let lists = class.lists.lock_unpoisoned();
-            for reservation in lists.reservations() {
+            let slots = class.slots.lock_unpoisoned();
+            for reservation in slots.reservations() {
                 reservation.owners().collect(&mut owners);
             }
         }
@@ -321,8 +326,8 @@ impl StackPool {
     /// Holds each size class's lock while it walks that class's cells.
     pub(crate) fn for_each_started(&self, mut take: impl FnMut(NonNull<()>)) {
         for class in &self.classes() {
-            let lists = class.lists.lock_unpoisoned();
-            for reservation in lists.reservations() {
+            let slots = class.slots.lock_unpoisoned();
+            for reservation in slots.reservations() {
                 reservation.owners().for_each_started(&mut take);
             }
         }
@@ -391,7 +396,7 @@ mod tests {
         for stack in stacks {
             pool.release(stack);
         }
-        let warm = |pool: &StackPool| pool.default.lists.lock().unwrap().warm_len();
+        let warm = |pool: &StackPool| pool.default.slots.lock().unwrap().warm_len();
         assert_eq!(warm(&pool), count);
         pool.decay();
         assert_eq!(warm(&pool), count, "nothing is old enough yet");
@@ -405,7 +410,7 @@ mod tests {
         }
         pool.decay();
         assert_eq!(warm(&pool), WARM_FLOOR, "decayed down to the floor");
-        let lists = pool.default.lists.lock().unwrap();
-        assert_eq!(lists.cold_len(), count - WARM_FLOOR);
+        let slots = pool.default.slots.lock().unwrap();
+        assert_eq!(slots.cold_len(), count - WARM_FLOOR);
     }
 }
