@@ -32,7 +32,7 @@
 //! next incarnation: nothing from generation N arrives after generation N+1
 //! exists.
 
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -48,10 +48,6 @@ use super::supervisor::{Event, Notice};
 use super::Config;
 use crate::lock::MutexExt;
 use crate::sys::process::{self, Pidfd};
-
-/// Payloads below this are written with their header in one `write`. A
-/// guess (as in `transport.rs`): below a page the copy beats a second call.
-const COALESCE_BELOW: usize = 4096;
 
 /// The live connection to one shard incarnation.
 #[derive(Debug)]
@@ -153,18 +149,7 @@ impl Links {
         }
         let mut slot = self.slot(to).ok_or(SendError::UnknownShard(to))?;
         let link = slot.as_mut().ok_or(SendError::ShardDown(to))?;
-        let header = frame::header(kind, peer, payload.len());
-        let written = if payload.len() < COALESCE_BELOW {
-            let mut whole = Vec::with_capacity(header.len() + payload.len());
-            whole.extend_from_slice(&header);
-            whole.extend_from_slice(payload);
-            link.writer.write_all(&whole)
-        } else {
-            link.writer
-                .write_all(&header)
-                .and_then(|()| link.writer.write_all(payload))
-        };
-        match written {
+        match frame::write_frame(&mut link.writer, kind, peer, payload) {
             Ok(()) => Ok(()),
             Err(error) => {
                 let generation = link.generation;
