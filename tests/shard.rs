@@ -8,7 +8,9 @@
 //! [`config`]), so the shard process runs just that one test function,
 //! whose first line, `shard::start`, sees the shard identity in the
 //! environment, runs `entry` and exits. Nothing before that call runs in a
-//! shard by accident because nothing comes before it.
+//! shard by accident because nothing comes before it. (The tests that need
+//! a supervisor process of their own re-execute themselves as one first;
+//! an environment variable tells that process which part to play.)
 
 mod common;
 

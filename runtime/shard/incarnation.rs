@@ -7,7 +7,7 @@
 //!
 //! - the **keeper** creates the socketpair, re-executes the current program
 //!   as the shard (`/proc/self/exe`, the shard's identity in the
-//!   environment), installs the connection in [`Links`], starts the reader,
+//!   environment), starts the reader, installs the connection in [`Links`],
 //!   waits for the process to end (`Child::wait`, i.e. `waitpid` on that one
 //!   pid), lets the reader drain, removes the connection, tells the other
 //!   shards, and reports the exit to the supervisor loop. It is the thread

@@ -121,7 +121,7 @@ pub struct Backoff {
 impl Default for Backoff {
     /// 10 ms doubling to 1 s, 25 % jitter, reset after 1 s of running.
     /// Guesses: 10 ms is well under the 50 ms restart target and above the
-    /// few milliseconds a re-exec takes here, so a crash loop costs at most
+    /// few milliseconds a re-exec takes, so a crash loop costs at most
     /// ~one restart per 10 ms even before doubling; 1 s caps how long a shard
     /// stays down once its cause is fixed.
     fn default() -> Backoff {

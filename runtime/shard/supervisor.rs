@@ -4,8 +4,9 @@
 //! Threads (see `incarnation.rs` for the per-incarnation keeper and reader):
 //!
 //! - the **loop** thread owns every decision: it receives [`Notice`]s from
-//!   keepers and readers (started, exited, bad input, hung), from the
-//!   termination-signal watcher and from the handle (shutdown), applies the
+//!   keepers (started, exited), readers (bad input), any thread whose write
+//!   to a shard timed out (hung), the termination-signal watcher and the
+//!   handle (shutdown); it watches heartbeats itself; it applies the
 //!   restart policy, the intensity limit and the backoff, and starts new
 //!   incarnations when their backoff is over (a `recv_timeout` up to the
 //!   next deadline is its only timer). It never touches a socket, so a
@@ -17,7 +18,8 @@
 //! after [`Supervisor::watch_termination_signals`], or the intensity limit):
 //!
 //! 1. no more restarts; shards waiting out a backoff are not started;
-//! 2. every running shard gets `SIGTERM`;
+//! 2. every running shard gets `SIGTERM` (one still starting gets it once
+//!    it runs);
 //! 3. the loop waits for their exits until the grace period
 //!    ([`Config::shutdown_grace`]) is over, then sends `SIGKILL` to the rest;
 //! 4. each keeper reaps its child (no zombies) and ends; the loop joins the
@@ -190,7 +192,7 @@ pub(crate) enum Notice {
 /// [`Supervisor::shutdown`], ignoring the outcome).
 ///
 /// Its methods block the calling thread (a write to a socket, a wait for an
-/// event); from a fiber, call them inside [`crate::blocking`].
+/// event); from a fiber, call them inside [`crate::blocking()`].
 ///
 /// Events queue without bound until received: a program that stops calling
 /// [`Supervisor::recv`] while its shards keep sending it messages grows.
@@ -352,7 +354,8 @@ enum ShardLife {
     },
     /// Down; to be started again at `until`.
     Waiting { until: Instant },
-    /// Down for good (its policy, or the supervisor is stopping).
+    /// Down for good (its policy, or the supervisor is stopping), or not
+    /// started yet: every shard is `Stopped` until the loop starts it.
     Stopped,
 }
 

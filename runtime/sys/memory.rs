@@ -1,6 +1,6 @@
 //! Address-space reservations, guard pages and the mapping budget.
 //!
-//! A fiber stack is a slice of a large reservation (see `fiber/stack.rs`).
+//! A fiber stack is a slice of a large reservation (see `fiber/stack/`).
 //! The calls here are the only ones that create, guard, trim and release that
 //! memory. Two ways to guard a page exist, chosen once per process by
 //! [`probe_guard_kind`]:

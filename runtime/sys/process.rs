@@ -92,9 +92,9 @@ impl Pidfd {
 /// `exec` (clears its close-on-exec flag) and asks the kernel to `SIGKILL`
 /// this process when the thread that spawned it exits (`PR_SET_PDEATHSIG`).
 ///
-/// Only async-signal-safe system calls: no allocation, no locks.
-/// nix's `fcntl` and `set_pdeathsig` are single system calls with no
-/// allocation, so they are as safe here as the raw calls.
+/// Only async-signal-safe system calls, no allocation, no locks: nix's
+/// `fcntl` and `set_pdeathsig` are each one system call and a check of its
+/// result, and turning an `Errno` into an `io::Error` allocates nothing.
 pub(crate) fn prepare_child(keep_fd: RawFd) -> io::Result<()> {
     // SAFETY: `keep_fd` is this child's copy of the shard's socket (the
     // parent keeps its own end open across the spawn), and the borrow ends

@@ -151,7 +151,13 @@ impl AltStack {
         let len = page + ALT_STACK_SIZE;
         let base = super::memory::reserve(len)?;
         // SAFETY: the first page of our fresh mapping holds nothing.
-        unsafe { super::memory::install_guard(base, page, super::memory::probe_guard_kind())? };
+        let guarded =
+            unsafe { super::memory::install_guard(base, page, super::memory::probe_guard_kind()) };
+        if let Err(error) = guarded {
+            // SAFETY: the mapping made above, unused.
+            unsafe { super::memory::release(base, len) };
+            return Err(error);
+        }
         let stack = libc::stack_t {
             // SAFETY: `page < len`, so this stays inside the mapping.
             ss_sp: unsafe { base.as_ptr().add(page) }.cast(),

@@ -20,9 +20,9 @@
 //! stacks by address and makes one `madvise` call per run of adjacent
 //! slots ([`trim`]).
 //!
-//! This file owns the lists and the choice of which stacks to trim; the
-//! pool (`pool.rs`) owns the locking around them, the counters, and the
-//! guards.
+//! This file owns the lists and the choice of which stacks to trim. The
+//! pool (`pool.rs`) takes the class lock, keeps the counters, installs the
+//! guards, and decides whether a trim runs under the lock.
 
 use std::collections::VecDeque;
 use std::io;

@@ -10,9 +10,10 @@
 //!
 //! Guards of freshly carved stacks are installed outside the class lock,
 //! so workers carve in parallel; a stack is handed out only after its guard
-//! is in place. Trimming happens outside the lock too, except on the
-//! budgeted path, where a stack that is on no list could make a spawn fail
-//! for want of a stack that exists.
+//! is in place. The trims of the watermark and of decay run outside the
+//! lock too, except on the budgeted path, where a stack that is on no list
+//! could make a spawn fail for want of a stack that exists; `trim_all`, an
+//! explicit request, always trims outside it.
 
 use std::io;
 use std::ptr::NonNull;
