@@ -8,7 +8,9 @@
 //! [`config`]), so the shard process runs just that one test function,
 //! whose first line, `shard::start`, sees the shard identity in the
 //! environment, runs `entry` and exits. Nothing before that call runs in a
-//! shard by accident because nothing comes before it.
+//! shard by accident because nothing comes before it. (The tests that need
+//! a supervisor process of their own re-execute themselves as one first;
+//! an environment variable tells that process which part to play.)
 
 mod common;
 
@@ -752,4 +754,46 @@ fn killing_the_supervisor_takes_its_shards_down() {
             assert!(process_state(pid).is_none(), "shard {pid} reaped");
         }
     });
+}
+
+#[test]
+fn a_termination_signal_shuts_the_shards_down() {
+    const TEST: &str = "a_termination_signal_shuts_the_shards_down";
+    if std::env::var_os("SHARD_TEST_TERMINATION").is_some() {
+        // We are the supervisor process the outer test runs (or its shard:
+        // then `start` does not return). The handlers are process-wide, so
+        // they are installed here rather than in the test harness.
+        let supervisor = shard::start(config(TEST, 1), serve).unwrap();
+        supervisor.watch_termination_signals().unwrap();
+        let again = supervisor.watch_termination_signals().unwrap_err();
+        assert_eq!(again.kind(), std::io::ErrorKind::AlreadyExists);
+        let mut watch = Watch::new(supervisor);
+        watch.started(0, 1);
+        watch.ping(0, 1);
+        // SAFETY: kill with integer arguments only.
+        assert_eq!(unsafe { libc::kill(libc::getpid(), libc::SIGTERM) }, 0);
+        watch.wait("the supervisor stopping on SIGTERM", |event| {
+            matches!(
+                event,
+                Event::Stopping {
+                    reason: shard::StopReason::Signal(libc::SIGTERM)
+                }
+            )
+            .then_some(())
+        });
+        watch.supervisor.wait().unwrap();
+        println!("stopped by SIGTERM");
+        return;
+    }
+    let output = within(LIMIT, || {
+        common::run_child(TEST, &[("SHARD_TEST_TERMINATION", "1")])
+    });
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "status {:?}\n{stdout}\n{stderr}",
+        output.status
+    );
+    assert!(stdout.contains("stopped by SIGTERM"), "{stdout}");
 }

@@ -7,7 +7,7 @@
 //!
 //! - the **keeper** creates the socketpair, re-executes the current program
 //!   as the shard (`/proc/self/exe`, the shard's identity in the
-//!   environment), installs the connection in [`Links`], starts the reader,
+//!   environment), starts the reader, installs the connection in [`Links`],
 //!   waits for the process to end (`Child::wait`, i.e. `waitpid` on that one
 //!   pid), lets the reader drain, removes the connection, tells the other
 //!   shards, and reports the exit to the supervisor loop. It is the thread
@@ -32,7 +32,7 @@
 //! next incarnation: nothing from generation N arrives after generation N+1
 //! exists.
 
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -48,10 +48,6 @@ use super::supervisor::{Event, Notice};
 use super::Config;
 use crate::lock::MutexExt;
 use crate::sys::process::{self, Pidfd};
-
-/// Payloads below this are written with their header in one `write`. A
-/// guess (as in `transport.rs`): below a page the copy beats a second call.
-const COALESCE_BELOW: usize = 4096;
 
 /// The live connection to one shard incarnation.
 #[derive(Debug)]
@@ -153,18 +149,7 @@ impl Links {
         }
         let mut slot = self.slot(to).ok_or(SendError::UnknownShard(to))?;
         let link = slot.as_mut().ok_or(SendError::ShardDown(to))?;
-        let header = frame::header(kind, peer, payload.len());
-        let written = if payload.len() < COALESCE_BELOW {
-            let mut whole = Vec::with_capacity(header.len() + payload.len());
-            whole.extend_from_slice(&header);
-            whole.extend_from_slice(payload);
-            link.writer.write_all(&whole)
-        } else {
-            link.writer
-                .write_all(&header)
-                .and_then(|()| link.writer.write_all(payload))
-        };
-        match written {
+        match frame::write_frame(&mut link.writer, kind, peer, payload) {
             Ok(()) => Ok(()),
             Err(error) => {
                 let generation = link.generation;
@@ -216,7 +201,12 @@ pub(crate) fn start(
 /// The keeper thread: see the module comment.
 fn keep(links: &Arc<Links>, shard: usize, generation: u64) {
     let started = Instant::now();
-    let (child, ours) = match spawn(links, shard, generation) {
+    let SpawnedShard {
+        mut child,
+        pidfd,
+        reader_stream,
+        writer,
+    } = match spawn(links, shard, generation) {
         Ok(spawned) => spawned,
         Err(error) => {
             let _ = links.events.send(Event::SpawnFailed {
@@ -233,7 +223,6 @@ fn keep(links: &Arc<Links>, shard: usize, generation: u64) {
             return;
         }
     };
-    let (mut child, pidfd, reader_stream) = child;
     let pid = child.id();
     let last_heard = Arc::new(LastHeard(AtomicU64::new(0)));
     last_heard.touch(links);
@@ -250,7 +239,7 @@ fn keep(links: &Arc<Links>, shard: usize, generation: u64) {
             generation,
             pid,
             pidfd: pidfd.clone(),
-            writer: ours,
+            writer,
         },
     );
     let _ = links.notices.send(Notice::Started {
@@ -286,10 +275,20 @@ fn keep(links: &Arc<Links>, shard: usize, generation: u64) {
     });
 }
 
-type Spawned = ((std::process::Child, Arc<Pidfd>, UnixStream), UnixStream);
+/// A shard process just started, with the supervisor's two handles on its
+/// socket.
+struct SpawnedShard {
+    child: std::process::Child,
+    /// Signals to the process.
+    pidfd: Arc<Pidfd>,
+    /// For the reader thread.
+    reader_stream: UnixStream,
+    /// For [`Link::writer`].
+    writer: UnixStream,
+}
 
 /// Re-executes this program as incarnation `generation` of `shard`.
-fn spawn(links: &Links, shard: usize, generation: u64) -> io::Result<Spawned> {
+fn spawn(links: &Links, shard: usize, generation: u64) -> io::Result<SpawnedShard> {
     let config = &links.config;
     let (ours, theirs) = UnixStream::pair()?; // both ends close-on-exec
     ours.set_write_timeout(Some(config.write_timeout))?;
@@ -339,7 +338,12 @@ fn spawn(links: &Links, shard: usize, generation: u64) -> io::Result<Spawned> {
             return Err(error);
         }
     };
-    Ok(((child, pidfd, reader_stream), ours))
+    Ok(SpawnedShard {
+        child,
+        pidfd,
+        reader_stream,
+        writer: ours,
+    })
 }
 
 /// The reader thread: see the module comment.

@@ -135,7 +135,7 @@ pub enum Exit {
     Code(i32),
     /// A signal ended it.
     Signal {
-        /// The signal number (`libc::SIGSEGV`, ...).
+        /// The signal number (that of `SIGSEGV`, ...).
         signal: i32,
         /// Whether the kernel wrote a core dump.
         core_dumped: bool,

@@ -45,21 +45,23 @@
 //! # How it is built
 //! - **Starting a shard** (`incarnation.rs`): the supervisor re-executes the
 //!   current program (`/proc/self/exe`) with `std::process::Command`,
-//!   passing the shard's id, count, generation, socket descriptor and frame
-//!   limit in `SPINDLE_SHARD_*` variables (`child.rs` lists them). It never
-//!   `fork`s and keeps running: a fork of a threaded process may inherit
-//!   locks held forever (`DESIGN-NOTES.md`). Between `Command`'s fork and
-//!   the exec only two async-signal-safe calls run: clear close-on-exec on
-//!   the shard's socket and set `PR_SET_PDEATHSIG` so shards die with the
-//!   supervisor.
+//!   passing the shard's identity (id, count, generation, socket descriptor,
+//!   frame limit, ...) in `SPINDLE_*` variables (`child.rs` lists them). It
+//!   never runs shard code in a fork of itself: the child of a threaded
+//!   process inherits every lock another thread held at the fork, held
+//!   forever, so only async-signal-safe calls are allowed there. Between
+//!   `Command`'s fork and the exec only two such calls run: clear
+//!   close-on-exec on the shard's socket and set `PR_SET_PDEATHSIG` so
+//!   shards die with the supervisor.
 //! - **IPC** (`frame.rs`, `transport.rs`): one Unix socketpair per shard;
 //!   length-prefixed frames of at most [`Config::max_frame`] bytes
-//!   ([`DEFAULT_MAX_FRAME`], 16 MiB). Shards address each other by id
+//!   ([`DEFAULT_MAX_FRAME`] unless set). Shards address each other by id
 //!   ([`Shard::send`]); the supervisor routes. All shard traffic crosses the
 //!   supervisor, so a shard-to-shard message costs two socket hops; direct
 //!   shard-to-shard socketpairs would halve that but need every pair (N²
-//!   sockets) re-wired at each restart, and were left out until a measurement
-//!   shows the hop matters (`benches/shard.rs` prints the round trip).
+//!   sockets) re-wired at each restart; they are left out while the hop's
+//!   cost, which `benches/shard.rs` prints as a round trip, does not demand
+//!   them.
 //! - **Supervision** (`supervisor.rs`, `policy.rs`): per incarnation a
 //!   keeper thread (spawn, `waitpid` on that pid, report) and a reader thread
 //!   (decode, route); one loop thread makes every decision. Threads, not a
@@ -72,9 +74,9 @@
 //!   bad frame from a shard as that shard's fault: it is killed and the
 //!   restart policy applies. Other shards never notice.
 //!
-//! Rejected: a shared-memory segment for bulk bytes (the optional
-//! memfd + mmap): it reintroduces exactly the shared mutable state shards
-//! exist to remove, and frames up to 16 MiB cover the examples.
+//! Rejected: a shared-memory segment for bulk bytes (memfd + mmap): it
+//! reintroduces exactly the shared mutable state shards exist to remove, and
+//! frames up to [`DEFAULT_MAX_FRAME`] cover the examples.
 //!
 //! A **hung** shard is caught two ways: its runtime sends a heartbeat frame
 //! every [`Heartbeat::interval`] from a fiber (so the beat stops when no

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::Exit;
 
-/// Default largest frame payload: **16 MiB**.
+/// Default largest frame payload.
 ///
 /// A guess awaiting measurement, sized from two facts: the bound exists so
 /// a lying length prefix cannot make the supervisor allocate more than this
@@ -121,7 +121,7 @@ pub struct Backoff {
 impl Default for Backoff {
     /// 10 ms doubling to 1 s, 25 % jitter, reset after 1 s of running.
     /// Guesses: 10 ms is well under the 50 ms restart target and above the
-    /// few milliseconds a re-exec takes here, so a crash loop costs at most
+    /// few milliseconds a re-exec takes, so a crash loop costs at most
     /// ~one restart per 10 ms even before doubling; 1 s caps how long a shard
     /// stays down once its cause is fixed.
     fn default() -> Backoff {
@@ -166,8 +166,8 @@ pub struct Heartbeat {
 
 impl Default for Heartbeat {
     /// A beat a second, hung after 10 s of silence. Guesses: a beat costs
-    /// one 9-byte write a second per shard, nothing measurable; ten missed
-    /// beats keep a loaded machine (this 2-core one, running compilers)
+    /// one header-only frame a second per shard, nothing measurable; ten
+    /// missed beats keep a loaded machine (a small one running compilers)
     /// from declaring a merely slow shard hung.
     fn default() -> Heartbeat {
         Heartbeat {

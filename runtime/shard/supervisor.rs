@@ -4,8 +4,9 @@
 //! Threads (see `incarnation.rs` for the per-incarnation keeper and reader):
 //!
 //! - the **loop** thread owns every decision: it receives [`Notice`]s from
-//!   keepers and readers (started, exited, bad input, hung), from the
-//!   termination-signal watcher and from the handle (shutdown), applies the
+//!   keepers (started, exited), readers (bad input), any thread whose write
+//!   to a shard timed out (hung), the termination-signal watcher and the
+//!   handle (shutdown); it watches heartbeats itself; it applies the
 //!   restart policy, the intensity limit and the backoff, and starts new
 //!   incarnations when their backoff is over (a `recv_timeout` up to the
 //!   next deadline is its only timer). It never touches a socket, so a
@@ -17,7 +18,8 @@
 //! after [`Supervisor::watch_termination_signals`], or the intensity limit):
 //!
 //! 1. no more restarts; shards waiting out a backoff are not started;
-//! 2. every running shard gets `SIGTERM`;
+//! 2. every running shard gets `SIGTERM` (one still starting gets it once
+//!    it runs);
 //! 3. the loop waits for their exits until the grace period
 //!    ([`Config::shutdown_grace`]) is over, then sends `SIGKILL` to the rest;
 //! 4. each keeper reaps its child (no zombies) and ends; the loop joins the
@@ -190,7 +192,7 @@ pub(crate) enum Notice {
 /// [`Supervisor::shutdown`], ignoring the outcome).
 ///
 /// Its methods block the calling thread (a write to a socket, a wait for an
-/// event); from a fiber, call them inside [`crate::blocking`].
+/// event); from a fiber, call them inside [`crate::blocking()`].
 ///
 /// Events queue without bound until received: a program that stops calling
 /// [`Supervisor::recv`] while its shards keep sending it messages grows.
@@ -261,7 +263,7 @@ impl Supervisor {
         self.links.with_link(shard, |link| link.pid)
     }
 
-    /// Sends `signal` (`libc::SIGKILL`, ...) to shard `shard`'s running
+    /// Sends signal number `signal` (that of `SIGKILL`, ...) to shard `shard`'s running
     /// incarnation, through its pidfd (never to a recycled pid). `Ok(false)`
     /// if it is not running.
     ///
@@ -340,7 +342,7 @@ impl Drop for Supervisor {
 
 /// Where one shard is in its life, as the loop sees it.
 #[derive(Debug)]
-enum State {
+enum ShardLife {
     /// A keeper is starting incarnation `generation`.
     Starting,
     /// Incarnation `generation` runs; `hung` once it has been killed for
@@ -352,7 +354,8 @@ enum State {
     },
     /// Down; to be started again at `until`.
     Waiting { until: Instant },
-    /// Down for good (its policy, or the supervisor is stopping).
+    /// Down for good (its policy, or the supervisor is stopping), or not
+    /// started yet: every shard is `Stopped` until the loop starts it.
     Stopped,
 }
 
@@ -360,7 +363,7 @@ enum State {
 #[derive(Debug)]
 struct ShardRecord {
     /// Where it is in its life.
-    state: State,
+    life: ShardLife,
     /// The newest incarnation started (or being started).
     generation: u64,
     /// Restarts since it last ran for [`Backoff::reset_after`](super::Backoff).
@@ -401,7 +404,7 @@ impl Loop {
     fn new(links: Arc<Links>, notices: mpsc::Receiver<Notice>) -> Loop {
         let shards = (0..links.config.shards)
             .map(|_| ShardRecord {
-                state: State::Stopped,
+                life: ShardLife::Stopped,
                 generation: 0,
                 attempts: 0,
                 keepers: Vec::new(),
@@ -465,12 +468,12 @@ impl Loop {
     fn all_down(&self) -> bool {
         self.shards
             .iter()
-            .all(|record| matches!(record.state, State::Stopped))
+            .all(|record| matches!(record.life, ShardLife::Stopped))
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let restarts = self.shards.iter().filter_map(|record| match record.state {
-            State::Waiting { until } => Some(until),
+        let restarts = self.shards.iter().filter_map(|record| match record.life {
+            ShardLife::Waiting { until } => Some(until),
             _ => None,
         });
         let kill = self
@@ -486,9 +489,9 @@ impl Loop {
         let timeout = self.links.config.heartbeat.map(|beat| beat.timeout);
         self.shards
             .iter()
-            .filter_map(move |record| match (&record.state, timeout) {
+            .filter_map(move |record| match (&record.life, timeout) {
                 (
-                    State::Running {
+                    ShardLife::Running {
                         last_heard,
                         hung: false,
                         ..
@@ -502,7 +505,7 @@ impl Loop {
     fn start(&mut self, shard: usize) -> io::Result<()> {
         let record = &mut self.shards[shard];
         record.generation += 1;
-        record.state = State::Starting;
+        record.life = ShardLife::Starting;
         let keeper = incarnation::start(&self.links, shard, record.generation)?;
         record.keepers.push((record.generation, keeper));
         Ok(())
@@ -518,9 +521,9 @@ impl Loop {
                 last_heard,
             } => {
                 if self.stopping.is_some() {
-                    let _ = pidfd.signal(libc::SIGTERM);
+                    let _ = pidfd.terminate();
                 }
-                self.shards[shard].state = State::Running {
+                self.shards[shard].life = ShardLife::Running {
                     pidfd,
                     last_heard,
                     hung: false,
@@ -561,10 +564,10 @@ impl Loop {
     /// running.
     fn kill(&self, shard: usize, generation: u64) {
         let record = &self.shards[shard];
-        if let (State::Running { pidfd, .. }, true) =
-            (&record.state, record.generation == generation)
+        if let (ShardLife::Running { pidfd, .. }, true) =
+            (&record.life, record.generation == generation)
         {
-            let _ = pidfd.signal(libc::SIGKILL);
+            let _ = pidfd.kill();
         }
     }
 
@@ -589,14 +592,14 @@ impl Loop {
                     record.attempts + 1
                 };
                 let delay = config.backoff.delay(record.attempts, random);
-                record.state = State::Waiting { until: now + delay };
+                record.life = ShardLife::Waiting { until: now + delay };
                 restart_in = Some(delay);
             } else {
                 gave_up = true;
             }
         }
         if restart_in.is_none() {
-            self.shards[shard].state = State::Stopped;
+            self.shards[shard].life = ShardLife::Stopped;
         }
         let _ = links.events.send(Event::Exited {
             shard,
@@ -618,15 +621,15 @@ impl Loop {
         let now = Instant::now();
         if let (Some(beat), None) = (self.links.config.heartbeat, &self.stopping) {
             for (shard, record) in self.shards.iter_mut().enumerate() {
-                if let State::Running {
+                if let ShardLife::Running {
                     pidfd,
                     last_heard,
                     hung: hung @ false,
-                } = &mut record.state
+                } = &mut record.life
                 {
                     if now >= last_heard.get(&self.links) + beat.timeout {
                         *hung = true;
-                        let _ = pidfd.signal(libc::SIGKILL);
+                        let _ = pidfd.kill();
                         let _ = self.links.events.send(Event::Hung {
                             shard,
                             generation: record.generation,
@@ -639,16 +642,16 @@ impl Loop {
             if !stopping.killed && now >= stopping.kill_at {
                 stopping.killed = true;
                 for record in &self.shards {
-                    if let State::Running { pidfd, .. } = &record.state {
-                        let _ = pidfd.signal(libc::SIGKILL);
+                    if let ShardLife::Running { pidfd, .. } = &record.life {
+                        let _ = pidfd.kill();
                     }
                 }
             }
         }
         for shard in 0..self.shards.len() {
-            if matches!(self.shards[shard].state, State::Waiting { until } if until <= now) {
+            if matches!(self.shards[shard].life, ShardLife::Waiting { until } if until <= now) {
                 if let Err(error) = self.start(shard) {
-                    self.shards[shard].state = State::Stopped;
+                    self.shards[shard].life = ShardLife::Stopped;
                     self.begin_stop(StopReason::Requested, Err(SupervisorError::Io(error)));
                 }
             }
@@ -666,12 +669,12 @@ impl Loop {
             outcome,
         });
         for record in &mut self.shards {
-            match &record.state {
-                State::Running { pidfd, .. } => {
-                    let _ = pidfd.signal(libc::SIGTERM);
+            match &record.life {
+                ShardLife::Running { pidfd, .. } => {
+                    let _ = pidfd.terminate();
                 }
-                State::Waiting { .. } => record.state = State::Stopped,
-                State::Starting | State::Stopped => {}
+                ShardLife::Waiting { .. } => record.life = ShardLife::Stopped,
+                ShardLife::Starting | ShardLife::Stopped => {}
             }
         }
     }

@@ -12,17 +12,12 @@
 //! while others send; concurrent senders are serialised so frames never
 //! interleave on the wire.
 
-use std::io::{self, Write};
+use std::io;
 
 use crate::net::UnixStream;
 
 use super::frame::{self, Direction, Frame, FrameError, Kind};
 use crate::sync::Mutex;
-
-/// Frames up to this payload size are copied behind their header and written
-/// with one `write` call rather than two. A guess: below a page the copy is
-/// cheaper than the second system call.
-const COALESCE_BELOW: usize = 4096;
 
 /// A shard's connection to its supervisor.
 ///
@@ -62,17 +57,8 @@ impl Transport {
     /// The caller has checked `payload` against [`Transport::max_frame`].
     pub(crate) fn send_frame(&self, kind: Kind, peer: u32, payload: &[u8]) -> io::Result<()> {
         debug_assert!(payload.len() <= self.max_frame);
-        let header = frame::header(kind, peer, payload.len());
         let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        if payload.len() < COALESCE_BELOW {
-            let mut whole = Vec::with_capacity(header.len() + payload.len());
-            whole.extend_from_slice(&header);
-            whole.extend_from_slice(payload);
-            writer.write_all(&whole)
-        } else {
-            writer.write_all(&header)?;
-            writer.write_all(payload)
-        }
+        frame::write_frame(&mut *writer, kind, peer, payload)
     }
 
     /// Reads one frame; parks the calling fiber until it has arrived.

@@ -1,33 +1,41 @@
 //! Address-space reservations, guard pages and the mapping budget.
 //!
-//! A fiber stack is a slice of a large reservation (see `fiber/stack.rs`).
+//! A fiber stack is a slice of a large reservation (see `fiber/stack/`).
 //! The calls here are the only ones that create, guard, trim and release that
 //! memory. Two ways to guard a page exist, chosen once per process by
 //! [`probe_guard_kind`]:
 //!
 //! - `madvise(MADV_GUARD_INSTALL)` (Linux 6.13+) marks pages inside an
 //!   existing mapping as guards **without splitting it**: one reservation
-//!   stays one memory mapping however many stacks it holds. Measured on the
-//!   development machine: ~0.6 µs per guard, 200,000 guards in one mapping.
+//!   stays one memory mapping however many stacks it holds (measured: see
+//!   `MADV_GUARD_INSTALL` in docs/decisions.md).
 //! - `mprotect(PROT_NONE)` on older kernels splits the mapping around every
 //!   guard, costing two mappings (VMAs) per stack out of the kernel's
 //!   `vm.max_map_count` (65530 by default), so the stack pool budgets them.
 
 use std::io;
+use std::num::NonZeroUsize;
 use std::ptr::NonNull;
 use std::sync::OnceLock;
 
-/// `MADV_GUARD_INSTALL` from `<linux/mman.h>` (Linux 6.13); the `libc`
-/// crate does not name it yet.
+use nix::errno::Errno;
+use nix::sys::mman::{self, MapFlags, MmapAdvise, ProtFlags};
+use nix::unistd::{self, SysconfVar};
+
+/// `MADV_GUARD_INSTALL` from `<linux/mman.h>` (Linux 6.13). Neither `nix`'s
+/// `MmapAdvise` nor the `libc` crate names it, so it is passed to
+/// `libc::madvise` by number (see [`madvise_guard`]).
 const MADV_GUARD_INSTALL: libc::c_int = 102;
 
 /// The size of a memory page, read once from the kernel.
 pub(crate) fn page_size() -> usize {
     static PAGE_SIZE: OnceLock<usize> = OnceLock::new();
     *PAGE_SIZE.get_or_init(|| {
-        // SAFETY: sysconf has no preconditions; _SC_PAGESIZE always succeeds.
-        let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-        usize::try_from(size).expect("sysconf(_SC_PAGESIZE) failed")
+        let size = unistd::sysconf(SysconfVar::PAGE_SIZE)
+            .ok()
+            .flatten()
+            .expect("sysconf(_SC_PAGESIZE) failed");
+        usize::try_from(size).expect("sysconf(_SC_PAGESIZE) is positive")
     })
 }
 
@@ -35,22 +43,18 @@ pub(crate) fn page_size() -> usize {
 /// memory until touched (`MAP_NORESERVE`). `MAP_STACK` keeps transparent huge
 /// pages off it on recent kernels, so RSS grows a 4 KiB page at a time.
 pub(crate) fn reserve(len: usize) -> io::Result<NonNull<u8>> {
+    let len = NonZeroUsize::new(len).ok_or(Errno::EINVAL)?;
     // SAFETY: an anonymous private mapping at an address of the kernel's
     // choosing cannot alias any existing Rust object.
     let ptr = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
+        mman::mmap_anonymous(
+            None,
             len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_STACK,
-            -1,
-            0,
+            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+            MapFlags::MAP_PRIVATE | MapFlags::MAP_NORESERVE | MapFlags::MAP_STACK,
         )
-    };
-    if ptr == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(NonNull::new(ptr.cast()).expect("mmap returned null"))
+    }?;
+    Ok(ptr.cast())
 }
 
 /// Unmaps a reservation made by [`reserve`].
@@ -60,8 +64,8 @@ pub(crate) fn reserve(len: usize) -> io::Result<NonNull<u8>> {
 /// nothing may use the memory afterwards.
 pub(crate) unsafe fn release(ptr: NonNull<u8>, len: usize) {
     // SAFETY: the caller passes a whole mapping that nothing uses any more.
-    let rc = unsafe { libc::munmap(ptr.as_ptr().cast(), len) };
-    debug_assert_eq!(rc, 0, "munmap failed: {}", io::Error::last_os_error());
+    let result = unsafe { mman::munmap(ptr.cast(), len) };
+    debug_assert!(result.is_ok(), "munmap failed: {result:?}");
 }
 
 /// How guard pages are installed in this process.
@@ -83,10 +87,10 @@ pub(crate) fn probe_guard_kind() -> GuardKind {
             return GuardKind::Mprotect;
         };
         // SAFETY: the scratch page is our own fresh mapping.
-        let rc = unsafe { libc::madvise(scratch.as_ptr().cast(), page, MADV_GUARD_INSTALL) };
+        let installed = unsafe { madvise_guard(scratch, page) };
         // SAFETY: `scratch` is the whole mapping made just above.
         unsafe { release(scratch, page) };
-        if rc == 0 {
+        if installed.is_ok() {
             GuardKind::Madvise
         } else {
             GuardKind::Mprotect
@@ -104,40 +108,44 @@ pub(crate) unsafe fn install_guard(
     len: usize,
     kind: GuardKind,
 ) -> io::Result<()> {
-    let rc = match kind {
+    match kind {
         // SAFETY: the caller owns the range and it holds no live data.
-        GuardKind::Madvise => unsafe {
-            libc::madvise(ptr.as_ptr().cast(), len, MADV_GUARD_INSTALL)
-        },
-        // SAFETY: as above; PROT_NONE only removes access to unused memory.
-        GuardKind::Mprotect => unsafe { libc::mprotect(ptr.as_ptr().cast(), len, libc::PROT_NONE) },
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
+        GuardKind::Madvise => unsafe { madvise_guard(ptr, len) },
+        GuardKind::Mprotect => {
+            // SAFETY: as above; PROT_NONE only removes access to unused memory.
+            unsafe { mman::mprotect(ptr.cast(), len, ProtFlags::PROT_NONE) }.map_err(Into::into)
+        }
     }
+}
+
+/// `madvise(ptr, len, MADV_GUARD_INSTALL)`: the one raw `libc` call of
+/// this file, since `nix::sys::mman::madvise` takes only the advice values
+/// its `MmapAdvise` enum names.
+///
+/// # Safety
+/// As [`install_guard`]: a page-aligned range of ours that holds nothing
+/// anybody uses.
+unsafe fn madvise_guard(ptr: NonNull<u8>, len: usize) -> io::Result<()> {
+    // SAFETY: the caller owns the range and it holds no live data; the call
+    // only reads its arguments.
+    let rc = unsafe { libc::madvise(ptr.as_ptr().cast(), len, MADV_GUARD_INSTALL) };
+    Errno::result(rc).map(drop).map_err(Into::into)
 }
 
 /// Gives the physical pages of `[ptr, ptr + len)` back to the kernel; the
 /// range reads as zeroes afterwards. Guard markers installed with
-/// `MADV_GUARD_INSTALL` survive this (verified on the development machine:
-/// a write into a guard page after `MADV_DONTNEED` of the whole range still
-/// faults), so a run of whole stack slots, guards included, is trimmed with
-/// one call.
+/// `MADV_GUARD_INSTALL` survive this (a write into a guard page after
+/// `MADV_DONTNEED` of the whole range still faults; `tests/stack.rs`
+/// checks it), so a run of whole stack slots, guards included, is trimmed
+/// with one call.
 ///
 /// # Safety
 /// The range must be page-aligned, inside a reservation of ours, and hold no
 /// data anybody will read.
 pub(crate) unsafe fn discard(ptr: NonNull<u8>, len: usize) {
     // SAFETY: the caller guarantees nobody uses the contents of the range.
-    let rc = unsafe { libc::madvise(ptr.as_ptr().cast(), len, libc::MADV_DONTNEED) };
-    debug_assert_eq!(
-        rc,
-        0,
-        "madvise(MADV_DONTNEED) failed: {}",
-        io::Error::last_os_error()
-    );
+    let result = unsafe { mman::madvise(ptr.cast(), len, MmapAdvise::MADV_DONTNEED) };
+    debug_assert!(result.is_ok(), "madvise(MADV_DONTNEED) failed: {result:?}");
 }
 
 /// The kernel's per-process limit on memory mappings, `vm.max_map_count`

@@ -1,7 +1,7 @@
 //! Every operating-system call the runtime makes, behind one small surface.
 //!
-//! The rest of the crate never names `libc`; it asks this module for what a
-//! platform must provide:
+//! The rest of the crate never names `libc` or `nix`; it asks this module
+//! for what a platform must provide:
 //!
 //! - **guarded stack memory** ([`memory`]): large address-space reservations,
 //!   a guard page installed inside a reservation, giving pages back, and the
@@ -20,6 +20,27 @@
 //! Thread parking uses `std::sync` (see `scheduler/park.rs`) and needs nothing
 //! from here. Linux is the one platform that must work; others are refused at
 //! compile time below rather than half-supported.
+//!
+//! # `nix`, and the raw `libc` calls that remain
+//! System calls go through `nix`, which checks their results
+//! (`Result<_, Errno>`), types their flags and hands out owned descriptors.
+//! `libc` is called directly only where `nix` has no such call, each in a
+//! small `unsafe` block with its `SAFETY` argument:
+//!
+//! - `memory.rs`: `madvise(MADV_GUARD_INSTALL)`; nix's `MmapAdvise` does
+//!   not name that advice.
+//! - `signal.rs`: `sigaction` with a null new action, to read the previous
+//!   `SIGSEGV` action before ours is installed (nix's `sigaction` always
+//!   installs one); `sigaltstack`, which nix lacks; and the signal path
+//!   itself, the `SIGSEGV` handler's body (chaining to or restoring the
+//!   previous action) and `write_stderr`, kept on raw async-signal-safe
+//!   calls with nothing between them and the kernel.
+//! - `thread.rs`: `pthread_getcpuclockid`; nix has only the per-process CPU
+//!   clock.
+//! - `process.rs`: `pidfd_open` and `pidfd_send_signal`, which nix lacks;
+//!   `fstat` of a descriptor number that may not be open (nix's `fstat`
+//!   takes a descriptor borrowed while open); and the termination-signal
+//!   handler's body (`write(2)`, preserving `errno`).
 
 #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
 compile_error!(

@@ -5,16 +5,28 @@
 //! here and retries.
 
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{BorrowedFd, RawFd};
 use std::time::Instant;
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 /// Blocks until `fd` is readable (`write == false`) or writable, or has an
 /// error or hang-up, or `deadline` passes. Returns false on the deadline.
 pub(crate) fn wait_fd(fd: RawFd, write: bool, deadline: Option<Instant>) -> io::Result<bool> {
-    let events = if write { libc::POLLOUT } else { libc::POLLIN };
+    let events = if write {
+        PollFlags::POLLOUT
+    } else {
+        PollFlags::POLLIN
+    };
+    // SAFETY: the descriptor is only polled, and the borrow ends with this
+    // call; the caller's socket keeps it open meanwhile (and a descriptor
+    // that is not open would be reported by the kernel as `POLLNVAL`, never
+    // touched).
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
     loop {
-        let timeout_ms: libc::c_int = match deadline {
-            None => -1,
+        let timeout = match deadline {
+            None => PollTimeout::NONE,
             Some(deadline) => {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
@@ -22,26 +34,14 @@ pub(crate) fn wait_fd(fd: RawFd, write: bool, deadline: Option<Instant>) -> io::
                 }
                 // Round up, so a sub-millisecond wait does not spin at 0.
                 let ms = left.as_nanos().div_ceil(1_000_000);
-                libc::c_int::try_from(ms).unwrap_or(libc::c_int::MAX)
+                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
             }
         };
-        let mut pollfd = libc::pollfd {
-            fd,
-            events,
-            revents: 0,
-        };
-        // SAFETY: `pollfd` is a valid, writable array of one element for
-        // the duration of the call.
-        let result = unsafe { libc::poll(&mut pollfd, 1, timeout_ms) };
-        match result {
-            -1 => {
-                let error = io::Error::last_os_error();
-                if error.kind() != io::ErrorKind::Interrupted {
-                    return Err(error);
-                }
-            }
-            0 => {} // timed out: the loop checks the deadline
-            _ => return Ok(true),
+        match nix::poll::poll(&mut [PollFd::new(fd, events)], timeout) {
+            Err(Errno::EINTR) => {}
+            Err(error) => return Err(error.into()),
+            Ok(0) => {} // timed out: the loop checks the deadline
+            Ok(_) => return Ok(true),
         }
     }
 }
@@ -51,7 +51,7 @@ pub(crate) fn wait_fd(fd: RawFd, write: bool, deadline: Option<Instant>) -> io::
 /// other descriptors close, so the caller should back off and retry.
 pub(crate) fn is_out_of_descriptors(error: &io::Error) -> bool {
     matches!(
-        error.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+        error.raw_os_error().map(Errno::from_raw),
+        Some(Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM)
     )
 }

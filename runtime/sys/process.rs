@@ -24,8 +24,13 @@
 //! harness); waiting on each child by its own pid (`Child::wait`) does not.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
+
+use nix::errno::Errno;
+use nix::fcntl::{self, FcntlArg, FdFlag, OFlag};
+use nix::sys::signal::{self as nix_signal, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use nix::unistd;
 
 /// A descriptor referring to one child process.
 ///
@@ -43,12 +48,22 @@ impl Pidfd {
         // SAFETY: pidfd_open takes a pid and flags and returns a new
         // descriptor or -1; no memory is passed.
         let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let fd = Errno::result(fd)?;
         // SAFETY: `fd` was just returned by the kernel and nobody else owns it.
         let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
         Ok(Pidfd { fd })
+    }
+
+    /// Asks the process to end: `SIGTERM`. `Ok(false)` as for
+    /// [`Pidfd::signal`].
+    pub(crate) fn terminate(&self) -> io::Result<bool> {
+        self.signal(Signal::SIGTERM as i32)
+    }
+
+    /// Ends the process at once: `SIGKILL`. `Ok(false)` as for
+    /// [`Pidfd::signal`].
+    pub(crate) fn kill(&self) -> io::Result<bool> {
+        self.signal(Signal::SIGKILL as i32)
     }
 
     /// Sends `signal` to the process. `Ok(false)` when it has already exited
@@ -65,14 +80,10 @@ impl Pidfd {
                 0,
             )
         };
-        if result == 0 {
-            return Ok(true);
-        }
-        let error = io::Error::last_os_error();
-        if error.raw_os_error() == Some(libc::ESRCH) {
-            Ok(false)
-        } else {
-            Err(error)
+        match Errno::result(result) {
+            Ok(_) => Ok(true),
+            Err(Errno::ESRCH) => Ok(false),
+            Err(error) => Err(error.into()),
         }
     }
 }
@@ -81,32 +92,35 @@ impl Pidfd {
 /// `exec` (clears its close-on-exec flag) and asks the kernel to `SIGKILL`
 /// this process when the thread that spawned it exits (`PR_SET_PDEATHSIG`).
 ///
-/// Only async-signal-safe system calls: no allocation, no locks.
+/// Only async-signal-safe system calls, no allocation, no locks: nix's
+/// `fcntl` and `set_pdeathsig` are each one system call and a check of its
+/// result, and turning an `Errno` into an `io::Error` allocates nothing.
 pub(crate) fn prepare_child(keep_fd: RawFd) -> io::Result<()> {
-    // SAFETY: fcntl on a descriptor number passes no memory; if the number
-    // were not open it would fail with EBADF, which we report.
-    if unsafe { libc::fcntl(keep_fd, libc::F_SETFD, 0) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: prctl(PR_SET_PDEATHSIG, signal) passes only integers.
-    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    // SAFETY: `keep_fd` is this child's copy of the shard's socket (the
+    // parent keeps its own end open across the spawn), and the borrow ends
+    // with this function, before `exec`.
+    let keep = unsafe { BorrowedFd::borrow_raw(keep_fd) };
+    fcntl::fcntl(keep, FcntlArg::F_SETFD(FdFlag::empty()))?;
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
     Ok(())
 }
 
 /// Sets the close-on-exec flag on `fd` again (a shard does this to its
 /// inherited socket at once, so processes it spawns do not inherit it).
+/// `fd` must be open: the shard checked it with [`is_socket`].
 pub(crate) fn set_close_on_exec(fd: RawFd) -> io::Result<()> {
-    // SAFETY: fcntl on a descriptor number passes no memory.
-    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    // SAFETY: the caller passes a descriptor it checked is open and that
+    // nothing closes meanwhile; the borrow ends with this call.
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    fcntl::fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
     Ok(())
 }
 
 /// Whether `fd` is an open socket (checked before a shard adopts the
 /// descriptor number it was given in its environment).
+///
+/// A raw `libc::fstat`: the number may name no open descriptor at all,
+/// so it cannot be lent to nix's `fstat` as a `BorrowedFd`.
 pub(crate) fn is_socket(fd: RawFd) -> bool {
     // SAFETY: a zeroed `stat` is a valid value for fstat to overwrite.
     let mut status: libc::stat = unsafe { std::mem::zeroed() };
@@ -118,46 +132,13 @@ pub(crate) fn is_socket(fd: RawFd) -> bool {
 /// The pid of this process's parent (0 once the parent has died and the
 /// process was re-parented to a subreaper outside our namespace, or init).
 pub(crate) fn parent_pid() -> u32 {
-    // SAFETY: getppid has no arguments and cannot fail.
-    unsafe { libc::getppid() as u32 }
+    unistd::getppid().as_raw() as u32
 }
 
-/// The conventional name of a signal number, or `"signal N"`'s `N` unknown.
+/// The conventional name of a signal number (`SIGSEGV`), or `None` for a
+/// number with no name (a real-time signal, or no signal at all).
 pub(crate) fn signal_name(signal: i32) -> Option<&'static str> {
-    Some(match signal {
-        libc::SIGHUP => "SIGHUP",
-        libc::SIGINT => "SIGINT",
-        libc::SIGQUIT => "SIGQUIT",
-        libc::SIGILL => "SIGILL",
-        libc::SIGTRAP => "SIGTRAP",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGFPE => "SIGFPE",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGUSR1 => "SIGUSR1",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGUSR2 => "SIGUSR2",
-        libc::SIGPIPE => "SIGPIPE",
-        libc::SIGALRM => "SIGALRM",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGSTKFLT => "SIGSTKFLT",
-        libc::SIGCHLD => "SIGCHLD",
-        libc::SIGCONT => "SIGCONT",
-        libc::SIGSTOP => "SIGSTOP",
-        libc::SIGTSTP => "SIGTSTP",
-        libc::SIGTTIN => "SIGTTIN",
-        libc::SIGTTOU => "SIGTTOU",
-        libc::SIGURG => "SIGURG",
-        libc::SIGXCPU => "SIGXCPU",
-        libc::SIGXFSZ => "SIGXFSZ",
-        libc::SIGVTALRM => "SIGVTALRM",
-        libc::SIGPROF => "SIGPROF",
-        libc::SIGWINCH => "SIGWINCH",
-        libc::SIGIO => "SIGIO",
-        libc::SIGPWR => "SIGPWR",
-        libc::SIGSYS => "SIGSYS",
-        _ => return None,
-    })
+    Signal::try_from(signal).ok().map(Signal::as_str)
 }
 
 /// Write end of the termination pipe, for the signal handler. -1 until
@@ -178,13 +159,7 @@ impl TerminationPipe {
     /// Creates the pipe and installs the handlers. A second call fails with
     /// `AlreadyExists`.
     pub(crate) fn install() -> io::Result<TerminationPipe> {
-        let mut fds = [0 as RawFd; 2];
-        // SAFETY: pipe2 writes two descriptors into `fds`, which has room for two.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: both descriptors were just created and are owned by nobody else.
-        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let (read, write) = unistd::pipe2(OFlag::O_CLOEXEC)?;
         // Release: the descriptor is published before a handler can read it.
         if TERMINATION_WRITE_FD
             .compare_exchange(-1, write.as_raw_fd(), Ordering::Release, Ordering::Relaxed)
@@ -198,39 +173,36 @@ impl TerminationPipe {
         // The write end lives as long as the process: the handler may run at
         // any time from now on.
         std::mem::forget(write);
-        for signal in [libc::SIGTERM, libc::SIGINT] {
-            // SAFETY: a zeroed sigaction is a valid "no flags, empty mask" value.
-            let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
-            action.sa_sigaction = on_termination_signal as *const () as usize;
-            action.sa_flags = libc::SA_RESTART;
+        let action = SigAction::new(
+            SigHandler::Handler(on_termination_signal),
+            SaFlags::SA_RESTART,
+            SigSet::empty(),
+        );
+        for signal in [Signal::SIGTERM, Signal::SIGINT] {
             // SAFETY: installs a handler that only calls write(2) (async-signal-
-            // safe) on a descriptor that is never closed; `action` is valid.
-            if unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) } != 0 {
-                return Err(io::Error::last_os_error());
-            }
+            // safe) on a descriptor that is never closed.
+            unsafe { nix_signal::sigaction(signal, &action) }?;
         }
         Ok(TerminationPipe { read })
     }
 
     /// Blocks until `SIGTERM` or `SIGINT` arrives; returns its number.
     pub(crate) fn wait(&self) -> io::Result<i32> {
-        let mut byte = 0u8;
+        let mut byte = [0u8; 1];
         loop {
-            // SAFETY: reads one byte into `byte`, which lives across the call.
-            let read =
-                unsafe { libc::read(self.read.as_raw_fd(), (&mut byte as *mut u8).cast(), 1) };
-            if read == 1 {
-                return Ok(i32::from(byte));
+            match unistd::read(&self.read, &mut byte) {
+                Ok(1) => return Ok(i32::from(byte[0])),
+                Err(Errno::EINTR) => {}
+                Err(error) => return Err(error.into()),
+                // The write end is never closed, so this is not expected.
+                Ok(_) => return Err(io::ErrorKind::UnexpectedEof.into()),
             }
-            let error = io::Error::last_os_error();
-            if read < 0 && error.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(error);
         }
     }
 }
 
+/// The handler: raw `libc` calls only, async-signal-safe (no allocation, no
+/// locks), and it leaves `errno` as it found it.
 extern "C" fn on_termination_signal(signal: libc::c_int) {
     // Acquire: pairs with the Release store in `install`.
     let fd = TERMINATION_WRITE_FD.load(Ordering::Acquire);
@@ -244,4 +216,22 @@ extern "C" fn on_termination_signal(signal: libc::c_int) {
     unsafe { libc::write(fd, (&byte as *const u8).cast(), 1) };
     // SAFETY: restores errno for the interrupted code, as handlers must.
     unsafe { *errno = saved };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_have_their_conventional_names() {
+        assert_eq!(signal_name(libc::SIGSEGV), Some("SIGSEGV"));
+        assert_eq!(signal_name(libc::SIGKILL), Some("SIGKILL"));
+        assert_eq!(signal_name(libc::SIGSTKFLT), Some("SIGSTKFLT"));
+        assert_eq!(signal_name(libc::SIGIO), Some("SIGIO"));
+        assert_eq!(signal_name(libc::SIGSYS), Some("SIGSYS"));
+        let named = (1..=31).filter(|&n| signal_name(n).is_some()).count();
+        assert_eq!(named, 31, "every standard Linux signal has a name");
+        assert_eq!(signal_name(0), None);
+        assert_eq!(signal_name(libc::SIGRTMIN()), None);
+    }
 }

@@ -21,6 +21,8 @@
 use std::io;
 use std::sync::OnceLock;
 
+use nix::sys::signal::{self as nix_signal, SaFlags, SigAction, SigHandler, SigSet, Signal};
+
 /// Decides whether a fault at an address is a fiber stack overflow, and if so
 /// reports it and aborts (it does not return in that case). Runs inside the
 /// signal handler: it must be async-signal-safe (no allocation, no locks).
@@ -28,60 +30,58 @@ pub(crate) type Classify = fn(fault_address: usize);
 
 /// The action that was installed for `SIGSEGV` before ours, and our
 /// classifier. Written once before the handler is installed, read-only after.
-struct Installed {
+struct OverflowHandler {
     previous: libc::sigaction,
     classify: Classify,
 }
 
 // SAFETY: `sigaction` is plain old data (integers and function pointers) that
 // is only read after it is published through the `OnceLock`.
-unsafe impl Sync for Installed {}
+unsafe impl Sync for OverflowHandler {}
 // SAFETY: as above; moving the plain data between threads is harmless.
-unsafe impl Send for Installed {}
+unsafe impl Send for OverflowHandler {}
 
-static INSTALLED: OnceLock<Installed> = OnceLock::new();
+static OVERFLOW_HANDLER: OnceLock<OverflowHandler> = OnceLock::new();
 
 /// Installs the `SIGSEGV` handler once per process. Later calls do nothing.
 pub(crate) fn install_overflow_handler(classify: Classify) {
-    INSTALLED.get_or_init(|| {
+    // The previous action is read before ours is installed, so the handler
+    // always finds it: a raw `libc::sigaction` with a null new action, since
+    // nix's `sigaction` always installs one.
+    OVERFLOW_HANDLER.get_or_init(|| {
         // SAFETY: a zeroed sigaction is a valid "no flags, default" value.
         let mut previous: libc::sigaction = unsafe { std::mem::zeroed() };
         // SAFETY: querying the current action with a null new action only
         // writes into `previous`.
         unsafe { libc::sigaction(libc::SIGSEGV, std::ptr::null(), &mut previous) };
-        Installed { previous, classify }
+        OverflowHandler { previous, classify }
     });
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        // SAFETY: zeroed is a valid sigaction; every field we rely on is set.
-        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
-        action.sa_sigaction = on_segv as *const () as usize;
-        action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
-        // SAFETY: sa_mask is a field of `action`, a valid sigset_t to fill.
-        unsafe { libc::sigemptyset(&mut action.sa_mask) };
-        // SAFETY: `on_segv` has the signature SA_SIGINFO requires and only
-        // makes async-signal-safe calls.
-        let rc = unsafe { libc::sigaction(libc::SIGSEGV, &action, std::ptr::null_mut()) };
-        assert_eq!(
-            rc,
-            0,
-            "sigaction(SIGSEGV) failed: {}",
-            io::Error::last_os_error()
+        // SA_SIGINFO comes with the `SigAction` handler kind.
+        let action = SigAction::new(
+            SigHandler::SigAction(on_segv),
+            SaFlags::SA_ONSTACK,
+            SigSet::empty(),
         );
+        // SAFETY: `on_segv` makes only async-signal-safe calls and reads
+        // `OVERFLOW_HANDLER`, which is set above.
+        unsafe { nix_signal::sigaction(Signal::SIGSEGV, &action) }
+            .expect("sigaction(SIGSEGV) failed");
     });
 }
 
 extern "C" fn on_segv(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
     // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers.
     let address = unsafe { (*info).si_addr() } as usize;
-    let Some(installed) = INSTALLED.get() else {
+    let Some(ours) = OVERFLOW_HANDLER.get() else {
         return;
     };
     // Aborts the process if this was a fiber's guard page.
-    (installed.classify)(address);
+    (ours.classify)(address);
 
     // Not a fiber overflow: hand the fault to whoever handled it before us.
-    let previous = &installed.previous;
+    let previous = &ours.previous;
     let handler = previous.sa_sigaction;
     if handler != libc::SIG_DFL
         && handler != libc::SIG_IGN
@@ -130,7 +130,7 @@ pub(crate) struct AltStack {
 }
 
 /// Size of the alternate signal stack. The handler formats one line and
-/// aborts; 64 KiB leaves room for the previous handler we chain to.
+/// aborts; a guess that leaves room for the previous handler we chain to.
 const ALT_STACK_SIZE: usize = 64 * 1024;
 
 impl AltStack {
@@ -151,7 +151,13 @@ impl AltStack {
         let len = page + ALT_STACK_SIZE;
         let base = super::memory::reserve(len)?;
         // SAFETY: the first page of our fresh mapping holds nothing.
-        unsafe { super::memory::install_guard(base, page, super::memory::probe_guard_kind())? };
+        let guarded =
+            unsafe { super::memory::install_guard(base, page, super::memory::probe_guard_kind()) };
+        if let Err(error) = guarded {
+            // SAFETY: the mapping made above, unused.
+            unsafe { super::memory::release(base, len) };
+            return Err(error);
+        }
         let stack = libc::stack_t {
             // SAFETY: `page < len`, so this stays inside the mapping.
             ss_sp: unsafe { base.as_ptr().add(page) }.cast(),

@@ -5,33 +5,33 @@
 //! stands still). The kernel knows the difference, in two ways:
 //! - a blocked thread's CPU time does not advance. `pthread_getcpuclockid`
 //!   gives a clock that any thread of the process can read with
-//!   `clock_gettime` (one system call, ~0.3 µs here). The monitor reads it
-//!   at every pass. But a thread that is runnable and waiting for a core
-//!   (a loaded machine) does not advance either: found by
-//!   `tests/metrics.rs`, whose spinning fibers were taken for blocked ones
-//!   while other programs kept both cores busy.
+//!   `clock_gettime` (one system call), so the monitor reads it at every
+//!   pass. But the CPU time of a thread that is runnable and waiting for a
+//!   core (a loaded machine) does not advance either: the spinning fibers
+//!   of `tests/metrics.rs` would be taken for blocked ones on a machine
+//!   whose cores other programs keep busy.
 //! - so before it acts, the monitor confirms with the thread's state
 //!   letter in `/proc/self/task/<tid>/stat` (`S`: blocked in a system
 //!   call; `D`: waiting in the kernel uninterruptibly; `R`: running or
-//!   runnable), read through a file kept open per worker (`pread`, a few
-//!   µs, only for a worker about to be handed off).
+//!   runnable), read through a file kept open per worker (one `pread`,
+//!   dearer than the clock, so only for a worker about to be handed off).
 
 use std::time::Duration;
 
+use nix::time::ClockId;
+
 /// Asks the kernel to wake the calling thread's timed waits as precisely as
-/// it can (`PR_SET_TIMERSLACK` to 1 ns). The default slack, 50 µs, is added
-/// to every timed sleep; the monitor sleeps 25 µs at a time during a
-/// hand-off episode. Best effort: failure leaves the default.
+/// it can (`PR_SET_TIMERSLACK` to 1 ns). The kernel's default slack is
+/// added to every timed sleep and is longer than the monitor's shortest
+/// sleeps during a hand-off episode (`MIN_INTERVAL` in
+/// `scheduler/monitor.rs`). Best effort: failure leaves the default.
 pub(crate) fn set_minimal_timer_slack() {
-    // SAFETY: PR_SET_TIMERSLACK takes an integer and touches only the
-    // calling thread's scheduling attributes.
-    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
+    let _ = nix::sys::prctl::set_timerslack(1);
 }
 
 /// The calling thread's kernel thread id.
 pub(crate) fn current_tid() -> i32 {
-    // SAFETY: gettid has no preconditions and cannot fail.
-    unsafe { libc::gettid() }
+    nix::unistd::gettid().as_raw()
 }
 
 /// A thread's `/proc` stat file, kept open to read its state repeatedly.
@@ -69,6 +69,8 @@ impl StatFile {
 }
 
 /// The calling thread's CPU-time clock id, if the system provides one.
+/// A raw `libc` call: nix has the per-process CPU clock
+/// (`ClockId::pid_cpu_clock_id`) but not the per-thread one.
 pub(crate) fn current_cpu_clock() -> Option<libc::clockid_t> {
     let mut clock: libc::clockid_t = 0;
     // SAFETY: pthread_self is always valid for the calling thread, and
@@ -80,14 +82,9 @@ pub(crate) fn current_cpu_clock() -> Option<libc::clockid_t> {
 /// CPU time consumed so far by the thread whose clock is `clock`; `None`
 /// if the clock is invalid (the thread has exited).
 pub(crate) fn cpu_time(clock: libc::clockid_t) -> Option<Duration> {
-    let mut time = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `time` is a valid timespec to write; an invalid clock id is
-    // reported as an error, not undefined behaviour.
-    let result = unsafe { libc::clock_gettime(clock, &mut time) };
-    (result == 0).then(|| Duration::new(time.tv_sec as u64, time.tv_nsec as u32))
+    nix::time::clock_gettime(ClockId::from_raw(clock))
+        .ok()
+        .map(Duration::from)
 }
 
 #[cfg(test)]

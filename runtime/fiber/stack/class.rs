@@ -1,0 +1,292 @@
+//! A size class: every stack of one size, with its reservations, its free
+//! lists, and the rules that decide when a free stack is trimmed.
+//!
+//! # Warm and cold
+//! A free stack is *warm* while its touched pages are still committed (fast
+//! to reuse: no page fault) and *cold* once they were trimmed with
+//! `MADV_DONTNEED` (its address space and guard stay; its memory is back
+//! with the kernel). Creating a stack costs a guard install and a page
+//! fault on first touch; reusing a warm one costs neither, and a cold one
+//! only the fault. Stacks are handed out warm-first, then cold, then freshly
+//! carved, lowest addresses reused first within a batch, which keeps live
+//! stacks dense (fewer page-table pages per live fiber).
+//!
+//! # Trimming
+//! Stacks that stay on the warm list longer than [`DECAY_AGE`] are trimmed
+//! by the monitor (`StackPool::decay`), down to [`WARM_FLOOR`], and moved to
+//! the cold list, so RSS falls after a burst of fibers. When the warm list
+//! reaches twice [`WARM_WATERMARK`] its oldest `WARM_WATERMARK` are trimmed
+//! at once, which bounds the memory kept meanwhile. Trimming sorts the
+//! stacks by address and makes one `madvise` call per run of adjacent
+//! slots ([`trim`]).
+//!
+//! This file owns the lists and the choice of which stacks to trim. The
+//! pool (`pool.rs`) takes the class lock, keeps the counters, installs the
+//! guards, and decides whether a trim runs under the lock.
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::reservation::Reservation;
+use super::{Stack, StackPool};
+use crate::sys::memory;
+
+/// Warm (untrimmed) stacks the global list keeps at most; past twice this
+/// its oldest `WARM_WATERMARK` are trimmed at once. Measured with
+/// `examples/timers`: smaller values trimmed stacks the churn reused
+/// milliseconds later, each trim a TLB shootdown (see docs/decisions.md).
+///
+/// Warm stacks never raise the peak: a stack is carved only when no free
+/// one is left, so live plus warm stacks never exceed the most that were
+/// live at once. The watermark only decides how soon memory goes back.
+pub(crate) const WARM_WATERMARK: usize = 16_384;
+
+/// Warm stacks idle on the global list for longer than this are trimmed by
+/// the monitor (`StackPool::decay`), down to [`WARM_FLOOR`]. Measured with
+/// `examples/timers`: a shorter age still trimmed stacks the churn was
+/// about to reuse (see docs/decisions.md).
+pub(crate) const DECAY_AGE: Duration = Duration::from_secs(1);
+
+/// Warm stacks decay leaves alone, for the next burst of spawns. A guess
+/// awaiting measurement: one touched page each, they hold little memory.
+pub(crate) const WARM_FLOOR: usize = 1024;
+
+/// All stacks of one size.
+pub(super) struct SizeClass {
+    /// Usable bytes per stack (a multiple of the page size).
+    pub(super) stack_size: usize,
+    /// Guard page plus stack.
+    pub(super) slot_len: usize,
+    /// Where each slot of the class is; any thread, under this lock.
+    pub(super) slots: Mutex<ClassSlots>,
+}
+
+/// Where every slot of a size class is: carved out of which reservation,
+/// not carved yet, or free on the warm or the cold list (a slot on none of
+/// them holds a live fiber's stack, or is being trimmed). Under the class
+/// lock.
+pub(super) struct ClassSlots {
+    /// The class's mappings, oldest first; slots are carved from the last.
+    reservations: Vec<Reservation>,
+    /// Slots of the last reservation not yet carved into stacks.
+    next_fresh: usize,
+    /// Free stacks whose memory is still committed (fast to reuse); the
+    /// newest at the back, where refills take from.
+    warm: Vec<Stack>,
+    /// When each run of `warm` was given back, oldest first: `(when,
+    /// count)` runs that add up to `warm.len()`.
+    warm_since: VecDeque<(Instant, usize)>,
+    /// Free stacks trimmed with `MADV_DONTNEED` (their pages fault in again).
+    cold: Vec<Stack>,
+}
+
+impl SizeClass {
+    /// An empty class of stacks of `stack_size` usable bytes (rounded up to
+    /// whole pages).
+    pub(super) fn new(stack_size: usize) -> SizeClass {
+        let stack_size = StackPool::round_size(stack_size);
+        SizeClass {
+            stack_size,
+            slot_len: stack_size + memory::page_size(),
+            slots: Mutex::new(ClassSlots {
+                reservations: Vec::new(),
+                next_fresh: 0,
+                warm: Vec::new(),
+                warm_since: VecDeque::new(),
+                cold: Vec::new(),
+            }),
+        }
+    }
+
+    /// Carves up to `want` never-used slots (mapping a new reservation when
+    /// the current one is used up); `slots` is this class's, locked. Their
+    /// guards are not installed yet. Returns them with the bytes of address
+    /// space newly reserved (0 unless a reservation was mapped).
+    pub(super) fn carve(
+        &self,
+        slots: &mut ClassSlots,
+        want: usize,
+    ) -> io::Result<(Vec<Stack>, usize)> {
+        let slots_per = Reservation::slots_for(self.slot_len);
+        let mut mapped = 0;
+        if slots.reservations.is_empty() || slots.next_fresh == slots_per {
+            let reservation = Reservation::map(self.slot_len)?;
+            mapped = reservation.len();
+            slots.reservations.push(reservation);
+            slots.next_fresh = 0;
+        }
+        let reservation = slots.reservations.last().expect("a reservation exists");
+        let n = want.min(slots_per - slots.next_fresh);
+        let stacks = (slots.next_fresh..slots.next_fresh + n)
+            .map(|index| reservation.stack(index, self.stack_size))
+            .collect();
+        slots.next_fresh += n;
+        Ok((stacks, mapped))
+    }
+}
+
+impl ClassSlots {
+    /// Every reservation of the class, oldest first.
+    pub(super) fn reservations(&self) -> &[Reservation] {
+        &self.reservations
+    }
+
+    /// Moves up to `want` free stacks into `into`, warm ones first (newest
+    /// first), then cold; returns how many.
+    pub(super) fn take_free(&mut self, into: &mut Vec<Stack>, want: usize) -> usize {
+        let from_warm = want.min(self.warm.len());
+        self.forget_warm_ages(from_warm, false);
+        let mut taken = 0;
+        for list in [&mut self.warm, &mut self.cold] {
+            let n = (want - taken).min(list.len());
+            into.extend(list.drain(list.len() - n..).rev());
+            taken += n;
+        }
+        taken
+    }
+
+    /// Puts free stacks on the warm list. When it then holds twice
+    /// [`WARM_WATERMARK`], takes its oldest `WARM_WATERMARK` off again and
+    /// returns them, to be trimmed onto the cold list.
+    pub(super) fn give_back(&mut self, mut stacks: Vec<Stack>) -> Option<Vec<Stack>> {
+        let count = stacks.len();
+        self.warm.append(&mut stacks);
+        self.warm_since.push_back((Instant::now(), count));
+        self.debug_check();
+        if self.warm.len() < 2 * WARM_WATERMARK {
+            return None;
+        }
+        // The front of the warm list is its oldest (least recently freed).
+        Some(self.take_oldest_warm(WARM_WATERMARK))
+    }
+
+    /// Takes off the warm stacks that have been free for longer than
+    /// [`DECAY_AGE`], keeping [`WARM_FLOOR`]; `None` when there are none.
+    pub(super) fn take_decayed(&mut self) -> Option<Vec<Stack>> {
+        let now = Instant::now();
+        let mut old = 0;
+        for &(since, count) in &self.warm_since {
+            if now.duration_since(since) < DECAY_AGE {
+                break;
+            }
+            old += count;
+        }
+        let n = old.min(self.warm.len().saturating_sub(WARM_FLOOR));
+        if n == 0 {
+            return None;
+        }
+        Some(self.take_oldest_warm(n))
+    }
+
+    /// Takes off every warm stack.
+    pub(super) fn take_all_warm(&mut self) -> Vec<Stack> {
+        self.warm_since.clear();
+        std::mem::take(&mut self.warm)
+    }
+
+    /// Puts trimmed stacks on the cold list.
+    pub(super) fn add_cold(&mut self, stacks: &mut Vec<Stack>) {
+        self.cold.append(stacks);
+    }
+
+    /// Removes the `n` oldest warm stacks (the front) and their ages.
+    fn take_oldest_warm(&mut self, n: usize) -> Vec<Stack> {
+        self.forget_warm_ages(n, true);
+        let oldest: Vec<Stack> = self.warm.drain(..n).collect();
+        self.debug_check();
+        oldest
+    }
+
+    /// Drops the ages of `n` warm stacks, at the oldest end (the front) or
+    /// the newest (the back, which refills take from).
+    fn forget_warm_ages(&mut self, n: usize, oldest: bool) {
+        let mut left = n;
+        while left > 0 {
+            let run = if oldest {
+                self.warm_since.front_mut()
+            } else {
+                self.warm_since.back_mut()
+            };
+            let run = run.expect("warm_since covers warm");
+            if run.1 > left {
+                run.1 -= left;
+                return;
+            }
+            left -= run.1;
+            if oldest {
+                self.warm_since.pop_front();
+            } else {
+                self.warm_since.pop_back();
+            }
+        }
+    }
+
+    /// `warm_since` counts exactly the warm stacks.
+    fn debug_check(&self) {
+        debug_assert_eq!(
+            self.warm_since
+                .iter()
+                .map(|&(_, count)| count)
+                .sum::<usize>(),
+            self.warm.len(),
+            "warm_since out of step with warm"
+        );
+    }
+
+    /// How many warm stacks there are, checking their ages' bookkeeping.
+    #[cfg(test)]
+    pub(super) fn warm_len(&self) -> usize {
+        self.debug_check();
+        self.warm.len()
+    }
+
+    /// How many cold stacks there are.
+    #[cfg(test)]
+    pub(super) fn cold_len(&self) -> usize {
+        self.cold.len()
+    }
+}
+
+/// Gives the memory of free stacks back to the kernel: sorted by address,
+/// each run of adjacent slots is trimmed with one `madvise` call.
+pub(super) fn trim(stacks: &mut [Stack], slot_len: usize) {
+    stacks.sort_unstable_by_key(Stack::address);
+    let mut i = 0;
+    while i < stacks.len() {
+        let start = stacks[i].slot;
+        let mut end = start.as_ptr() as usize + slot_len;
+        let mut j = i + 1;
+        while j < stacks.len() && stacks[j].address() == end {
+            end += slot_len;
+            j += 1;
+        }
+        // SAFETY: a run of whole free slots of ours; nothing reads them, and
+        // their guard markers survive MADV_DONTNEED (see memory::discard).
+        unsafe { memory::discard(start, end - start.as_ptr() as usize) };
+        i = j;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trimming_keeps_stacks_usable() {
+        let class = SizeClass::new(16 * 1024);
+        let (mut stacks, _) = class.carve(&mut class.slots.lock().unwrap(), 8).unwrap();
+        for stack in &stacks {
+            let top = corosensei::stack::Stack::base(stack).get() as *mut u8;
+            // SAFETY: the last byte below the top of a stack we hold.
+            unsafe { top.sub(1).write(7) };
+        }
+        trim(&mut stacks, class.slot_len);
+        for stack in &stacks {
+            let top = corosensei::stack::Stack::base(stack).get() as *mut u8;
+            // SAFETY: as above; trimmed memory reads back as zero.
+            assert_eq!(unsafe { top.sub(1).read() }, 0);
+        }
+    }
+}
