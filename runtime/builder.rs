@@ -1,6 +1,10 @@
 //! [`Builder`]: every knob of a [`Runtime`], with its default and why.
-
-use std::io;
+//!
+//! The builder only records settings; [`Builder::build`] (in `runtime.rs`,
+//! beside `Runtime::start`) turns them into the scheduler's `Config` and
+//! starts the runtime.
+//!
+//! [`Runtime`]: crate::Runtime
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +15,6 @@ use crate::scheduler::handoff::{
 };
 use crate::scheduler::Config;
 use crate::HandoffReport;
-use crate::Runtime;
 
 /// Default usable bytes of a fiber stack: **64 KiB**.
 ///
@@ -26,7 +29,7 @@ use crate::Runtime;
 /// the stack may exist.) `tests/stack.rs` checks that the deep std paths fit.
 pub const DEFAULT_STACK_SIZE: usize = 64 * 1024;
 
-/// Configures and starts a [`Runtime`].
+/// Configures and starts a [`Runtime`](crate::Runtime).
 ///
 /// ```
 /// let rt = spindle::Builder::new()
@@ -229,15 +232,12 @@ impl Builder {
         self
     }
 
-    /// Starts the worker threads.
-    ///
-    /// # Errors
-    /// If a worker thread cannot be started.
-    pub fn build(self) -> io::Result<Runtime> {
+    /// The settings as the scheduler takes them (`Builder::build`).
+    pub(crate) fn into_config(self) -> Config {
         let workers = self
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        Runtime::start(Config {
+        Config {
             workers,
             stack_size: self.stack_size,
             max_fibers: self.max_fibers,
@@ -252,6 +252,6 @@ impl Builder {
                 max_spares: self.max_spare_workers,
                 sink: self.on_handoff.0,
             },
-        })
+        }
     }
 }

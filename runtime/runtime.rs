@@ -1,9 +1,16 @@
 //! [`Runtime`]: starting, using and shutting down a set of workers.
+//!
+//! Also here, beside `Runtime::start`, the two builder methods that take
+//! or make a `Runtime`: [`Builder::build`] and
+//! [`fiber::Builder::spawn_on`](FiberBuilder::spawn_on). The builders'
+//! modules record settings only, so they depend on nothing above the
+//! scheduler.
 
 use std::io;
 use std::sync::Arc;
 use std::thread;
 
+use crate::builder::Builder;
 use crate::fiber::join::JoinHandle;
 use crate::fiber::spawn::{Builder as FiberBuilder, SpawnError};
 use crate::fiber::stack::StackStats;
@@ -61,10 +68,10 @@ impl Runtime {
     /// # Errors
     /// If a worker thread cannot be started.
     pub fn new() -> io::Result<Runtime> {
-        crate::Builder::new().build()
+        Builder::new().build()
     }
 
-    pub(crate) fn start(config: Config) -> io::Result<Runtime> {
+    fn start(config: Config) -> io::Result<Runtime> {
         let (shared, threads) = Shared::start(config)?;
         Ok(Runtime { shared, threads })
     }
@@ -277,6 +284,28 @@ impl Runtime {
             stacks: self.shared.stack_stats(),
             io_registrations: self.shared.reactor.registrations(),
         }
+    }
+}
+
+impl Builder {
+    /// Starts the worker threads.
+    ///
+    /// # Errors
+    /// If a worker thread cannot be started.
+    pub fn build(self) -> io::Result<Runtime> {
+        Runtime::start(self.into_config())
+    }
+}
+
+impl FiberBuilder {
+    /// Spawns the fiber on `runtime`, from any thread.
+    #[track_caller]
+    pub fn spawn_on<F, T>(self, runtime: &Runtime, f: F) -> Result<JoinHandle<T>, SpawnError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.spawn_in(runtime.shared(), f)
     }
 }
 

@@ -27,8 +27,8 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::fiber::waiter::Waiter;
 use crate::lock::MutexExt;
-use crate::sync::waiter::Waiter;
 
 /// Where a pool thread leaves a job's outcome for the waiting fiber.
 struct Handoff<T> {

@@ -16,6 +16,9 @@
 //!   holding no stack, behind every fiber that is already started.
 //! - **Idle** (`idle.rs`) counts searching and sleeping workers; **park**
 //!   (`park.rs`) is how a worker sleeps.
+//! - Each worker has a **timer queue** (`timers.rs`) of fibers parked with a
+//!   deadline, which it fires at its scheduling decisions and sleeps until;
+//!   `time/` registers timers in it through `Shared::insert_timer`.
 //! - The **monitor** (`monitor.rs`) is one more thread: it wakes a sleeping
 //!   worker when a busy one has fibers waiting behind a fiber that does not
 //!   yield, and when none sleeps it hands the held worker's queue to a
@@ -90,6 +93,7 @@ pub(crate) mod idle;
 pub(crate) mod monitor;
 pub(crate) mod park;
 pub(crate) mod queue;
+pub(crate) mod timers;
 pub(crate) mod worker;
 
 use std::io;
@@ -102,6 +106,7 @@ use crossbeam_deque::{Injector, Steal, Stealer};
 use self::idle::Idle;
 use self::park::{Parker, Unparker};
 use self::queue::NextSlot;
+use self::timers::TimerQueue;
 use self::worker::Worker;
 use crate::fiber::context::Resume;
 use crate::fiber::spawn::{LimitKind, SpawnError};
@@ -109,7 +114,6 @@ use crate::fiber::stack::{StackCache, StackPool, StackStats};
 use crate::fiber::state::Unparked;
 use crate::fiber::{run_slice, FiberInner, Outcome};
 use crate::padded::CachePadded;
-use crate::time::timers::TimerQueue;
 
 /// `Remote::cpu_clock` before a thread has set it.
 pub(crate) const NO_CLOCK: i32 = i32::MIN;

@@ -37,7 +37,6 @@ mod rwlock;
 mod select;
 mod semaphore;
 mod spin;
-pub(crate) mod waiter;
 pub(crate) mod waitlist;
 
 pub use barrier::{Barrier, BarrierWaitResult};

@@ -75,8 +75,8 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::waiter::Waiter;
 use super::waitlist::{Node, Queue, WaitList, Wake};
+use crate::fiber::waiter::Waiter;
 use crate::lock::MutexExt;
 
 mod error;

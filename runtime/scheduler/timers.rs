@@ -7,12 +7,19 @@
 //! the lock and without reading the clock when nothing is pending.
 //!
 //! - A fiber registers its timer in the queue of the worker it runs on
-//!   (uncontended lock); it remembers the key, and when it wakes early it
-//!   removes the entry (the lock of that worker's queue, wherever the fiber
-//!   runs by then). So a timer never outlives the wait it belongs to:
-//!   nothing leaks when fibers are woken early, however long their timeouts.
+//!   (uncontended lock), through [`Shared::insert_timer`] (`time/timer.rs`
+//!   is the caller); it remembers the key, and when it wakes early it
+//!   removes the entry ([`Shared::remove_timer`]: the lock of that
+//!   worker's queue, wherever the fiber runs by then). So a timer never
+//!   outlives the wait it belongs to: nothing leaks when fibers are woken
+//!   early, however long their timeouts.
 //! - The owning worker fires due timers at its scheduling decisions (each
-//!   fiber switch) and parks, when idle, until its earliest deadline.
+//!   fiber switch) and parks, when idle, until its earliest deadline; the
+//!   monitor fires those of workers that cannot (`monitor.rs`).
+//!
+//! The queue is the scheduler's, not `time/`'s: firing and sleeping until
+//! the earliest deadline are part of the worker loop, so the queue sits in
+//! the worker's `Remote`, and `time/` registers through the two methods.
 //!
 //! Rejected, for now: a hierarchical timing wheel (tokio's), O(1) insert
 //! and cancel, but a few hundred lines more; Go's per-P 4-ary heap, which
@@ -32,6 +39,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::worker::{self, Worker};
+use super::Shared;
 use crate::fiber::Fiber;
 use crate::lock::MutexExt;
 
@@ -42,9 +51,36 @@ const NONE: u64 = u64::MAX;
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct TimerKey {
     /// The worker whose queue holds it.
-    pub(crate) worker: usize,
+    worker: usize,
     deadline: Instant,
     sequence: u64,
+}
+
+impl Shared {
+    /// Registers a timer that unparks a fiber at `deadline`, in the queue
+    /// of the calling worker, which fires it; the fiber's handle comes from
+    /// `fiber`, called only then. `None` (nothing registered) when the
+    /// caller is not one of this runtime's workers (the thread that unwinds
+    /// fibers at shutdown).
+    #[inline]
+    pub(crate) fn insert_timer(
+        &self,
+        deadline: Instant,
+        fiber: impl FnOnce() -> Fiber,
+    ) -> Option<TimerKey> {
+        let worker = worker::with_current(self, |w| w.map(Worker::index))?;
+        let key = self.remotes[worker]
+            .timers
+            .insert(worker, self.epoch, deadline, fiber());
+        Some(key)
+    }
+
+    /// Cancels a timer if it has not fired, from whichever thread its fiber
+    /// wakes on.
+    #[inline]
+    pub(crate) fn remove_timer(&self, key: TimerKey) {
+        self.remotes[key.worker].timers.remove(key, self.epoch);
+    }
 }
 
 /// One worker's pending timers.
