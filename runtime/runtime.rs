@@ -14,7 +14,7 @@ use crate::builder::Builder;
 use crate::fiber::join::JoinHandle;
 use crate::fiber::spawn::{Builder as FiberBuilder, SpawnError};
 use crate::fiber::stack::StackStats;
-use crate::scheduler::{worker, Config, Shared};
+use crate::scheduler::{on_worker_thread, Config, Shared};
 
 /// A fiber runtime: worker threads that run fibers, M:N.
 ///
@@ -102,7 +102,7 @@ impl Runtime {
         T: Send + 'a,
     {
         assert!(
-            !worker::on_worker_thread(),
+            !on_worker_thread(),
             "Runtime::block_on called from inside a fiber: it would block a worker thread; \
              call the function directly, or spawn a fiber and join it"
         );
@@ -174,7 +174,7 @@ impl Runtime {
 
     /// Number of worker threads (the runtime also runs one monitor thread).
     pub fn workers(&self) -> usize {
-        self.shared.num_workers
+        self.shared.num_workers()
     }
 
     /// Fibers spawned and not yet finished. A fiber stops counting just
@@ -246,7 +246,7 @@ impl Runtime {
     }
 
     fn shutdown_now(&mut self) -> ShutdownReport {
-        let on_own_worker = worker::with_current(Arc::as_ptr(&self.shared), |w| w.is_some());
+        let on_own_worker = self.shared.is_own_worker_thread();
         assert!(
             !on_own_worker,
             "a spindle Runtime was dropped or shut down from inside one of its own fibers"
@@ -268,16 +268,7 @@ impl Runtime {
             thread::sleep(std::time::Duration::from_micros(100));
         }
         let fibers_cancelled = self.shared.cancel_remaining();
-        if let Err(error) = self.shared.tracing.write(self.shared.num_workers) {
-            let path = self
-                .shared
-                .tracing
-                .path
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default();
-            eprintln!("spindle: cannot write the trace to {path}: {error}");
-        }
+        self.shared.write_trace();
         ShutdownReport {
             fibers_cancelled,
             workers_joined,

@@ -516,7 +516,7 @@ pub fn try_current() -> Option<Fiber> {
 /// thread (`sync::Mutex` spins only where another worker may run the
 /// holder).
 pub(crate) fn current_runtime_workers() -> Option<usize> {
-    CurrentFiber::get().map(|fiber| fiber.shared().num_workers)
+    CurrentFiber::get().map(|fiber| fiber.shared().num_workers())
 }
 
 /// Blocks the caller until its token is available, like

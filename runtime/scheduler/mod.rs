@@ -89,12 +89,14 @@
 //!    unmaps its reservations.
 
 pub(crate) mod handoff;
-pub(crate) mod idle;
-pub(crate) mod monitor;
+mod idle;
+mod monitor;
 pub(crate) mod park;
-pub(crate) mod queue;
+mod queue;
 pub(crate) mod timers;
-pub(crate) mod worker;
+mod worker;
+
+pub(crate) use self::worker::on_worker_thread;
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -115,9 +117,6 @@ use crate::fiber::state::Unparked;
 use crate::fiber::{run_slice, FiberInner, Outcome};
 use crate::padded::CachePadded;
 
-/// `Remote::cpu_clock` before a thread has set it.
-pub(crate) const NO_CLOCK: i32 = i32::MIN;
-
 /// What `Builder::build` hands the scheduler.
 pub(crate) struct Config {
     pub(crate) workers: usize,
@@ -132,51 +131,35 @@ pub(crate) struct Config {
     pub(crate) handoff: handoff::HandoffConfig,
 }
 
-/// The part of a worker other threads may touch.
+/// The part of a worker other threads may touch. Private to `scheduler/`:
+/// the rest of the crate goes through `Shared`'s methods.
 ///
 /// There is one per configured worker and one per spare slot
 /// (`handoff.rs`); a spare slot's `Remote` outlives the threads that use
 /// it in turn.
-pub(crate) struct Remote {
+struct Remote {
+    // --- The run queue: the owner puts, anyone takes.
     /// Thieves' end of the worker's deque.
-    pub(crate) stealer: Stealer<Arc<FiberInner>>,
+    stealer: Stealer<Arc<FiberInner>>,
     /// The worker's next slot (owner and thieves swap it atomically).
-    pub(crate) next: NextSlot,
+    next: NextSlot,
     /// Wakes the worker.
-    pub(crate) unparker: Unparker,
-    /// Scheduling decisions made so far (the worker's progress signal).
-    /// Written by the owner, Relaxed.
-    pub(crate) ticks: AtomicU64,
-    /// Stacks in the worker's cache. Written by the owner, Relaxed.
-    pub(crate) cached_stacks: Arc<AtomicUsize>,
+    unparker: Unparker,
     /// Timers of fibers that parked with a deadline on this worker; fired
-    /// by the owner, cancelled by whichever thread the fiber wakes on.
-    pub(crate) timers: TimerQueue,
-    /// What the worker did (`metrics.rs`). Written by the owner only.
-    pub(crate) counters: crate::metrics::WorkerCounters,
+    /// by the owner (or, while it cannot, the monitor), cancelled by
+    /// whichever thread the fiber wakes on.
+    timers: TimerQueue,
 
-    // --- Hand-off (`handoff.rs`, `monitor.rs`).
-    /// Whether a thread runs this slot's loop now. Always true for the
-    /// configured workers; for spare slots, set by the monitor when it
-    /// starts a spare and cleared by the spare when it retires.
-    pub(crate) active: AtomicBool,
-    /// 0, or (when the monitor has declared this worker stuck) 1 + the
-    /// nanoseconds since the runtime's epoch at which its progress stopped.
-    /// Set by the monitor (0 → t), cleared by the owner when its fiber
-    /// returns (t → 0).
-    pub(crate) stuck_since: AtomicU64,
-    /// The CPU-time clock of the thread that owns the slot (see
-    /// `sys::thread`), so the monitor can tell a blocked worker from a
-    /// computing one. Set by that thread when it takes the slot.
-    pub(crate) cpu_clock: std::sync::atomic::AtomicI32,
-    /// Whether the slot's thread is running fiber code now (not the
-    /// scheduler's own). Written by the owner around each slice (Relaxed).
-    pub(crate) in_fiber: AtomicBool,
-    /// The kernel thread id of that thread (for its `/proc` state). Set
-    /// with `cpu_clock`.
-    pub(crate) tid: std::sync::atomic::AtomicI32,
-    /// Times this worker was declared stuck. Written by the monitor only.
-    pub(crate) handoffs: AtomicU64,
+    // --- Written by the owner only (Relaxed), read by anyone.
+    /// Scheduling decisions made so far (the worker's progress signal).
+    ticks: AtomicU64,
+    /// Stacks in the worker's cache.
+    cached_stacks: Arc<AtomicUsize>,
+    /// What the worker did (`metrics.rs`).
+    counters: crate::metrics::WorkerCounters,
+
+    // --- Between the owner and the monitor (`handoff.rs`).
+    handoff: handoff::HandoffState,
 }
 
 /// State shared by the workers of one runtime and by every fiber of it.
@@ -184,28 +167,45 @@ pub(crate) struct Remote {
 /// Aligned to 128 bytes so that, inside its `Arc`, the reference count
 /// (updated by every spawn) sits on other cache lines than the fields every
 /// worker reads (see `padded.rs`).
+///
+/// Fields are private to `scheduler/` except the stack pool (which
+/// `fiber::run_slice` takes stacks from) and the reactor (which `io/`
+/// registers sockets with); the rest of the crate uses the methods.
 #[repr(align(128))]
 pub(crate) struct Shared {
+    // --- Set at start, immutable after.
     /// One per worker slot, by index: the configured workers first, then
     /// the spare slots (`handoff.rs`); each on its own cache lines.
-    pub(crate) remotes: Box<[CachePadded<Remote>]>,
+    remotes: Box<[CachePadded<Remote>]>,
     /// The configured worker count (N).
-    pub(crate) num_workers: usize,
+    num_workers: usize,
+    /// Timer deadlines are kept as nanoseconds since this instant.
+    epoch: std::time::Instant,
+    /// The smaller of `max_fibers` and the guarded-stack budget.
+    fiber_limit: usize,
+    limit_kind: LimitKind,
+    /// Wakes the monitor thread (at shutdown).
+    monitor: Unparker,
+    /// The blocking pool's settings (from the Builder) and thread name.
+    blocking_config: (usize, std::time::Duration, String),
+
+    // --- Any thread.
+    /// Fibers made runnable from outside the runtime's workers.
+    injector: Injector<Arc<FiberInner>>,
+    /// Spawns past a worker's `SPAWN_BACKLOG`, taken after the injector
+    /// (see the module docs).
+    backlog: Injector<Arc<FiberInner>>,
+    idle: Idle,
+    pub(crate) stacks: StackPool,
+    /// The I/O reactor (`io/reactor.rs`): any thread registers sockets;
+    /// idle workers sleep in its poller.
+    pub(crate) reactor: Arc<crate::io::Reactor>,
+    /// Spare workers for hand-offs.
+    spares: handoff::Spares,
     /// One past the highest slot ever activated: loops over workers scan
     /// `remotes[..slot_bound]`. Only grows (monitor, Relaxed store after
     /// the slot is set up; readers that miss a new slot see it next time).
-    pub(crate) slot_bound: AtomicUsize,
-    /// Spare workers for hand-offs.
-    pub(crate) spares: handoff::Spares,
-    /// Fibers made runnable from outside the runtime's workers.
-    pub(crate) injector: Injector<Arc<FiberInner>>,
-    /// Spawns past a worker's `SPAWN_BACKLOG`, taken after the injector
-    /// (see the module docs).
-    pub(crate) backlog: Injector<Arc<FiberInner>>,
-    pub(crate) idle: Idle,
-    pub(crate) stacks: StackPool,
-    /// Timer deadlines are kept as nanoseconds since this instant.
-    pub(crate) epoch: std::time::Instant,
+    slot_bound: AtomicUsize,
     /// Set once, when shutdown begins. Relaxed is enough for the spawn check
     /// (a spawn that races it is cancelled in step 3); workers see it after
     /// the unpark that follows it.
@@ -216,20 +216,11 @@ pub(crate) struct Shared {
     /// Fibers spawned and not finished. Relaxed: a counter checked against
     /// `fiber_limit`, ordered with nothing else.
     live: AtomicUsize,
-    /// The smaller of `max_fibers` and the guarded-stack budget.
-    fiber_limit: usize,
-    limit_kind: LimitKind,
-    /// Wakes the monitor thread (at shutdown).
-    monitor: Unparker,
     /// The blocking pool, made at the first `blocking` call.
     blocking: std::sync::OnceLock<Arc<crate::blocking::pool::Pool>>,
-    /// Its settings (from the Builder) and thread name.
-    blocking_config: (usize, std::time::Duration, String),
-    /// The timeline trace, if on (`trace.rs`).
-    pub(crate) tracing: crate::trace::Tracing,
-    /// The I/O reactor (`io/reactor.rs`): any thread registers sockets;
-    /// idle workers sleep in its poller.
-    pub(crate) reactor: Arc<crate::io::Reactor>,
+    /// The timeline trace, if on (`trace.rs`): workers hand their buffers
+    /// in as they exit.
+    tracing: crate::trace::Tracing,
 }
 
 impl Shared {
@@ -268,12 +259,7 @@ impl Shared {
                 cached_stacks: cache.published(),
                 timers: TimerQueue::new(),
                 counters: Default::default(),
-                active: AtomicBool::new(configured),
-                stuck_since: AtomicU64::new(0),
-                cpu_clock: std::sync::atomic::AtomicI32::new(NO_CLOCK),
-                tid: std::sync::atomic::AtomicI32::new(0),
-                in_fiber: AtomicBool::new(false),
-                handoffs: AtomicU64::new(0),
+                handoff: handoff::HandoffState::new(configured),
             }));
             if configured {
                 locals.push((local, parker, cache));
@@ -350,7 +336,7 @@ impl Shared {
         if let Some(pool) = self.blocking.get() {
             pool.shutdown();
         }
-        self.spares.pool.shutdown();
+        self.spares.shutdown();
     }
 
     /// Counts a new fiber against the limit, or refuses it.
@@ -438,20 +424,34 @@ impl Shared {
         }
     }
 
+    /// Whether the calling thread is one of this runtime's workers.
+    pub(crate) fn is_own_worker_thread(&self) -> bool {
+        worker::with_current(self, |worker| worker.is_some())
+    }
+
+    /// The configured worker count (N).
+    pub(crate) fn num_workers(&self) -> usize {
+        self.num_workers
+    }
+
     /// The slots that have ever had a thread: the configured workers, and
     /// the spare slots used so far.
-    pub(crate) fn used_remotes(&self) -> &[CachePadded<Remote>] {
+    fn used_remotes(&self) -> &[CachePadded<Remote>] {
         // Relaxed: see `slot_bound`.
         &self.remotes[..self.slot_bound.load(Ordering::Relaxed)]
     }
 
+    /// Counts spare slot `slot` among the used ones (the monitor, as it
+    /// starts a spare there).
+    fn use_slot(&self, slot: usize) {
+        self.slot_bound.fetch_max(slot + 1, Ordering::Relaxed);
+    }
+
     /// Whether a spare worker still holds a slot (shutdown waits for none).
     pub(crate) fn spares_running(&self) -> bool {
-        // Acquire: pairs with the Release store a retiring spare makes
-        // after it has handed its queue to the injector.
         self.used_remotes()[self.num_workers..]
             .iter()
-            .any(|r| r.active.load(Ordering::Acquire))
+            .any(|r| r.handoff.has_thread())
     }
 
     /// Whether any queue holds a fiber (the last searcher's re-check).
@@ -491,12 +491,13 @@ impl Shared {
             .iter()
             .map(|r| {
                 let mut snapshot = r.counters.snapshot();
-                snapshot.handoffs = r.handoffs.load(Ordering::Relaxed);
+                snapshot.handoffs = r.handoff.handoffs();
                 snapshot
             })
             .collect();
         let spawned_total = workers.iter().map(|w| w.spawned).sum::<u64>()
             + self.external_spawns.load(Ordering::Relaxed);
+        let spares = self.spares.counts();
         crate::metrics::Metrics {
             workers,
             spawned_total,
@@ -505,10 +506,10 @@ impl Shared {
             mappings: crate::sys::memory::map_count(),
             blocking_threads: self.blocking_threads().0,
             timers_pending: self.pending_timers(),
-            handoffs: self.spares.episodes.load(Ordering::Relaxed),
-            blocked_workers: self.spares.stuck.load(Ordering::Relaxed),
-            spare_workers: self.spares.active.load(Ordering::Relaxed),
-            peak_spare_workers: self.spares.peak.load(Ordering::Relaxed),
+            handoffs: spares.episodes,
+            blocked_workers: spares.stuck,
+            spare_workers: spares.active,
+            peak_spare_workers: spares.peak,
             io: self.reactor.metrics(),
         }
     }
@@ -526,6 +527,20 @@ impl Shared {
             .map(|r| r.cached_stacks.load(Ordering::Relaxed))
             .sum();
         self.stacks.stats(cached)
+    }
+
+    /// Writes the timeline trace, if on (at shutdown, once every worker
+    /// has handed its buffer in); a failure is reported on stderr.
+    pub(crate) fn write_trace(&self) {
+        if let Err(error) = self.tracing.write(self.num_workers) {
+            let path = self
+                .tracing
+                .path
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            eprintln!("spindle: cannot write the trace to {path}: {error}");
+        }
     }
 
     /// Shutdown step 3: unwinds every fiber left, on the calling thread,

@@ -23,7 +23,7 @@
 //!    threshold**, declare it *stuck* and start a spare worker that steals
 //!    its queue (`handoff.rs`).
 //!
-//! Only a worker held by *fiber code* qualifies (`Remote::in_fiber`), and
+//! Only a worker held by *fiber code* qualifies (`HandoffState::is_in_fiber`), and
 //! the threshold depends on what its thread is doing, which its CPU clock
 //! and its state letter tell (`sys/thread.rs`):
 //! - **blocked** in a system call (state `S`, little CPU): handed off
@@ -64,13 +64,12 @@
 //! `io::reactor::STALE_AFTER` (Go's sysmon does the same with `netpoll`).
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::handoff::hand_off;
 use super::park::Parker;
-use super::worker::Worker;
-use super::{Remote, Shared, NO_CLOCK};
-use crate::lock::MutexExt;
+use super::{Remote, Shared};
 use crate::sys::thread::StatFile;
 
 /// Check period while some worker has fibers queued and none is held.
@@ -78,11 +77,11 @@ use crate::sys::thread::StatFile;
 /// periods before a sleeping worker is woken for it; each check costs a
 /// wake-up of this thread (~2–5 µs of CPU on this VM), so 1 ms keeps the
 /// monitor under 0.5% of a core on a busy runtime.
-pub(crate) const BUSY_INTERVAL: Duration = Duration::from_millis(1);
+pub(super) const BUSY_INTERVAL: Duration = Duration::from_millis(1);
 
 /// The longest period, reached by doubling while nothing is queued
 /// anywhere (Go's sysmon backs off to 10 ms as well).
-pub(crate) const IDLE_INTERVAL: Duration = Duration::from_millis(10);
+pub(super) const IDLE_INTERVAL: Duration = Duration::from_millis(10);
 
 /// How long after a hand-off the monitor keeps its fast period although
 /// nothing is held yet: the spare it started may block in its first fiber
@@ -140,7 +139,7 @@ enum Seen {
 }
 
 /// The monitor thread's body.
-pub(crate) fn run(shared: Arc<Shared>, parker: Parker) {
+pub(super) fn run(shared: Arc<Shared>, parker: Parker) {
     // Our waits are short during an episode; the default 50 µs of timer
     // slack would triple them.
     crate::sys::thread::set_minimal_timer_slack();
@@ -156,7 +155,7 @@ pub(crate) fn run(shared: Arc<Shared>, parker: Parker) {
             stat: None,
         })
         .collect();
-    let config = &shared.spares.config;
+    let config = shared.spares.config();
     let episode_interval = (config.blocked_after.min(BUSY_INTERVAL) / 5).max(MIN_INTERVAL);
     let mut interval = BUSY_INTERVAL;
     let mut held = Vec::new();
@@ -195,8 +194,8 @@ pub(crate) fn run(shared: Arc<Shared>, parker: Parker) {
         let mut next_timer: Option<Duration> = None;
         held.clear();
         for (index, remote) in shared.used_remotes().iter().enumerate() {
-            let active = remote.active.load(Ordering::Relaxed);
-            let stuck = remote.stuck_since.load(Ordering::Relaxed) != 0;
+            let active = remote.handoff.is_active();
+            let stuck = remote.handoff.is_stuck();
             if !active || stuck {
                 // Nobody fires this slot's timers now: we do.
                 fire_timers_for(&shared, remote, now, &mut next_timer);
@@ -291,10 +290,7 @@ fn look(
 ) -> Seen {
     // Relaxed: a progress hint; a stale read delays a rescue by one pass.
     let ticks = remote.ticks.load(Ordering::Relaxed);
-    let clock = remote.cpu_clock.load(Ordering::Relaxed);
-    let cpu_now = (clock != NO_CLOCK)
-        .then(|| crate::sys::thread::cpu_time(clock))
-        .flatten();
+    let cpu_now = remote.handoff.thread_cpu_time();
     let previous = std::mem::replace(&mut watch.cpu_sample, cpu_now.map(|cpu| (cpu, now)));
     if ticks != watch.ticks {
         watch.ticks = ticks;
@@ -305,10 +301,7 @@ fn look(
         // blocking calls: look again after exactly the blocked threshold
         // instead of a whole period. (Its CPU clock cannot say more yet: a
         // spare that just took its slot has no previous sample.)
-        if work
-            && remote.in_fiber.load(Ordering::Relaxed)
-            && state_letter(remote, watch) == Some(b'S')
-        {
+        if work && remote.handoff.is_in_fiber() && state_letter(remote, watch) == Some(b'S') {
             return Seen::Suspect;
         }
         return Seen::Fine;
@@ -321,12 +314,12 @@ fn look(
     // own waits (a stack's `madvise` under the kernel's memory-map lock)
     // are short unless the machine is overloaded, and more threads would
     // only add to the contention (found by `tests/million.rs`).
-    if !remote.in_fiber.load(Ordering::Relaxed) {
+    if !remote.handoff.is_in_fiber() {
         // The scheduler's own work (firing thousands of due timers, say):
         // it decides again soon. Neither hand it off nor help it.
         return Seen::Fine;
     }
-    let config = &shared.spares.config;
+    let config = shared.spares.config();
     let held_for = now - watch.since;
     // Computing: past the running threshold with at least half of it on a
     // CPU. A thread that only waited for a core is not helped by another
@@ -375,7 +368,7 @@ fn ran_little(
 
 /// The slot's thread's state letter now.
 fn state_letter(remote: &Remote, watch: &mut Watch) -> Option<u8> {
-    let tid = remote.tid.load(Ordering::Relaxed);
+    let tid = remote.handoff.tid();
     if watch.stat.as_ref().is_none_or(|stat| stat.tid() != tid) {
         watch.stat = StatFile::open(tid);
     }
@@ -394,51 +387,5 @@ fn fire_timers_for(shared: &Shared, remote: &Remote, now: Instant, next: &mut Op
     }
     if let Some(wait) = timers.time_to_earliest(shared.epoch, now) {
         *next = Some(next.map_or(wait, |n| n.min(wait)));
-    }
-}
-
-/// Declares worker `index` stuck (held since `since`) and starts a spare
-/// worker to take its queue. Does nothing if every spare slot is in use.
-fn hand_off(shared: &Arc<Shared>, index: usize, since: Instant) {
-    let spares = &shared.spares;
-    let Some((slot, spare)) = spares.take_slot() else {
-        return; // at the cap: the stuck workers' fibers wait
-    };
-    let remote = &shared.remotes[index];
-    // Relaxed counts; the Release store below publishes the increment of
-    // `stuck` before the worker can see its mark and decrement it.
-    spares.stuck.fetch_add(1, Ordering::Relaxed);
-    spares.episodes.fetch_add(1, Ordering::Relaxed);
-    remote.handoffs.store(
-        remote.handoffs.load(Ordering::Relaxed) + 1,
-        Ordering::Relaxed,
-    );
-    let stuck_at = since.saturating_duration_since(shared.epoch).as_nanos() as u64;
-    remote.stuck_since.store(1 + stuck_at, Ordering::Release);
-
-    let active = spares.active.fetch_add(1, Ordering::Relaxed) + 1;
-    spares.peak.fetch_max(active, Ordering::Relaxed);
-    shared.remotes[slot].active.store(true, Ordering::Relaxed);
-    shared.slot_bound.fetch_max(slot + 1, Ordering::Relaxed);
-
-    // The slot travels to the pool thread through a shared cell, so that if
-    // no thread can be started we can take it back.
-    let handover = Arc::new(Mutex::new(Some((slot, spare))));
-    let job_handover = handover.clone();
-    let job_shared = shared.clone();
-    let job = Box::new(move || {
-        let taken = job_handover.lock_unpoisoned().take();
-        if let Some((slot, spare)) = taken {
-            Worker::new(slot, job_shared, spare.local, spare.parker, spare.stacks).run();
-        }
-    });
-    if spares.pool.submit(job).is_some() {
-        // The OS refused a thread and none exists to take the job.
-        let taken = handover.lock_unpoisoned().take();
-        if let Some((slot, spare)) = taken {
-            spares.active.fetch_sub(1, Ordering::Relaxed);
-            shared.remotes[slot].active.store(false, Ordering::Relaxed);
-            spares.return_slot(slot, spare);
-        }
     }
 }

@@ -32,7 +32,7 @@ use crate::fiber::FiberInner;
 /// deque. tokio uses 3; Go lets `runnext` inherit the time slice. A guess
 /// pending measurement: long enough for a ping-pong pair to stay hot, short
 /// enough that the queue moves every few switches.
-pub(crate) const MAX_NEXT_STREAK: u32 = 3;
+pub(super) const MAX_NEXT_STREAK: u32 = 3;
 
 /// A one-fiber slot that the owner and thieves take with an atomic swap.
 ///
@@ -41,16 +41,16 @@ pub(crate) const MAX_NEXT_STREAK: u32 = 3;
 ///   reference.
 /// - Only the owning worker thread puts (`Worker::schedule_local`); anyone
 ///   takes. So null → non-null is the owner's move alone.
-pub(crate) struct NextSlot(AtomicPtr<FiberInner>);
+pub(super) struct NextSlot(AtomicPtr<FiberInner>);
 
 impl NextSlot {
-    pub(crate) fn new() -> NextSlot {
+    pub(super) fn new() -> NextSlot {
         NextSlot(AtomicPtr::new(ptr::null_mut()))
     }
 
     /// Puts a fiber in the slot; returns the one it displaced. Only the
     /// slot's owner (the worker whose slot it is) puts.
-    pub(crate) fn put(&self, fiber: Arc<FiberInner>) -> Option<Arc<FiberInner>> {
+    pub(super) fn put(&self, fiber: Arc<FiberInner>) -> Option<Arc<FiberInner>> {
         let fiber = Arc::into_raw(fiber).cast_mut();
         // An empty slot stays empty until we fill it: thieves only take.
         // So a plain store does, saving a read-modify-write on every
@@ -71,12 +71,12 @@ impl NextSlot {
     }
 
     /// Whether the slot is empty (a hint: it may change at once).
-    pub(crate) fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.0.load(Ordering::Relaxed).is_null()
     }
 
     /// Takes the fiber out of the slot (owner or thief).
-    pub(crate) fn take(&self) -> Option<Arc<FiberInner>> {
+    pub(super) fn take(&self) -> Option<Arc<FiberInner>> {
         if self.0.load(Ordering::Relaxed).is_null() {
             return None;
         }

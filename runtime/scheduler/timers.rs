@@ -84,7 +84,7 @@ impl Shared {
 }
 
 /// One worker's pending timers.
-pub(crate) struct TimerQueue {
+pub(super) struct TimerQueue {
     /// Pending timers and the next sequence number, under one lock.
     entries: Mutex<Entries>,
     /// The earliest deadline, as nanoseconds since the runtime's epoch, or
@@ -99,7 +99,7 @@ struct Entries {
 }
 
 impl TimerQueue {
-    pub(crate) fn new() -> TimerQueue {
+    pub(super) fn new() -> TimerQueue {
         TimerQueue {
             entries: Mutex::new(Entries {
                 map: BTreeMap::new(),
@@ -110,7 +110,7 @@ impl TimerQueue {
     }
 
     /// Registers `fiber` to be unparked at `deadline`.
-    pub(crate) fn insert(
+    pub(super) fn insert(
         &self,
         worker: usize,
         epoch: Instant,
@@ -130,7 +130,7 @@ impl TimerQueue {
     }
 
     /// Removes a timer if it has not fired. Returns whether it was there.
-    pub(crate) fn remove(&self, key: TimerKey, epoch: Instant) -> bool {
+    pub(super) fn remove(&self, key: TimerKey, epoch: Instant) -> bool {
         let mut entries = self.entries.lock_unpoisoned();
         let removed = entries.map.remove(&(key.deadline, key.sequence)).is_some();
         if removed {
@@ -140,18 +140,18 @@ impl TimerQueue {
     }
 
     /// Whether a timer is due at `now`, without the lock (a hint).
-    pub(crate) fn is_due(&self, epoch: Instant, now: Instant) -> bool {
+    pub(super) fn is_due(&self, epoch: Instant, now: Instant) -> bool {
         let earliest = self.earliest.load(Ordering::Relaxed);
         earliest != NONE && nanos_since(epoch, now) >= earliest
     }
 
     /// Whether any timer is pending (a hint, without the lock).
-    pub(crate) fn has_pending(&self) -> bool {
+    pub(super) fn has_pending(&self) -> bool {
         self.earliest.load(Ordering::Relaxed) != NONE
     }
 
     /// How long until the earliest deadline (zero if due), or `None`.
-    pub(crate) fn time_to_earliest(&self, epoch: Instant, now: Instant) -> Option<Duration> {
+    pub(super) fn time_to_earliest(&self, epoch: Instant, now: Instant) -> Option<Duration> {
         let earliest = self.earliest.load(Ordering::Relaxed);
         (earliest != NONE)
             .then(|| Duration::from_nanos(earliest.saturating_sub(nanos_since(epoch, now))))
@@ -159,7 +159,7 @@ impl TimerQueue {
 
     /// Takes out every timer due at `now` and unparks its fiber (after
     /// releasing the lock). Returns how many fired.
-    pub(crate) fn fire_due(&self, epoch: Instant, now: Instant) -> usize {
+    pub(super) fn fire_due(&self, epoch: Instant, now: Instant) -> usize {
         let due: Vec<Fiber> = {
             let mut entries = self.entries.lock_unpoisoned();
             let later = entries.map.split_off(&(now, u64::MAX));
@@ -175,13 +175,13 @@ impl TimerQueue {
     }
 
     /// Pending timers.
-    pub(crate) fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.entries.lock_unpoisoned().map.len()
     }
 
     /// Drops every pending timer (at shutdown: their fibers are being
     /// unwound, and the handles would otherwise keep the runtime alive).
-    pub(crate) fn clear(&self) {
+    pub(super) fn clear(&self) {
         let map = std::mem::take(&mut self.entries.lock_unpoisoned().map);
         self.earliest.store(NONE, Ordering::Relaxed);
         drop(map);

@@ -81,7 +81,7 @@ const INJECTOR_INTERVAL: u64 = 61;
 ///   the backlog. `examples/blocking`'s heartbeat (a 1 ms sleep loop beside
 ///   1,000 fibers in raw `usleep`) then went up to 3.8–21 ms without a
 ///   tick, against 1.3–1.5 ms.
-pub(crate) const SPAWN_BACKLOG: usize = 256;
+pub(super) const SPAWN_BACKLOG: usize = 256;
 
 /// Rounds over all victims a searcher makes before it parks. Go makes 4;
 /// ours are cheaper to give up because a spawn that arrives later wakes a
@@ -89,7 +89,7 @@ pub(crate) const SPAWN_BACKLOG: usize = 256;
 const STEAL_ROUNDS: usize = 3;
 
 /// One worker thread's scheduler state.
-pub(crate) struct Worker {
+pub(super) struct Worker {
     index: usize,
     /// A spare worker (`handoff.rs`): retires instead of sleeping, and
     /// does not take part in the searching/sleeping protocol of `idle.rs`.
@@ -127,7 +127,7 @@ thread_local! {
 /// Never inlined: fiber code calls it, and fibers migrate between threads
 /// at suspensions (see `fiber/context.rs`).
 #[inline(never)]
-pub(crate) fn with_current<R>(shared: *const Shared, f: impl FnOnce(Option<&Worker>) -> R) -> R {
+pub(super) fn with_current<R>(shared: *const Shared, f: impl FnOnce(Option<&Worker>) -> R) -> R {
     let worker = WORKER.with(Cell::get);
     // SAFETY: the pointer is set by `run` to a Worker that lives on this
     // thread's stack until `run` clears it again.
@@ -142,7 +142,7 @@ pub(crate) fn on_worker_thread() -> bool {
 }
 
 impl Worker {
-    pub(crate) fn new(
+    pub(super) fn new(
         index: usize,
         shared: Arc<Shared>,
         local: crossbeam_deque::Worker<Arc<FiberInner>>,
@@ -176,7 +176,7 @@ impl Worker {
     }
 
     /// Counts (and traces) a fiber spawned by a fiber on this worker.
-    pub(crate) fn count_spawn(&self, fiber: u64) {
+    pub(super) fn count_spawn(&self, fiber: u64) {
         bump(&self.remote().counters.spawned, 1);
         let mut trace = self.trace.borrow_mut();
         if trace.enabled {
@@ -211,7 +211,7 @@ impl Worker {
     }
 
     /// This worker's index in the runtime.
-    pub(crate) fn index(&self) -> usize {
+    pub(super) fn index(&self) -> usize {
         self.index
     }
 
@@ -234,15 +234,12 @@ impl Worker {
     }
 
     /// The worker thread's body.
-    pub(crate) fn run(self) {
+    pub(super) fn run(self) {
         // A fiber overflowing its stack needs somewhere to run the handler.
         let _alt_stack = crate::sys::signal::AltStack::ensure().unwrap_or_else(|error| {
             panic!("spindle: cannot set up the alternate signal stack: {error}")
         });
-        let clock = crate::sys::thread::current_cpu_clock().unwrap_or(super::NO_CLOCK);
-        self.remote().cpu_clock.store(clock, Ordering::Relaxed);
-        let tid = crate::sys::thread::current_tid();
-        self.remote().tid.store(tid, Ordering::Relaxed);
+        self.remote().handoff.take_thread();
         WORKER.with(|w| w.set(&self));
         if self.spare {
             self.run_spare_loop();
@@ -274,8 +271,7 @@ impl Worker {
                 None => break,
             }
         }
-        // Relaxed: a count; see `Spares::claim_retirement`.
-        spares.active.fetch_sub(1, Ordering::Relaxed);
+        spares.spare_stopped();
     }
 
     /// A spare gives its slot back. Fibers still queued on it stay in its
@@ -305,9 +301,7 @@ impl Worker {
         if !shared.remotes[index].stealer.is_empty() {
             shared.notify_one();
         }
-        // Release: shutdown waits for this (Acquire) before it unwinds the
-        // fibers this spare handed to the injector.
-        remote.active.store(false, Ordering::Release);
+        remote.handoff.retire();
     }
 
     fn run_loop(&self) {
@@ -332,10 +326,14 @@ impl Worker {
         let mut stacks = self.stacks.borrow_mut();
         let traced_from = self.trace_start();
         loop {
-            let outcome = run_slice(&fiber, Resume::Run, &mut stacks, &self.remote().in_fiber);
+            let outcome = run_slice(
+                &fiber,
+                Resume::Run,
+                &mut stacks,
+                self.remote().handoff.in_fiber_flag(),
+            );
             self.trace_run(traced_from, &fiber, &outcome);
-            // Relaxed: the monitor's mark is re-read with Acquire below.
-            if self.remote().stuck_since.load(Ordering::Relaxed) != 0 {
+            if self.remote().handoff.is_stuck() {
                 self.end_episode(&fiber);
             }
             match outcome {
@@ -386,14 +384,9 @@ impl Worker {
     /// episode.
     #[cold]
     fn end_episode(&self, fiber: &FiberInner) {
-        let remote = self.remote();
-        // Acquire: pairs with the monitor's Release store, so its increment
-        // of the stuck count comes before our decrement.
-        let since = remote.stuck_since.swap(0, Ordering::Acquire);
-        if since == 0 {
+        let Some(stuck_at) = self.remote().handoff.end_stuck() else {
             return;
-        }
-        let stuck_at = std::time::Duration::from_nanos(since - 1);
+        };
         let held_for = self.shared.epoch.elapsed().saturating_sub(stuck_at);
         let mut trace = self.trace.borrow_mut();
         if trace.enabled {
@@ -410,15 +403,7 @@ impl Worker {
             fiber_name: fiber.name().map(str::to_owned),
             held_for,
         };
-        let sink = &self.shared.spares.config.sink;
-        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink(&report))).is_err() {
-            eprintln!("spindle: the hand-off sink panicked on: {report}");
-        }
-        // Last: once the count drops, `Metrics::blocked_workers` says the
-        // episode is over, and its report has been made.
-        // Relaxed: a count; see `Spares::claim_retirement`.
-        let previous = self.shared.spares.stuck.fetch_sub(1, Ordering::Relaxed);
-        debug_assert!(previous > 0, "stuck worker count underflow");
+        self.shared.spares.episode_ended(&report);
     }
 
     /// Counts a scheduling decision.
@@ -477,7 +462,7 @@ impl Worker {
     /// Puts a fiber that this worker woke in its next slot; a fiber
     /// displaced from the slot goes to the deque, and is surplus work
     /// another worker may take.
-    pub(crate) fn schedule_local(&self, fiber: Arc<FiberInner>) {
+    pub(super) fn schedule_local(&self, fiber: Arc<FiberInner>) {
         if let Some(displaced) = self.remote().next.put(fiber) {
             self.local.push(displaced);
             self.shared.notify_one();
@@ -489,7 +474,7 @@ impl Worker {
     /// parks, Go's `runqput(pp, newg, true)`); the fiber it displaces goes
     /// to the deque, or to the global injector once the deque holds
     /// [`SPAWN_BACKLOG`] fibers.
-    pub(crate) fn schedule_spawned(&self, fiber: Arc<FiberInner>) {
+    pub(super) fn schedule_spawned(&self, fiber: Arc<FiberInner>) {
         if let Some(displaced) = self.remote().next.put(fiber) {
             if self.local.len() < SPAWN_BACKLOG {
                 self.local.push(displaced);
