@@ -62,10 +62,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::worker::Worker;
-use super::Shared;
+use super::{OwnerSide, Shared};
 use crate::blocking::pool::Pool;
-use crate::fiber::stack::StackCache;
-use crate::fiber::FiberInner;
 use crate::lock::MutexExt;
 
 /// `HandoffState::cpu_clock` before a thread has set it.
@@ -296,20 +294,11 @@ pub(crate) struct HandoffConfig {
     pub(crate) sink: HandoffSink,
 }
 
-/// A spare slot's owner-side state while no thread holds it.
-pub(super) struct SpareSlot {
-    pub(super) local: crossbeam_deque::Worker<Arc<FiberInner>>,
-    /// Unused by spares (they retire instead of sleeping); the worker loop
-    /// wants one.
-    pub(super) parker: super::park::Parker,
-    pub(super) stacks: StackCache,
-}
-
 /// The runtime's spare workers.
 pub(super) struct Spares {
     /// Free spare slot indices, with each slot's owner-side state. Taken by
     /// the monitor when it starts a spare, given back by a retiring spare.
-    free: Mutex<Vec<(usize, SpareSlot)>>,
+    free: Mutex<Vec<(usize, OwnerSide)>>,
     /// Spares running now (holding a slot). Changed by the monitor (+1) and
     /// by retiring spares (-1, by compare-and-swap against `stuck`).
     active: AtomicUsize,
@@ -341,7 +330,7 @@ pub(super) struct SpareCounts {
 
 impl Spares {
     pub(super) fn new(
-        slots: Vec<(usize, SpareSlot)>,
+        slots: Vec<(usize, OwnerSide)>,
         config: HandoffConfig,
         keep_alive: Duration,
         thread_name: String,
@@ -372,13 +361,13 @@ impl Spares {
     }
 
     /// Takes a free spare slot, if any is left under the cap.
-    fn take_slot(&self) -> Option<(usize, SpareSlot)> {
+    fn take_slot(&self) -> Option<(usize, OwnerSide)> {
         self.free.lock_unpoisoned().pop()
     }
 
     /// Gives a slot back (a retiring spare, or a spare that failed to
     /// start).
-    pub(super) fn return_slot(&self, index: usize, slot: SpareSlot) {
+    pub(super) fn return_slot(&self, index: usize, slot: OwnerSide) {
         self.free.lock_unpoisoned().push((index, slot));
     }
 
@@ -472,7 +461,7 @@ pub(super) fn hand_off(shared: &Arc<Shared>, index: usize, since: Instant) {
     let job = Box::new(move || {
         let taken = job_handover.lock_unpoisoned().take();
         if let Some((slot, spare)) = taken {
-            Worker::new(slot, job_shared, spare.local, spare.parker, spare.stacks).run();
+            Worker::new(slot, job_shared, spare).run();
         }
     });
     if spares.pool.submit(job).is_some() {

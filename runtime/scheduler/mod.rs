@@ -19,6 +19,8 @@
 //! - Each worker has a **timer queue** (`timers.rs`) of fibers parked with a
 //!   deadline, which it fires at its scheduling decisions and sleeps until;
 //!   `time/` registers timers in it through `Shared::insert_timer`.
+//! - `start.rs` builds a runtime in named steps; `shutdown.rs` takes it
+//!   down (the steps at the end of this comment).
 //! - The **monitor** (`monitor.rs`) is one more thread: it wakes a sleeping
 //!   worker when a busy one has fibers waiting behind a fiber that does not
 //!   yield, and when none sleeps it hands the held worker's queue to a
@@ -31,9 +33,10 @@
 //! 1. `spawn` checks the runtime's live-fiber limit, allocates the fiber
 //!    (no stack yet) in state SCHEDULED and puts it in the spawning worker's
 //!    next slot (from a plain thread: the injector, then wakes a worker).
-//! 2. A worker pops it (`next_fiber` or `search`), marks it RUNNING and
-//!    calls `fiber::run_slice`, which at the first run takes a stack from the
-//!    worker's cache and creates the coroutine, then switches to it.
+//! 2. A worker pops it (`find_fiber`: `next_fiber` or `search`), marks it
+//!    RUNNING and calls `fiber::run_slice`, which at the first run takes a
+//!    stack from the worker's cache and creates the coroutine, then
+//!    switches to it.
 //! 3. The fiber runs until it calls `yield_now` (back of the local queue),
 //!    `park` (the worker marks it PARKED unless an unpark raced in; someone
 //!    holding its `Fiber` handle will `unpark` it into a run queue), or
@@ -93,28 +96,25 @@ mod idle;
 mod monitor;
 pub(crate) mod park;
 mod queue;
+mod shutdown;
+mod start;
 pub(crate) mod timers;
 mod worker;
 
 pub(crate) use self::worker::on_worker_thread;
 
-use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::thread;
 
-use crossbeam_deque::{Injector, Steal, Stealer};
+use crossbeam_deque::{Injector, Stealer};
 
 use self::idle::Idle;
 use self::park::{Parker, Unparker};
 use self::queue::NextSlot;
 use self::timers::TimerQueue;
-use self::worker::Worker;
-use crate::fiber::context::Resume;
 use crate::fiber::spawn::{LimitKind, SpawnError};
 use crate::fiber::stack::{StackCache, StackPool, StackStats};
-use crate::fiber::state::Unparked;
-use crate::fiber::{run_slice, FiberInner, Outcome};
+use crate::fiber::FiberInner;
 use crate::padded::CachePadded;
 
 /// What `Builder::build` hands the scheduler.
@@ -160,6 +160,18 @@ struct Remote {
 
     // --- Between the owner and the monitor (`handoff.rs`).
     handoff: handoff::HandoffState,
+}
+
+/// The owner's part of a worker slot, which only the thread running the
+/// slot touches: the owner's end of the deque, the parker it sleeps on, its
+/// stack cache. A configured worker's goes to its thread at start; a spare
+/// slot's waits in `Spares` while no thread holds the slot.
+struct OwnerSide {
+    local: crossbeam_deque::Worker<Arc<FiberInner>>,
+    /// Unused by spares (they retire instead of sleeping); the worker loop
+    /// wants one.
+    parker: Parker,
+    stacks: StackCache,
 }
 
 /// State shared by the workers of one runtime and by every fiber of it.
@@ -224,119 +236,8 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Builds the shared state and starts the worker threads.
-    pub(crate) fn start(config: Config) -> io::Result<(Arc<Shared>, Vec<thread::JoinHandle<()>>)> {
-        crate::sys::signal::install_overflow_handler(crate::fiber::classify_fault);
-        let stacks = StackPool::new(config.stack_size, config.force_mprotect);
-        let (fiber_limit, limit_kind) = if stacks.stack_budget() < config.max_fibers {
-            let max_map_count = crate::sys::memory::max_map_count();
-            (
-                stacks.stack_budget(),
-                LimitKind::MappingBudget { max_map_count },
-            )
-        } else {
-            (config.max_fibers, LimitKind::MaxFibers)
-        };
-
-        let epoch = std::time::Instant::now();
-        let reactor = Arc::new(crate::io::Reactor::new(epoch)?);
-        let (monitor_parker, monitor) = Parker::new();
-        let slots = config.workers + config.handoff.max_spares;
-        let mut locals = Vec::with_capacity(config.workers);
-        let mut spare_slots = Vec::with_capacity(config.handoff.max_spares);
-        let mut remotes = Vec::with_capacity(slots);
-        for index in 0..slots {
-            let local = crossbeam_deque::Worker::new_fifo();
-            let (parker, unparker) = Parker::new();
-            unparker.set_interrupt(reactor.interrupt());
-            let cache = StackCache::new();
-            let configured = index < config.workers;
-            remotes.push(CachePadded(Remote {
-                stealer: local.stealer(),
-                next: NextSlot::new(),
-                unparker,
-                ticks: AtomicU64::new(0),
-                cached_stacks: cache.published(),
-                timers: TimerQueue::new(),
-                counters: Default::default(),
-                handoff: handoff::HandoffState::new(configured),
-            }));
-            if configured {
-                locals.push((local, parker, cache));
-            } else {
-                let slot = handoff::SpareSlot {
-                    local,
-                    parker,
-                    stacks: cache,
-                };
-                spare_slots.push((index, slot));
-            }
-        }
-        let shared = Arc::new(Shared {
-            remotes: remotes.into_boxed_slice(),
-            num_workers: config.workers,
-            slot_bound: AtomicUsize::new(config.workers),
-            spares: handoff::Spares::new(
-                spare_slots,
-                config.handoff.clone(),
-                config.blocking_keep_alive,
-                format!("{}-spare", config.thread_name),
-            ),
-            injector: Injector::new(),
-            backlog: Injector::new(),
-            idle: Idle::new(config.workers),
-            stacks,
-            epoch,
-            shutdown: AtomicBool::new(false),
-            live: AtomicUsize::new(0),
-            external_spawns: AtomicU64::new(0),
-            fiber_limit,
-            limit_kind,
-            monitor,
-            blocking: std::sync::OnceLock::new(),
-            tracing: crate::trace::Tracing::new(config.trace.clone()),
-            blocking_config: (
-                config.max_blocking_threads,
-                config.blocking_keep_alive,
-                format!("{}-blocking", config.thread_name),
-            ),
-            reactor,
-        });
-
-        let mut threads = Vec::with_capacity(config.workers);
-        for (index, (local, parker, cache)) in locals.into_iter().enumerate() {
-            let worker = Worker::new(index, shared.clone(), local, parker, cache);
-            let name = format!("{}-{index}", config.thread_name);
-            // The worker loop itself is shallow; fibers run on their own
-            // stacks. 256 KiB leaves room for the panic machinery.
-            start_thread(&shared, &mut threads, name, 256 * 1024, move || {
-                worker.run()
-            })?;
-        }
-        let monitor_shared = shared.clone();
-        let name = format!("{}-monitor", config.thread_name);
-        start_thread(&shared, &mut threads, name, 64 * 1024, move || {
-            monitor::run(monitor_shared, monitor_parker)
-        })?;
-        Ok((shared, threads))
-    }
-
     pub(crate) fn is_shutdown(&self) -> bool {
         self.shutdown.load(Ordering::Acquire)
-    }
-
-    /// Step 1–2 of shutdown: set the flag, wake every worker.
-    pub(crate) fn begin_shutdown(&self) {
-        // Release: pairs with the workers' Acquire load after they wake.
-        self.shutdown.store(true, Ordering::Release);
-        for remote in self.remotes.iter() {
-            remote.unparker.unpark();
-        }
-        self.monitor.unpark();
-        if let Some(pool) = self.blocking.get() {
-            pool.shutdown();
-        }
-        self.spares.shutdown();
     }
 
     /// Counts a new fiber against the limit, or refuses it.
@@ -447,13 +348,6 @@ impl Shared {
         self.slot_bound.fetch_max(slot + 1, Ordering::Relaxed);
     }
 
-    /// Whether a spare worker still holds a slot (shutdown waits for none).
-    pub(crate) fn spares_running(&self) -> bool {
-        self.used_remotes()[self.num_workers..]
-            .iter()
-            .any(|r| r.handoff.has_thread())
-    }
-
     /// Whether any queue holds a fiber (the last searcher's re-check).
     /// Next slots are not looked at: only a worker fills its own, while it
     /// is awake, and it empties it before it sleeps.
@@ -527,146 +421,5 @@ impl Shared {
             .map(|r| r.cached_stacks.load(Ordering::Relaxed))
             .sum();
         self.stacks.stats(cached)
-    }
-
-    /// Writes the timeline trace, if on (at shutdown, once every worker
-    /// has handed its buffer in); a failure is reported on stderr.
-    pub(crate) fn write_trace(&self) {
-        if let Err(error) = self.tracing.write(self.num_workers) {
-            let path = self
-                .tracing
-                .path
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default();
-            eprintln!("spindle: cannot write the trace to {path}: {error}");
-        }
-    }
-
-    /// Shutdown step 3: unwinds every fiber left, on the calling thread,
-    /// after the workers have exited. Returns how many were cancelled.
-    pub(crate) fn cancel_remaining(&self) -> usize {
-        debug_assert!(self.is_shutdown());
-        // Their fibers are unwound below; the handles would keep the
-        // runtime alive (a fiber holds the runtime that holds its timer).
-        for remote in self.remotes.iter() {
-            remote.timers.clear();
-        }
-        let _alt_stack = crate::sys::signal::AltStack::ensure().ok().flatten();
-        let mut cache = StackCache::new();
-        let mut cancelled = 0;
-        loop {
-            let mut batch = Vec::new();
-            for global in [&self.injector, &self.backlog] {
-                loop {
-                    match global.steal() {
-                        Steal::Success(fiber) => batch.push(fiber),
-                        Steal::Retry => continue,
-                        Steal::Empty => break,
-                    }
-                }
-            }
-            // Fibers left in the deques of spare slots (a spare retires
-            // without emptying its deque) and, for safety, anyone's.
-            for remote in self.remotes.iter() {
-                if let Some(fiber) = remote.next.take() {
-                    batch.push(fiber);
-                }
-                loop {
-                    match remote.stealer.steal() {
-                        Steal::Success(fiber) => batch.push(fiber),
-                        Steal::Retry => continue,
-                        Steal::Empty => break,
-                    }
-                }
-            }
-            for owner in self.stacks.owners() {
-                let fiber = owner.as_ptr() as *const FiberInner;
-                // Each is kept alive by its scheduling reference (in a queue,
-                // or in the fiber itself while PARKED; no worker runs now).
-                // SAFETY: so the registry's started, unfinished fibers live.
-                let state = unsafe { &(*fiber).state };
-                // Parked fibers are in no queue: take them. Scheduled ones
-                // are in the batch already (from the injector).
-                if state.unpark() == Unparked::MustSchedule {
-                    // ("Ownership" on FiberInner.)
-                    // SAFETY: we won PARKED → SCHEDULED: the parked fiber's
-                    // scheduling reference is ours.
-                    batch.push(unsafe { Arc::from_raw(fiber) });
-                }
-            }
-            if batch.is_empty() {
-                if self.stacks.owners().is_empty() && self.globals_are_empty() {
-                    break;
-                }
-                // A started fiber is SCHEDULED yet in no queue: a foreign
-                // thread won its PARKED -> SCHEDULED transition and has not
-                // pushed it into the injector yet. Wait for the push rather
-                // than miss the fiber (it would never be unwound, and its
-                // joiner would wait forever).
-                std::thread::yield_now();
-                continue;
-            }
-            for fiber in batch {
-                cancel(&fiber, &mut cache);
-                self.fiber_finished();
-                cancelled += 1;
-            }
-        }
-        cache.drain_into(&self.stacks);
-        cancelled
-    }
-}
-
-/// Starts one of the runtime's threads. If the OS refuses, shuts down and
-/// joins the threads started so far, and returns the error.
-fn start_thread(
-    shared: &Shared,
-    threads: &mut Vec<thread::JoinHandle<()>>,
-    name: String,
-    stack_size: usize,
-    body: impl FnOnce() + Send + 'static,
-) -> io::Result<()> {
-    match thread::Builder::new()
-        .name(name)
-        .stack_size(stack_size)
-        .spawn(body)
-    {
-        Ok(handle) => {
-            threads.push(handle);
-            Ok(())
-        }
-        Err(error) => {
-            shared.begin_shutdown();
-            for handle in threads.drain(..) {
-                let _ = handle.join();
-            }
-            Err(error)
-        }
-    }
-}
-
-/// Resumes a SCHEDULED fiber with `Resume::Cancel` until it has unwound.
-fn cancel(fiber: &Arc<FiberInner>, cache: &mut StackCache) {
-    fiber.state.begin_run();
-    loop {
-        match run_slice(fiber, Resume::Cancel, cache, &AtomicBool::new(false)) {
-            Outcome::Finished => return,
-            // A destructor yielded or parked while the fiber unwound: run it
-            // again (its park returns at once, spuriously).
-            Outcome::Yielded => {
-                fiber.state.yielded();
-                fiber.state.begin_run();
-            }
-            Outcome::Parked => {
-                // Parking would leave our scheduling reference in the fiber
-                // and unparking would take it back: ours stays as it is.
-                if fiber.state.finish_park() {
-                    let scheduled = fiber.state.unpark();
-                    debug_assert_eq!(scheduled, Unparked::MustSchedule);
-                    fiber.state.begin_run();
-                }
-            }
-        }
     }
 }

@@ -26,6 +26,8 @@ use std::ptr;
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::Arc;
 
+use crossbeam_deque::Steal;
+
 use crate::fiber::FiberInner;
 
 /// Fibers a worker runs in a row from its next slot before it looks at its
@@ -94,5 +96,20 @@ impl Drop for NextSlot {
             "a fiber was left in a next slot"
         );
         drop(self.take());
+    }
+}
+
+/// Runs a steal from a deque or an injector until it settles: the fiber,
+/// or `None` once the queue was found empty. crossbeam answers
+/// `Steal::Retry` when the steal lost a race with another thief (or the
+/// owner); trying again at once is what every caller wants.
+#[inline]
+pub(super) fn steal_settled<T>(mut steal: impl FnMut() -> Steal<T>) -> Option<T> {
+    loop {
+        match steal() {
+            Steal::Success(stolen) => return Some(stolen),
+            Steal::Empty => return None,
+            Steal::Retry => continue,
+        }
     }
 }
