@@ -72,7 +72,7 @@ where
         *for_pool.result.lock_unpoisoned() = Some(outcome);
         // Release: `result` is written before `done` is seen.
         for_pool.done.store(true, Ordering::Release);
-        for_pool.waiter.unpark();
+        for_pool.waiter.wake();
     });
     // Only the lifetime changes. The job may borrow `'a` data because this
     // function does not return, nor unwind, before the job has finished:

@@ -69,7 +69,7 @@ use std::sync::{Arc, Mutex};
 
 use super::context::{Resume, Suspend};
 use super::state::{Phase, Unparked};
-use super::{FiberId, FiberInner, Running, CURRENT};
+use super::{clone_raw, FiberId, FiberInner, Running, CURRENT};
 use crate::lock::MutexExt;
 use crate::scheduler::Shared;
 
@@ -252,10 +252,7 @@ pub(crate) fn dump(shared: &Shared) -> FiberDump {
         // started and cannot finish until we let go: its scheduling
         // reference keeps it alive, and we add a reference of our own.
         // SAFETY: so `fiber` points into a live Arc<FiberInner>.
-        unsafe {
-            Arc::increment_strong_count(fiber);
-            held.push(Arc::from_raw(fiber));
-        }
+        held.push(unsafe { clone_raw(fiber) });
     });
     // A capture that overflowed would fault on the fiber's guard page with
     // this thread's registers; the handler needs an alternate stack to

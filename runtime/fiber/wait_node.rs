@@ -82,8 +82,7 @@ impl Node {
 
     /// Wakes the node's waiter.
     pub(crate) fn wake(&self) {
-        // By reference: no clone of the handle just to wake it.
-        self.waiter.unpark();
+        self.waiter.wake();
     }
 
     /// Whether the node was notified (or handed off).

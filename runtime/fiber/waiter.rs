@@ -30,16 +30,9 @@ impl Waiter {
         }
     }
 
-    /// Wakes the waiter without giving up the handle.
-    pub(crate) fn unpark(&self) {
-        match self {
-            Waiter::Fiber(fiber) => fiber.unpark(),
-            Waiter::Thread(thread) => thread.unpark(),
-        }
-    }
-
-    /// Wakes the waiter (its token is kept if it is not parked yet).
-    pub(crate) fn wake(self) {
+    /// Wakes the waiter (its token is kept if it is not parked yet). By
+    /// reference: waking costs no clone of the handle.
+    pub(crate) fn wake(&self) {
         match self {
             Waiter::Fiber(fiber) => fiber.unpark(),
             Waiter::Thread(thread) => thread.unpark(),
