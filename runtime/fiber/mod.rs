@@ -39,7 +39,7 @@ pub use self::spawn::Builder;
 
 use std::cell::{Cell, UnsafeCell};
 use std::fmt;
-use std::num::NonZeroU64;
+use std::num::{NonZeroU64, NonZeroUsize};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -102,8 +102,9 @@ pub(crate) struct FiberInner {
     /// Where it was spawned (`#[track_caller]` through the spawn calls),
     /// for fiber dumps.
     location: &'static std::panic::Location<'static>,
-    /// Requested usable stack bytes; 0 means the runtime's default.
-    stack_size: usize,
+    /// Usable stack bytes the fiber asked for, rounded to pages; `None`
+    /// for the runtime's default (taken through the worker's cache).
+    stack_size: Option<NonZeroUsize>,
     /// The runtime the fiber belongs to (for unparks from anywhere).
     pub(crate) shared: Arc<Shared>,
 
@@ -158,7 +159,7 @@ impl FiberInner {
         shared: Arc<Shared>,
         name: Option<Box<str>>,
         location: &'static std::panic::Location<'static>,
-        stack_size: usize,
+        stack_size: Option<NonZeroUsize>,
         entry: Entry,
     ) -> FiberInner {
         FiberInner {
@@ -222,8 +223,8 @@ pub(crate) fn run_slice(
             return finish_unstarted(fiber, Start::Cancelled);
         }
         let stack = match fiber.stack_size {
-            0 => cache.acquire(pool),
-            size => pool.acquire_sized(size),
+            None => cache.acquire(pool),
+            Some(size) => pool.acquire_sized(size.get()),
         };
         let stack = match stack {
             Ok(stack) => stack,
@@ -254,7 +255,7 @@ pub(crate) fn run_slice(
         None => {
             let stack = context.take().expect("context present").into_stack();
             stack.clear_owner();
-            if fiber.stack_size == 0 {
+            if fiber.stack_size.is_none() {
                 cache.release(pool, stack);
             } else {
                 pool.release(stack);
@@ -367,8 +368,8 @@ pub(crate) fn classify_fault(address: usize) {
         len: 0,
     };
     let size_kib = match fiber.stack_size {
-        0 => fiber.shared.stacks.default_size(),
-        size => stack::StackPool::round_size(size),
+        None => fiber.shared.stacks.default_size(),
+        Some(size) => stack::StackPool::round_size(size.get()),
     } / 1024;
     let _ = fmt::Write::write_fmt(
         &mut line,
@@ -492,7 +493,7 @@ impl fmt::Debug for Fiber {
         f.debug_struct("Fiber")
             .field("id", &self.inner.id)
             .field("name", &self.inner.name)
-            .field("state", &self.inner.state.describe())
+            .field("state", &self.inner.state.phase().name())
             .finish()
     }
 }

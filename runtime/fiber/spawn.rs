@@ -9,6 +9,7 @@
 //! call, not an abort later.
 
 use std::fmt;
+use std::num::NonZeroUsize;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
@@ -159,10 +160,10 @@ impl Builder {
                 }
             }
         });
-        let stack_size = match self.stack_size {
-            Some(bytes) => super::stack::StackPool::round_size(bytes),
-            None => 0,
-        };
+        let stack_size = self.stack_size.map(|bytes| {
+            let rounded = super::stack::StackPool::round_size(bytes);
+            NonZeroUsize::new(rounded).expect("a stack is at least a page")
+        });
         let inner = Arc::new(FiberInner::new(
             shared.clone(),
             self.name.map(Into::into),

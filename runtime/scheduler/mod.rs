@@ -162,6 +162,17 @@ struct Remote {
     handoff: handoff::HandoffState,
 }
 
+/// The blocking pool's settings (from the Builder), kept until the pool is
+/// made at the first `blocking` call.
+struct BlockingConfig {
+    /// The most threads it runs at once.
+    max_threads: usize,
+    /// How long an idle thread waits for work before it exits.
+    keep_alive: std::time::Duration,
+    /// Its threads' name.
+    thread_name: String,
+}
+
 /// The owner's part of a worker slot, which only the thread running the
 /// slot touches: the owner's end of the deque, the parker it sleeps on, its
 /// stack cache. A configured worker's goes to its thread at start; a spare
@@ -198,8 +209,8 @@ pub(crate) struct Shared {
     limit_kind: LimitKind,
     /// Wakes the monitor thread (at shutdown).
     monitor: Unparker,
-    /// The blocking pool's settings (from the Builder) and thread name.
-    blocking_config: (usize, std::time::Duration, String),
+    /// The blocking pool's settings, for its first use.
+    blocking_config: BlockingConfig,
 
     // --- Any thread.
     /// Fibers made runnable from outside the runtime's workers.
@@ -364,11 +375,11 @@ impl Shared {
     /// The blocking pool, started on first use.
     pub(crate) fn blocking_pool(&self) -> &Arc<crate::blocking::pool::Pool> {
         self.blocking.get_or_init(|| {
-            let (max_threads, keep_alive, name) = self.blocking_config.clone();
+            let config = &self.blocking_config;
             Arc::new(crate::blocking::pool::Pool::new(
-                max_threads,
-                keep_alive,
-                name,
+                config.max_threads,
+                config.keep_alive,
+                config.thread_name.clone(),
             ))
         })
     }

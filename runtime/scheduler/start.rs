@@ -24,7 +24,7 @@ use super::park::Parker;
 use super::queue::NextSlot;
 use super::timers::TimerQueue;
 use super::worker::Worker;
-use super::{monitor, Config, OwnerSide, Remote, Shared};
+use super::{monitor, BlockingConfig, Config, OwnerSide, Remote, Shared};
 use crate::fiber::spawn::LimitKind;
 use crate::fiber::stack::{StackCache, StackPool};
 use crate::io::Reactor;
@@ -74,11 +74,11 @@ impl Shared {
             monitor,
             blocking: std::sync::OnceLock::new(),
             tracing: crate::trace::Tracing::new(config.trace.clone()),
-            blocking_config: (
-                config.max_blocking_threads,
-                config.blocking_keep_alive,
-                format!("{}-blocking", config.thread_name),
-            ),
+            blocking_config: BlockingConfig {
+                max_threads: config.max_blocking_threads,
+                keep_alive: config.blocking_keep_alive,
+                thread_name: format!("{}-blocking", config.thread_name),
+            },
             reactor,
         });
         let threads = start_threads(
