@@ -164,10 +164,10 @@ impl Runtime {
     /// [`FiberDump`](crate::fiber::FiberDump) for an example.
     ///
     /// The backtraces are taken on the calling thread, one parked fiber at a
-    /// time: about 12 µs each on the development machine (10,000 parked
-    /// fibers in 0.12 s, `tests/dump.rs`). Called from a fiber, that time is
-    /// taken from its worker. Symbols are resolved only when a backtrace is
-    /// printed.
+    /// time, so a dump takes time in proportion to the parked fibers (the
+    /// repository's `docs/decisions.md` has the figure). Called from a
+    /// fiber, that time is taken from its worker. Symbols are resolved only
+    /// when a backtrace is printed.
     pub fn dump(&self) -> crate::fiber::FiberDump {
         crate::fiber::dump::dump(&self.shared)
     }

@@ -16,7 +16,7 @@
 //! - instants for steals (`steal`, with the victim and how many fibers)
 //!   and for spawns by fibers on that worker (`spawn`).
 //!
-//! Memory: ~40 bytes per event, kept until shutdown; trace short runs.
+//! Memory: one `Event` per record, kept until shutdown; trace short runs.
 
 use crate::lock::MutexExt;
 use std::fmt::Write as _;

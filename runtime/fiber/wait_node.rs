@@ -10,10 +10,9 @@
 //! A wait allocates nothing in the common case: a waiter's node is kept
 //! for its next wait (a field of the fiber, or a thread-local for plain
 //! threads), and reused when nobody else holds it any more
-//! ([`Node::recycle`]). Measured on the channel ping-pong (a loop of
-//! 2,000,000 round trips), where each round trip waits twice: without it,
-//! the allocation, the free and the `Waiter` handle's two reference-count
-//! updates per wait took the median round trip from 290 to 345 ns.
+//! ([`Node::recycle`]). Without it, each wait costs an allocation, a free
+//! and two reference-count updates of the `Waiter` handle, a measurable
+//! share of a channel round trip (`docs/decisions.md`, "NodeCache").
 //!
 //! This is per-fiber state, so it lives with the fiber; the lists that
 //! queue nodes are `sync`'s.
@@ -37,7 +36,8 @@ pub(crate) struct Node {
     state: AtomicU8,
     /// When the waiter started waiting, for the Mutex's hand-off rule; only
     /// the Mutex reads the clock for it (`None` elsewhere: a clock read per
-    /// wait was 13% of a channel round trip).
+    /// wait is a measurable share of a channel round trip,
+    /// `docs/decisions.md`, "Node::since").
     pub(crate) since: Option<Instant>,
 }
 

@@ -4,8 +4,9 @@
 //! A fiber that makes a raw blocking system call (`usleep`, a `read` on a
 //! pipe, `getaddrinfo`) or computes for a long time without yielding holds
 //! its worker thread. Fibers queued behind it on that worker wait, and if
-//! every worker is held so, the whole runtime stops (this is what tokio and
-//! `may` do: 1,000 fibers each making a 10 ms call take 5 s on 2 workers).
+//! every worker is held so, the whole runtime stops (as it does in tokio
+//! and `may`; `docs/decisions.md`, "DEFAULT_HANDOFF_BLOCKED", has the
+//! figures).
 //!
 //! # What we do (Go's `handoffp`, adapted)
 //! The monitor (`monitor.rs`) declares a worker **stuck** when its tick
@@ -15,7 +16,10 @@
 //! `Remote` with its own deque, next slot and timer queue, beyond the N
 //! configured ones) and runs the ordinary worker loop on it. The spare
 //! steals the stuck worker's queued fibers (deques and next slots are
-//! stealable by design) and runs them.
+//! stealable by design) and runs them. Each slot's bookkeeping for this is
+//! a [`HandoffState`] in its `Remote`, which the monitor and the slot's
+//! thread write only through its methods; [`hand_off`] is the monitor's
+//! move.
 //!
 //! Go moves the stuck thread's P (its run queue) to another thread. We
 //! cannot: a raw call gives us no hook at its start and end, so the stuck
@@ -53,8 +57,9 @@
 //!
 //! # Costs
 //! Nothing on the hot path but one relaxed load of the stuck mark after
-//! each slice, on the worker's own cache line. Spare slots cost ~1 KiB each (a deque buffer),
-//! allocated at start for `Builder::max_spare_workers` (default 256).
+//! each slice, on the worker's own cache line. Each spare slot costs a
+//! `Remote` and a deque buffer, made at start for every slot up to
+//! `Builder::max_spare_workers` (default [`DEFAULT_MAX_SPARE_WORKERS`]).
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
@@ -71,26 +76,26 @@ const NO_CLOCK: i32 = i32::MIN;
 
 /// Default hand-off threshold for a worker blocked in the kernel.
 ///
-/// Go's sysmon takes a P from a thread in a system call on its first check
-/// (20 µs after the call began at best). We tell a blocked worker from a
-/// computing one by its thread's CPU clock (`monitor.rs`), so a short
-/// threshold cannot take a worker from a fiber that is merely busy. Measured
-/// with `examples/blocking.rs` (1,000 fibers × `usleep(10 ms)`, 2 workers):
-/// 50 µs gives the wall times in the README; each step of the chain of
-/// hand-offs costs about one threshold.
+/// Go's sysmon takes a P from a thread in a system call on its first check.
+/// We tell a blocked worker from a computing one by its thread's CPU clock
+/// (`monitor.rs`), so a short threshold cannot take a worker from a fiber
+/// that is merely busy. Measured: each link of a chain of blocking calls
+/// costs about one threshold, so a short one keeps `examples/blocking` near
+/// Go's time (`docs/decisions.md`).
 pub const DEFAULT_HANDOFF_BLOCKED: Duration = Duration::from_micros(20);
 
 /// Default hand-off threshold for a worker whose fiber is computing.
 ///
-/// Go preempts a goroutine that has run for 10 ms; we cannot preempt, so
-/// after 10 ms of CPU in one fiber with others waiting we hand the others
-/// to a spare instead. Longer than any reasonable slice, so a runtime doing
-/// ordinary work never hands off; short enough that fibers behind a CPU
-/// loop see a hiccup, not a stall.
+/// Go's preemption slice: Go preempts a goroutine that has run this long;
+/// we cannot preempt, so after this much CPU in one fiber with others
+/// waiting we hand the others to a spare instead. Longer than any
+/// reasonable slice, so a runtime doing ordinary work never hands off;
+/// short enough that fibers behind a CPU loop see a hiccup, not a stall.
 pub const DEFAULT_HANDOFF_RUNNING: Duration = Duration::from_millis(10);
 
-/// Default cap on spare worker threads: 256, the number of threads Go
-/// started for the same 1,000 × 10 ms workload here (see issue 5).
+/// Default cap on spare worker threads. Above the threads Go starts for
+/// `examples/blocking`'s workload, so the cap does not bind there
+/// (`docs/decisions.md`); otherwise a guess.
 pub const DEFAULT_MAX_SPARE_WORKERS: usize = 512;
 
 /// One hand-off episode, reported when it ends.

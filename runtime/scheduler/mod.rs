@@ -73,14 +73,17 @@
 //! between "decided to sleep" and "asleep" is not lost either.
 //!
 //! # Shutdown, in order
-//! 1. `Runtime` drop (or `shutdown`) sets the shutdown flag; spawns fail
-//!    from now on.
-//! 2. Every worker is unparked; each finishes the slice it is running (a
+//! 1. `Runtime` drop (or `shutdown`) sets the shutdown flag
+//!    (`Shared::begin_shutdown`); spawns fail from now on.
+//! 2. Every worker and the monitor are unparked, and the blocking and spare
+//!    pools told to stop; each worker finishes the slice it is running (a
 //!    fiber is never preempted), hands its queued fibers to the injector and
-//!    its cached stacks to the pool, and exits. The workers are joined.
+//!    its cached stacks to the pool, and exits. The workers and the monitor
+//!    are joined. Spare workers run on pool threads, which are not joined:
+//!    shutdown waits until each has retired (`Shared::spares_running`).
 //! 3. On the dropping thread, `Shared::cancel_remaining` unwinds every fiber
-//!    that is left: queued ones from the injector and parked ones from the
-//!    stack pool's slot registry. A started fiber is resumed with
+//!    that is left: queued ones from the injector and the slots' queues, and
+//!    parked ones from the stack pool's slot registry. A started fiber is resumed with
 //!    `Resume::Cancel` and unwinds (destructors run) back to its root, where
 //!    its joiner gets `JoinError::is_cancelled`; an unstarted one is just
 //!    reported cancelled. Their stacks return to the pool. The pass ends
@@ -88,7 +91,8 @@
 //!    just unparked is SCHEDULED but not yet in the injector, and the pass
 //!    waits for it to arrive rather than miss it (found by the
 //!    shutdown-under-traffic stress test in `tests/scheduler.rs`).
-//! 4. When the last handle to the runtime's shared state goes, the pool
+//! 4. The timeline trace, if on, is written (`Shared::write_trace`).
+//! 5. When the last handle to the runtime's shared state goes, the pool
 //!    unmaps its reservations.
 
 pub(crate) mod handoff;

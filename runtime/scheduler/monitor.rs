@@ -23,15 +23,18 @@
 //!    threshold**, declare it *stuck* and start a spare worker that steals
 //!    its queue (`handoff.rs`).
 //!
-//! Only a worker held by *fiber code* qualifies (`HandoffState::is_in_fiber`), and
-//! the threshold depends on what its thread is doing, which its CPU clock
-//! and its state letter tell (`sys/thread.rs`):
+//! Only a worker held by *fiber code* qualifies
+//! (`HandoffState::is_in_fiber`), and the threshold depends on what its
+//! thread is doing, which its CPU clock and its state letter tell
+//! (`sys/thread.rs`):
 //! - **blocked** in a system call (state `S`, little CPU): handed off
-//!   after `Builder::handoff_blocked_after` (default 20 µs, as eager as
-//!   Go is with threads in system calls);
+//!   after `Builder::handoff_blocked_after` (default
+//!   `DEFAULT_HANDOFF_BLOCKED`, as eager as Go is with threads in system
+//!   calls);
 //! - **computing** (at least half the time on a CPU): after
-//!   `Builder::handoff_running_after` (default 10 ms, Go's preemption
-//!   slice), so ordinary slices never cause one, and only when no other
+//!   `Builder::handoff_running_after` (default `DEFAULT_HANDOFF_RUNNING`,
+//!   Go's preemption slice), so ordinary slices never cause one, and only
+//!   when no other
 //!   worker makes progress (one that does will steal the trapped fibers; a
 //!   spare would only compete for the cores);
 //! - waiting uninterruptibly in the kernel (state `D`: a disk, page
@@ -44,21 +47,25 @@
 //! idle memory.
 //!
 //! The monitor also fires the due timers of workers that cannot: held and
-//! stuck workers, and spare slots without a thread (timers of fibers that slept
-//! while on a spare that has since retired). Their fibers go to the
+//! stuck workers, and spare slots without a thread (timers of fibers that
+//! slept while on a spare that has since retired). Their fibers go to the
 //! injector.
 //!
 //! # How often
 //! - while a worker is held with fibers waiting behind it, and for
 //!   [`EPISODE_LINGER`] after a hand-off: every fifth of the blocked
-//!   threshold, at least [`MIN_INTERVAL`] (10 µs by default; a pass and the
-//!   sleep take ~45 µs here), as Go's sysmon checks every 20 µs while
+//!   threshold (or of [`BUSY_INTERVAL`], if shorter), at least
+//!   [`MIN_INTERVAL`], as Go's sysmon checks at its shortest period while
 //!   there is work;
+//! - right after a worker that made progress was seen in a system call in
+//!   a fiber (`Verdict::Suspect`): after exactly the blocked threshold,
+//!   spun through if it is at most [`MAX_SPIN`];
 //! - while fibers are queued anywhere: every [`BUSY_INTERVAL`];
 //! - otherwise the interval doubles up to [`IDLE_INTERVAL`], so an idle
-//!   runtime costs ~100 wake-ups a second: measured, an idle 2-worker
-//!   runtime used 8 ms of CPU over 2 s (0.40% of one core), monitor
-//!   included.
+//!   runtime costs next to no CPU (`docs/decisions.md`, "IDLE_INTERVAL").
+//!
+//! A pass never waits longer than until the earliest timer it fires for
+//! others.
 //!
 //! It also polls the I/O reactor, without blocking, when no worker has for
 //! `io::reactor::STALE_AFTER` (Go's sysmon does the same with `netpoll`).
@@ -72,45 +79,44 @@ use super::park::Parker;
 use super::{Remote, Shared};
 use crate::sys::thread::StatFile;
 
-/// Check period while some worker has fibers queued and none is held.
-/// 1 ms: a fiber trapped behind a computing one waits at most about two
-/// periods before a sleeping worker is woken for it; each check costs a
-/// wake-up of this thread (~2–5 µs of CPU on this VM), so 1 ms keeps the
-/// monitor under 0.5% of a core on a busy runtime.
+/// Check period while some worker has fibers queued and none is held: a
+/// fiber trapped behind a computing one waits at most about two periods
+/// before a sleeping worker is woken for it. Measured: the monitor stays
+/// under half a percent of a core on a busy runtime (`docs/decisions.md`).
 pub(super) const BUSY_INTERVAL: Duration = Duration::from_millis(1);
 
 /// The longest period, reached by doubling while nothing is queued
-/// anywhere (Go's sysmon backs off to 10 ms as well).
+/// anywhere: Go's sysmon backs off to the same (`docs/decisions.md` has
+/// what an idle runtime costs).
 pub(super) const IDLE_INTERVAL: Duration = Duration::from_millis(10);
 
 /// How long after a hand-off the monitor keeps its fast period although
 /// nothing is held yet: the spare it started may block in its first fiber
-/// too. A guess: two chain steps take ~100 µs here, 1 ms leaves room; a
-/// worker stuck for good with a busy runtime around it costs the fast
-/// period only this long.
+/// too. A guess, several chain links long (`docs/decisions.md`); a worker
+/// stuck for good with a busy runtime around it costs the fast period only
+/// this long.
 const EPISODE_LINGER: Duration = Duration::from_millis(1);
 
 /// How often the monitor asks the stack pool to trim stacks idle past
 /// their age (`StackPool::decay`): a tenth of `DECAY_AGE`, so a stack is
-/// trimmed at most 10% later than its age says.
+/// trimmed at most a tenth later than its age says.
 const DECAY_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The longest wait the monitor spins through instead of sleeping: the
 /// look again after the blocked threshold at a suspected blocking call
-/// (`Verdict::Suspect`). Spinning that long per link of a chain of blocking
-/// calls costs ~2% of a core per 1,000 links a second; a futex sleep
-/// would overshoot a 20 µs wait by ~25 µs on this VM, doubling the time
-/// each link takes to detect. A guess bounded by that measurement.
+/// (`Verdict::Suspect`). A guess bounded by two measurements: the spin's
+/// cost per link of a chain of blocking calls, and how far a futex sleep
+/// that short overshoots (`docs/decisions.md`).
 const MAX_SPIN: Duration = Duration::from_micros(50);
 
-/// The shortest period: below this a pass (a few µs of reads) would keep
-/// the monitor's core busy. A guess.
+/// The shortest period: below this, passes (a few reads of each worker)
+/// would keep the monitor's core busy. A guess (`docs/decisions.md`).
 const MIN_INTERVAL: Duration = Duration::from_micros(10);
 
 /// The monitor thread's body.
 pub(super) fn run(shared: Arc<Shared>, parker: Parker) {
-    // Our waits are short during an episode; the default 50 µs of timer
-    // slack would triple them.
+    // Our waits are short during an episode; the kernel's default timer
+    // slack would stretch them several times over.
     crate::sys::thread::set_minimal_timer_slack();
     let mut monitor = Monitor::new(shared, parker);
     while monitor.wait() {
@@ -238,8 +244,8 @@ impl Monitor {
             return false;
         }
         if self.spin_wait {
-            // A short, exact wait (see `Verdict::Suspect`): a futex sleep of
-            // 20 µs takes ~45 µs here.
+            // A short, exact wait (see `Verdict::Suspect` and `MAX_SPIN`): a
+            // futex sleep this short overshoots it.
             let until = Instant::now() + self.interval;
             while Instant::now() < until && !shared.is_shutdown() {
                 std::hint::spin_loop();
@@ -346,9 +352,9 @@ impl Monitor {
                 // A spare would compete for the cores with the computing
                 // fiber and the workers still making progress, which will
                 // steal the trapped fibers when they run dry: a spare only
-                // when nothing else moves (found by `examples/timers`: a
-                // spare beside a fiber spawning a million others made the
-                // spawning ~1.5x slower, 0.56–0.71 s against 0.77–1.04 s).
+                // when nothing else moves (found by `examples/timers`, where
+                // a spare beside a fiber spawning a million others slowed
+                // the spawning: `docs/decisions.md`, "Monitor::rescue").
                 continue;
             }
             // A held worker with an empty queue still costs parallelism

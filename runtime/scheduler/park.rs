@@ -3,8 +3,9 @@
 //! This is the only place a worker blocks in the kernel. The protocol is
 //! std's thread-parker: a token that an `unpark` leaves and a `park`
 //! consumes, so an unpark that arrives before the park is not lost. Built on
-//! `std::sync::{Mutex, Condvar}` (futexes on Linux); the timeout is there for
-//! the timer driver, which will park a worker until its next deadline.
+//! `std::sync::{Mutex, Condvar}` (futexes on Linux); the timeout is the
+//! worker's earliest timer deadline (`Worker::park_worker`), and the
+//! monitor's period.
 //!
 //! A worker may instead sleep in the I/O poller ([`Parker::park_in`], used
 //! by `io/reactor.rs`): the state is then POLLING, and `unpark` wakes it with

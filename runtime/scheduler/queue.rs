@@ -31,7 +31,7 @@ use crossbeam_deque::Steal;
 use crate::fiber::FiberInner;
 
 /// Fibers a worker runs in a row from its next slot before it looks at its
-/// deque. tokio uses 3; Go lets `runnext` inherit the time slice. A guess
+/// deque. tokio's value; Go lets `runnext` inherit the time slice. A guess
 /// pending measurement: long enough for a ping-pong pair to stay hot, short
 /// enough that the queue moves every few switches.
 pub(super) const MAX_NEXT_STREAK: u32 = 3;
@@ -56,9 +56,9 @@ impl NextSlot {
         let fiber = Arc::into_raw(fiber).cast_mut();
         // An empty slot stays empty until we fill it: thieves only take.
         // So a plain store does, saving a read-modify-write on every
-        // wake-up into an empty slot (one of ~10 per park/unpark round
-        // trip, each ~10 ns here). Release publishes the fiber to a thief's
-        // or the owner's Acquire swap in `take`.
+        // wake-up into an empty slot (`docs/decisions.md`,
+        // "NextSlot::put"). Release publishes the fiber to a thief's or
+        // the owner's Acquire swap in `take`.
         if self.0.load(Ordering::Relaxed).is_null() {
             self.0.store(fiber, Ordering::Release);
             return None;

@@ -2,7 +2,7 @@
 //! `scheduler/mod.rs`, as `Shared` methods that `Runtime::shutdown` calls
 //! in turn: `begin_shutdown` (steps 1–2; the workers then exit and are
 //! joined), `spares_running` (waited out), `cancel_remaining` (step 3),
-//! `write_trace`.
+//! `write_trace` (step 4).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -24,15 +24,10 @@
 //! Rejected, for now: a hierarchical timing wheel (tokio's), O(1) insert
 //! and cancel, but a few hundred lines more; Go's per-P 4-ary heap, which
 //! needs index tracking for O(log n) cancellation. The map does both in
-//! O(log n) with std's code. At a million pending timers it holds ~50 MB.
-//! What the map costs where timers are busiest, `examples/timers` (a
-//! million fibers each sleeping 10 ms; `perf record`, two runs): the map's
-//! `insert` 5–6% of the samples, `split_off` (firing) 1.1–1.2%, `remove`
-//! (the cancel after a wake, which finds nothing once the timer fired)
-//! 1.0–1.2%, `fire_due` and `insert`'s own code 3–3.5%: ~11% in all, which
-//! bounds what a wheel could win there. The largest single cost in that
-//! run is elsewhere: switching back onto a stack untouched for 10 ms (a
-//! cache and TLB miss, ~17%).
+//! O(log n) with std's code. Profiled where timers are busiest (a million
+//! sleepers), the map's share bounds what a wheel could win there, and it
+//! is smaller than the cost of switching back onto stacks left cold by the
+//! sleep (`docs/decisions.md`, "TimerQueue").
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -52,44 +52,31 @@ use crate::metrics::bump;
 use crate::trace::{Buffer, Event};
 
 /// Every this many ticks a worker takes from the global injector before its
-/// own queue. 61, as Go's scheduler: a prime, so it does not fall into step
-/// with periodic workloads.
+/// own queue. Go's value: a prime, so it does not fall into step with
+/// periodic workloads.
 const INJECTOR_INTERVAL: u64 = 61;
 
 /// Fibers a worker's deque may hold before its fibers' spawns overflow to
-/// the runtime's global spawn backlog (`Shared::backlog`; Go's local run
-/// queue holds 256 and overflows to the global one the same way). The
-/// newest spawn still goes to the next slot; what overflows is the fiber
-/// it displaces. Workers take from the backlog after the injector.
+/// the runtime's global spawn backlog (`Shared::backlog`), as Go's local
+/// run queue overflows to its global one. The newest spawn still goes to
+/// the next slot; what overflows is the fiber it displaces. Workers take
+/// from the backlog after the injector.
 ///
-/// The reason is memory, measured with `examples/timers` (a million fibers
-/// each sleeping 10 ms, spawned by one fiber in ~0.3 s): with every spawn
-/// on the spawner's deque, the fibers woken by their timers queued behind
-/// hundreds of thousands of unstarted ones, so nearly every fiber was
-/// started (given a stack) before any finished: 208,000 fresh stacks were
-/// carved and guarded and 78,000 `madvise` trims made, a third of the run
-/// in their TLB shootdowns. With the overflow in the backlog, a worker
-/// finishes the woken fibers in its deque (which hold stacks) before it
-/// takes more unstarted ones (which take stacks), every
+/// Measured: it keeps a million sleepers from all taking stacks before any
+/// finishes, at a small price on a burst of spawns (`docs/decisions.md`).
+/// A worker finishes the woken fibers in its deque (which hold stacks)
+/// before it takes more unstarted ones (which take stacks), every
 /// [`INJECTOR_INTERVAL`]th tick excepted.
 ///
-/// The price: a burst of spawns past the backlog goes through a global
-/// queue. `benches/spawn.rs`, spawning 1,000 then joining them: 245–269 µs
-/// against 216–235 µs with everything on the deque (alternating runs).
-///
-/// Rejected, measured:
+/// Rejected:
 /// - Sending the new fiber itself to the global queue once the deque is
-///   full. A fiber that spawns a child and waits for it then waits behind
-///   the whole backlog: 1,000,000 fibers, each spawning a child and
-///   receiving one message from it, took 2.0–2.5 s instead of 0.57 s, and
-///   the churn of the global queue's blocks (allocated by the spawner,
-///   freed by the other worker) put workers to sleep in `free` often
-///   enough to start hundreds of hand-offs.
+///   full: a fiber that spawns a child and waits for it then waits behind
+///   the whole backlog, and the churn of the global queue's blocks
+///   (allocated by the spawner, freed by another worker) puts workers to
+///   sleep in `free` often enough to start hand-offs.
 /// - The overflow in the injector itself: the monitor puts the fibers
-///   whose timers it fires for held workers there, and they queued behind
-///   the backlog. `examples/blocking`'s heartbeat (a 1 ms sleep loop beside
-///   1,000 fibers in raw `usleep`) then went up to 3.8–21 ms without a
-///   tick, against 1.3–1.5 ms.
+///   whose timers it fires for held workers there, and they would queue
+///   behind the backlog.
 pub(super) const SPAWN_BACKLOG: usize = 256;
 
 /// Rounds over all victims a searcher makes before it parks. Go makes 4;
@@ -272,13 +259,12 @@ impl Worker {
             self.shared.reactor.poll_now();
         }
         if tick % INJECTOR_INTERVAL == 0 {
-            // For fairness. A batch (up to 33) while this deque has room
-            // under `SPAWN_BACKLOG`, else one fiber (as Go's
-            // `globrunqget(pp, 1)` here): a batch every 61 ticks would feed a
-            // spawn backlog in faster than fibers that start, yield and
-            // resume get through a long deque, and the started set would
-            // grow without bound (`tests/scheduler.rs`, 4,621 of 20,000
-            // started at once; 261 with this rule).
+            // For fairness. A batch while this deque has room under
+            // `SPAWN_BACKLOG`, else one fiber (as Go's `globrunqget(pp, 1)`
+            // here): a batch at every such tick would feed a spawn backlog
+            // in faster than fibers that start, yield and resume get
+            // through a long deque, and the started set would grow without
+            // bound (measured in `docs/decisions.md`, "INJECTOR_INTERVAL").
             return self.steal_injector(self.local.len() < SPAWN_BACKLOG);
         }
         None

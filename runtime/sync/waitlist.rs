@@ -12,7 +12,8 @@
 //! meantime, it passes the notification on to the next waiter, so a
 //! `notify_one` is never swallowed by a waiter that left. The node is on the
 //! heap, not the waiter's stack, so a waiter unwound mid-wait leaves nothing
-//! dangling (the lesson of `Latch`).
+//! dangling (`Latch`'s design comment records the stack-node design as
+//! rejected).
 //!
 //! A wait allocates nothing in the common case: a waiter's node is kept
 //! for its next wait and reused when nobody else holds it any more
