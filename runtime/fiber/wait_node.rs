@@ -63,6 +63,7 @@ impl Node {
     /// Keeps the caller's node for its next wait, once its wait is over
     /// (notified, removed, or timed out). A node a notifier still holds (it
     /// has popped it and not yet woken us) is simply dropped.
+    #[inline]
     pub(crate) fn recycle(node: Arc<Node>) {
         if Arc::strong_count(&node) == 1 {
             // Dropped instead if the thread's cache is gone already.
@@ -72,6 +73,7 @@ impl Node {
 
     /// Marks the node notified (or handed off), by the notifier that popped
     /// it; the notifier wakes it afterwards.
+    #[inline]
     pub(crate) fn notify(&self, hand_off: bool) {
         // Release: what the notifier did before is visible to the waiter.
         self.state.store(
@@ -81,6 +83,7 @@ impl Node {
     }
 
     /// Wakes the node's waiter.
+    #[inline]
     pub(crate) fn wake(&self) {
         self.waiter.wake();
     }
