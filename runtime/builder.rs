@@ -1,6 +1,10 @@
 //! [`Builder`]: every knob of a [`Runtime`], with its default and why.
-
-use std::io;
+//!
+//! The builder only records settings; [`Builder::build`] (in `runtime.rs`,
+//! beside `Runtime::start`) turns them into the scheduler's `Config` and
+//! starts the runtime.
+//!
+//! [`Runtime`]: crate::Runtime
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,22 +15,29 @@ use crate::scheduler::handoff::{
 };
 use crate::scheduler::Config;
 use crate::HandoffReport;
-use crate::Runtime;
 
-/// Default usable bytes of a fiber stack: **64 KiB**.
+/// Default usable bytes of a fiber stack (64 KiB).
 ///
-/// Measured on the development machine: a fiber that formats with
-/// `format!`/`println!` and then panics with `RUST_BACKTRACE=full` (capturing
-/// and symbolising a backtrace, the deepest thing std commonly does)
-/// overflows a 16 KiB stack and fits in 24 KiB, in debug and release builds
-/// alike. 64 KiB leaves 40 KiB for the user's own frames. A parked fiber's
-/// RSS is the pages it touched, not this size; the size only costs address
-/// space and page-table density. (Go starts goroutines at 8 KiB and grows
-/// them by copying, which stackful fibers in Rust cannot do: pointers into
-/// the stack may exist.) `tests/stack.rs` checks that the deep std paths fit.
+/// Measured: the deepest path std commonly takes (formatting, then a panic
+/// that captures and symbolises a full backtrace) uses well under half of
+/// it, which leaves the rest to the user's own frames (`tests/stack.rs`
+/// checks that those paths fit; the figures are in the repository's
+/// `docs/decisions.md`). A parked fiber's RSS is the pages it touched, not
+/// this size; the size only costs address space and page-table density.
+/// (Go starts goroutines small and grows them by copying, which stackful
+/// fibers in Rust cannot do: pointers into the stack may exist.)
 pub const DEFAULT_STACK_SIZE: usize = 64 * 1024;
 
-/// Configures and starts a [`Runtime`].
+/// Default cap on blocking-pool threads: tokio's, enough for a burst of
+/// blocking calls and far below the kernel's thread limit.
+const DEFAULT_MAX_BLOCKING_THREADS: usize = 512;
+
+/// Default keep-alive of an idle blocking-pool thread: tokio's, long enough
+/// to serve bursts without restarting threads, short enough that an idle
+/// program holds none.
+const DEFAULT_BLOCKING_KEEP_ALIVE: Duration = Duration::from_secs(10);
+
+/// Configures and starts a [`Runtime`](crate::Runtime).
 ///
 /// ```
 /// let rt = spindle::Builder::new()
@@ -79,8 +90,8 @@ impl Builder {
             max_fibers: usize::MAX,
             thread_name: "spindle-worker".to_owned(),
             force_mprotect: false,
-            max_blocking_threads: 512,
-            blocking_keep_alive: std::time::Duration::from_secs(10),
+            max_blocking_threads: DEFAULT_MAX_BLOCKING_THREADS,
+            blocking_keep_alive: DEFAULT_BLOCKING_KEEP_ALIVE,
             trace: None,
             handoff_blocked_after: DEFAULT_HANDOFF_BLOCKED,
             handoff_running_after: DEFAULT_HANDOFF_RUNNING,
@@ -103,7 +114,7 @@ impl Builder {
 
     /// Usable stack bytes of every fiber that does not ask for its own
     /// size (rounded up to whole pages). Default: [`DEFAULT_STACK_SIZE`].
-    /// Each stack also has a 4 KiB guard page below it.
+    /// Each stack also has a guard page below it.
     pub fn stack_size(mut self, bytes: usize) -> Builder {
         self.stack_size = bytes;
         self
@@ -163,7 +174,7 @@ impl Builder {
     /// How long a worker may be held by one fiber that is **blocked in the
     /// kernel** (a raw blocking system call) while other fibers wait,
     /// before the monitor hands its queued fibers to a spare worker thread.
-    /// Default: 50 µs. See `scheduler/handoff.rs` for the whole mechanism.
+    /// Default: 20 µs. See `scheduler/handoff.rs` for the whole mechanism.
     pub fn handoff_blocked_after(mut self, threshold: Duration) -> Builder {
         self.handoff_blocked_after = threshold;
         self
@@ -179,9 +190,9 @@ impl Builder {
 
     /// The most spare worker threads that hand-offs may run at once (and
     /// so the most workers that may be stuck at once with their queues
-    /// rescued). Default: 256, the number of threads Go started for the
-    /// 1,000 × 10 ms blocking-call workload of `examples/blocking.rs`. 0
-    /// turns hand-offs off. Each spare slot costs ~1 KiB at start.
+    /// rescued). Default: 512, above the threads Go starts for the
+    /// blocking-call workload of `examples/blocking.rs`. 0 turns hand-offs
+    /// off. Each spare slot costs a small deque buffer at start.
     pub fn max_spare_workers(mut self, count: usize) -> Builder {
         self.max_spare_workers = count;
         self
@@ -229,15 +240,12 @@ impl Builder {
         self
     }
 
-    /// Starts the worker threads.
-    ///
-    /// # Errors
-    /// If a worker thread cannot be started.
-    pub fn build(self) -> io::Result<Runtime> {
+    /// The settings as the scheduler takes them (`Builder::build`).
+    pub(crate) fn into_config(self) -> Config {
         let workers = self
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        Runtime::start(Config {
+        Config {
             workers,
             stack_size: self.stack_size,
             max_fibers: self.max_fibers,
@@ -252,6 +260,25 @@ impl Builder {
                 max_spares: self.max_spare_workers,
                 sink: self.on_handoff.0,
             },
-        })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The knobs' docs state their defaults in words for users; these are
+    /// the words, so that a change of a default fails here until its doc
+    /// says the new value too.
+    #[test]
+    fn the_documented_defaults_are_the_defaults() {
+        let builder = Builder::new();
+        assert_eq!(builder.stack_size, 64 * 1024);
+        assert_eq!(builder.max_blocking_threads, 512);
+        assert_eq!(builder.blocking_keep_alive, Duration::from_secs(10));
+        assert_eq!(builder.handoff_blocked_after, Duration::from_micros(20));
+        assert_eq!(builder.handoff_running_after, Duration::from_millis(10));
+        assert_eq!(builder.max_spare_workers, 512);
     }
 }

@@ -1,13 +1,20 @@
 //! [`Runtime`]: starting, using and shutting down a set of workers.
+//!
+//! Also here, beside `Runtime::start`, the two builder methods that take
+//! or make a `Runtime`: [`Builder::build`] and
+//! [`fiber::Builder::spawn_on`](FiberBuilder::spawn_on). The builders'
+//! modules record settings only, so they depend on nothing above the
+//! scheduler.
 
 use std::io;
 use std::sync::Arc;
 use std::thread;
 
+use crate::builder::Builder;
 use crate::fiber::join::JoinHandle;
 use crate::fiber::spawn::{Builder as FiberBuilder, SpawnError};
 use crate::fiber::stack::StackStats;
-use crate::scheduler::{worker, Config, Shared};
+use crate::scheduler::{on_worker_thread, Config, Shared};
 
 /// A fiber runtime: worker threads that run fibers, M:N.
 ///
@@ -61,10 +68,10 @@ impl Runtime {
     /// # Errors
     /// If a worker thread cannot be started.
     pub fn new() -> io::Result<Runtime> {
-        crate::Builder::new().build()
+        Builder::new().build()
     }
 
-    pub(crate) fn start(config: Config) -> io::Result<Runtime> {
+    fn start(config: Config) -> io::Result<Runtime> {
         let (shared, threads) = Shared::start(config)?;
         Ok(Runtime { shared, threads })
     }
@@ -95,7 +102,7 @@ impl Runtime {
         T: Send + 'a,
     {
         assert!(
-            !worker::on_worker_thread(),
+            !on_worker_thread(),
             "Runtime::block_on called from inside a fiber: it would block a worker thread; \
              call the function directly, or spawn a fiber and join it"
         );
@@ -157,17 +164,17 @@ impl Runtime {
     /// [`FiberDump`](crate::fiber::FiberDump) for an example.
     ///
     /// The backtraces are taken on the calling thread, one parked fiber at a
-    /// time: about 12 µs each on the development machine (10,000 parked
-    /// fibers in 0.12 s, `tests/dump.rs`). Called from a fiber, that time is
-    /// taken from its worker. Symbols are resolved only when a backtrace is
-    /// printed.
+    /// time, so a dump takes time in proportion to the parked fibers (the
+    /// repository's `docs/decisions.md` has the figure). Called from a
+    /// fiber, that time is taken from its worker. Symbols are resolved only
+    /// when a backtrace is printed.
     pub fn dump(&self) -> crate::fiber::FiberDump {
         crate::fiber::dump::dump(&self.shared)
     }
 
     /// Number of worker threads (the runtime also runs one monitor thread).
     pub fn workers(&self) -> usize {
-        self.shared.num_workers
+        self.shared.num_workers()
     }
 
     /// Fibers spawned and not yet finished. A fiber stops counting just
@@ -239,7 +246,7 @@ impl Runtime {
     }
 
     fn shutdown_now(&mut self) -> ShutdownReport {
-        let on_own_worker = worker::with_current(Arc::as_ptr(&self.shared), |w| w.is_some());
+        let on_own_worker = self.shared.is_own_worker_thread();
         assert!(
             !on_own_worker,
             "a spindle Runtime was dropped or shut down from inside one of its own fibers"
@@ -261,22 +268,35 @@ impl Runtime {
             thread::sleep(std::time::Duration::from_micros(100));
         }
         let fibers_cancelled = self.shared.cancel_remaining();
-        if let Err(error) = self.shared.tracing.write(self.shared.num_workers) {
-            let path = self
-                .shared
-                .tracing
-                .path
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default();
-            eprintln!("spindle: cannot write the trace to {path}: {error}");
-        }
+        self.shared.write_trace();
         ShutdownReport {
             fibers_cancelled,
             workers_joined,
             stacks: self.shared.stack_stats(),
             io_registrations: self.shared.reactor.registrations(),
         }
+    }
+}
+
+impl Builder {
+    /// Starts the worker threads.
+    ///
+    /// # Errors
+    /// If a worker thread cannot be started.
+    pub fn build(self) -> io::Result<Runtime> {
+        Runtime::start(self.into_config())
+    }
+}
+
+impl FiberBuilder {
+    /// Spawns the fiber on `runtime`, from any thread.
+    #[track_caller]
+    pub fn spawn_on<F, T>(self, runtime: &Runtime, f: F) -> Result<JoinHandle<T>, SpawnError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.spawn_in(runtime.shared(), f)
     }
 }
 

@@ -16,7 +16,7 @@
 //! - instants for steals (`steal`, with the victim and how many fibers)
 //!   and for spawns by fibers on that worker (`spawn`).
 //!
-//! Memory: ~40 bytes per event, kept until shutdown; trace short runs.
+//! Memory: one `Event` per record, kept until shutdown; trace short runs.
 
 use crate::lock::MutexExt;
 use std::fmt::Write as _;
@@ -46,9 +46,11 @@ pub(crate) enum Event {
 
 /// A worker's trace buffer. Owned by the worker.
 pub(crate) struct Buffer {
-    pub(crate) enabled: bool,
+    /// Whether tracing is on: the one branch a recording site costs when
+    /// it is off.
+    enabled: bool,
     epoch: Instant,
-    pub(crate) events: Vec<Event>,
+    events: Vec<Event>,
 }
 
 impl Buffer {
@@ -63,6 +65,28 @@ impl Buffer {
     /// Microseconds since the runtime's epoch.
     pub(crate) fn now(&self) -> f64 {
         self.epoch.elapsed().as_secs_f64() * 1e6
+    }
+
+    /// Now, as the start of a span recorded when it ends; `None` (and no
+    /// clock read) when tracing is off.
+    #[inline]
+    pub(crate) fn span_start(&self) -> Option<f64> {
+        self.enabled.then(|| self.now())
+    }
+
+    /// Records the event `event` makes (it may read the clock through the
+    /// buffer), if tracing is on.
+    #[inline]
+    pub(crate) fn record(&mut self, event: impl FnOnce(&Buffer) -> Event) {
+        if self.enabled {
+            let event = event(self);
+            self.events.push(event);
+        }
+    }
+
+    /// Takes the events recorded so far.
+    pub(crate) fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
     }
 }
 
@@ -127,42 +151,49 @@ impl Tracing {
         }
         for (worker, events) in &collected {
             for event in events {
-                let mut line = String::new();
-                let _ = match event {
-                    Event::Run {
-                        fiber,
-                        start,
-                        micros,
-                        ended,
-                    } => write!(
-                        line,
-                        r#"{{"name":"fiber {fiber}","cat":"run","ph":"X","pid":1,"tid":{worker},"ts":{start:.3},"dur":{micros:.3},"args":{{"fiber":{fiber},"ended":"{ended}"}}}}"#
-                    ),
-                    Event::Parked { start, micros } => write!(
-                        line,
-                        r#"{{"name":"parked","cat":"idle","ph":"X","pid":1,"tid":{worker},"ts":{start:.3},"dur":{micros:.3}}}"#
-                    ),
-                    Event::Steal { at, victim, count } => write!(
-                        line,
-                        r#"{{"name":"steal","cat":"steal","ph":"i","s":"t","pid":1,"tid":{worker},"ts":{at:.3},"args":{{"victim":{victim},"fibers":{count}}}}}"#
-                    ),
-                    Event::Spawn { at, fiber } => write!(
-                        line,
-                        r#"{{"name":"spawn","cat":"spawn","ph":"i","s":"t","pid":1,"tid":{worker},"ts":{at:.3},"args":{{"fiber":{fiber}}}}}"#
-                    ),
-                    Event::Handoff {
-                        fiber,
-                        start,
-                        micros,
-                    } => write!(
-                        line,
-                        r#"{{"name":"stuck in fiber {fiber}","cat":"handoff","ph":"X","pid":1,"tid":{worker},"ts":{start:.3},"dur":{micros:.3},"args":{{"fiber":{fiber}}}}}"#
-                    ),
-                };
-                push(line);
+                push(event.to_json(*worker));
             }
         }
         json.push_str("\n]}\n");
         std::fs::write(path, json)
+    }
+}
+
+impl Event {
+    /// The event as one trace-event JSON object, on `worker`'s row.
+    fn to_json(&self, worker: usize) -> String {
+        let mut line = String::new();
+        let _ = match self {
+            Event::Run {
+                fiber,
+                start,
+                micros,
+                ended,
+            } => write!(
+                line,
+                r#"{{"name":"fiber {fiber}","cat":"run","ph":"X","pid":1,"tid":{worker},"ts":{start:.3},"dur":{micros:.3},"args":{{"fiber":{fiber},"ended":"{ended}"}}}}"#
+            ),
+            Event::Parked { start, micros } => write!(
+                line,
+                r#"{{"name":"parked","cat":"idle","ph":"X","pid":1,"tid":{worker},"ts":{start:.3},"dur":{micros:.3}}}"#
+            ),
+            Event::Steal { at, victim, count } => write!(
+                line,
+                r#"{{"name":"steal","cat":"steal","ph":"i","s":"t","pid":1,"tid":{worker},"ts":{at:.3},"args":{{"victim":{victim},"fibers":{count}}}}}"#
+            ),
+            Event::Spawn { at, fiber } => write!(
+                line,
+                r#"{{"name":"spawn","cat":"spawn","ph":"i","s":"t","pid":1,"tid":{worker},"ts":{at:.3},"args":{{"fiber":{fiber}}}}}"#
+            ),
+            Event::Handoff {
+                fiber,
+                start,
+                micros,
+            } => write!(
+                line,
+                r#"{{"name":"stuck in fiber {fiber}","cat":"handoff","ph":"X","pid":1,"tid":{worker},"ts":{start:.3},"dur":{micros:.3},"args":{{"fiber":{fiber}}}}}"#
+            ),
+        };
+        line
     }
 }

@@ -28,8 +28,8 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::fiber::waiter::Waiter;
 use crate::lock::MutexExt;
-use crate::sync::waiter::Waiter;
 
 /// Where a pool thread leaves a job's outcome for the waiting fiber.
 struct ResultSlot<T> {
@@ -73,7 +73,7 @@ where
         *pool_slot.result.lock_unpoisoned() = Some(outcome);
         // Release: `result` is written before `done` is seen.
         pool_slot.done.store(true, Ordering::Release);
-        pool_slot.waiter.unpark();
+        pool_slot.waiter.wake();
     });
     // SAFETY: only the lifetime changes, and the job touches no `'a` data
     // once this function has returned or unwound out of it. The job uses

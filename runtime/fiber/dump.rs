@@ -27,8 +27,8 @@
 //! looked at through its state word.
 //!
 //! The cost on the hot path is that compare-and-swap in place of a plain
-//! store, once per fiber finish (see the README for spawn + join measured
-//! before and after). Rejected: a lock around the registry (every start
+//! store, once per fiber finish (spawn + join measured before and after in
+//! `docs/decisions.md`, "Runtime::dump"). Rejected: a lock around the registry (every start
 //! and finish would take it); stopping the workers at a safe point (a
 //! fiber that never yields would hang the dump, just when it is most
 //! wanted); hazard pointers with `membarrier(2)` (no atomic on the finish
@@ -69,18 +69,15 @@ use std::sync::{Arc, Mutex};
 
 use super::context::{Resume, Suspend};
 use super::state::{Phase, Unparked};
-use super::{FiberId, FiberInner, Running, CURRENT};
+use super::{clone_raw, FiberId, FiberInner, Running, CURRENT};
 use crate::lock::MutexExt;
 use crate::scheduler::Shared;
 
 /// Stack a backtrace capture needs below the parked fiber's frame, with
-/// room to spare. Measured: `Backtrace::force_capture` from a fiber parked
-/// in `mpsc::Receiver::recv` (std's unwinder through libgcc, the process's
-/// first capture, 17 frames) touched 4,847 bytes below the capturing frame
-/// (found by scanning a fresh, zero-filled 200 KiB stack for the lowest
-/// written byte). 16 KiB is that three times over, rounded up to pages. A fiber with less left is reported, not captured
-/// ([`NotCaptured::StackLow`]): overflowing its guard page would abort the
-/// process.
+/// room to spare: three times what a first capture was measured to touch,
+/// rounded up to pages (`docs/decisions.md`). A fiber with less left is
+/// reported, not captured ([`NotCaptured::StackLow`]): overflowing its
+/// guard page would abort the process.
 pub const CAPTURE_STACK_NEEDED: usize = 16 * 1024;
 
 /// What a [`Runtime::dump`](crate::Runtime::dump) found: the started,
@@ -252,10 +249,7 @@ pub(crate) fn dump(shared: &Shared) -> FiberDump {
         // started and cannot finish until we let go: its scheduling
         // reference keeps it alive, and we add a reference of our own.
         // SAFETY: so `fiber` points into a live Arc<FiberInner>.
-        unsafe {
-            Arc::increment_strong_count(fiber);
-            held.push(Arc::from_raw(fiber));
-        }
+        held.push(unsafe { clone_raw(fiber) });
     });
     // A capture that overflowed would fault on the fiber's guard page with
     // this thread's registers; the handler needs an alternate stack to

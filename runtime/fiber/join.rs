@@ -17,22 +17,22 @@
 //! A joiner that gives up (`join_timeout`) CASes WAITING → EMPTY and takes
 //! its waiter back; if that CAS fails, the fiber completed meanwhile and the
 //! joiner takes the result instead. Either way nobody is left pointing at a
-//! waiter that stopped waiting.
+//! waiter that stopped waiting. (`join_timeout` itself is defined in
+//! `time/`, with the clock: `fiber/` does not depend on `time/`. Here it is
+//! [`JoinHandle::join_with`], a join whose park may give up.)
 //!
 //! Rejected: a separate `Arc<Packet<T>>` shared by the fiber and the handle
-//! (std's design). It cost an allocation and three reference-count updates
-//! per fiber; folding it into the fiber took `benches/spawn.rs` from 272 ns
-//! to the figure in the README.
+//! (std's design): it costs an allocation and three reference-count updates
+//! per fiber (measured in `docs/decisions.md`, "Completion").
 
 use std::any::Any;
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::time::{Duration, Instant};
 
+use super::waiter::Waiter;
 use super::Fiber;
-use crate::sync::waiter::Waiter;
 
 const EMPTY: u8 = 0;
 const WAITING: u8 = 1;
@@ -85,10 +85,11 @@ impl Completion {
         self.state.load(Ordering::Acquire) == DONE
     }
 
-    /// Blocks (a thread) or parks (a fiber) until the result is there, or
-    /// until `deadline` (then `None`, and the completion is as before the
-    /// call). Only the one `JoinHandle` calls it, never concurrently.
-    fn wait(&self, deadline: Option<Instant>) -> Option<Output> {
+    /// Blocks (a thread) or parks (a fiber) until the result is there,
+    /// parking with `park`, which returns false to give up (then `None`,
+    /// and the completion is as before the call). Only the one
+    /// `JoinHandle` calls it, never concurrently.
+    fn wait(&self, mut park: impl FnMut() -> bool) -> Option<Output> {
         if !self.is_done() {
             // SAFETY: before WAITING only the joiner touches `waiter`.
             unsafe { *self.waiter.get() = Some(Waiter::current()) };
@@ -102,7 +103,7 @@ impl Completion {
                 unsafe { *self.waiter.get() = None };
             }
             while !self.is_done() {
-                if crate::time::park_until(deadline) {
+                if park() {
                     continue;
                 }
                 // Give up: take the waiter back, unless the fiber completed
@@ -157,36 +158,23 @@ impl<T: 'static> JoinHandle<T> {
             .fiber
             .inner
             .completion
-            .wait(None)
+            .wait(|| {
+                super::park();
+                true
+            })
             .expect("an untimed wait returns the result");
-        output.map(|value| {
-            *value
-                .downcast::<T>()
-                .expect("a fiber's result has its JoinHandle's type")
-        })
+        downcast(output)
     }
 
-    /// Like [`JoinHandle::join`], giving up after `timeout`: then the
-    /// handle comes back as `Err`, to wait again or to drop (detaching the
-    /// fiber).
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// let rt = spindle::Runtime::new().unwrap();
-    /// rt.block_on(|| {
-    ///     let slow = spindle::spawn(|| spindle::time::sleep(Duration::from_millis(50)));
-    ///     let slow = slow.join_timeout(Duration::from_millis(1)).unwrap_err(); // still running
-    ///     assert!(slow.join_timeout(Duration::from_secs(60)).unwrap().is_ok());
-    /// });
-    /// ```
-    pub fn join_timeout(self, timeout: Duration) -> Result<Result<T, JoinError>, JoinHandle<T>> {
-        let deadline = Instant::now().checked_add(timeout);
-        match self.fiber.inner.completion.wait(deadline) {
-            Some(output) => Ok(output.map(|value| {
-                *value
-                    .downcast::<T>()
-                    .expect("a fiber's result has its JoinHandle's type")
-            })),
+    /// [`JoinHandle::join`], parking with `park` (one park, however it
+    /// ends), which returns false to give up: then the handle comes back as
+    /// `Err`, to wait again or to drop. `time/` makes `join_timeout` of it.
+    pub(crate) fn join_with(
+        self,
+        park: impl FnMut() -> bool,
+    ) -> Result<Result<T, JoinError>, JoinHandle<T>> {
+        match self.fiber.inner.completion.wait(park) {
+            Some(output) => Ok(downcast(output)),
             None => Err(self),
         }
     }
@@ -200,6 +188,15 @@ impl<T: 'static> JoinHandle<T> {
     pub fn fiber(&self) -> &Fiber {
         &self.fiber
     }
+}
+
+/// A fiber's type-erased outcome as its `JoinHandle`'s type.
+fn downcast<T: 'static>(output: Output) -> Result<T, JoinError> {
+    output.map(|value| {
+        *value
+            .downcast::<T>()
+            .expect("a fiber's result has its JoinHandle's type")
+    })
 }
 
 impl<T> fmt::Debug for JoinHandle<T> {

@@ -7,16 +7,30 @@
 //! - `join.rs`: `JoinHandle` and `JoinError`.
 //! - `dump.rs`: `Runtime::dump`, the list of live fibers with backtraces of
 //!   the parked ones.
+//! - The per-fiber wait state, which the layers above (`time`, `sync`,
+//!   `io`, `blocking`) park and wake through: `waiter.rs` (a fiber or a
+//!   thread to wake), `wait_node.rs` (its entry in a wait list, kept
+//!   between waits) and `locals.rs` (its fiber-local values).
 //!
 //! A fiber is an `Arc<FiberInner>`. See `FiberInner`'s "Ownership" for the
 //! one reference that is special, the *scheduling reference*.
+//!
+//! # Layering
+//! `fiber/` and `scheduler/` depend on each other (a fiber is queued by
+//! the scheduler, and the scheduler runs fibers), and on nothing above
+//! them: no `time`, no `sync`. A wait with a deadline is built in `time/`
+//! from `CurrentFiber`, the running fiber's view of itself (its runtime,
+//! a handle for its waker, its token, its park).
 
 pub(crate) mod context;
 pub(crate) mod dump;
 pub(crate) mod join;
+pub(crate) mod locals;
 pub(crate) mod spawn;
 pub(crate) mod stack;
 pub(crate) mod state;
+pub(crate) mod wait_node;
+pub(crate) mod waiter;
 
 pub use self::dump::{
     DumpedFiber, FiberDump, FiberState, NotCaptured, StackTrace, CAPTURE_STACK_NEEDED,
@@ -25,14 +39,17 @@ pub use self::spawn::Builder;
 
 use std::cell::{Cell, UnsafeCell};
 use std::fmt;
-use std::num::NonZeroU64;
+use std::num::{NonZeroU64, NonZeroUsize};
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use self::context::{Context, FiberYielder, Resume, Suspend};
 use self::join::{Cancelled, Completion};
+use self::locals::Locals;
 use self::stack::StackCache;
 use self::state::{State, Unparked};
+use self::wait_node::NodeCache;
 use crate::scheduler::Shared;
 
 /// How a fiber's root function is started.
@@ -75,9 +92,9 @@ pub(crate) type Entry = Box<dyn FnOnce(Start) -> join::Output + Send + 'static>;
 /// wins PARKED → DUMPING holds the scheduling reference as an unparker
 /// would, until it parks the fiber again or queues it.
 ///
-/// Measured: this ownership scheme took `benches/spawn.rs` from 238 ns to
-/// the figure in the README (four reference-count updates fewer per
-/// spawn + join).
+/// Measured: four reference-count updates fewer per spawn + join than
+/// when the slot registry held a counted reference (`docs/decisions.md`,
+/// "FiberInner").
 pub(crate) struct FiberInner {
     // --- Set at spawn, immutable after: anyone may read.
     pub(crate) id: FiberId,
@@ -85,8 +102,9 @@ pub(crate) struct FiberInner {
     /// Where it was spawned (`#[track_caller]` through the spawn calls),
     /// for fiber dumps.
     location: &'static std::panic::Location<'static>,
-    /// Requested usable stack bytes; 0 means the runtime's default.
-    stack_size: usize,
+    /// Usable stack bytes the fiber asked for, rounded to pages; `None`
+    /// for the runtime's default (taken through the worker's cache).
+    stack_size: Option<NonZeroUsize>,
     /// The runtime the fiber belongs to (for unparks from anywhere).
     pub(crate) shared: Arc<Shared>,
 
@@ -112,14 +130,14 @@ pub(crate) struct FiberInner {
     /// fiber. Per fiber, not `std::thread::panicking()`: the thread that
     /// runs the cancellation may itself be unwinding for its own reasons.
     cancelling: Cell<bool>,
-    /// Fiber-local values (`sync::local`): made by the fiber's code on
+    /// Fiber-local values (`locals.rs`): made by the fiber's code on
     /// first access, dropped by it at its end in `fiber_main`.
-    locals: crate::sync::local::Locals,
+    locals: Locals,
     /// The fiber's wait-list node, kept between waits so that a wait
-    /// allocates nothing (`sync/waitlist.rs`). It names this fiber, so it
+    /// allocates nothing (`wait_node.rs`). It names this fiber, so it
     /// is dropped at the fiber's end in `fiber_main`, which breaks that
     /// cycle.
-    wait_node: crate::sync::waitlist::NodeCache,
+    wait_node: NodeCache,
 }
 
 // The non-Sync fields (`context`, `guard`, `entry`, `yielder`, `cancelling`,
@@ -141,7 +159,7 @@ impl FiberInner {
         shared: Arc<Shared>,
         name: Option<Box<str>>,
         location: &'static std::panic::Location<'static>,
-        stack_size: usize,
+        stack_size: Option<NonZeroUsize>,
         entry: Entry,
     ) -> FiberInner {
         FiberInner {
@@ -157,8 +175,8 @@ impl FiberInner {
             entry: UnsafeCell::new(Some(entry)),
             yielder: Cell::new(std::ptr::null()),
             cancelling: Cell::new(false),
-            locals: crate::sync::local::Locals::new(),
-            wait_node: crate::sync::waitlist::NodeCache::new(),
+            locals: Locals::new(),
+            wait_node: NodeCache::new(),
         }
     }
 }
@@ -205,8 +223,8 @@ pub(crate) fn run_slice(
             return finish_unstarted(fiber, Start::Cancelled);
         }
         let stack = match fiber.stack_size {
-            0 => cache.acquire(pool),
-            size => pool.acquire_sized(size),
+            None => cache.acquire(pool),
+            Some(size) => pool.acquire_sized(size.get()),
         };
         let stack = match stack {
             Ok(stack) => stack,
@@ -237,7 +255,7 @@ pub(crate) fn run_slice(
         None => {
             let stack = context.take().expect("context present").into_stack();
             stack.clear_owner();
-            if fiber.stack_size == 0 {
+            if fiber.stack_size.is_none() {
                 cache.release(pool, stack);
             } else {
                 pool.release(stack);
@@ -350,8 +368,8 @@ pub(crate) fn classify_fault(address: usize) {
         len: 0,
     };
     let size_kib = match fiber.stack_size {
-        0 => fiber.shared.stacks.default_size(),
-        size => stack::StackPool::round_size(size),
+        None => fiber.shared.stacks.default_size(),
+        Some(size) => stack::StackPool::round_size(size.get()),
     } / 1024;
     let _ = fmt::Write::write_fmt(
         &mut line,
@@ -475,7 +493,7 @@ impl fmt::Debug for Fiber {
         f.debug_struct("Fiber")
             .field("id", &self.inner.id)
             .field("name", &self.inner.name)
-            .field("state", &self.inner.state.describe())
+            .field("state", &self.inner.state.phase().name())
             .finish()
     }
 }
@@ -492,46 +510,14 @@ pub fn current() -> Fiber {
 
 /// The fiber that calls it, or `None` on a plain thread.
 pub fn try_current() -> Option<Fiber> {
-    let fiber = current_ptr();
-    if fiber.is_null() {
-        return None;
-    }
-    // SAFETY: the running fiber is kept alive by the worker running it, so
-    // `fiber` points into a live Arc; we add a reference of our own.
-    unsafe {
-        Arc::increment_strong_count(fiber);
-        Some(Fiber {
-            inner: Arc::from_raw(fiber),
-        })
-    }
+    CurrentFiber::get().map(CurrentFiber::handle)
 }
 
 /// How many workers the running fiber's runtime has, or `None` on a plain
 /// thread (`sync::Mutex` spins only where another worker may run the
 /// holder).
 pub(crate) fn current_runtime_workers() -> Option<usize> {
-    // SAFETY: the running fiber is alive while it runs.
-    unsafe { current_ptr().as_ref() }.map(|fiber| fiber.shared.num_workers)
-}
-
-/// Runs `f` with the running fiber's fiber-local values (`sync::local`),
-/// or with `None` on a plain thread.
-pub(crate) fn with_current_locals<R>(
-    f: impl FnOnce(Option<&crate::sync::local::Locals>) -> R,
-) -> R {
-    // SAFETY: the running fiber is alive while it runs, which includes all
-    // of `f` (a fiber that parks inside `f` keeps its FiberInner alive).
-    f(unsafe { current_ptr().as_ref() }.map(|fiber| &fiber.locals))
-}
-
-/// Runs `f` with the running fiber's wait-node cache, or with `None` on a
-/// plain thread.
-pub(crate) fn with_current_wait_node<R>(
-    f: impl FnOnce(Option<&crate::sync::waitlist::NodeCache>) -> R,
-) -> R {
-    // SAFETY: the running fiber is alive while it runs, which includes all
-    // of `f` (which does not park).
-    f(unsafe { current_ptr().as_ref() }.map(|fiber| &fiber.wait_node))
+    CurrentFiber::get().map(|fiber| fiber.shared().num_workers())
 }
 
 /// Blocks the caller until its token is available, like
@@ -545,65 +531,86 @@ pub(crate) fn with_current_wait_node<R>(
 /// fiber is unwound. A fiber that catches that unwind with `catch_unwind`
 /// and goes on waiting keeps shutdown waiting for it.)
 pub fn park() {
-    let fiber = current_ptr();
-    if fiber.is_null() {
+    let Some(fiber) = CurrentFiber::get() else {
         std::thread::park();
         return;
+    };
+    if !fiber.take_token() {
+        fiber.park_after_token_check();
     }
-    // SAFETY: the running fiber is alive while it runs.
-    if unsafe { &*fiber }.state.take_token() {
-        return;
-    }
-    suspend(fiber, Suspend::Park);
 }
 
-/// `time::park_until`'s park: parks the running fiber with a timer for
-/// `deadline` on its worker; on a plain thread,
-/// `std::thread::park_timeout` for what is left. `now` is the caller's
-/// reading of the clock, passed on rather than read again (clock reads
-/// were 6% of `examples/timers`' million sleepers).
-pub(crate) fn park_deadline(deadline: std::time::Instant, now: std::time::Instant) {
-    let fiber = current_ptr();
-    if fiber.is_null() {
-        std::thread::park_timeout(deadline.saturating_duration_since(now));
-        return;
+/// The fiber running on this thread, as its own code sees it: what code
+/// that parks it needs (its runtime, a handle for its waker, its token,
+/// the park itself) without a reference count of its own. `time/` builds
+/// the timed park from it; `locals.rs` and `wait_node.rs` find the fiber's
+/// wait state through it.
+///
+/// # Invariants
+/// Held only by the code of the fiber it names, while that code runs (it
+/// is not `Send`). That fiber is alive meanwhile, across parks and moves
+/// to other threads: its `FiberInner` does not move, and its scheduling
+/// reference keeps it alive ("Ownership" on `FiberInner`).
+#[derive(Clone, Copy)]
+pub(crate) struct CurrentFiber(NonNull<FiberInner>);
+
+impl CurrentFiber {
+    /// The fiber running on the calling thread, or `None` on a plain thread.
+    #[inline]
+    pub(crate) fn get() -> Option<CurrentFiber> {
+        NonNull::new(current_ptr().cast_mut()).map(CurrentFiber)
     }
-    // SAFETY: the running fiber is alive while it runs.
-    let inner = unsafe { &*fiber };
-    if inner.state.take_token() {
-        return;
+
+    #[inline]
+    fn inner(&self) -> &FiberInner {
+        // SAFETY: the fiber is alive while its code runs (invariant), and
+        // the reference lives no longer than this value, which only that
+        // code holds.
+        unsafe { self.0.as_ref() }
     }
-    let shared = &*inner.shared;
-    let Some(worker) = crate::scheduler::worker::with_current(shared, |w| w.map(|w| w.index()))
-    else {
-        // Not on one of our workers: the shutdown thread unwinding us. A
-        // spurious return is allowed.
-        return;
-    };
-    // SAFETY: the running fiber is alive; the timer gets a handle of its own.
-    let handle = unsafe {
+
+    /// The runtime the fiber belongs to.
+    #[inline]
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.inner().shared
+    }
+
+    /// A handle of its own to the fiber (one reference count), for a waker.
+    #[inline]
+    pub(crate) fn handle(self) -> Fiber {
+        // SAFETY: the fiber is alive while its code runs (invariant).
+        let inner = unsafe { clone_raw(self.0.as_ptr()) };
+        Fiber { inner }
+    }
+
+    /// The fiber wants to park: consumes a pending unpark token. Returns
+    /// true if there was one (then the park returns at once).
+    #[inline]
+    pub(crate) fn take_token(self) -> bool {
+        self.inner().state.take_token()
+    }
+
+    /// Parks the fiber until it is unparked (or spuriously), without a
+    /// look at its token: the caller has just called
+    /// [`CurrentFiber::take_token`] and found none.
+    #[inline]
+    pub(crate) fn park_after_token_check(self) {
+        suspend(self.0.as_ptr(), Suspend::Park);
+    }
+}
+
+/// A reference of its own to the fiber at `fiber`.
+///
+/// # Safety
+/// `fiber` must point into a live `Arc<FiberInner>` whose count some other
+/// holder keeps above zero for the duration of the call.
+#[inline]
+unsafe fn clone_raw(fiber: *const FiberInner) -> Arc<FiberInner> {
+    // SAFETY: the caller's promise; the count we add is ours.
+    unsafe {
         Arc::increment_strong_count(fiber);
-        Fiber {
-            inner: Arc::from_raw(fiber),
-        }
-    };
-    let key = shared.remotes[worker]
-        .timers
-        .insert(worker, shared.epoch, deadline, handle);
-    // Cancels the timer when we wake early, and if we are unwound instead.
-    struct Cancel<'a> {
-        shared: &'a Shared,
-        key: crate::time::timers::TimerKey,
+        Arc::from_raw(fiber)
     }
-    impl Drop for Cancel<'_> {
-        fn drop(&mut self) {
-            self.shared.remotes[self.key.worker]
-                .timers
-                .remove(self.key, self.shared.epoch);
-        }
-    }
-    let _cancel = Cancel { shared, key };
-    suspend(fiber, Suspend::Park);
 }
 
 /// Lets the other runnable fibers of this worker run before the caller

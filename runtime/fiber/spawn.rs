@@ -9,6 +9,7 @@
 //! call, not an abort later.
 
 use std::fmt;
+use std::num::NonZeroUsize;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
@@ -116,32 +117,20 @@ impl Builder {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let fiber = super::current_ptr();
-        if fiber.is_null() {
+        let Some(fiber) = super::CurrentFiber::get() else {
             panic!(
                 "spindle::spawn called outside a fiber: call it from inside Runtime::block_on, \
                  or use Runtime::spawn from a plain thread"
             );
-        }
-        // SAFETY: the running fiber is alive while it runs, and so is the
-        // runtime it holds.
-        let shared = unsafe { &(*fiber).shared };
-        self.spawn_in(shared, f)
-    }
-
-    /// Spawns the fiber on `runtime`, from any thread.
-    #[track_caller]
-    pub fn spawn_on<F, T>(self, runtime: &crate::Runtime, f: F) -> Result<JoinHandle<T>, SpawnError>
-    where
-        F: FnOnce() -> T + Send + 'static,
-        T: Send + 'static,
-    {
-        self.spawn_in(runtime.shared(), f)
+        };
+        self.spawn_in(fiber.shared(), f)
     }
 
     /// Spawns on `shared`; the caller's caller chain, up to the first
     /// function without `#[track_caller]`, is the spawn location a fiber
-    /// dump shows.
+    /// dump shows. (`Builder::spawn_on` is defined in `runtime.rs`, with
+    /// the `Runtime` it takes: `fiber/` does not depend on the runtime
+    /// handle.)
     #[track_caller]
     pub(crate) fn spawn_in<F, T>(
         self,
@@ -171,10 +160,10 @@ impl Builder {
                 }
             }
         });
-        let stack_size = match self.stack_size {
-            Some(bytes) => super::stack::StackPool::round_size(bytes),
-            None => 0,
-        };
+        let stack_size = self.stack_size.map(|bytes| {
+            let rounded = super::stack::StackPool::round_size(bytes);
+            NonZeroUsize::new(rounded).expect("a stack is at least a page")
+        });
         let inner = Arc::new(FiberInner::new(
             shared.clone(),
             self.name.map(Into::into),

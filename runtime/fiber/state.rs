@@ -92,7 +92,7 @@ impl State {
         if let Err(found) = result {
             panic!(
                 "spindle: fiber resumed twice at once (state {})",
-                name(found)
+                Phase::of(found).name()
             );
         }
     }
@@ -210,24 +210,17 @@ impl State {
         }
     }
 
-    /// The state now, for fiber dumps (a snapshot: it may change at once).
+    /// The state now, for fiber dumps and `Debug` (a snapshot: it may
+    /// change at once).
     pub(crate) fn phase(&self) -> Phase {
-        match self.0.load(Ordering::Acquire) & STATE_MASK {
-            SCHEDULED => Phase::Scheduled,
-            RUNNING => Phase::Running,
-            PARKED => Phase::Parked,
-            DUMPING => Phase::Dumping,
-            _ => Phase::Done,
-        }
-    }
-
-    /// A name for the current state, for fiber dumps and assertion messages.
-    pub(crate) fn describe(&self) -> &'static str {
-        name(self.0.load(Ordering::Relaxed))
+        // Acquire: a dump that sees PARKED reads the fiber as its parker
+        // left it.
+        Phase::of(self.0.load(Ordering::Acquire))
     }
 }
 
-/// The state without the token, as [`State::phase`] reads it.
+/// One of the machine's states, without the token: what [`State::phase`]
+/// reads. The module docs say what each means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Phase {
     Scheduled,
@@ -237,13 +230,27 @@ pub(crate) enum Phase {
     Done,
 }
 
-fn name(state: u8) -> &'static str {
-    match state & STATE_MASK {
-        SCHEDULED => "scheduled",
-        RUNNING => "running",
-        PARKED => "parked",
-        DUMPING => "dumping",
-        _ => "done",
+impl Phase {
+    /// The state a state word holds.
+    fn of(word: u8) -> Phase {
+        match word & STATE_MASK {
+            SCHEDULED => Phase::Scheduled,
+            RUNNING => Phase::Running,
+            PARKED => Phase::Parked,
+            DUMPING => Phase::Dumping,
+            _ => Phase::Done,
+        }
+    }
+
+    /// Its name, for `Debug` and assertion messages.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Phase::Scheduled => "scheduled",
+            Phase::Running => "running",
+            Phase::Parked => "parked",
+            Phase::Dumping => "dumping",
+            Phase::Done => "done",
+        }
     }
 }
 
@@ -280,7 +287,7 @@ mod tests {
         assert!(!state.take_token()); // the fiber decides to park...
         assert_eq!(state.unpark(), Unparked::Nothing); // ...an unpark lands...
         assert!(!state.finish_park(), "...so the worker must not park it");
-        assert_eq!(state.describe(), "running");
+        assert_eq!(state.phase().name(), "running");
         assert!(!state.take_token(), "the token was consumed by that wake");
     }
 
@@ -299,7 +306,7 @@ mod tests {
         let state = State::new_scheduled();
         state.begin_run();
         state.finish();
-        assert_eq!(state.describe(), "done");
+        assert_eq!(state.phase().name(), "done");
         assert_eq!(state.unpark(), Unparked::Nothing);
     }
 

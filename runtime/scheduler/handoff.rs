@@ -4,8 +4,9 @@
 //! A fiber that makes a raw blocking system call (`usleep`, a `read` on a
 //! pipe, `getaddrinfo`) or computes for a long time without yielding holds
 //! its worker thread. Fibers queued behind it on that worker wait, and if
-//! every worker is held so, the whole runtime stops (this is what tokio and
-//! `may` do: 1,000 fibers each making a 10 ms call take 5 s on 2 workers).
+//! every worker is held so, the whole runtime stops (as it does in tokio
+//! and `may`; `docs/decisions.md`, "DEFAULT_HANDOFF_BLOCKED", has the
+//! figures).
 //!
 //! # What we do (Go's `handoffp`, adapted)
 //! The monitor (`monitor.rs`) declares a worker **stuck** when its tick
@@ -15,7 +16,10 @@
 //! `Remote` with its own deque, next slot and timer queue, beyond the N
 //! configured ones) and runs the ordinary worker loop on it. The spare
 //! steals the stuck worker's queued fibers (deques and next slots are
-//! stealable by design) and runs them.
+//! stealable by design) and runs them. Each slot's bookkeeping for this is
+//! a [`HandoffState`] in its `Remote`, which the monitor and the slot's
+//! thread write only through its methods; [`hand_off`] is the monitor's
+//! move.
 //!
 //! Go moves the stuck thread's P (its run queue) to another thread. We
 //! cannot: a raw call gives us no hook at its start and end, so the stuck
@@ -53,41 +57,45 @@
 //!
 //! # Costs
 //! Nothing on the hot path but one relaxed load of the stuck mark after
-//! each slice, on the worker's own cache line. Spare slots cost ~1 KiB each (a deque buffer),
-//! allocated at start for `Builder::max_spare_workers` (default 256).
+//! each slice, on the worker's own cache line. Each spare slot costs a
+//! `Remote` and a deque buffer, made at start for every slot up to
+//! `Builder::max_spare_workers` (default [`DEFAULT_MAX_SPARE_WORKERS`]).
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use super::worker::Worker;
+use super::{OwnerSide, Shared};
 use crate::blocking::pool::Pool;
-use crate::fiber::stack::StackCache;
-use crate::fiber::FiberInner;
 use crate::lock::MutexExt;
+
+/// `HandoffState::cpu_clock` before a thread has set it.
+const NO_CLOCK: i32 = i32::MIN;
 
 /// Default hand-off threshold for a worker blocked in the kernel.
 ///
-/// Go's sysmon takes a P from a thread in a system call on its first check
-/// (20 µs after the call began at best). We tell a blocked worker from a
-/// computing one by its thread's CPU clock (`monitor.rs`), so a short
-/// threshold cannot take a worker from a fiber that is merely busy. Measured
-/// with `examples/blocking.rs` (1,000 fibers × `usleep(10 ms)`, 2 workers):
-/// 50 µs gives the wall times in the README; each step of the chain of
-/// hand-offs costs about one threshold.
+/// Go's sysmon takes a P from a thread in a system call on its first check.
+/// We tell a blocked worker from a computing one by its thread's CPU clock
+/// (`monitor.rs`), so a short threshold cannot take a worker from a fiber
+/// that is merely busy. Measured: each link of a chain of blocking calls
+/// costs about one threshold, so a short one keeps `examples/blocking` near
+/// Go's time (`docs/decisions.md`).
 pub const DEFAULT_HANDOFF_BLOCKED: Duration = Duration::from_micros(20);
 
 /// Default hand-off threshold for a worker whose fiber is computing.
 ///
-/// Go preempts a goroutine that has run for 10 ms; we cannot preempt, so
-/// after 10 ms of CPU in one fiber with others waiting we hand the others
-/// to a spare instead. Longer than any reasonable slice, so a runtime doing
-/// ordinary work never hands off; short enough that fibers behind a CPU
-/// loop see a hiccup, not a stall.
+/// Go's preemption slice: Go preempts a goroutine that has run this long;
+/// we cannot preempt, so after this much CPU in one fiber with others
+/// waiting we hand the others to a spare instead. Longer than any
+/// reasonable slice, so a runtime doing ordinary work never hands off;
+/// short enough that fibers behind a CPU loop see a hiccup, not a stall.
 pub const DEFAULT_HANDOFF_RUNNING: Duration = Duration::from_millis(10);
 
-/// Default cap on spare worker threads: 256, the number of threads Go
-/// started for the same 1,000 × 10 ms workload here (see issue 5).
+/// Default cap on spare worker threads. Above the threads Go starts for
+/// `examples/blocking`'s workload, so the cap does not bind there
+/// (`docs/decisions.md`); otherwise a guess.
 pub const DEFAULT_MAX_SPARE_WORKERS: usize = 512;
 
 /// One hand-off episode, reported when it ends.
@@ -130,6 +138,158 @@ pub(crate) fn stderr_sink() -> HandoffSink {
     Arc::new(|report: &HandoffReport| eprintln!("{report}"))
 }
 
+/// One worker slot's hand-off bookkeeping, in its `Remote`: what the
+/// monitor reads to judge whether the slot's thread is held in one fiber,
+/// and the mark it sets when it hands the slot's queue to a spare.
+///
+/// Written only through these methods: by the monitor (`activate`,
+/// `mark_stuck`, and `deactivate` for a spare that could not start) and by
+/// the slot's own thread (`take_thread`, the `in_fiber` flag around each
+/// slice, `end_stuck`, `retire`). Everyone else only reads.
+pub(super) struct HandoffState {
+    /// Whether a thread runs this slot's loop now. Always true for the
+    /// configured workers; for spare slots, set by the monitor when it
+    /// starts a spare and cleared by the spare when it retires.
+    active: AtomicBool,
+    /// 0, or (when the monitor has declared this worker stuck) 1 + the
+    /// nanoseconds since the runtime's epoch at which its progress stopped.
+    /// Set by the monitor (0 → t), cleared by the owner when its fiber
+    /// returns (t → 0).
+    stuck_since: AtomicU64,
+    /// The CPU-time clock of the thread that owns the slot (see
+    /// `sys::thread`), so the monitor can tell a blocked worker from a
+    /// computing one. Set by that thread when it takes the slot.
+    cpu_clock: AtomicI32,
+    /// Whether the slot's thread is running fiber code now (not the
+    /// scheduler's own). Written by the owner around each slice (Relaxed,
+    /// in `fiber::run_slice`).
+    in_fiber: AtomicBool,
+    /// The kernel thread id of that thread (for its `/proc` state). Set
+    /// with `cpu_clock`.
+    tid: AtomicI32,
+    /// Times this worker was declared stuck. Written by the monitor only.
+    handoffs: AtomicU64,
+}
+
+impl HandoffState {
+    /// A slot's state at start: `active` for the configured workers.
+    pub(super) fn new(active: bool) -> HandoffState {
+        HandoffState {
+            active: AtomicBool::new(active),
+            stuck_since: AtomicU64::new(0),
+            cpu_clock: AtomicI32::new(NO_CLOCK),
+            in_fiber: AtomicBool::new(false),
+            tid: AtomicI32::new(0),
+            handoffs: AtomicU64::new(0),
+        }
+    }
+
+    /// The calling thread takes the slot: records its CPU clock and kernel
+    /// thread id for the monitor.
+    pub(super) fn take_thread(&self) {
+        let clock = crate::sys::thread::current_cpu_clock().unwrap_or(NO_CLOCK);
+        // Relaxed (both): hints for the monitor, which re-reads them at
+        // every pass.
+        self.cpu_clock.store(clock, Ordering::Relaxed);
+        self.tid
+            .store(crate::sys::thread::current_tid(), Ordering::Relaxed);
+    }
+
+    /// The flag `fiber::run_slice` sets while fiber code runs.
+    #[inline]
+    pub(super) fn in_fiber_flag(&self) -> &AtomicBool {
+        &self.in_fiber
+    }
+
+    /// Whether the slot's thread runs fiber code now (a hint).
+    pub(super) fn is_in_fiber(&self) -> bool {
+        // Relaxed: a hint for the monitor, which re-checks what it sees.
+        self.in_fiber.load(Ordering::Relaxed)
+    }
+
+    /// The CPU time the slot's thread has used, if its clock is known.
+    pub(super) fn thread_cpu_time(&self) -> Option<Duration> {
+        let clock = self.cpu_clock.load(Ordering::Relaxed);
+        (clock != NO_CLOCK)
+            .then(|| crate::sys::thread::cpu_time(clock))
+            .flatten()
+    }
+
+    /// The slot's thread's kernel id (0 before any thread took the slot).
+    pub(super) fn tid(&self) -> i32 {
+        self.tid.load(Ordering::Relaxed)
+    }
+
+    /// Whether a thread runs the slot's loop now (a hint for the monitor's
+    /// pass: Relaxed).
+    pub(super) fn is_active(&self) -> bool {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// Whether a thread still holds the slot, seen after everything a
+    /// retiring spare did before giving it back (shutdown's wait).
+    pub(super) fn has_thread(&self) -> bool {
+        // Acquire: pairs with the Release store in `retire`, made after
+        // the spare has handed its queue and stacks back.
+        self.active.load(Ordering::Acquire)
+    }
+
+    /// The monitor gives the (spare) slot to a thread about to start.
+    fn activate(&self) {
+        // Relaxed: read by the monitor itself, and at shutdown only after
+        // the monitor thread has been joined, which orders it.
+        self.active.store(true, Ordering::Relaxed);
+    }
+
+    /// The monitor takes the slot back: no thread could be started for it.
+    fn deactivate(&self) {
+        self.active.store(false, Ordering::Relaxed);
+    }
+
+    /// A retiring spare gives the slot back, after it has handed on its
+    /// queue and stacks.
+    pub(super) fn retire(&self) {
+        // Release: shutdown waits for this (Acquire, `has_thread`) before
+        // it unwinds the fibers this spare left.
+        self.active.store(false, Ordering::Release);
+    }
+
+    /// Whether the monitor has declared the slot stuck. One relaxed load
+    /// on the owner's own cache line, after every slice.
+    #[inline]
+    pub(super) fn is_stuck(&self) -> bool {
+        // Relaxed: the owner re-reads the mark with Acquire in `end_stuck`.
+        self.stuck_since.load(Ordering::Relaxed) != 0
+    }
+
+    /// The monitor declares the slot stuck since `since`; the caller has
+    /// counted the episode in `Spares` first.
+    fn mark_stuck(&self, since: Instant, epoch: Instant) {
+        // Relaxed: written by the monitor only, read by metrics.
+        self.handoffs
+            .store(self.handoffs.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        let stuck_at = since.saturating_duration_since(epoch).as_nanos() as u64;
+        // Release: publishes the caller's increment of `Spares::stuck`
+        // before the owner can see its mark and decrement it.
+        self.stuck_since.store(1 + stuck_at, Ordering::Release);
+    }
+
+    /// The owner clears the stuck mark, its fiber having returned; returns
+    /// when (since the runtime's epoch) the slot got stuck, or `None` if it
+    /// was not marked.
+    pub(super) fn end_stuck(&self) -> Option<Duration> {
+        // Acquire: pairs with the monitor's Release store, so its increment
+        // of the stuck count comes before our decrement.
+        let since = self.stuck_since.swap(0, Ordering::Acquire);
+        (since != 0).then(|| Duration::from_nanos(since - 1))
+    }
+
+    /// Times the slot was declared stuck.
+    pub(super) fn handoffs(&self) -> u64 {
+        self.handoffs.load(Ordering::Relaxed)
+    }
+}
+
 /// The hand-off settings (from the Builder).
 #[derive(Clone)]
 pub(crate) struct HandoffConfig {
@@ -139,40 +299,43 @@ pub(crate) struct HandoffConfig {
     pub(crate) sink: HandoffSink,
 }
 
-/// A spare slot's owner-side state while no thread holds it.
-pub(crate) struct SpareSlot {
-    pub(crate) local: crossbeam_deque::Worker<Arc<FiberInner>>,
-    /// Unused by spares (they retire instead of sleeping); the worker loop
-    /// wants one.
-    pub(crate) parker: super::park::Parker,
-    pub(crate) stacks: StackCache,
-}
-
 /// The runtime's spare workers.
-pub(crate) struct Spares {
+pub(super) struct Spares {
     /// Free spare slot indices, with each slot's owner-side state. Taken by
     /// the monitor when it starts a spare, given back by a retiring spare.
-    free: Mutex<Vec<(usize, SpareSlot)>>,
+    free: Mutex<Vec<(usize, OwnerSide)>>,
     /// Spares running now (holding a slot). Changed by the monitor (+1) and
     /// by retiring spares (-1, by compare-and-swap against `stuck`).
-    pub(crate) active: AtomicUsize,
+    active: AtomicUsize,
     /// Workers (configured or spare) marked stuck now. +1 by the monitor,
     /// -1 by the worker when its fiber returns.
-    pub(crate) stuck: AtomicUsize,
+    stuck: AtomicUsize,
     /// Hand-off episodes so far.
-    pub(crate) episodes: AtomicU64,
+    episodes: AtomicU64,
     /// The most spares active at once.
-    pub(crate) peak: AtomicUsize,
+    peak: AtomicUsize,
     /// Threads for spare workers: reused across episodes, exiting after a
     /// keep-alive (the blocking pool's machinery, a separate instance with
     /// its own cap).
-    pub(crate) pool: Arc<Pool>,
-    pub(crate) config: HandoffConfig,
+    pool: Arc<Pool>,
+    config: HandoffConfig,
+}
+
+/// The spare workers' counts at one moment, for `Metrics`.
+pub(super) struct SpareCounts {
+    /// Hand-off episodes so far.
+    pub(super) episodes: u64,
+    /// Workers stuck now.
+    pub(super) stuck: usize,
+    /// Spares running now.
+    pub(super) active: usize,
+    /// The most spares running at once so far.
+    pub(super) peak: usize,
 }
 
 impl Spares {
-    pub(crate) fn new(
-        slots: Vec<(usize, SpareSlot)>,
+    pub(super) fn new(
+        slots: Vec<(usize, OwnerSide)>,
         config: HandoffConfig,
         keep_alive: Duration,
         thread_name: String,
@@ -197,21 +360,26 @@ impl Spares {
         }
     }
 
+    /// The hand-off settings.
+    pub(super) fn config(&self) -> &HandoffConfig {
+        &self.config
+    }
+
     /// Takes a free spare slot, if any is left under the cap.
-    pub(crate) fn take_slot(&self) -> Option<(usize, SpareSlot)> {
+    fn take_slot(&self) -> Option<(usize, OwnerSide)> {
         self.free.lock_unpoisoned().pop()
     }
 
     /// Gives a slot back (a retiring spare, or a spare that failed to
     /// start).
-    pub(crate) fn return_slot(&self, index: usize, slot: SpareSlot) {
+    pub(super) fn return_slot(&self, index: usize, slot: OwnerSide) {
         self.free.lock_unpoisoned().push((index, slot));
     }
 
     /// Whether a spare should retire now: more spares run than workers are
     /// stuck. If so, claims the retirement (decrements `active`) so that
     /// only one spare retires per surplus.
-    pub(crate) fn claim_retirement(&self) -> bool {
+    pub(super) fn claim_retirement(&self) -> bool {
         // Relaxed: counts re-checked by the compare-and-swap; a spare that
         // misses a change retires (or not) at its next decision.
         let mut active = self.active.load(Ordering::Relaxed);
@@ -228,6 +396,86 @@ impl Spares {
                 Ok(_) => return true,
                 Err(now) => active = now,
             }
+        }
+    }
+
+    /// A spare stops without a claimed retirement (shutdown, or it found
+    /// nothing to do).
+    pub(super) fn spare_stopped(&self) {
+        // Relaxed: a count; see `claim_retirement`.
+        self.active.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// An episode ended: hands its report to the sink (a panic in it is
+    /// caught and printed), then drops the stuck count. Called by the
+    /// worker that was stuck, once it has cleared its mark.
+    pub(super) fn episode_ended(&self, report: &HandoffReport) {
+        let sink = &self.config.sink;
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink(report))).is_err() {
+            eprintln!("spindle: the hand-off sink panicked on: {report}");
+        }
+        // Last: once the count drops, `Metrics::blocked_workers` says the
+        // episode is over, and its report has been made.
+        // Relaxed: a count; see `claim_retirement`.
+        let previous = self.stuck.fetch_sub(1, Ordering::Relaxed);
+        debug_assert!(previous > 0, "stuck worker count underflow");
+    }
+
+    /// Stops the spare threads' pool (shutdown).
+    pub(super) fn shutdown(&self) {
+        self.pool.shutdown();
+    }
+
+    /// The counts now (each exact, read a moment apart).
+    pub(super) fn counts(&self) -> SpareCounts {
+        SpareCounts {
+            episodes: self.episodes.load(Ordering::Relaxed),
+            stuck: self.stuck.load(Ordering::Relaxed),
+            active: self.active.load(Ordering::Relaxed),
+            peak: self.peak.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Declares worker `index` stuck (held since `since`) and starts a spare
+/// worker to take its queue. Does nothing if every spare slot is in use.
+/// Called by the monitor.
+pub(super) fn hand_off(shared: &Arc<Shared>, index: usize, since: Instant) {
+    let spares = &shared.spares;
+    let Some((slot, spare)) = spares.take_slot() else {
+        return; // at the cap: the stuck workers' fibers wait
+    };
+    // Relaxed counts; `mark_stuck`'s Release store publishes the increment
+    // of `stuck` before the worker can see its mark and decrement it.
+    spares.stuck.fetch_add(1, Ordering::Relaxed);
+    spares.episodes.fetch_add(1, Ordering::Relaxed);
+    shared.remotes[index]
+        .handoff
+        .mark_stuck(since, shared.epoch);
+
+    let active = spares.active.fetch_add(1, Ordering::Relaxed) + 1;
+    spares.peak.fetch_max(active, Ordering::Relaxed);
+    shared.remotes[slot].handoff.activate();
+    shared.use_slot(slot);
+
+    // The slot travels to the pool thread through a shared cell, so that if
+    // no thread can be started we can take it back.
+    let handover = Arc::new(Mutex::new(Some((slot, spare))));
+    let job_handover = handover.clone();
+    let job_shared = shared.clone();
+    let job = Box::new(move || {
+        let taken = job_handover.lock_unpoisoned().take();
+        if let Some((slot, spare)) = taken {
+            Worker::new(slot, job_shared, spare).run();
+        }
+    });
+    if spares.pool.submit(job).is_some() {
+        // The OS refused a thread and none exists to take the job.
+        let taken = handover.lock_unpoisoned().take();
+        if let Some((slot, spare)) = taken {
+            spares.active.fetch_sub(1, Ordering::Relaxed);
+            shared.remotes[slot].handoff.deactivate();
+            spares.return_slot(slot, spare);
         }
     }
 }

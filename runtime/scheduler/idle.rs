@@ -27,7 +27,7 @@ const SEARCH_MASK: usize = (1 << SEARCH_BITS) - 1;
 /// One unparked worker, in the state word.
 const ONE_UNPARKED: usize = 1 << SEARCH_BITS;
 
-pub(crate) struct Idle {
+pub(super) struct Idle {
     /// `unparked << SEARCH_BITS | searching`. SeqCst throughout: see the
     /// race in scheduler/mod.rs.
     state: AtomicUsize,
@@ -38,7 +38,7 @@ pub(crate) struct Idle {
 
 impl Idle {
     /// All workers start unparked and not searching.
-    pub(crate) fn new(num_workers: usize) -> Idle {
+    pub(super) fn new(num_workers: usize) -> Idle {
         assert!(num_workers < SEARCH_MASK, "too many workers");
         Idle {
             state: AtomicUsize::new(num_workers * ONE_UNPARKED),
@@ -50,7 +50,7 @@ impl Idle {
     /// Called after making a fiber runnable: picks a sleeping worker to wake
     /// (counting it as searching and unparked), or `None` if a searcher
     /// exists or nobody sleeps.
-    pub(crate) fn worker_to_notify(&self) -> Option<usize> {
+    pub(super) fn worker_to_notify(&self) -> Option<usize> {
         // SeqCst fence: orders the caller's queue push before this load (a
         // store-load pair, which acquire/release cannot order). Pairs with
         // the SeqCst decrement in `transition_worker_to_parked`.
@@ -74,7 +74,7 @@ impl Idle {
 
     /// A worker wants to start searching. Refused when half the workers
     /// already search.
-    pub(crate) fn transition_worker_to_searching(&self) -> bool {
+    pub(super) fn transition_worker_to_searching(&self) -> bool {
         let state = self.state.load(Ordering::SeqCst);
         if 2 * (state & SEARCH_MASK) >= self.num_workers {
             return false;
@@ -86,7 +86,7 @@ impl Idle {
     /// A searching worker found work. Returns true if it was the last
     /// searcher: it must then wake another worker, since producers skipped
     /// notifying while it searched.
-    pub(crate) fn transition_worker_from_searching(&self) -> bool {
+    pub(super) fn transition_worker_from_searching(&self) -> bool {
         let previous = self.state.fetch_sub(1, Ordering::SeqCst);
         debug_assert!(previous & SEARCH_MASK > 0, "searcher count underflow");
         previous & SEARCH_MASK == 1
@@ -94,7 +94,7 @@ impl Idle {
 
     /// A worker with no work goes to sleep. Returns true if it was the last
     /// searcher: it must then re-check every queue before sleeping.
-    pub(crate) fn transition_worker_to_parked(&self, worker: usize, searching: bool) -> bool {
+    pub(super) fn transition_worker_to_parked(&self, worker: usize, searching: bool) -> bool {
         let mut sleepers = self.sleepers.lock_unpoisoned();
         let decrement = ONE_UNPARKED + usize::from(searching);
         let previous = self.state.fetch_sub(decrement, Ordering::SeqCst);
@@ -106,14 +106,14 @@ impl Idle {
 
     /// Whether `worker` is still on the sleepers list (so a wake-up it saw
     /// was spurious, or came from shutdown or a timeout).
-    pub(crate) fn is_parked(&self, worker: usize) -> bool {
+    pub(super) fn is_parked(&self, worker: usize) -> bool {
         self.sleepers.lock_unpoisoned().contains(&worker)
     }
 
     /// A worker leaves the sleepers list on its own (its timer is due),
     /// unparked but not searching. Returns false if a waker had already
     /// taken it off (then it counts as searching).
-    pub(crate) fn unpark_self(&self, worker: usize) -> bool {
+    pub(super) fn unpark_self(&self, worker: usize) -> bool {
         let mut sleepers = self.sleepers.lock_unpoisoned();
         let Some(position) = sleepers.iter().position(|&w| w == worker) else {
             return false;

@@ -16,6 +16,11 @@
 //!   holding no stack, behind every fiber that is already started.
 //! - **Idle** (`idle.rs`) counts searching and sleeping workers; **park**
 //!   (`park.rs`) is how a worker sleeps.
+//! - Each worker has a **timer queue** (`timers.rs`) of fibers parked with a
+//!   deadline, which it fires at its scheduling decisions and sleeps until;
+//!   `time/` registers timers in it through `Shared::insert_timer`.
+//! - `start.rs` builds a runtime in named steps; `shutdown.rs` takes it
+//!   down (the steps at the end of this comment).
 //! - The **monitor** (`monitor.rs`) is one more thread: it wakes a sleeping
 //!   worker when a busy one has fibers waiting behind a fiber that does not
 //!   yield, and when none sleeps it hands the held worker's queue to a
@@ -28,9 +33,10 @@
 //! 1. `spawn` checks the runtime's live-fiber limit, allocates the fiber
 //!    (no stack yet) in state SCHEDULED and puts it in the spawning worker's
 //!    next slot (from a plain thread: the injector, then wakes a worker).
-//! 2. A worker pops it (`next_fiber` or `search`), marks it RUNNING and
-//!    calls `fiber::run_slice`, which at the first run takes a stack from the
-//!    worker's cache and creates the coroutine, then switches to it.
+//! 2. A worker pops it (`find_fiber`: `next_fiber` or `search`), marks it
+//!    RUNNING and calls `fiber::run_slice`, which at the first run takes a
+//!    stack from the worker's cache and creates the coroutine, then
+//!    switches to it.
 //! 3. The fiber runs until it calls `yield_now` (back of the local queue),
 //!    `park` (the worker marks it PARKED unless an unpark raced in; someone
 //!    holding its `Fiber` handle will `unpark` it into a run queue), or
@@ -67,14 +73,17 @@
 //! between "decided to sleep" and "asleep" is not lost either.
 //!
 //! # Shutdown, in order
-//! 1. `Runtime` drop (or `shutdown`) sets the shutdown flag; spawns fail
-//!    from now on.
-//! 2. Every worker is unparked; each finishes the slice it is running (a
+//! 1. `Runtime` drop (or `shutdown`) sets the shutdown flag
+//!    (`Shared::begin_shutdown`); spawns fail from now on.
+//! 2. Every worker and the monitor are unparked, and the blocking and spare
+//!    pools told to stop; each worker finishes the slice it is running (a
 //!    fiber is never preempted), hands its queued fibers to the injector and
-//!    its cached stacks to the pool, and exits. The workers are joined.
+//!    its cached stacks to the pool, and exits. The workers and the monitor
+//!    are joined. Spare workers run on pool threads, which are not joined:
+//!    shutdown waits until each has retired (`Shared::spares_running`).
 //! 3. On the dropping thread, `Shared::cancel_remaining` unwinds every fiber
-//!    that is left: queued ones from the injector and parked ones from the
-//!    stack pool's slot registry. A started fiber is resumed with
+//!    that is left: queued ones from the injector and the slots' queues, and
+//!    parked ones from the stack pool's slot registry. A started fiber is resumed with
 //!    `Resume::Cancel` and unwinds (destructors run) back to its root, where
 //!    its joiner gets `JoinError::is_cancelled`; an unstarted one is just
 //!    reported cancelled. Their stacks return to the pool. The pass ends
@@ -82,37 +91,35 @@
 //!    just unparked is SCHEDULED but not yet in the injector, and the pass
 //!    waits for it to arrive rather than miss it (found by the
 //!    shutdown-under-traffic stress test in `tests/scheduler.rs`).
-//! 4. When the last handle to the runtime's shared state goes, the pool
+//! 4. The timeline trace, if on, is written (`Shared::write_trace`).
+//! 5. When the last handle to the runtime's shared state goes, the pool
 //!    unmaps its reservations.
 
 pub(crate) mod handoff;
-pub(crate) mod idle;
-pub(crate) mod monitor;
+mod idle;
+mod monitor;
 pub(crate) mod park;
-pub(crate) mod queue;
-pub(crate) mod worker;
+mod queue;
+mod shutdown;
+mod start;
+pub(crate) mod timers;
+mod worker;
 
-use std::io;
+pub(crate) use self::worker::on_worker_thread;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::thread;
 
-use crossbeam_deque::{Injector, Steal, Stealer};
+use crossbeam_deque::{Injector, Stealer};
 
 use self::idle::Idle;
 use self::park::{Parker, Unparker};
 use self::queue::NextSlot;
-use self::worker::Worker;
-use crate::fiber::context::Resume;
+use self::timers::TimerQueue;
 use crate::fiber::spawn::{LimitKind, SpawnError};
 use crate::fiber::stack::{StackCache, StackPool, StackStats};
-use crate::fiber::state::Unparked;
-use crate::fiber::{run_slice, FiberInner, Outcome};
+use crate::fiber::FiberInner;
 use crate::padded::CachePadded;
-use crate::time::timers::TimerQueue;
-
-/// `Remote::cpu_clock` before a thread has set it.
-pub(crate) const NO_CLOCK: i32 = i32::MIN;
 
 /// What `Builder::build` hands the scheduler.
 pub(crate) struct Config {
@@ -128,51 +135,58 @@ pub(crate) struct Config {
     pub(crate) handoff: handoff::HandoffConfig,
 }
 
-/// The part of a worker other threads may touch.
+/// The part of a worker other threads may touch. Private to `scheduler/`:
+/// the rest of the crate goes through `Shared`'s methods.
 ///
 /// There is one per configured worker and one per spare slot
 /// (`handoff.rs`); a spare slot's `Remote` outlives the threads that use
 /// it in turn.
-pub(crate) struct Remote {
+struct Remote {
+    // --- The run queue: the owner puts, anyone takes.
     /// Thieves' end of the worker's deque.
-    pub(crate) stealer: Stealer<Arc<FiberInner>>,
+    stealer: Stealer<Arc<FiberInner>>,
     /// The worker's next slot (owner and thieves swap it atomically).
-    pub(crate) next: NextSlot,
+    next: NextSlot,
     /// Wakes the worker.
-    pub(crate) unparker: Unparker,
-    /// Scheduling decisions made so far (the worker's progress signal).
-    /// Written by the owner, Relaxed.
-    pub(crate) ticks: AtomicU64,
-    /// Stacks in the worker's cache. Written by the owner, Relaxed.
-    pub(crate) cached_stacks: Arc<AtomicUsize>,
+    unparker: Unparker,
     /// Timers of fibers that parked with a deadline on this worker; fired
-    /// by the owner, cancelled by whichever thread the fiber wakes on.
-    pub(crate) timers: TimerQueue,
-    /// What the worker did (`metrics.rs`). Written by the owner only.
-    pub(crate) counters: crate::metrics::WorkerCounters,
+    /// by the owner (or, while it cannot, the monitor), cancelled by
+    /// whichever thread the fiber wakes on.
+    timers: TimerQueue,
 
-    // --- Hand-off (`handoff.rs`, `monitor.rs`).
-    /// Whether a thread runs this slot's loop now. Always true for the
-    /// configured workers; for spare slots, set by the monitor when it
-    /// starts a spare and cleared by the spare when it retires.
-    pub(crate) active: AtomicBool,
-    /// 0, or (when the monitor has declared this worker stuck) 1 + the
-    /// nanoseconds since the runtime's epoch at which its progress stopped.
-    /// Set by the monitor (0 → t), cleared by the owner when its fiber
-    /// returns (t → 0).
-    pub(crate) stuck_since: AtomicU64,
-    /// The CPU-time clock of the thread that owns the slot (see
-    /// `sys::thread`), so the monitor can tell a blocked worker from a
-    /// computing one. Set by that thread when it takes the slot.
-    pub(crate) cpu_clock: std::sync::atomic::AtomicI32,
-    /// Whether the slot's thread is running fiber code now (not the
-    /// scheduler's own). Written by the owner around each slice (Relaxed).
-    pub(crate) in_fiber: AtomicBool,
-    /// The kernel thread id of that thread (for its `/proc` state). Set
-    /// with `cpu_clock`.
-    pub(crate) tid: std::sync::atomic::AtomicI32,
-    /// Times this worker was declared stuck. Written by the monitor only.
-    pub(crate) handoffs: AtomicU64,
+    // --- Written by the owner only (Relaxed), read by anyone.
+    /// Scheduling decisions made so far (the worker's progress signal).
+    ticks: AtomicU64,
+    /// Stacks in the worker's cache.
+    cached_stacks: Arc<AtomicUsize>,
+    /// What the worker did (`metrics.rs`).
+    counters: crate::metrics::WorkerCounters,
+
+    // --- Between the owner and the monitor (`handoff.rs`).
+    handoff: handoff::HandoffState,
+}
+
+/// The blocking pool's settings (from the Builder), kept until the pool is
+/// made at the first `blocking` call.
+struct BlockingConfig {
+    /// The most threads it runs at once.
+    max_threads: usize,
+    /// How long an idle thread waits for work before it exits.
+    keep_alive: std::time::Duration,
+    /// Its threads' name.
+    thread_name: String,
+}
+
+/// The owner's part of a worker slot, which only the thread running the
+/// slot touches: the owner's end of the deque, the parker it sleeps on, its
+/// stack cache. A configured worker's goes to its thread at start; a spare
+/// slot's waits in `Spares` while no thread holds the slot.
+struct OwnerSide {
+    local: crossbeam_deque::Worker<Arc<FiberInner>>,
+    /// Unused by spares (they retire instead of sleeping); the worker loop
+    /// wants one.
+    parker: Parker,
+    stacks: StackCache,
 }
 
 /// State shared by the workers of one runtime and by every fiber of it.
@@ -180,28 +194,45 @@ pub(crate) struct Remote {
 /// Aligned to 128 bytes so that, inside its `Arc`, the reference count
 /// (updated by every spawn) sits on other cache lines than the fields every
 /// worker reads (see `padded.rs`).
+///
+/// Fields are private to `scheduler/` except the stack pool (which
+/// `fiber::run_slice` takes stacks from) and the reactor (which `io/`
+/// registers sockets with); the rest of the crate uses the methods.
 #[repr(align(128))]
 pub(crate) struct Shared {
+    // --- Set at start, immutable after.
     /// One per worker slot, by index: the configured workers first, then
     /// the spare slots (`handoff.rs`); each on its own cache lines.
-    pub(crate) remotes: Box<[CachePadded<Remote>]>,
+    remotes: Box<[CachePadded<Remote>]>,
     /// The configured worker count (N).
-    pub(crate) num_workers: usize,
+    num_workers: usize,
+    /// Timer deadlines are kept as nanoseconds since this instant.
+    epoch: std::time::Instant,
+    /// The smaller of `max_fibers` and the guarded-stack budget.
+    fiber_limit: usize,
+    limit_kind: LimitKind,
+    /// Wakes the monitor thread (at shutdown).
+    monitor: Unparker,
+    /// The blocking pool's settings, for its first use.
+    blocking_config: BlockingConfig,
+
+    // --- Any thread.
+    /// Fibers made runnable from outside the runtime's workers.
+    injector: Injector<Arc<FiberInner>>,
+    /// Spawns past a worker's `SPAWN_BACKLOG`, taken after the injector
+    /// (see the module docs).
+    backlog: Injector<Arc<FiberInner>>,
+    idle: Idle,
+    pub(crate) stacks: StackPool,
+    /// The I/O reactor (`io/reactor.rs`): any thread registers sockets;
+    /// idle workers sleep in its poller.
+    pub(crate) reactor: Arc<crate::io::Reactor>,
+    /// Spare workers for hand-offs.
+    spares: handoff::Spares,
     /// One past the highest slot ever activated: loops over workers scan
     /// `remotes[..slot_bound]`. Only grows (monitor, Relaxed store after
     /// the slot is set up; readers that miss a new slot see it next time).
-    pub(crate) slot_bound: AtomicUsize,
-    /// Spare workers for hand-offs.
-    pub(crate) spares: handoff::Spares,
-    /// Fibers made runnable from outside the runtime's workers.
-    pub(crate) injector: Injector<Arc<FiberInner>>,
-    /// Spawns past a worker's `SPAWN_BACKLOG`, taken after the injector
-    /// (see the module docs).
-    pub(crate) backlog: Injector<Arc<FiberInner>>,
-    pub(crate) idle: Idle,
-    pub(crate) stacks: StackPool,
-    /// Timer deadlines are kept as nanoseconds since this instant.
-    pub(crate) epoch: std::time::Instant,
+    slot_bound: AtomicUsize,
     /// Set once, when shutdown begins. Relaxed is enough for the spawn check
     /// (a spawn that races it is cancelled in step 3); workers see it after
     /// the unpark that follows it.
@@ -212,141 +243,16 @@ pub(crate) struct Shared {
     /// Fibers spawned and not finished. Relaxed: a counter checked against
     /// `fiber_limit`, ordered with nothing else.
     live: AtomicUsize,
-    /// The smaller of `max_fibers` and the guarded-stack budget.
-    fiber_limit: usize,
-    limit_kind: LimitKind,
-    /// Wakes the monitor thread (at shutdown).
-    monitor: Unparker,
     /// The blocking pool, made at the first `blocking` call.
     blocking: std::sync::OnceLock<Arc<crate::blocking::pool::Pool>>,
-    /// Its settings (from the Builder) and thread name.
-    blocking_config: (usize, std::time::Duration, String),
-    /// The timeline trace, if on (`trace.rs`).
-    pub(crate) tracing: crate::trace::Tracing,
-    /// The I/O reactor (`io/reactor.rs`): any thread registers sockets;
-    /// idle workers sleep in its poller.
-    pub(crate) reactor: Arc<crate::io::Reactor>,
+    /// The timeline trace, if on (`trace.rs`): workers hand their buffers
+    /// in as they exit.
+    tracing: crate::trace::Tracing,
 }
 
 impl Shared {
-    /// Builds the shared state and starts the worker threads.
-    pub(crate) fn start(config: Config) -> io::Result<(Arc<Shared>, Vec<thread::JoinHandle<()>>)> {
-        crate::sys::signal::install_overflow_handler(crate::fiber::classify_fault);
-        let stacks = StackPool::new(config.stack_size, config.force_mprotect);
-        let (fiber_limit, limit_kind) = if stacks.stack_budget() < config.max_fibers {
-            let max_map_count = crate::sys::memory::max_map_count();
-            (
-                stacks.stack_budget(),
-                LimitKind::MappingBudget { max_map_count },
-            )
-        } else {
-            (config.max_fibers, LimitKind::MaxFibers)
-        };
-
-        let epoch = std::time::Instant::now();
-        let reactor = Arc::new(crate::io::Reactor::new(epoch)?);
-        let (monitor_parker, monitor) = Parker::new();
-        let slots = config.workers + config.handoff.max_spares;
-        let mut locals = Vec::with_capacity(config.workers);
-        let mut spare_slots = Vec::with_capacity(config.handoff.max_spares);
-        let mut remotes = Vec::with_capacity(slots);
-        for index in 0..slots {
-            let local = crossbeam_deque::Worker::new_fifo();
-            let (parker, unparker) = Parker::new();
-            unparker.set_interrupt(reactor.interrupt());
-            let cache = StackCache::new();
-            let configured = index < config.workers;
-            remotes.push(CachePadded(Remote {
-                stealer: local.stealer(),
-                next: NextSlot::new(),
-                unparker,
-                ticks: AtomicU64::new(0),
-                cached_stacks: cache.published(),
-                timers: TimerQueue::new(),
-                counters: Default::default(),
-                active: AtomicBool::new(configured),
-                stuck_since: AtomicU64::new(0),
-                cpu_clock: std::sync::atomic::AtomicI32::new(NO_CLOCK),
-                tid: std::sync::atomic::AtomicI32::new(0),
-                in_fiber: AtomicBool::new(false),
-                handoffs: AtomicU64::new(0),
-            }));
-            if configured {
-                locals.push((local, parker, cache));
-            } else {
-                let slot = handoff::SpareSlot {
-                    local,
-                    parker,
-                    stacks: cache,
-                };
-                spare_slots.push((index, slot));
-            }
-        }
-        let shared = Arc::new(Shared {
-            remotes: remotes.into_boxed_slice(),
-            num_workers: config.workers,
-            slot_bound: AtomicUsize::new(config.workers),
-            spares: handoff::Spares::new(
-                spare_slots,
-                config.handoff.clone(),
-                config.blocking_keep_alive,
-                format!("{}-spare", config.thread_name),
-            ),
-            injector: Injector::new(),
-            backlog: Injector::new(),
-            idle: Idle::new(config.workers),
-            stacks,
-            epoch,
-            shutdown: AtomicBool::new(false),
-            live: AtomicUsize::new(0),
-            external_spawns: AtomicU64::new(0),
-            fiber_limit,
-            limit_kind,
-            monitor,
-            blocking: std::sync::OnceLock::new(),
-            tracing: crate::trace::Tracing::new(config.trace.clone()),
-            blocking_config: (
-                config.max_blocking_threads,
-                config.blocking_keep_alive,
-                format!("{}-blocking", config.thread_name),
-            ),
-            reactor,
-        });
-
-        let mut threads = Vec::with_capacity(config.workers);
-        for (index, (local, parker, cache)) in locals.into_iter().enumerate() {
-            let worker = Worker::new(index, shared.clone(), local, parker, cache);
-            let name = format!("{}-{index}", config.thread_name);
-            // The worker loop itself is shallow; fibers run on their own
-            // stacks. 256 KiB leaves room for the panic machinery.
-            start_thread(&shared, &mut threads, name, 256 * 1024, move || {
-                worker.run()
-            })?;
-        }
-        let monitor_shared = shared.clone();
-        let name = format!("{}-monitor", config.thread_name);
-        start_thread(&shared, &mut threads, name, 64 * 1024, move || {
-            monitor::run(monitor_shared, monitor_parker)
-        })?;
-        Ok((shared, threads))
-    }
-
     pub(crate) fn is_shutdown(&self) -> bool {
         self.shutdown.load(Ordering::Acquire)
-    }
-
-    /// Step 1–2 of shutdown: set the flag, wake every worker.
-    pub(crate) fn begin_shutdown(&self) {
-        // Release: pairs with the workers' Acquire load after they wake.
-        self.shutdown.store(true, Ordering::Release);
-        for remote in self.remotes.iter() {
-            remote.unparker.unpark();
-        }
-        self.monitor.unpark();
-        if let Some(pool) = self.blocking.get() {
-            pool.shutdown();
-        }
-        self.spares.pool.shutdown();
     }
 
     /// Counts a new fiber against the limit, or refuses it.
@@ -434,20 +340,27 @@ impl Shared {
         }
     }
 
+    /// Whether the calling thread is one of this runtime's workers.
+    pub(crate) fn is_own_worker_thread(&self) -> bool {
+        worker::with_current(self, |worker| worker.is_some())
+    }
+
+    /// The configured worker count (N).
+    pub(crate) fn num_workers(&self) -> usize {
+        self.num_workers
+    }
+
     /// The slots that have ever had a thread: the configured workers, and
     /// the spare slots used so far.
-    pub(crate) fn used_remotes(&self) -> &[CachePadded<Remote>] {
+    fn used_remotes(&self) -> &[CachePadded<Remote>] {
         // Relaxed: see `slot_bound`.
         &self.remotes[..self.slot_bound.load(Ordering::Relaxed)]
     }
 
-    /// Whether a spare worker still holds a slot (shutdown waits for none).
-    pub(crate) fn spares_running(&self) -> bool {
-        // Acquire: pairs with the Release store a retiring spare makes
-        // after it has handed its queue to the injector.
-        self.used_remotes()[self.num_workers..]
-            .iter()
-            .any(|r| r.active.load(Ordering::Acquire))
+    /// Counts spare slot `slot` among the used ones (the monitor, as it
+    /// starts a spare there).
+    fn use_slot(&self, slot: usize) {
+        self.slot_bound.fetch_max(slot + 1, Ordering::Relaxed);
     }
 
     /// Whether any queue holds a fiber (the last searcher's re-check).
@@ -466,11 +379,11 @@ impl Shared {
     /// The blocking pool, started on first use.
     pub(crate) fn blocking_pool(&self) -> &Arc<crate::blocking::pool::Pool> {
         self.blocking.get_or_init(|| {
-            let (max_threads, keep_alive, name) = self.blocking_config.clone();
+            let config = &self.blocking_config;
             Arc::new(crate::blocking::pool::Pool::new(
-                max_threads,
-                keep_alive,
-                name,
+                config.max_threads,
+                config.keep_alive,
+                config.thread_name.clone(),
             ))
         })
     }
@@ -487,12 +400,13 @@ impl Shared {
             .iter()
             .map(|r| {
                 let mut snapshot = r.counters.snapshot();
-                snapshot.handoffs = r.handoffs.load(Ordering::Relaxed);
+                snapshot.handoffs = r.handoff.handoffs();
                 snapshot
             })
             .collect();
         let spawned_total = workers.iter().map(|w| w.spawned).sum::<u64>()
             + self.external_spawns.load(Ordering::Relaxed);
+        let spares = self.spares.counts();
         crate::metrics::Metrics {
             workers,
             spawned_total,
@@ -501,10 +415,10 @@ impl Shared {
             mappings: crate::sys::memory::map_count(),
             blocking_threads: self.blocking_threads().0,
             timers_pending: self.pending_timers(),
-            handoffs: self.spares.episodes.load(Ordering::Relaxed),
-            blocked_workers: self.spares.stuck.load(Ordering::Relaxed),
-            spare_workers: self.spares.active.load(Ordering::Relaxed),
-            peak_spare_workers: self.spares.peak.load(Ordering::Relaxed),
+            handoffs: spares.episodes,
+            blocked_workers: spares.stuck,
+            spare_workers: spares.active,
+            peak_spare_workers: spares.peak,
             io: self.reactor.metrics(),
         }
     }
@@ -522,132 +436,5 @@ impl Shared {
             .map(|r| r.cached_stacks.load(Ordering::Relaxed))
             .sum();
         self.stacks.stats(cached)
-    }
-
-    /// Shutdown step 3: unwinds every fiber left, on the calling thread,
-    /// after the workers have exited. Returns how many were cancelled.
-    pub(crate) fn cancel_remaining(&self) -> usize {
-        debug_assert!(self.is_shutdown());
-        // Their fibers are unwound below; the handles would keep the
-        // runtime alive (a fiber holds the runtime that holds its timer).
-        for remote in self.remotes.iter() {
-            remote.timers.clear();
-        }
-        let _alt_stack = crate::sys::signal::AltStack::ensure().ok().flatten();
-        let mut cache = StackCache::new();
-        let mut cancelled = 0;
-        loop {
-            let mut batch = Vec::new();
-            for global in [&self.injector, &self.backlog] {
-                loop {
-                    match global.steal() {
-                        Steal::Success(fiber) => batch.push(fiber),
-                        Steal::Retry => continue,
-                        Steal::Empty => break,
-                    }
-                }
-            }
-            // Fibers left in the deques of spare slots (a spare retires
-            // without emptying its deque) and, for safety, anyone's.
-            for remote in self.remotes.iter() {
-                if let Some(fiber) = remote.next.take() {
-                    batch.push(fiber);
-                }
-                loop {
-                    match remote.stealer.steal() {
-                        Steal::Success(fiber) => batch.push(fiber),
-                        Steal::Retry => continue,
-                        Steal::Empty => break,
-                    }
-                }
-            }
-            for owner in self.stacks.owners() {
-                let fiber = owner.as_ptr() as *const FiberInner;
-                // Each is kept alive by its scheduling reference (in a queue,
-                // or in the fiber itself while PARKED; no worker runs now).
-                // SAFETY: so the registry's started, unfinished fibers live.
-                let state = unsafe { &(*fiber).state };
-                // Parked fibers are in no queue: take them. Scheduled ones
-                // are in the batch already (from the injector).
-                if state.unpark() == Unparked::MustSchedule {
-                    // ("Ownership" on FiberInner.)
-                    // SAFETY: we won PARKED → SCHEDULED: the parked fiber's
-                    // scheduling reference is ours.
-                    batch.push(unsafe { Arc::from_raw(fiber) });
-                }
-            }
-            if batch.is_empty() {
-                if self.stacks.owners().is_empty() && self.globals_are_empty() {
-                    break;
-                }
-                // A started fiber is SCHEDULED yet in no queue: a foreign
-                // thread won its PARKED -> SCHEDULED transition and has not
-                // pushed it into the injector yet. Wait for the push rather
-                // than miss the fiber (it would never be unwound, and its
-                // joiner would wait forever).
-                std::thread::yield_now();
-                continue;
-            }
-            for fiber in batch {
-                cancel(&fiber, &mut cache);
-                self.fiber_finished();
-                cancelled += 1;
-            }
-        }
-        cache.drain_into(&self.stacks);
-        cancelled
-    }
-}
-
-/// Starts one of the runtime's threads. If the OS refuses, shuts down and
-/// joins the threads started so far, and returns the error.
-fn start_thread(
-    shared: &Shared,
-    threads: &mut Vec<thread::JoinHandle<()>>,
-    name: String,
-    stack_size: usize,
-    body: impl FnOnce() + Send + 'static,
-) -> io::Result<()> {
-    match thread::Builder::new()
-        .name(name)
-        .stack_size(stack_size)
-        .spawn(body)
-    {
-        Ok(handle) => {
-            threads.push(handle);
-            Ok(())
-        }
-        Err(error) => {
-            shared.begin_shutdown();
-            for handle in threads.drain(..) {
-                let _ = handle.join();
-            }
-            Err(error)
-        }
-    }
-}
-
-/// Resumes a SCHEDULED fiber with `Resume::Cancel` until it has unwound.
-fn cancel(fiber: &Arc<FiberInner>, cache: &mut StackCache) {
-    fiber.state.begin_run();
-    loop {
-        match run_slice(fiber, Resume::Cancel, cache, &AtomicBool::new(false)) {
-            Outcome::Finished => return,
-            // A destructor yielded or parked while the fiber unwound: run it
-            // again (its park returns at once, spuriously).
-            Outcome::Yielded => {
-                fiber.state.yielded();
-                fiber.state.begin_run();
-            }
-            Outcome::Parked => {
-                // Parking would leave our scheduling reference in the fiber
-                // and unparking would take it back: ours stays as it is.
-                if fiber.state.finish_park() {
-                    let scheduled = fiber.state.unpark();
-                    debug_assert_eq!(scheduled, Unparked::MustSchedule);
-                    fiber.state.begin_run();
-                }
-            }
-        }
     }
 }

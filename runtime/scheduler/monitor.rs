@@ -23,15 +23,18 @@
 //!    threshold**, declare it *stuck* and start a spare worker that steals
 //!    its queue (`handoff.rs`).
 //!
-//! Only a worker held by *fiber code* qualifies (`Remote::in_fiber`), and
-//! the threshold depends on what its thread is doing, which its CPU clock
-//! and its state letter tell (`sys/thread.rs`):
+//! Only a worker held by *fiber code* qualifies
+//! (`HandoffState::is_in_fiber`), and the threshold depends on what its
+//! thread is doing, which its CPU clock and its state letter tell
+//! (`sys/thread.rs`):
 //! - **blocked** in a system call (state `S`, little CPU): handed off
-//!   after `Builder::handoff_blocked_after` (default 20 µs, as eager as
-//!   Go is with threads in system calls);
+//!   after `Builder::handoff_blocked_after` (default
+//!   `DEFAULT_HANDOFF_BLOCKED`, as eager as Go is with threads in system
+//!   calls);
 //! - **computing** (at least half the time on a CPU): after
-//!   `Builder::handoff_running_after` (default 10 ms, Go's preemption
-//!   slice), so ordinary slices never cause one, and only when no other
+//!   `Builder::handoff_running_after` (default `DEFAULT_HANDOFF_RUNNING`,
+//!   Go's preemption slice), so ordinary slices never cause one, and only
+//!   when no other
 //!   worker makes progress (one that does will steal the trapped fibers; a
 //!   spare would only compete for the cores);
 //! - waiting uninterruptibly in the kernel (state `D`: a disk, page
@@ -44,72 +47,118 @@
 //! idle memory.
 //!
 //! The monitor also fires the due timers of workers that cannot: held and
-//! stuck workers, and spare slots without a thread (timers of fibers that slept
-//! while on a spare that has since retired). Their fibers go to the
+//! stuck workers, and spare slots without a thread (timers of fibers that
+//! slept while on a spare that has since retired). Their fibers go to the
 //! injector.
 //!
 //! # How often
 //! - while a worker is held with fibers waiting behind it, and for
 //!   [`EPISODE_LINGER`] after a hand-off: every fifth of the blocked
-//!   threshold, at least [`MIN_INTERVAL`] (10 µs by default; a pass and the
-//!   sleep take ~45 µs here), as Go's sysmon checks every 20 µs while
+//!   threshold (or of [`BUSY_INTERVAL`], if shorter), at least
+//!   [`MIN_INTERVAL`], as Go's sysmon checks at its shortest period while
 //!   there is work;
+//! - right after a worker that made progress was seen in a system call in
+//!   a fiber (`Verdict::Suspect`): after exactly the blocked threshold,
+//!   spun through if it is at most [`MAX_SPIN`];
 //! - while fibers are queued anywhere: every [`BUSY_INTERVAL`];
 //! - otherwise the interval doubles up to [`IDLE_INTERVAL`], so an idle
-//!   runtime costs ~100 wake-ups a second: measured, an idle 2-worker
-//!   runtime used 8 ms of CPU over 2 s (0.40% of one core), monitor
-//!   included.
+//!   runtime costs next to no CPU (`docs/decisions.md`, "IDLE_INTERVAL").
+//!
+//! A pass never waits longer than until the earliest timer it fires for
+//! others.
 //!
 //! It also polls the I/O reactor, without blocking, when no worker has for
 //! `io::reactor::STALE_AFTER` (Go's sysmon does the same with `netpoll`).
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::handoff::hand_off;
 use super::park::Parker;
-use super::worker::Worker;
-use super::{Remote, Shared, NO_CLOCK};
-use crate::lock::MutexExt;
+use super::{Remote, Shared};
 use crate::sys::thread::StatFile;
 
-/// Check period while some worker has fibers queued and none is held.
-/// 1 ms: a fiber trapped behind a computing one waits at most about two
-/// periods before a sleeping worker is woken for it; each check costs a
-/// wake-up of this thread (~2–5 µs of CPU on this VM), so 1 ms keeps the
-/// monitor under 0.5% of a core on a busy runtime.
-pub(crate) const BUSY_INTERVAL: Duration = Duration::from_millis(1);
+/// Check period while some worker has fibers queued and none is held: a
+/// fiber trapped behind a computing one waits at most about two periods
+/// before a sleeping worker is woken for it. Measured: the monitor stays
+/// under half a percent of a core on a busy runtime (`docs/decisions.md`).
+pub(super) const BUSY_INTERVAL: Duration = Duration::from_millis(1);
 
 /// The longest period, reached by doubling while nothing is queued
-/// anywhere (Go's sysmon backs off to 10 ms as well).
-pub(crate) const IDLE_INTERVAL: Duration = Duration::from_millis(10);
+/// anywhere: Go's sysmon backs off to the same (`docs/decisions.md` has
+/// what an idle runtime costs).
+pub(super) const IDLE_INTERVAL: Duration = Duration::from_millis(10);
 
 /// How long after a hand-off the monitor keeps its fast period although
 /// nothing is held yet: the spare it started may block in its first fiber
-/// too. A guess: two chain steps take ~100 µs here, 1 ms leaves room; a
-/// worker stuck for good with a busy runtime around it costs the fast
-/// period only this long.
+/// too. A guess, several chain links long (`docs/decisions.md`); a worker
+/// stuck for good with a busy runtime around it costs the fast period only
+/// this long.
 const EPISODE_LINGER: Duration = Duration::from_millis(1);
 
 /// How often the monitor asks the stack pool to trim stacks idle past
 /// their age (`StackPool::decay`): a tenth of `DECAY_AGE`, so a stack is
-/// trimmed at most 10% later than its age says.
+/// trimmed at most a tenth later than its age says.
 const DECAY_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The longest wait the monitor spins through instead of sleeping: the
 /// look again after the blocked threshold at a suspected blocking call
-/// (`Seen::Suspect`). Spinning that long per link of a chain of blocking
-/// calls costs ~2% of a core per 1,000 links a second; a futex sleep
-/// would overshoot a 20 µs wait by ~25 µs on this VM, doubling the time
-/// each link takes to detect. A guess bounded by that measurement.
+/// (`Verdict::Suspect`). A guess bounded by two measurements: the spin's
+/// cost per link of a chain of blocking calls, and how far a futex sleep
+/// that short overshoots (`docs/decisions.md`).
 const MAX_SPIN: Duration = Duration::from_micros(50);
 
-/// The shortest period: below this a pass (a few µs of reads) would keep
-/// the monitor's core busy. A guess.
+/// The shortest period: below this, passes (a few reads of each worker)
+/// would keep the monitor's core busy. A guess (`docs/decisions.md`).
 const MIN_INTERVAL: Duration = Duration::from_micros(10);
 
+/// The monitor thread's body.
+pub(super) fn run(shared: Arc<Shared>, parker: Parker) {
+    // Our waits are short during an episode; the kernel's default timer
+    // slack would stretch them several times over.
+    crate::sys::thread::set_minimal_timer_slack();
+    let mut monitor = Monitor::new(shared, parker);
+    while monitor.wait() {
+        monitor.pass();
+    }
+}
+
+/// The monitor's state between passes. Owned by the monitor thread.
+struct Monitor {
+    shared: Arc<Shared>,
+    parker: Parker,
+    /// What it remembers of each worker slot, by index.
+    records: Vec<SlotRecord>,
+    /// The period while a worker is held with fibers behind it: a fifth of
+    /// the blocked threshold or of [`BUSY_INTERVAL`], whichever is
+    /// shorter, and at least [`MIN_INTERVAL`].
+    episode_interval: Duration,
+    /// How long to wait before the next pass.
+    interval: Duration,
+    /// Whether that wait is spun through instead of slept (see
+    /// [`MAX_SPIN`]).
+    spin_wait: bool,
+    /// When the monitor last handed a worker off.
+    last_handoff: Option<Instant>,
+    /// When it last asked the stack pool to decay.
+    last_decay: Instant,
+    /// The workers the current pass found past their threshold (kept
+    /// between passes for its allocation).
+    held: Vec<HeldWorker>,
+}
+
+/// A worker a pass found held past its threshold.
+struct HeldWorker {
+    index: usize,
+    /// Fibers are queued on it (its next slot or deque).
+    local_work: bool,
+    /// It is on a CPU, not blocked in the kernel.
+    computing: bool,
+}
+
 /// What the monitor remembers about one worker slot between passes.
-struct Watch {
+struct SlotRecord {
     /// The tick counter at the last pass.
     ticks: u64,
     /// When the monitor first saw `ticks` at its current value.
@@ -123,8 +172,8 @@ struct Watch {
     stat: Option<StatFile>,
 }
 
-/// What a pass found a worker doing.
-enum Seen {
+/// What one pass found a worker doing: the monitor's verdict on it.
+enum Verdict {
     /// Made a scheduling decision since the last pass, or sits idle.
     Fine,
     /// Asleep on the sleepers list: free to take work.
@@ -139,204 +188,270 @@ enum Seen {
     Suspect,
 }
 
-/// The monitor thread's body.
-pub(crate) fn run(shared: Arc<Shared>, parker: Parker) {
-    // Our waits are short during an episode; the default 50 µs of timer
-    // slack would triple them.
-    crate::sys::thread::set_minimal_timer_slack();
-    let start = Instant::now();
-    let mut watches: Vec<Watch> = shared
-        .remotes
-        .iter()
-        .map(|r| Watch {
-            ticks: r.ticks.load(Ordering::Relaxed),
-            since: start,
-            cpu_sample: None,
-            cpu_since: None,
-            stat: None,
-        })
-        .collect();
-    let config = &shared.spares.config;
-    let episode_interval = (config.blocked_after.min(BUSY_INTERVAL) / 5).max(MIN_INTERVAL);
-    let mut interval = BUSY_INTERVAL;
-    let mut held = Vec::new();
-    let mut last_handoff: Option<Instant> = None;
-    let mut last_decay = start;
-    let mut spin_wait = false;
-    while !shared.is_shutdown() {
-        if spin_wait {
-            // A short, exact wait (see `Seen::Suspect`): a futex sleep of
-            // 20 µs takes ~45 µs here.
-            let until = Instant::now() + interval;
+/// What one pass over the workers found, for the rescue and the next wait.
+#[derive(Default)]
+struct Survey {
+    /// Fibers wait somewhere: a worker's next slot or deque, the injector
+    /// or the spawn backlog.
+    work_waiting: bool,
+    /// Some worker is in one fiber, under its threshold, with fibers
+    /// queued behind it.
+    watching: bool,
+    /// Configured workers asleep, free to take work.
+    asleep: usize,
+    /// Workers that made progress since the last pass.
+    progressing: usize,
+    /// Some worker looks like the next link of a chain of blocking calls
+    /// ([`Verdict::Suspect`]).
+    suspect: bool,
+    /// How long until the earliest timer the monitor fires for others.
+    next_timer: Option<Duration>,
+}
+
+impl Monitor {
+    fn new(shared: Arc<Shared>, parker: Parker) -> Monitor {
+        let start = Instant::now();
+        let records = shared
+            .remotes
+            .iter()
+            .map(|r| SlotRecord {
+                ticks: r.ticks.load(Ordering::Relaxed),
+                since: start,
+                cpu_sample: None,
+                cpu_since: None,
+                stat: None,
+            })
+            .collect();
+        let blocked_after = shared.spares.config().blocked_after;
+        Monitor {
+            episode_interval: (blocked_after.min(BUSY_INTERVAL) / 5).max(MIN_INTERVAL),
+            shared,
+            parker,
+            records,
+            interval: BUSY_INTERVAL,
+            spin_wait: false,
+            last_handoff: None,
+            last_decay: start,
+            held: Vec::new(),
+        }
+    }
+
+    /// Waits `interval` (spinning or sleeping, as planned). Returns false
+    /// once the runtime shuts down.
+    fn wait(&self) -> bool {
+        let shared = &self.shared;
+        if shared.is_shutdown() {
+            return false;
+        }
+        if self.spin_wait {
+            // A short, exact wait (see `Verdict::Suspect` and `MAX_SPIN`): a
+            // futex sleep this short overshoots it.
+            let until = Instant::now() + self.interval;
             while Instant::now() < until && !shared.is_shutdown() {
                 std::hint::spin_loop();
             }
         } else {
-            parker.park(Some(interval));
+            self.parker.park(Some(self.interval));
         }
-        if shared.is_shutdown() {
-            return;
-        }
+        !shared.is_shutdown()
+    }
+
+    /// One pass: the chores, a look at every worker, the rescue of
+    /// fibers trapped behind held ones, and the plan for the next wait.
+    fn pass(&mut self) {
         // Readiness nobody has collected for a while (every worker busy in
         // long slices): collect it (`io/reactor.rs`).
-        shared.reactor.poll_if_stale();
+        self.shared.reactor.poll_if_stale();
         let now = Instant::now();
-        if now - last_decay >= DECAY_INTERVAL {
+        self.decay_stacks(now);
+        let survey = self.survey(now);
+        self.rescue(&survey, now);
+        self.plan_next_wait(&survey, now);
+    }
+
+    /// Trims the stacks idle past their age, every [`DECAY_INTERVAL`].
+    fn decay_stacks(&mut self, now: Instant) {
+        if now - self.last_decay >= DECAY_INTERVAL {
             // Free stacks idle past their age go back to the kernel
             // (`fiber/stack.rs`, `StackPool::decay`).
-            shared.stacks.decay();
-            last_decay = now;
+            self.shared.stacks.decay();
+            self.last_decay = now;
         }
-        let mut work_waiting = !shared.globals_are_empty();
-        let mut watching = false;
-        let mut asleep = 0;
-        let mut progressing = 0;
-        let mut suspect = false;
-        let mut next_timer: Option<Duration> = None;
-        held.clear();
+    }
+
+    /// Reads every used slot: fires the timers of those that cannot, and
+    /// judges each active, not-stuck worker (the held ones go to `held`).
+    fn survey(&mut self, now: Instant) -> Survey {
+        let shared = &*self.shared;
+        let mut survey = Survey {
+            work_waiting: !shared.globals_are_empty(),
+            ..Survey::default()
+        };
+        self.held.clear();
         for (index, remote) in shared.used_remotes().iter().enumerate() {
-            let active = remote.active.load(Ordering::Relaxed);
-            let stuck = remote.stuck_since.load(Ordering::Relaxed) != 0;
+            let active = remote.handoff.is_active();
+            let stuck = remote.handoff.is_stuck();
             if !active || stuck {
                 // Nobody fires this slot's timers now: we do.
-                fire_timers_for(&shared, remote, now, &mut next_timer);
+                fire_timers_for(shared, remote, now, &mut survey.next_timer);
             }
             let local_work = !remote.next.is_empty() || !remote.stealer.is_empty();
-            work_waiting |= local_work;
+            survey.work_waiting |= local_work;
             if !active || stuck {
                 continue;
             }
-            let work = local_work || work_waiting;
-            let seen = look(&shared, index, remote, &mut watches[index], now, work);
-            if matches!(seen, Seen::Watching | Seen::Held { .. }) {
+            let work = local_work || survey.work_waiting;
+            let verdict = judge(shared, index, remote, &mut self.records[index], now, work);
+            if matches!(verdict, Verdict::Watching | Verdict::Held { .. }) {
                 // Held in one fiber, it fires no timers: we do (under the
                 // queue's lock, so racing its owner is harmless). The woken
                 // fibers go to the injector, where any free worker, or a
                 // spare, takes them. (A worker busy in the scheduler's own
                 // code, firing its timers say, is `Fine`: we leave its
                 // timers to it.)
-                fire_timers_for(&shared, remote, now, &mut next_timer);
+                fire_timers_for(shared, remote, now, &mut survey.next_timer);
             }
-            match seen {
-                Seen::Fine => progressing += 1,
-                Seen::Suspect => {
-                    progressing += 1;
-                    suspect = true;
+            match verdict {
+                Verdict::Fine => survey.progressing += 1,
+                Verdict::Suspect => {
+                    survey.progressing += 1;
+                    survey.suspect = true;
                 }
-                Seen::Asleep => asleep += 1,
-                Seen::Watching => watching |= local_work,
-                Seen::Held { computing } => held.push((index, local_work, computing)),
+                Verdict::Asleep => survey.asleep += 1,
+                Verdict::Watching => survey.watching |= local_work,
+                Verdict::Held { computing } => self.held.push(HeldWorker {
+                    index,
+                    local_work,
+                    computing,
+                }),
             }
         }
-        work_waiting |= !shared.globals_are_empty();
-        for &(index, local_work, computing) in &held {
+        survey.work_waiting |= !shared.globals_are_empty();
+        survey
+    }
+
+    /// Frees the fibers trapped behind each held worker: wakes a sleeper
+    /// to steal them, or hands the worker off to a spare.
+    fn rescue(&mut self, survey: &Survey, now: Instant) {
+        let held = std::mem::take(&mut self.held);
+        let shared = &self.shared;
+        let mut asleep = survey.asleep;
+        for &HeldWorker {
+            index,
+            local_work,
+            computing,
+        } in &held
+        {
             if local_work && asleep > 0 && shared.notify_one_reported() {
                 // First resort, and cheap: a sleeping worker will steal the
                 // trapped fibers, next slot included.
                 asleep -= 1;
                 continue;
             }
-            if computing && progressing > 0 {
+            if computing && survey.progressing > 0 {
                 // A spare would compete for the cores with the computing
                 // fiber and the workers still making progress, which will
                 // steal the trapped fibers when they run dry: a spare only
-                // when nothing else moves (found by `examples/timers`: a
-                // spare beside a fiber spawning a million others made the
-                // spawning ~1.5x slower, 0.56–0.71 s against 0.77–1.04 s).
+                // when nothing else moves (found by `examples/timers`, where
+                // a spare beside a fiber spawning a million others slowed
+                // the spawning: `docs/decisions.md`, "Monitor::rescue").
                 continue;
             }
             // A held worker with an empty queue still costs parallelism
             // when fibers wait elsewhere and nobody is free to run them.
-            if local_work || (work_waiting && asleep == 0) {
+            if local_work || (survey.work_waiting && asleep == 0) {
                 // Relaxed: a last look, narrowing the window in which the
                 // fiber we judged gives its worker back before the mark
                 // lands (its report would then name the next fiber to end
                 // a slice there, and the spare would retire at once).
-                if shared.remotes[index].ticks.load(Ordering::Relaxed) != watches[index].ticks {
+                let record = &self.records[index];
+                if shared.remotes[index].ticks.load(Ordering::Relaxed) != record.ticks {
                     continue;
                 }
-                hand_off(&shared, index, watches[index].since);
-                last_handoff = Some(now);
+                hand_off(shared, index, record.since);
+                self.last_handoff = Some(now);
             }
         }
+        self.held = held;
+    }
+
+    /// Chooses the wait before the next pass from what this one found.
+    fn plan_next_wait(&mut self, survey: &Survey, now: Instant) {
         // Right after a hand-off, keep looking fast: the spare we started
         // may block in its first fiber as well (a chain of blocking calls).
-        let lingering = last_handoff.is_some_and(|at| now - at < EPISODE_LINGER);
-        interval = if watching || (lingering && work_waiting) {
-            episode_interval
-        } else if work_waiting {
+        let lingering = self
+            .last_handoff
+            .is_some_and(|at| now - at < EPISODE_LINGER);
+        self.interval = if survey.watching || (lingering && survey.work_waiting) {
+            self.episode_interval
+        } else if survey.work_waiting {
             BUSY_INTERVAL
         } else {
-            (interval * 2).min(IDLE_INTERVAL)
+            (self.interval * 2).min(IDLE_INTERVAL)
         };
-        spin_wait = false;
-        if suspect && config.blocked_after <= MAX_SPIN {
-            interval = config.blocked_after;
-            spin_wait = true;
+        self.spin_wait = false;
+        let blocked_after = self.shared.spares.config().blocked_after;
+        if survey.suspect && blocked_after <= MAX_SPIN {
+            self.interval = blocked_after;
+            self.spin_wait = true;
         }
-        if let Some(timer) = next_timer {
-            interval = interval.min(timer.max(MIN_INTERVAL));
+        if let Some(timer) = survey.next_timer {
+            self.interval = self.interval.min(timer.max(MIN_INTERVAL));
         }
     }
 }
 
 /// Classifies an active, not-stuck worker, updating what we remember of it.
-fn look(
+fn judge(
     shared: &Shared,
     index: usize,
     remote: &Remote,
-    watch: &mut Watch,
+    record: &mut SlotRecord,
     now: Instant,
     work: bool,
-) -> Seen {
+) -> Verdict {
     // Relaxed: a progress hint; a stale read delays a rescue by one pass.
     let ticks = remote.ticks.load(Ordering::Relaxed);
-    let clock = remote.cpu_clock.load(Ordering::Relaxed);
-    let cpu_now = (clock != NO_CLOCK)
-        .then(|| crate::sys::thread::cpu_time(clock))
-        .flatten();
-    let previous = std::mem::replace(&mut watch.cpu_sample, cpu_now.map(|cpu| (cpu, now)));
-    if ticks != watch.ticks {
-        watch.ticks = ticks;
-        watch.since = now;
-        watch.cpu_since = cpu_now;
+    let cpu_now = remote.handoff.thread_cpu_time();
+    let previous = std::mem::replace(&mut record.cpu_sample, cpu_now.map(|cpu| (cpu, now)));
+    if ticks != record.ticks {
+        record.ticks = ticks;
+        record.since = now;
+        record.cpu_since = cpu_now;
         // Progress since the last pass; but if it is in a fiber now and
         // sits in a system call, it may be the next link of a chain of
         // blocking calls: look again after exactly the blocked threshold
         // instead of a whole period. (Its CPU clock cannot say more yet: a
         // spare that just took its slot has no previous sample.)
-        if work
-            && remote.in_fiber.load(Ordering::Relaxed)
-            && state_letter(remote, watch) == Some(b'S')
-        {
-            return Seen::Suspect;
+        if work && remote.handoff.is_in_fiber() && state_letter(remote, record) == Some(b'S') {
+            return Verdict::Suspect;
         }
-        return Seen::Fine;
+        return Verdict::Fine;
     }
     if index < shared.num_workers && shared.idle.is_parked(index) {
-        return Seen::Asleep;
+        return Verdict::Asleep;
     }
     // Its thread has been in one fiber (or in the scheduler's own code)
     // since the last pass. Only fiber code is handed off: the scheduler's
     // own waits (a stack's `madvise` under the kernel's memory-map lock)
     // are short unless the machine is overloaded, and more threads would
     // only add to the contention (found by `tests/million.rs`).
-    if !remote.in_fiber.load(Ordering::Relaxed) {
+    if !remote.handoff.is_in_fiber() {
         // The scheduler's own work (firing thousands of due timers, say):
         // it decides again soon. Neither hand it off nor help it.
-        return Seen::Fine;
+        return Verdict::Fine;
     }
-    let config = &shared.spares.config;
-    let held_for = now - watch.since;
+    let config = shared.spares.config();
+    let held_for = now - record.since;
     // Computing: past the running threshold with at least half of it on a
     // CPU. A thread that only waited for a core is not helped by another
     // thread (the machine is loaded).
-    let computed = match (cpu_now, watch.cpu_since) {
+    let computed = match (cpu_now, record.cpu_since) {
         (Some(cpu_now), Some(cpu_since)) => cpu_now.saturating_sub(cpu_since),
         _ => held_for, // no clock: trust the wall time
     };
     if held_for >= config.running_after && computed * 2 >= config.running_after {
-        return Seen::Held { computing: true };
+        return Verdict::Held { computing: true };
     }
     // Blocked: it ran less than half of the last interval, and its state
     // letter says where it waits (see `sys/thread.rs`): `S`, a system call
@@ -344,17 +459,17 @@ fn look(
     // threshold; `D`, an uninterruptible wait (a disk read, page faults
     // under the memory-map lock), only past the running threshold.
     if !ran_little(cpu_now, previous, now) || held_for < config.blocked_after {
-        return Seen::Watching;
+        return Verdict::Watching;
     }
-    let threshold = match state_letter(remote, watch) {
+    let threshold = match state_letter(remote, record) {
         Some(b'S') => config.blocked_after,
         Some(b'D') => config.running_after,
-        _ => return Seen::Watching,
+        _ => return Verdict::Watching,
     };
     if held_for >= threshold {
-        Seen::Held { computing: false }
+        Verdict::Held { computing: false }
     } else {
-        Seen::Watching
+        Verdict::Watching
     }
 }
 
@@ -374,12 +489,12 @@ fn ran_little(
 }
 
 /// The slot's thread's state letter now.
-fn state_letter(remote: &Remote, watch: &mut Watch) -> Option<u8> {
-    let tid = remote.tid.load(Ordering::Relaxed);
-    if watch.stat.as_ref().is_none_or(|stat| stat.tid() != tid) {
-        watch.stat = StatFile::open(tid);
+fn state_letter(remote: &Remote, record: &mut SlotRecord) -> Option<u8> {
+    let tid = remote.handoff.tid();
+    if record.stat.as_ref().is_none_or(|stat| stat.tid() != tid) {
+        record.stat = StatFile::open(tid);
     }
-    watch.stat.as_ref().and_then(StatFile::state)
+    record.stat.as_ref().and_then(StatFile::state)
 }
 
 /// Fires the due timers of a slot whose owner cannot (stuck, or no thread),
@@ -394,51 +509,5 @@ fn fire_timers_for(shared: &Shared, remote: &Remote, now: Instant, next: &mut Op
     }
     if let Some(wait) = timers.time_to_earliest(shared.epoch, now) {
         *next = Some(next.map_or(wait, |n| n.min(wait)));
-    }
-}
-
-/// Declares worker `index` stuck (held since `since`) and starts a spare
-/// worker to take its queue. Does nothing if every spare slot is in use.
-fn hand_off(shared: &Arc<Shared>, index: usize, since: Instant) {
-    let spares = &shared.spares;
-    let Some((slot, spare)) = spares.take_slot() else {
-        return; // at the cap: the stuck workers' fibers wait
-    };
-    let remote = &shared.remotes[index];
-    // Relaxed counts; the Release store below publishes the increment of
-    // `stuck` before the worker can see its mark and decrement it.
-    spares.stuck.fetch_add(1, Ordering::Relaxed);
-    spares.episodes.fetch_add(1, Ordering::Relaxed);
-    remote.handoffs.store(
-        remote.handoffs.load(Ordering::Relaxed) + 1,
-        Ordering::Relaxed,
-    );
-    let stuck_at = since.saturating_duration_since(shared.epoch).as_nanos() as u64;
-    remote.stuck_since.store(1 + stuck_at, Ordering::Release);
-
-    let active = spares.active.fetch_add(1, Ordering::Relaxed) + 1;
-    spares.peak.fetch_max(active, Ordering::Relaxed);
-    shared.remotes[slot].active.store(true, Ordering::Relaxed);
-    shared.slot_bound.fetch_max(slot + 1, Ordering::Relaxed);
-
-    // The slot travels to the pool thread through a shared cell, so that if
-    // no thread can be started we can take it back.
-    let handover = Arc::new(Mutex::new(Some((slot, spare))));
-    let job_handover = handover.clone();
-    let job_shared = shared.clone();
-    let job = Box::new(move || {
-        let taken = job_handover.lock_unpoisoned().take();
-        if let Some((slot, spare)) = taken {
-            Worker::new(slot, job_shared, spare.local, spare.parker, spare.stacks).run();
-        }
-    });
-    if spares.pool.submit(job).is_some() {
-        // The OS refused a thread and none exists to take the job.
-        let taken = handover.lock_unpoisoned().take();
-        if let Some((slot, spare)) = taken {
-            spares.active.fetch_sub(1, Ordering::Relaxed);
-            shared.remotes[slot].active.store(false, Ordering::Relaxed);
-            spares.return_slot(slot, spare);
-        }
     }
 }

@@ -3,8 +3,9 @@
 //! This is the only place a worker blocks in the kernel. The protocol is
 //! std's thread-parker: a token that an `unpark` leaves and a `park`
 //! consumes, so an unpark that arrives before the park is not lost. Built on
-//! `std::sync::{Mutex, Condvar}` (futexes on Linux); the timeout is there for
-//! the timer driver, which will park a worker until its next deadline.
+//! `std::sync::{Mutex, Condvar}` (futexes on Linux); the timeout is the
+//! worker's earliest timer deadline (`Worker::park_worker`), and the
+//! monitor's period.
 //!
 //! A worker may instead sleep in the I/O poller ([`Parker::park_in`], used
 //! by `io/reactor.rs`): the state is then POLLING, and `unpark` wakes it with
@@ -37,6 +38,26 @@ struct Inner {
     /// cannot slip between the owner's check and its wait.
     lock: Mutex<()>,
     condvar: Condvar,
+}
+
+impl Inner {
+    /// The owner is about to sleep: EMPTY → `asleep` (PARKED or POLLING).
+    /// Returns false instead if a token was there, consuming it.
+    #[inline]
+    fn announce_sleep(&self, asleep: u8) -> bool {
+        // SeqCst, as in `Parker::park`.
+        match self
+            .state
+            .compare_exchange(EMPTY, asleep, Ordering::SeqCst, Ordering::SeqCst)
+        {
+            Ok(_) => true,
+            Err(NOTIFIED) => {
+                self.state.store(EMPTY, Ordering::SeqCst);
+                false
+            }
+            Err(other) => unreachable!("parker in state {other} while its owner goes to sleep"),
+        }
+    }
 }
 
 /// The sleeping half, owned by one worker thread.
@@ -80,16 +101,8 @@ impl Parker {
             return;
         }
         let mut guard = inner.lock.lock_unpoisoned();
-        match inner
-            .state
-            .compare_exchange(EMPTY, PARKED, Ordering::SeqCst, Ordering::SeqCst)
-        {
-            Ok(_) => {}
-            Err(NOTIFIED) => {
-                inner.state.store(EMPTY, Ordering::SeqCst);
-                return;
-            }
-            Err(other) => unreachable!("parker in state {other} while its owner parks"),
+        if !inner.announce_sleep(PARKED) {
+            return;
         }
         match timeout {
             None => loop {
@@ -125,17 +138,8 @@ impl Parker {
             inner.interrupt.get().is_some(),
             "park_in without an interrupt"
         );
-        // SeqCst, as in `park`.
-        match inner
-            .state
-            .compare_exchange(EMPTY, POLLING, Ordering::SeqCst, Ordering::SeqCst)
-        {
-            Ok(_) => {}
-            Err(NOTIFIED) => {
-                inner.state.store(EMPTY, Ordering::SeqCst);
-                return None;
-            }
-            Err(other) => unreachable!("parker in state {other} while its owner polls"),
+        if !inner.announce_sleep(POLLING) {
+            return None;
         }
         // An unpark from here on sees POLLING and interrupts: the poller's
         // wake-up event stays pending until `sleep` collects it, so one that

@@ -26,13 +26,15 @@ use std::ptr;
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::Arc;
 
+use crossbeam_deque::Steal;
+
 use crate::fiber::FiberInner;
 
 /// Fibers a worker runs in a row from its next slot before it looks at its
-/// deque. tokio uses 3; Go lets `runnext` inherit the time slice. A guess
+/// deque. tokio's value; Go lets `runnext` inherit the time slice. A guess
 /// pending measurement: long enough for a ping-pong pair to stay hot, short
 /// enough that the queue moves every few switches.
-pub(crate) const MAX_NEXT_STREAK: u32 = 3;
+pub(super) const MAX_NEXT_STREAK: u32 = 3;
 
 /// A one-fiber slot that the owner and thieves take with an atomic swap.
 ///
@@ -41,22 +43,22 @@ pub(crate) const MAX_NEXT_STREAK: u32 = 3;
 ///   reference.
 /// - Only the owning worker thread puts (`Worker::schedule_local`); anyone
 ///   takes. So null → non-null is the owner's move alone.
-pub(crate) struct NextSlot(AtomicPtr<FiberInner>);
+pub(super) struct NextSlot(AtomicPtr<FiberInner>);
 
 impl NextSlot {
-    pub(crate) fn new() -> NextSlot {
+    pub(super) fn new() -> NextSlot {
         NextSlot(AtomicPtr::new(ptr::null_mut()))
     }
 
     /// Puts a fiber in the slot; returns the one it displaced. Only the
     /// slot's owner (the worker whose slot it is) puts.
-    pub(crate) fn put(&self, fiber: Arc<FiberInner>) -> Option<Arc<FiberInner>> {
+    pub(super) fn put(&self, fiber: Arc<FiberInner>) -> Option<Arc<FiberInner>> {
         let fiber = Arc::into_raw(fiber).cast_mut();
         // An empty slot stays empty until we fill it: thieves only take.
         // So a plain store does, saving a read-modify-write on every
-        // wake-up into an empty slot (one of ~10 per park/unpark round
-        // trip, each ~10 ns here). Release publishes the fiber to a thief's
-        // or the owner's Acquire swap in `take`.
+        // wake-up into an empty slot (`docs/decisions.md`,
+        // "NextSlot::put"). Release publishes the fiber to a thief's or
+        // the owner's Acquire swap in `take`.
         if self.0.load(Ordering::Relaxed).is_null() {
             self.0.store(fiber, Ordering::Release);
             return None;
@@ -71,12 +73,12 @@ impl NextSlot {
     }
 
     /// Whether the slot is empty (a hint: it may change at once).
-    pub(crate) fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.0.load(Ordering::Relaxed).is_null()
     }
 
     /// Takes the fiber out of the slot (owner or thief).
-    pub(crate) fn take(&self) -> Option<Arc<FiberInner>> {
+    pub(super) fn take(&self) -> Option<Arc<FiberInner>> {
         if self.0.load(Ordering::Relaxed).is_null() {
             return None;
         }
@@ -94,5 +96,20 @@ impl Drop for NextSlot {
             "a fiber was left in a next slot"
         );
         drop(self.take());
+    }
+}
+
+/// Runs a steal from a deque or an injector until it settles: the fiber,
+/// or `None` once the queue was found empty. crossbeam answers
+/// `Steal::Retry` when the steal lost a race with another thief (or the
+/// owner); trying again at once is what every caller wants.
+#[inline]
+pub(super) fn steal_settled<T>(mut steal: impl FnMut() -> Steal<T>) -> Option<T> {
+    loop {
+        match steal() {
+            Steal::Success(stolen) => return Some(stolen),
+            Steal::Empty => return None,
+            Steal::Retry => continue,
+        }
     }
 }

@@ -8,33 +8,42 @@
 //! the worker thread; what other threads may touch lives in its [`Remote`]
 //! (`scheduler/mod.rs`).
 //!
-//! Where a worker looks for its next fiber, in order (`next_fiber`):
-//! 1. every [`INJECTOR_INTERVAL`]th tick, the global injector first, so that
-//!    fibers spawned from outside the runtime, or spawned past a worker's
-//!    [`SPAWN_BACKLOG`], cannot starve;
-//! 2. its next slot (at most `MAX_NEXT_STREAK` times in a row);
-//! 3. its own deque;
-//! 4. the injector;
-//! 5. as a *searcher* (`search`): batches stolen from other workers' deques
-//!    in random order and from the injector, over [`STEAL_ROUNDS`] rounds, the
-//!    last of which also takes other workers' next slots;
-//! 6. nothing: it parks (`park_worker`), following the protocol in
-//!    `scheduler/mod.rs`: in the I/O poller (`epoll_wait`) if no other
-//!    worker is in it, else on its parker (`io/reactor.rs`).
+//! A scheduling decision goes through named phases, as in tokio's
+//! `Context::run` (`run_configured`, `run_spare`):
+//! 1. **maintenance** (`maintenance`): count the tick, fire this worker's
+//!    due timers, every `io::POLL_INTERVAL`th tick poll for I/O readiness
+//!    without blocking (so sockets are served while every worker is busy),
+//!    and every [`INJECTOR_INTERVAL`]th tick take from the global injector
+//!    first, so that fibers spawned from outside the runtime, or spawned
+//!    past a worker's [`SPAWN_BACKLOG`], cannot starve;
+//! 2. **next fiber** (`next_fiber`): its next slot (at most
+//!    `MAX_NEXT_STREAK` times in a row), its own deque, the injector, the
+//!    spawn backlog;
+//! 3. **search** (`search`), as a *searcher*: batches stolen from other
+//!    workers' deques in random order and from the injector, over
+//!    [`STEAL_ROUNDS`] rounds, the last of which also takes other workers'
+//!    next slots;
+//! 4. **park** (`park_worker`), when nothing was found, following the
+//!    protocol in `scheduler/mod.rs`: in the I/O poller (`epoll_wait`) if
+//!    no other worker is in it, else on its parker (`io/reactor.rs`).
 //!
-//! Every `io::POLL_INTERVAL`th tick it also polls for I/O readiness
-//! without blocking, so sockets are served while every worker is busy.
+//! A fiber found runs slices (`run_fiber`) until it yields to others,
+//! parks or finishes; after every slice one hook (`after_slice`) records
+//! the slice in the trace and ends a hand-off episode if the monitor
+//! marked this worker stuck meanwhile.
+//!
+//! A worker's [`Role`] says which loop it runs: a configured worker parks
+//! when it finds nothing; a spare (`handoff.rs`) retires instead, and as
+//! soon as it is surplus.
 
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crossbeam_deque::Steal;
-
 use super::park::Parker;
-use super::queue::MAX_NEXT_STREAK;
-use super::{Remote, Shared};
+use super::queue::{steal_settled, MAX_NEXT_STREAK};
+use super::{OwnerSide, Remote, Shared};
 use crate::fiber::context::Resume;
 use crate::fiber::stack::StackCache;
 use crate::fiber::{run_slice, FiberInner, Outcome};
@@ -43,57 +52,54 @@ use crate::metrics::bump;
 use crate::trace::{Buffer, Event};
 
 /// Every this many ticks a worker takes from the global injector before its
-/// own queue. 61, as Go's scheduler: a prime, so it does not fall into step
-/// with periodic workloads.
+/// own queue. Go's value: a prime, so it does not fall into step with
+/// periodic workloads.
 const INJECTOR_INTERVAL: u64 = 61;
 
 /// Fibers a worker's deque may hold before its fibers' spawns overflow to
-/// the runtime's global spawn backlog (`Shared::backlog`; Go's local run
-/// queue holds 256 and overflows to the global one the same way). The
-/// newest spawn still goes to the next slot; what overflows is the fiber
-/// it displaces. Workers take from the backlog after the injector.
+/// the runtime's global spawn backlog (`Shared::backlog`), as Go's local
+/// run queue overflows to its global one. The newest spawn still goes to
+/// the next slot; what overflows is the fiber it displaces. Workers take
+/// from the backlog after the injector.
 ///
-/// The reason is memory, measured with `examples/timers` (a million fibers
-/// each sleeping 10 ms, spawned by one fiber in ~0.3 s): with every spawn
-/// on the spawner's deque, the fibers woken by their timers queued behind
-/// hundreds of thousands of unstarted ones, so nearly every fiber was
-/// started (given a stack) before any finished: 208,000 fresh stacks were
-/// carved and guarded and 78,000 `madvise` trims made, a third of the run
-/// in their TLB shootdowns. With the overflow in the backlog, a worker
-/// finishes the woken fibers in its deque (which hold stacks) before it
-/// takes more unstarted ones (which take stacks), every
+/// Measured: it keeps a million sleepers from all taking stacks before any
+/// finishes, at a small price on a burst of spawns (`docs/decisions.md`).
+/// A worker finishes the woken fibers in its deque (which hold stacks)
+/// before it takes more unstarted ones (which take stacks), every
 /// [`INJECTOR_INTERVAL`]th tick excepted.
 ///
-/// The price: a burst of spawns past the backlog goes through a global
-/// queue. `benches/spawn.rs`, spawning 1,000 then joining them: 245–269 µs
-/// against 216–235 µs with everything on the deque (alternating runs).
-///
-/// Rejected, measured:
+/// Rejected:
 /// - Sending the new fiber itself to the global queue once the deque is
-///   full. A fiber that spawns a child and waits for it then waits behind
-///   the whole backlog: 1,000,000 fibers, each spawning a child and
-///   receiving one message from it, took 2.0–2.5 s instead of 0.57 s, and
-///   the churn of the global queue's blocks (allocated by the spawner,
-///   freed by the other worker) put workers to sleep in `free` often
-///   enough to start hundreds of hand-offs.
+///   full: a fiber that spawns a child and waits for it then waits behind
+///   the whole backlog, and the churn of the global queue's blocks
+///   (allocated by the spawner, freed by another worker) puts workers to
+///   sleep in `free` often enough to start hand-offs.
 /// - The overflow in the injector itself: the monitor puts the fibers
-///   whose timers it fires for held workers there, and they queued behind
-///   the backlog. `examples/blocking`'s heartbeat (a 1 ms sleep loop beside
-///   1,000 fibers in raw `usleep`) then went up to 3.8–21 ms without a
-///   tick, against 1.3–1.5 ms.
-pub(crate) const SPAWN_BACKLOG: usize = 256;
+///   whose timers it fires for held workers there, and they would queue
+///   behind the backlog.
+pub(super) const SPAWN_BACKLOG: usize = 256;
 
 /// Rounds over all victims a searcher makes before it parks. Go makes 4;
 /// ours are cheaper to give up because a spawn that arrives later wakes a
 /// sleeper anyway. A guess pending measurement.
 const STEAL_ROUNDS: usize = 3;
 
+/// What a worker thread is to the runtime.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    /// One of the N configured workers: it searches and sleeps by the
+    /// protocol of `idle.rs`, and lives as long as the runtime.
+    Configured,
+    /// A spare worker on a spare slot (`handoff.rs`): it retires instead of
+    /// sleeping, and as soon as it is surplus; it does not take part in the
+    /// searching/sleeping protocol.
+    Spare,
+}
+
 /// One worker thread's scheduler state.
-pub(crate) struct Worker {
+pub(super) struct Worker {
     index: usize,
-    /// A spare worker (`handoff.rs`): retires instead of sleeping, and
-    /// does not take part in the searching/sleeping protocol of `idle.rs`.
-    spare: bool,
+    role: Role,
     shared: Arc<Shared>,
     /// The owner's end of this worker's deque (thieves hold the stealer).
     local: crossbeam_deque::Worker<Arc<FiberInner>>,
@@ -127,7 +133,7 @@ thread_local! {
 /// Never inlined: fiber code calls it, and fibers migrate between threads
 /// at suspensions (see `fiber/context.rs`).
 #[inline(never)]
-pub(crate) fn with_current<R>(shared: *const Shared, f: impl FnOnce(Option<&Worker>) -> R) -> R {
+pub(super) fn with_current<R>(shared: *const Shared, f: impl FnOnce(Option<&Worker>) -> R) -> R {
     let worker = WORKER.with(Cell::get);
     // SAFETY: the pointer is set by `run` to a Worker that lives on this
     // thread's stack until `run` clears it again.
@@ -142,21 +148,20 @@ pub(crate) fn on_worker_thread() -> bool {
 }
 
 impl Worker {
-    pub(crate) fn new(
-        index: usize,
-        shared: Arc<Shared>,
-        local: crossbeam_deque::Worker<Arc<FiberInner>>,
-        parker: Parker,
-        stacks: StackCache,
-    ) -> Worker {
+    /// The worker for slot `index`, from the slot's owner side.
+    pub(super) fn new(index: usize, shared: Arc<Shared>, owner: OwnerSide) -> Worker {
         let trace = Buffer::new(shared.tracing.path.is_some(), shared.epoch);
         let ticks = shared.remotes[index].ticks.load(Ordering::Relaxed);
         Worker {
             index,
-            spare: index >= shared.num_workers,
+            role: if index < shared.num_workers {
+                Role::Configured
+            } else {
+                Role::Spare
+            },
             shared,
-            local,
-            parker,
+            local: owner.local,
+            parker: owner.parker,
             // A spare slot's counter carries on from its previous thread's,
             // so the monitor never sees it jump back to an old value.
             tick: Cell::new(ticks),
@@ -167,7 +172,7 @@ impl Worker {
                 0x9E37_79B9_7F4A_7C15 ^ (index as u64).wrapping_mul(0xBF58_476D_1CE4_E5B9) | 1,
             ),
             trace: RefCell::new(trace),
-            stacks: RefCell::new(stacks),
+            stacks: RefCell::new(owner.stacks),
         }
     }
 
@@ -175,51 +180,103 @@ impl Worker {
         &self.shared.remotes[self.index]
     }
 
-    /// Counts (and traces) a fiber spawned by a fiber on this worker.
-    pub(crate) fn count_spawn(&self, fiber: u64) {
-        bump(&self.remote().counters.spawned, 1);
-        let mut trace = self.trace.borrow_mut();
-        if trace.enabled {
-            let at = trace.now();
-            trace.events.push(Event::Spawn { at, fiber });
-        }
-    }
-
-    /// When a traced slice starts (`None` when tracing is off).
-    fn trace_start(&self) -> Option<f64> {
-        let trace = self.trace.borrow();
-        trace.enabled.then(|| trace.now())
-    }
-
-    /// Records a fiber's run slice, if tracing.
-    fn trace_run(&self, from: Option<f64>, fiber: &FiberInner, outcome: &Outcome) {
-        if let Some(start) = from {
-            let mut trace = self.trace.borrow_mut();
-            let micros = trace.now() - start;
-            let ended = match outcome {
-                Outcome::Yielded => "yield",
-                Outcome::Parked => "park",
-                Outcome::Finished => "done",
-            };
-            trace.events.push(Event::Run {
-                fiber: fiber.id.as_u64(),
-                start,
-                micros,
-                ended,
-            });
-        }
-    }
-
     /// This worker's index in the runtime.
-    pub(crate) fn index(&self) -> usize {
+    pub(super) fn index(&self) -> usize {
         self.index
     }
 
-    /// Whether one of this worker's timers is due. Reads the clock only
-    /// when a timer is pending.
-    fn timer_due(&self) -> bool {
-        let timers = &self.remote().timers;
-        timers.has_pending() && timers.is_due(self.shared.epoch, Instant::now())
+    /// The worker thread's body.
+    pub(super) fn run(self) {
+        // A fiber overflowing its stack needs somewhere to run the handler.
+        let _alt_stack = crate::sys::signal::AltStack::ensure().unwrap_or_else(|error| {
+            panic!("spindle: cannot set up the alternate signal stack: {error}")
+        });
+        self.remote().handoff.take_thread();
+        WORKER.with(|w| w.set(&self));
+        match self.role {
+            Role::Configured => self.run_configured(),
+            Role::Spare => self.run_spare(),
+        }
+        WORKER.with(|w| w.set(std::ptr::null()));
+        match self.role {
+            Role::Configured => self.exit(),
+            Role::Spare => {
+                if self.shared.is_shutdown() {
+                    self.exit();
+                }
+                self.retire();
+            }
+        }
+    }
+
+    /// A configured worker's loop: the phases of the module docs, until
+    /// shutdown.
+    fn run_configured(&self) {
+        while !self.shared.is_shutdown() {
+            match self.find_fiber() {
+                Some(fiber) => self.run_fiber(fiber),
+                None => self.park_worker(),
+            }
+        }
+    }
+
+    /// A spare worker's loop: the same phases, except that it retires as
+    /// soon as it is surplus (more spares than stuck workers) or finds
+    /// nothing to do.
+    fn run_spare(&self) {
+        let spares = &self.shared.spares;
+        while !self.shared.is_shutdown() {
+            if spares.claim_retirement() {
+                return;
+            }
+            match self.find_fiber() {
+                Some(fiber) => self.run_fiber(fiber),
+                None => break,
+            }
+        }
+        spares.spare_stopped();
+    }
+
+    /// Phases 1–3 of a scheduling decision (module docs).
+    #[inline]
+    fn find_fiber(&self) -> Option<Arc<FiberInner>> {
+        self.maintenance()
+            .or_else(|| self.next_fiber())
+            .or_else(|| self.search())
+    }
+
+    // --- Phase 1: maintenance.
+
+    /// Counts the tick, fires due timers, polls for I/O every
+    /// `POLL_INTERVAL` ticks, and every [`INJECTOR_INTERVAL`] ticks takes a
+    /// fiber from the global queues first, for fairness (then returns it).
+    #[inline]
+    fn maintenance(&self) -> Option<Arc<FiberInner>> {
+        let tick = self.bump_tick();
+        self.fire_timers();
+        if tick % crate::io::POLL_INTERVAL == 0 {
+            // A busy worker still sees readiness (`io/reactor.rs`).
+            self.shared.reactor.poll_now();
+        }
+        if tick % INJECTOR_INTERVAL == 0 {
+            // For fairness. A batch while this deque has room under
+            // `SPAWN_BACKLOG`, else one fiber (as Go's `globrunqget(pp, 1)`
+            // here): a batch at every such tick would feed a spawn backlog
+            // in faster than fibers that start, yield and resume get
+            // through a long deque, and the started set would grow without
+            // bound (measured in `docs/decisions.md`, "INJECTOR_INTERVAL").
+            return self.steal_injector(self.local.len() < SPAWN_BACKLOG);
+        }
+        None
+    }
+
+    /// Counts a scheduling decision.
+    fn bump_tick(&self) -> u64 {
+        let tick = self.tick.get().wrapping_add(1);
+        self.tick.set(tick);
+        // Relaxed: a progress signal for observers, ordered with nothing.
+        self.remote().ticks.store(tick, Ordering::Relaxed);
+        tick
     }
 
     /// Unparks the fibers whose timers are due.
@@ -233,94 +290,185 @@ impl Worker {
         }
     }
 
-    /// The worker thread's body.
-    pub(crate) fn run(self) {
-        // A fiber overflowing its stack needs somewhere to run the handler.
-        let _alt_stack = crate::sys::signal::AltStack::ensure().unwrap_or_else(|error| {
-            panic!("spindle: cannot set up the alternate signal stack: {error}")
-        });
-        let clock = crate::sys::thread::current_cpu_clock().unwrap_or(super::NO_CLOCK);
-        self.remote().cpu_clock.store(clock, Ordering::Relaxed);
-        let tid = crate::sys::thread::current_tid();
-        self.remote().tid.store(tid, Ordering::Relaxed);
-        WORKER.with(|w| w.set(&self));
-        if self.spare {
-            self.run_spare_loop();
-        } else {
-            self.run_loop();
-        }
-        WORKER.with(|w| w.set(std::ptr::null()));
-        if self.spare && !self.shared.is_shutdown() {
-            self.retire();
-        } else {
-            self.exit();
-            if self.spare {
-                self.retire();
-            }
-        }
+    /// Whether one of this worker's timers is due. Reads the clock only
+    /// when a timer is pending.
+    fn timer_due(&self) -> bool {
+        let timers = &self.remote().timers;
+        timers.has_pending() && timers.is_due(self.shared.epoch, Instant::now())
     }
 
-    /// A spare worker's loop: the ordinary one, except that it retires as
-    /// soon as it is surplus (more spares than stuck workers) or finds
-    /// nothing to do.
-    fn run_spare_loop(&self) {
-        let spares = &self.shared.spares;
-        while !self.shared.is_shutdown() {
-            if spares.claim_retirement() {
-                return;
-            }
-            match self.next_fiber().or_else(|| self.search()) {
-                Some(fiber) => self.run_fiber(fiber),
-                None => break,
-            }
-        }
-        // Relaxed: a count; see `Spares::claim_retirement`.
-        spares.active.fetch_sub(1, Ordering::Relaxed);
-    }
+    // --- Phase 2: next fiber.
 
-    /// A spare gives its slot back. Fibers still queued on it stay in its
-    /// deque, where any worker may steal them (the slot's deque outlives
-    /// its threads; the next spare to take the slot owns them again).
-    /// Rejected: moving them to the injector, which put them in one FIFO
-    /// ahead of fibers woken later (a heartbeat's timer fired by the
-    /// monitor waited behind hundreds of them).
-    fn retire(self) {
-        // The next slot is not looked at by a last searcher's re-check
-        // (`Shared::has_pending_work`): move its fiber to the deque.
+    /// The next slot (within its streak), the deque, the global queues.
+    #[inline]
+    fn next_fiber(&self) -> Option<Arc<FiberInner>> {
         if let Some(fiber) = self.remote().next.take() {
+            if self.next_streak.get() < MAX_NEXT_STREAK {
+                self.next_streak.set(self.next_streak.get() + 1);
+                bump(&self.remote().counters.next_slot_hits, 1);
+                return Some(fiber);
+            }
             self.local.push(fiber);
         }
-        self.stacks.borrow_mut().drain_into(&self.shared.stacks);
-        self.flush_trace();
-        let remote = &self.shared.remotes[self.index];
-        let shared = self.shared.clone();
-        let index = self.index;
-        let slot = super::handoff::SpareSlot {
-            local: self.local,
-            parker: self.parker,
-            stacks: self.stacks.into_inner(),
-        };
-        shared.spares.return_slot(index, slot);
-        // Fibers left in the deque are surplus work: someone should steal.
-        if !shared.remotes[index].stealer.is_empty() {
-            shared.notify_one();
-        }
-        // Release: shutdown waits for this (Acquire) before it unwinds the
-        // fibers this spare handed to the injector.
-        remote.active.store(false, Ordering::Release);
+        self.next_streak.set(0);
+        self.local.pop().or_else(|| self.steal_injector(true))
     }
 
-    fn run_loop(&self) {
-        while !self.shared.is_shutdown() {
-            if let Some(fiber) = self.next_fiber() {
-                self.run_fiber(fiber);
-            } else if let Some(fiber) = self.search() {
-                self.run_fiber(fiber);
-            } else {
-                self.park_worker();
+    /// A fiber from the global injector, else from the spawn backlog, with
+    /// a batch more into this worker's deque if `batch`.
+    fn steal_injector(&self, batch: bool) -> Option<Arc<FiberInner>> {
+        for global in [&self.shared.injector, &self.shared.backlog] {
+            let stolen = steal_settled(|| {
+                if batch {
+                    global.steal_batch_and_pop(&self.local)
+                } else {
+                    global.steal()
+                }
+            });
+            if stolen.is_some() {
+                bump(&self.remote().counters.injector_pops, 1);
+                return stolen;
             }
         }
+        None
     }
+
+    // --- Phase 3: search.
+
+    /// Steals as a searcher. Returns `None` (still searching) if nothing
+    /// was found, or if too many workers search already.
+    fn search(&self) -> Option<Arc<FiberInner>> {
+        if !self.searching.get() && self.role == Role::Configured {
+            if !self.shared.idle.transition_worker_to_searching() {
+                return None;
+            }
+            self.searching.set(true);
+        }
+        let remotes = self.shared.used_remotes();
+        for round in 0..STEAL_ROUNDS {
+            let start = self.random(remotes.len());
+            for offset in 0..remotes.len() {
+                let victim = (start + offset) % remotes.len();
+                if victim == self.index {
+                    continue;
+                }
+                let counters = &self.remote().counters;
+                bump(&counters.steal_attempts, 1);
+                let stolen =
+                    steal_settled(|| remotes[victim].stealer.steal_batch_and_pop(&self.local));
+                if let Some(fiber) = stolen {
+                    // The fiber returned, and the rest of the batch now in
+                    // our deque.
+                    let count = 1 + self.local.len() as u64;
+                    bump(&counters.steals, count);
+                    self.record_trace(|trace| Event::Steal {
+                        at: trace.now(),
+                        victim,
+                        count,
+                    });
+                    return Some(fiber);
+                }
+                if round == STEAL_ROUNDS - 1 {
+                    if let Some(fiber) = remotes[victim].next.take() {
+                        bump(&counters.steals, 1);
+                        return Some(fiber);
+                    }
+                }
+            }
+            if let Some(fiber) = self.steal_injector(true) {
+                return Some(fiber);
+            }
+        }
+        None
+    }
+
+    fn stop_searching(&self) {
+        self.searching.set(false);
+        if self.shared.idle.transition_worker_from_searching() {
+            // The last searcher found work: producers skipped waking anyone
+            // while it searched, so keep one searcher around (Go's
+            // `resetspinning`).
+            self.shared.notify_one();
+        }
+    }
+
+    /// A victim index in `0..n`.
+    fn random(&self, n: usize) -> usize {
+        let mut x = self.rng.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng.set(x);
+        (x % n as u64) as usize
+    }
+
+    // --- Phase 4: park.
+
+    /// Sleeps until woken by a producer, a due timer, I/O readiness or
+    /// shutdown.
+    fn park_worker(&self) {
+        let searching = self.searching.replace(false);
+        let is_last_searcher = self
+            .shared
+            .idle
+            .transition_worker_to_parked(self.index, searching);
+        if is_last_searcher && self.shared.has_pending_work() {
+            // Work arrived after we stopped looking and its producer saw us
+            // searching, so it woke nobody: wake someone (perhaps us).
+            self.shared.notify_one();
+        }
+        loop {
+            let io_woke = self.sleep_once();
+            if self.shared.is_shutdown() {
+                return;
+            }
+            if !self.shared.idle.is_parked(self.index) {
+                // A producer took us off the sleepers list: we search.
+                self.searching.set(true);
+                return;
+            }
+            if io_woke > 0 || self.timer_due() {
+                // Our own timer or poll woke us (the fibers it woke are in
+                // our queues): leave the list and fire it (the
+                // loop's next scheduling decision does). If a producer took
+                // us off the list meanwhile, we count as searching.
+                if !self.shared.idle.unpark_self(self.index) {
+                    self.searching.set(true);
+                }
+                return;
+            }
+            // Spurious wake-up: still on the list, sleep again.
+        }
+    }
+
+    /// Sleeps once, until woken or until this worker's earliest timer (not
+    /// at all if it is due): in the I/O poller if no other worker is in it
+    /// (`io/reactor.rs`), else on the parker. Returns how many fibers the
+    /// poll woke.
+    fn sleep_once(&self) -> usize {
+        let timeout = self
+            .remote()
+            .timers
+            .time_to_earliest(self.shared.epoch, Instant::now());
+        if timeout.is_some_and(|timeout| timeout.is_zero()) {
+            return 0;
+        }
+        let asleep = Instant::now();
+        let traced_from = self.trace_start();
+        let io_woke = self.shared.reactor.park(&self.parker, timeout);
+        let counters = &self.remote().counters;
+        bump(&counters.parks, 1);
+        bump(&counters.parked_nanos, asleep.elapsed().as_nanos() as u64);
+        if let Some(start) = traced_from {
+            self.record_trace(|trace| Event::Parked {
+                start,
+                micros: trace.now() - start,
+            });
+        }
+        io_woke
+    }
+
+    // --- Running a fiber.
 
     /// Runs one fiber until it yields, parks or finishes.
     fn run_fiber(&self, fiber: Arc<FiberInner>) {
@@ -332,19 +480,20 @@ impl Worker {
         let mut stacks = self.stacks.borrow_mut();
         let traced_from = self.trace_start();
         loop {
-            let outcome = run_slice(&fiber, Resume::Run, &mut stacks, &self.remote().in_fiber);
-            self.trace_run(traced_from, &fiber, &outcome);
-            // Relaxed: the monitor's mark is re-read with Acquire below.
-            if self.remote().stuck_since.load(Ordering::Relaxed) != 0 {
-                self.end_episode(&fiber);
-            }
+            let outcome = run_slice(
+                &fiber,
+                Resume::Run,
+                &mut stacks,
+                self.remote().handoff.in_fiber_flag(),
+            );
+            self.after_slice(traced_from, &fiber, &outcome);
             match outcome {
                 Outcome::Yielded => {
                     if self.nothing_else_to_run() {
                         // Nobody to let run first: carry on at once, without
                         // a trip through the queue (three atomic updates).
                         // Still a scheduling decision: count the tick, and
-                        // poll for I/O as `next_fiber` does, so a fiber
+                        // poll for I/O as `maintenance` does, so a fiber
                         // yielding in a loop does not hide readiness.
                         let tick = self.bump_tick();
                         let woke = tick % crate::io::POLL_INTERVAL == 0
@@ -381,53 +530,50 @@ impl Worker {
         }
     }
 
+    /// The one hook after every slice: records the slice in the trace (if
+    /// tracing; it started at `traced_from`), and ends the hand-off episode
+    /// if the monitor marked this worker stuck during it.
+    #[inline]
+    fn after_slice(&self, traced_from: Option<f64>, fiber: &FiberInner, outcome: &Outcome) {
+        if let Some(start) = traced_from {
+            let ended = match outcome {
+                Outcome::Yielded => "yield",
+                Outcome::Parked => "park",
+                Outcome::Finished => "done",
+            };
+            self.record_trace(|trace| Event::Run {
+                fiber: fiber.id.as_u64(),
+                start,
+                micros: trace.now() - start,
+                ended,
+            });
+        }
+        if self.remote().handoff.is_stuck() {
+            self.end_episode(fiber);
+        }
+    }
+
     /// The fiber that held this worker has given it back: clears the
     /// monitor's stuck mark, so that a spare retires, and reports the
     /// episode.
     #[cold]
     fn end_episode(&self, fiber: &FiberInner) {
-        let remote = self.remote();
-        // Acquire: pairs with the monitor's Release store, so its increment
-        // of the stuck count comes before our decrement.
-        let since = remote.stuck_since.swap(0, Ordering::Acquire);
-        if since == 0 {
+        let Some(stuck_at) = self.remote().handoff.end_stuck() else {
             return;
-        }
-        let stuck_at = std::time::Duration::from_nanos(since - 1);
+        };
         let held_for = self.shared.epoch.elapsed().saturating_sub(stuck_at);
-        let mut trace = self.trace.borrow_mut();
-        if trace.enabled {
-            trace.events.push(Event::Handoff {
-                fiber: fiber.id.as_u64(),
-                start: stuck_at.as_secs_f64() * 1e6,
-                micros: held_for.as_secs_f64() * 1e6,
-            });
-        }
-        drop(trace);
+        self.record_trace(|_| Event::Handoff {
+            fiber: fiber.id.as_u64(),
+            start: stuck_at.as_secs_f64() * 1e6,
+            micros: held_for.as_secs_f64() * 1e6,
+        });
         let report = super::handoff::HandoffReport {
             worker: self.index,
             fiber: fiber.id,
             fiber_name: fiber.name().map(str::to_owned),
             held_for,
         };
-        let sink = &self.shared.spares.config.sink;
-        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink(&report))).is_err() {
-            eprintln!("spindle: the hand-off sink panicked on: {report}");
-        }
-        // Last: once the count drops, `Metrics::blocked_workers` says the
-        // episode is over, and its report has been made.
-        // Relaxed: a count; see `Spares::claim_retirement`.
-        let previous = self.shared.spares.stuck.fetch_sub(1, Ordering::Relaxed);
-        debug_assert!(previous > 0, "stuck worker count underflow");
-    }
-
-    /// Counts a scheduling decision.
-    fn bump_tick(&self) -> u64 {
-        let tick = self.tick.get().wrapping_add(1);
-        self.tick.set(tick);
-        // Relaxed: a progress signal for observers, ordered with nothing.
-        self.remote().ticks.store(tick, Ordering::Relaxed);
-        tick
+        self.shared.spares.episode_ended(&report);
     }
 
     /// Whether a yielding fiber may simply continue: nothing in this
@@ -441,43 +587,12 @@ impl Worker {
             && !self.timer_due()
     }
 
-    /// Steps 1–4 of the search order in the module docs.
-    fn next_fiber(&self) -> Option<Arc<FiberInner>> {
-        let tick = self.bump_tick();
-        self.fire_timers();
-        if tick % crate::io::POLL_INTERVAL == 0 {
-            // A busy worker still sees readiness (`io/reactor.rs`).
-            self.shared.reactor.poll_now();
-        }
-        if tick % INJECTOR_INTERVAL == 0 {
-            // For fairness. A batch (up to 33) while this deque has room
-            // under `SPAWN_BACKLOG`, else one fiber (as Go's
-            // `globrunqget(pp, 1)` here): a batch every 61 ticks would feed a
-            // spawn backlog in faster than fibers that start, yield and
-            // resume get through a long deque, and the started set would
-            // grow without bound (`tests/scheduler.rs`, 4,621 of 20,000
-            // started at once; 261 with this rule).
-            let fiber = self.steal_injector(self.local.len() < SPAWN_BACKLOG);
-            if fiber.is_some() {
-                return fiber;
-            }
-        }
-        if let Some(fiber) = self.remote().next.take() {
-            if self.next_streak.get() < MAX_NEXT_STREAK {
-                self.next_streak.set(self.next_streak.get() + 1);
-                bump(&self.remote().counters.next_slot_hits, 1);
-                return Some(fiber);
-            }
-            self.local.push(fiber);
-        }
-        self.next_streak.set(0);
-        self.local.pop().or_else(|| self.steal_injector(true))
-    }
+    // --- Fibers made runnable by fiber code on this worker.
 
     /// Puts a fiber that this worker woke in its next slot; a fiber
     /// displaced from the slot goes to the deque, and is surplus work
     /// another worker may take.
-    pub(crate) fn schedule_local(&self, fiber: Arc<FiberInner>) {
+    pub(super) fn schedule_local(&self, fiber: Arc<FiberInner>) {
         if let Some(displaced) = self.remote().next.put(fiber) {
             self.local.push(displaced);
             self.shared.notify_one();
@@ -487,9 +602,9 @@ impl Worker {
     /// Puts a fiber just spawned by a fiber on this worker in its next slot,
     /// as `schedule_local` does (so a child runs right after its parent
     /// parks, Go's `runqput(pp, newg, true)`); the fiber it displaces goes
-    /// to the deque, or to the global injector once the deque holds
+    /// to the deque, or to the global spawn backlog once the deque holds
     /// [`SPAWN_BACKLOG`] fibers.
-    pub(crate) fn schedule_spawned(&self, fiber: Arc<FiberInner>) {
+    pub(super) fn schedule_spawned(&self, fiber: Arc<FiberInner>) {
         if let Some(displaced) = self.remote().next.put(fiber) {
             if self.local.len() < SPAWN_BACKLOG {
                 self.local.push(displaced);
@@ -501,158 +616,42 @@ impl Worker {
         }
     }
 
-    /// A fiber from the global injector, else from the spawn backlog, with
-    /// a batch more into this worker's deque if `batch`.
-    fn steal_injector(&self, batch: bool) -> Option<Arc<FiberInner>> {
-        for global in [&self.shared.injector, &self.shared.backlog] {
-            loop {
-                let stolen = if batch {
-                    global.steal_batch_and_pop(&self.local)
-                } else {
-                    global.steal()
-                };
-                match stolen {
-                    Steal::Success(fiber) => {
-                        bump(&self.remote().counters.injector_pops, 1);
-                        return Some(fiber);
-                    }
-                    Steal::Empty => break,
-                    Steal::Retry => continue,
-                }
-            }
-        }
-        None
+    /// Counts (and traces) a fiber spawned by a fiber on this worker.
+    pub(super) fn count_spawn(&self, fiber: u64) {
+        bump(&self.remote().counters.spawned, 1);
+        self.record_trace(|trace| Event::Spawn {
+            at: trace.now(),
+            fiber,
+        });
     }
 
-    /// Step 5: steal as a searcher. Returns `None` (still searching) if
-    /// nothing was found, or if too many workers search already.
-    fn search(&self) -> Option<Arc<FiberInner>> {
-        if !self.searching.get() && !self.spare {
-            if !self.shared.idle.transition_worker_to_searching() {
-                return None;
-            }
-            self.searching.set(true);
-        }
-        let remotes = self.shared.used_remotes();
-        for round in 0..STEAL_ROUNDS {
-            let start = self.random(remotes.len());
-            for offset in 0..remotes.len() {
-                let victim = (start + offset) % remotes.len();
-                if victim == self.index {
-                    continue;
-                }
-                let counters = &self.remote().counters;
-                bump(&counters.steal_attempts, 1);
-                loop {
-                    match remotes[victim].stealer.steal_batch_and_pop(&self.local) {
-                        Steal::Success(fiber) => {
-                            // The fiber returned, and the rest of the batch
-                            // now in our deque.
-                            let count = 1 + self.local.len() as u64;
-                            bump(&counters.steals, count);
-                            let mut trace = self.trace.borrow_mut();
-                            if trace.enabled {
-                                let at = trace.now();
-                                trace.events.push(Event::Steal { at, victim, count });
-                            }
-                            return Some(fiber);
-                        }
-                        Steal::Empty => break,
-                        Steal::Retry => continue,
-                    }
-                }
-                if round == STEAL_ROUNDS - 1 {
-                    if let Some(fiber) = remotes[victim].next.take() {
-                        bump(&counters.steals, 1);
-                        return Some(fiber);
-                    }
-                }
-            }
-            if let Some(fiber) = self.steal_injector(true) {
-                return Some(fiber);
-            }
-        }
-        None
+    // --- Tracing.
+
+    /// When a traced span starts (`None` when tracing is off).
+    #[inline]
+    fn trace_start(&self) -> Option<f64> {
+        self.trace.borrow().span_start()
     }
 
-    fn stop_searching(&self) {
-        self.searching.set(false);
-        if self.shared.idle.transition_worker_from_searching() {
-            // The last searcher found work: producers skipped waking anyone
-            // while it searched, so keep one searcher around (Go's
-            // `resetspinning`).
-            self.shared.notify_one();
+    /// Records the event `event` makes, if tracing (`trace.rs`).
+    #[inline]
+    fn record_trace(&self, event: impl FnOnce(&Buffer) -> Event) {
+        self.trace.borrow_mut().record(event);
+    }
+
+    /// Hands this worker's trace events to the runtime's collection.
+    fn flush_trace(&self) {
+        let events = self.trace.borrow_mut().take_events();
+        if !events.is_empty() {
+            self.shared
+                .tracing
+                .collected
+                .lock_unpoisoned()
+                .push((self.index, events));
         }
     }
 
-    /// Step 6: sleep until woken by a producer or shutdown.
-    fn park_worker(&self) {
-        let searching = self.searching.replace(false);
-        let is_last_searcher = self
-            .shared
-            .idle
-            .transition_worker_to_parked(self.index, searching);
-        if is_last_searcher && self.shared.has_pending_work() {
-            // Work arrived after we stopped looking and its producer saw us
-            // searching, so it woke nobody: wake someone (perhaps us).
-            self.shared.notify_one();
-        }
-        loop {
-            // Sleep until woken, or until this worker's earliest timer: in
-            // the I/O poller if no other worker is in it (`io/reactor.rs`),
-            // else on the parker.
-            let mut io_woke = 0;
-            match self
-                .remote()
-                .timers
-                .time_to_earliest(self.shared.epoch, Instant::now())
-            {
-                Some(timeout) if timeout.is_zero() => {}
-                timeout => {
-                    let asleep = Instant::now();
-                    let traced_from = self.trace_start();
-                    io_woke = self.shared.reactor.park(&self.parker, timeout);
-                    let counters = &self.remote().counters;
-                    bump(&counters.parks, 1);
-                    bump(&counters.parked_nanos, asleep.elapsed().as_nanos() as u64);
-                    if let Some(start) = traced_from {
-                        let mut trace = self.trace.borrow_mut();
-                        let micros = trace.now() - start;
-                        trace.events.push(Event::Parked { start, micros });
-                    }
-                }
-            }
-            if self.shared.is_shutdown() {
-                return;
-            }
-            if !self.shared.idle.is_parked(self.index) {
-                // A producer took us off the sleepers list: we search.
-                self.searching.set(true);
-                return;
-            }
-            if io_woke > 0 || self.timer_due() {
-                // Our own timer or poll woke us (the fibers it woke are in
-                // our queues): leave the list and fire it (the
-                // loop's next scheduling decision does). If a producer took
-                // us off the list meanwhile, we count as searching.
-                if !self.shared.idle.unpark_self(self.index) {
-                    self.searching.set(true);
-                }
-                return;
-            }
-            // Spurious wake-up: still on the list, sleep again.
-        }
-    }
-
-    /// A victim index in `0..n`.
-    fn random(&self, n: usize) -> usize {
-        let mut x = self.rng.get();
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.rng.set(x);
-        (x % n as u64) as usize
-    }
+    // --- Leaving.
 
     /// Leaving at shutdown: queued fibers go to the injector, where the
     /// shutdown pass unwinds them; cached stacks go back to the pool.
@@ -667,15 +666,33 @@ impl Worker {
         self.flush_trace();
     }
 
-    /// Hands this worker's trace events to the runtime's collection.
-    fn flush_trace(&self) {
-        let events = std::mem::take(&mut self.trace.borrow_mut().events);
-        if !events.is_empty() {
-            self.shared
-                .tracing
-                .collected
-                .lock_unpoisoned()
-                .push((self.index, events));
+    /// A spare gives its slot back. Fibers still queued on it stay in its
+    /// deque, where any worker may steal them (the slot's deque outlives
+    /// its threads; the next spare to take the slot owns them again).
+    /// Rejected: moving them to the injector, which put them in one FIFO
+    /// ahead of fibers woken later (a heartbeat's timer fired by the
+    /// monitor waited behind hundreds of them).
+    fn retire(self) {
+        // The next slot is not looked at by a last searcher's re-check
+        // (`Shared::has_pending_work`): move its fiber to the deque.
+        if let Some(fiber) = self.remote().next.take() {
+            self.local.push(fiber);
         }
+        self.stacks.borrow_mut().drain_into(&self.shared.stacks);
+        self.flush_trace();
+        let remote = &self.shared.remotes[self.index];
+        let shared = self.shared.clone();
+        let index = self.index;
+        let slot = OwnerSide {
+            local: self.local,
+            parker: self.parker,
+            stacks: self.stacks.into_inner(),
+        };
+        shared.spares.return_slot(index, slot);
+        // Fibers left in the deque are surplus work: someone should steal.
+        if !shared.remotes[index].stealer.is_empty() {
+            shared.notify_one();
+        }
+        remote.handoff.retire();
     }
 }

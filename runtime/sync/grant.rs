@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use super::waiter::Waiter;
+use crate::fiber::waiter::Waiter;
 use crate::lock::MutexExt;
 
 /// One waiter's request.

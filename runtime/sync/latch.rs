@@ -35,7 +35,7 @@ use std::sync::atomic::{fence, AtomicUsize, Ordering};
 
 use crossbeam_deque::{Injector, Steal};
 
-use super::waiter::Waiter;
+use crate::fiber::waiter::Waiter;
 
 /// A latch that opens when counted down to zero.
 ///

@@ -40,7 +40,6 @@ mod rwlock;
 mod select;
 mod semaphore;
 mod spin;
-pub(crate) mod waiter;
 pub(crate) mod waitlist;
 
 pub use barrier::{Barrier, BarrierWaitResult};

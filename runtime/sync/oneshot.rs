@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::mpsc::{RecvError, RecvTimeoutError, TryRecvError};
-use super::waiter::Waiter;
+use crate::fiber::waiter::Waiter;
 use crate::lock::MutexExt;
 
 /// Creates a one-shot channel: one value, from one sender to one receiver.

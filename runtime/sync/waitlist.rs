@@ -12,88 +12,24 @@
 //! meantime, it passes the notification on to the next waiter, so a
 //! `notify_one` is never swallowed by a waiter that left. The node is on the
 //! heap, not the waiter's stack, so a waiter unwound mid-wait leaves nothing
-//! dangling (the lesson of `Latch`).
+//! dangling (`Latch`'s design comment records the stack-node design as
+//! rejected).
 //!
 //! A wait allocates nothing in the common case: a waiter's node is kept
-//! for its next wait ([`NodeCache`]: a field of the fiber, or a
-//! thread-local for plain threads), and reused when nobody else holds it
-//! any more ([`WaitList::recycle`]). Measured on the channel ping-pong
-//! (a loop of 2,000,000 round trips), where each round trip waits twice:
-//! without it, the allocation, the free and the `Waiter` handle's two
-//! reference-count updates per wait took the median round trip from 290
-//! to 345 ns.
+//! for its next wait and reused when nobody else holds it any more
+//! ([`WaitList::recycle`]; the node and its cache are per-fiber state, in
+//! `fiber/wait_node.rs`).
 //!
 //! Removal is O(n) in the list's length; it only happens on timeouts and
 //! shutdown. A notification can carry a payload bit (`handed_off`): the
 //! Mutex uses it to hand the lock itself to a waiter that waited too long.
 
-use std::cell::Cell;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use super::waiter::Waiter;
+pub(crate) use crate::fiber::wait_node::Node;
 use crate::lock::MutexExt;
-
-const WAITING: u8 = 0;
-const NOTIFIED: u8 = 1;
-/// Notified, and ownership of something (the Mutex's lock) came with it.
-const HANDED_OFF: u8 = 2;
-
-/// One waiter's entry.
-pub(crate) struct Node {
-    waiter: Waiter,
-    /// WAITING until a notifier pops it; then NOTIFIED or HANDED_OFF.
-    state: AtomicU8,
-    /// When the waiter started waiting, for the Mutex's hand-off rule; only
-    /// the Mutex reads the clock for it (`None` elsewhere: a clock read per
-    /// wait was 13% of a channel round trip).
-    pub(crate) since: Option<Instant>,
-}
-
-impl Node {
-    /// Whether the node was notified (or handed off).
-    pub(crate) fn is_notified(&self) -> bool {
-        self.state.load(Ordering::Acquire) != WAITING
-    }
-
-    /// Whether the notification handed ownership over.
-    pub(crate) fn is_handed_off(&self) -> bool {
-        self.state.load(Ordering::Acquire) == HANDED_OFF
-    }
-}
-
-/// One spare node, kept by its waiter between waits (see the module docs).
-/// Owned by one fiber (a field of its `FiberInner`) or one thread (a
-/// thread-local); only the owner's code touches it.
-pub(crate) struct NodeCache(Cell<Option<Arc<Node>>>);
-
-thread_local! {
-    /// The node cache of a plain thread (fibers have their own).
-    static THREAD_NODE: NodeCache = const { NodeCache::new() };
-}
-
-impl NodeCache {
-    pub(crate) const fn new() -> NodeCache {
-        NodeCache(Cell::new(None))
-    }
-
-    /// Drops the kept node (a fiber's end: its node names the fiber).
-    pub(crate) fn clear(&self) {
-        drop(self.0.take());
-    }
-
-    /// Runs `f` with the caller's cache: its fiber's, or its thread's;
-    /// `None` on a thread whose thread-locals are being destroyed (a
-    /// destructor that locks a `Mutex` then simply gets a new node).
-    fn with_current<R>(f: impl FnOnce(&NodeCache) -> R) -> Option<R> {
-        crate::fiber::with_current_wait_node(|cache| match cache {
-            Some(cache) => Some(f(cache)),
-            None => THREAD_NODE.try_with(|cache| f(cache)).ok(),
-        })
-    }
-}
 
 /// A FIFO of waiters; see the module docs.
 #[derive(Default)]
@@ -105,29 +41,9 @@ pub(crate) struct WaitList {
 pub(crate) struct Wake(Arc<Node>);
 
 impl Wake {
+    #[inline]
     pub(crate) fn wake(self) {
-        // By reference: no clone of the handle just to wake it.
-        self.0.waiter.unpark();
-    }
-}
-
-impl Node {
-    /// A WAITING node for the calling fiber or thread: its kept one if
-    /// nobody else holds that any more, else a new one.
-    fn for_current(since: Option<Instant>) -> Arc<Node> {
-        if let Some(mut node) = NodeCache::with_current(|cache| cache.0.take()).flatten() {
-            if let Some(reused) = Arc::get_mut(&mut node) {
-                debug_assert!(reused.waiter.is_current(), "a node kept by another waiter");
-                *reused.state.get_mut() = WAITING;
-                reused.since = since;
-                return node;
-            }
-        }
-        Arc::new(Node {
-            waiter: Waiter::current(),
-            state: AtomicU8::new(WAITING),
-            since,
-        })
+        self.0.wake();
     }
 }
 
@@ -136,11 +52,9 @@ impl WaitList {
     /// (notified, removed, or timed out): callers on hot paths hand it back
     /// here instead of dropping it. A node a notifier still holds (it has
     /// popped it and not yet woken us) is simply dropped.
+    #[inline]
     pub(crate) fn recycle(node: Arc<Node>) {
-        if Arc::strong_count(&node) == 1 {
-            // Dropped instead if the thread's cache is gone already.
-            NodeCache::with_current(|cache| cache.0.set(Some(node)));
-        }
+        Node::recycle(node);
     }
 
     pub(crate) fn new() -> WaitList {
@@ -188,11 +102,7 @@ impl WaitList {
     /// handed off); the caller wakes it after unlocking.
     pub(crate) fn pop(queue: &mut VecDeque<Arc<Node>>, hand_off: bool) -> Option<Wake> {
         let node = queue.pop_front()?;
-        // Release: what the notifier did before is visible to the waiter.
-        node.state.store(
-            if hand_off { HANDED_OFF } else { NOTIFIED },
-            Ordering::Release,
-        );
+        node.notify(hand_off);
         Some(Wake(node))
     }
 

@@ -1,7 +1,8 @@
-//! Time for fibers: [`sleep`], [`sleep_until`] and [`park_timeout`].
+//! Time for fibers: [`sleep`], [`sleep_until`], [`park_timeout`] and
+//! [`JoinHandle::join_timeout`].
 //!
 //! A fiber that waits with a deadline registers a timer with the worker it
-//! runs on (`timers.rs`) and parks; the worker unparks it when the deadline
+//! runs on and parks (`timer.rs`); the worker unparks it when the deadline
 //! passes. Workers look for due timers at every scheduling decision, so a
 //! busy worker fires them as soon as the fiber it is running yields or
 //! parks, and an idle worker sleeps until its earliest deadline and no
@@ -10,10 +11,24 @@
 //!
 //! A fiber that computes without yielding delays its worker's timers, as it
 //! delays everything else on that worker.
+//!
+//! # Layering
+//! The timer queues themselves belong to the scheduler
+//! (`scheduler/timers.rs`): a worker fires its own timers and sleeps until
+//! the earliest, so its queue sits in its `Remote`, beside its run queue.
+//! This module registers and cancels timers through the scheduler's narrow
+//! API (`Shared::insert_timer`, `Shared::remove_timer`) and parks through
+//! the fiber's (`fiber::CurrentFiber`); neither `fiber/` nor `scheduler/`
+//! knows of `time/`. Rejected: the queue here with the scheduler calling up
+//! into it to fire and sleep, which tied the two into one import cycle.
 
-pub(crate) mod timers;
+mod timer;
 
 use std::time::{Duration, Instant};
+
+use crate::fiber::join::{JoinError, JoinHandle};
+
+pub(crate) use self::timer::park_deadline;
 
 /// Puts the calling fiber to sleep for at least `duration`; its worker runs
 /// other fibers meanwhile. On a plain thread, `std::thread::sleep`.
@@ -59,7 +74,7 @@ pub(crate) fn park_until(deadline: Option<Instant>) -> bool {
     if now >= deadline {
         return false;
     }
-    crate::fiber::park_deadline(deadline, now);
+    park_deadline(deadline, now);
     true
 }
 
@@ -83,8 +98,28 @@ pub(crate) fn park_until(deadline: Option<Instant>) -> bool {
 pub fn park_timeout(timeout: Duration) {
     let now = Instant::now();
     match now.checked_add(timeout) {
-        Some(deadline) => crate::fiber::park_deadline(deadline, now),
+        Some(deadline) => park_deadline(deadline, now),
         // Beyond the clock's range: no timer, a plain park.
         None => crate::park(),
+    }
+}
+
+impl<T: 'static> JoinHandle<T> {
+    /// Like [`JoinHandle::join`], giving up after `timeout`: then the
+    /// handle comes back as `Err`, to wait again or to drop (detaching the
+    /// fiber).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let rt = spindle::Runtime::new().unwrap();
+    /// rt.block_on(|| {
+    ///     let slow = spindle::spawn(|| spindle::time::sleep(Duration::from_millis(50)));
+    ///     let slow = slow.join_timeout(Duration::from_millis(1)).unwrap_err(); // still running
+    ///     assert!(slow.join_timeout(Duration::from_secs(60)).unwrap().is_ok());
+    /// });
+    /// ```
+    pub fn join_timeout(self, timeout: Duration) -> Result<Result<T, JoinError>, JoinHandle<T>> {
+        let deadline = Instant::now().checked_add(timeout);
+        self.join_with(|| park_until(deadline))
     }
 }

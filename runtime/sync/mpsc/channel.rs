@@ -55,7 +55,7 @@ use std::time::Instant;
 
 use super::error::{RecvTimeoutError, SendTimeoutError, TryRecvError, TrySendError};
 use crate::lock::MutexExt;
-use crate::sync::waiter::Waiter;
+use crate::fiber::waiter::Waiter;
 use crate::sync::waitlist::{self, Node, WaitList, Wake};
 
 /// What every end of one channel shares; see the module docs.

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use super::channel::{Channel, ChannelState};
 use super::error::SendTimeoutError;
-use crate::sync::waiter::Waiter;
+use crate::fiber::waiter::Waiter;
 use crate::sync::waitlist::Wake;
 
 impl<T> Channel<T> {

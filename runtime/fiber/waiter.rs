@@ -1,7 +1,8 @@
 //! A party that waits: a fiber (parks, its worker runs others) or a plain
-//! thread (blocks). Every primitive in `sync` parks and wakes through this.
+//! thread (blocks). Every primitive in `sync`, `JoinHandle::join` and
+//! `blocking` park and wake through this.
 
-use crate::fiber::Fiber;
+use super::Fiber;
 
 /// Who to wake when a condition becomes true.
 #[derive(Clone, Debug)]
@@ -13,7 +14,7 @@ pub(crate) enum Waiter {
 impl Waiter {
     /// The calling fiber, or the calling thread outside fibers.
     pub(crate) fn current() -> Waiter {
-        match crate::fiber::try_current() {
+        match super::try_current() {
             Some(fiber) => Waiter::Fiber(fiber),
             None => Waiter::Thread(std::thread::current()),
         }
@@ -22,23 +23,16 @@ impl Waiter {
     /// Whether this is the calling fiber, or the calling thread outside
     /// fibers (debug checks).
     pub(crate) fn is_current(&self) -> bool {
-        match (self, crate::fiber::try_current()) {
+        match (self, super::try_current()) {
             (Waiter::Fiber(fiber), Some(current)) => fiber.id() == current.id(),
             (Waiter::Thread(thread), None) => thread.id() == std::thread::current().id(),
             _ => false,
         }
     }
 
-    /// Wakes the waiter without giving up the handle.
-    pub(crate) fn unpark(&self) {
-        match self {
-            Waiter::Fiber(fiber) => fiber.unpark(),
-            Waiter::Thread(thread) => thread.unpark(),
-        }
-    }
-
-    /// Wakes the waiter (its token is kept if it is not parked yet).
-    pub(crate) fn wake(self) {
+    /// Wakes the waiter (its token is kept if it is not parked yet). By
+    /// reference: waking costs no clone of the handle.
+    pub(crate) fn wake(&self) {
         match self {
             Waiter::Fiber(fiber) => fiber.unpark(),
             Waiter::Thread(thread) => thread.unpark(),

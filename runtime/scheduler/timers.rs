@@ -7,31 +7,35 @@
 //! the lock and without reading the clock when nothing is pending.
 //!
 //! - A fiber registers its timer in the queue of the worker it runs on
-//!   (uncontended lock); it remembers the key, and when it wakes early it
-//!   removes the entry (the lock of that worker's queue, wherever the fiber
-//!   runs by then). So a timer never outlives the wait it belongs to:
-//!   nothing leaks when fibers are woken early, however long their timeouts.
+//!   (uncontended lock), through [`Shared::insert_timer`] (`time/timer.rs`
+//!   is the caller); it remembers the key, and when it wakes early it
+//!   removes the entry ([`Shared::remove_timer`]: the lock of that
+//!   worker's queue, wherever the fiber runs by then). So a timer never
+//!   outlives the wait it belongs to: nothing leaks when fibers are woken
+//!   early, however long their timeouts.
 //! - The owning worker fires due timers at its scheduling decisions (each
-//!   fiber switch) and parks, when idle, until its earliest deadline.
+//!   fiber switch) and parks, when idle, until its earliest deadline; the
+//!   monitor fires those of workers that cannot (`monitor.rs`).
+//!
+//! The queue is the scheduler's, not `time/`'s: firing and sleeping until
+//! the earliest deadline are part of the worker loop, so the queue sits in
+//! the worker's `Remote`, and `time/` registers through the two methods.
 //!
 //! Rejected, for now: a hierarchical timing wheel (tokio's), O(1) insert
 //! and cancel, but a few hundred lines more; Go's per-P 4-ary heap, which
 //! needs index tracking for O(log n) cancellation. The map does both in
-//! O(log n) with std's code. At a million pending timers it holds ~50 MB.
-//! What the map costs where timers are busiest, `examples/timers` (a
-//! million fibers each sleeping 10 ms; `perf record`, two runs): the map's
-//! `insert` 5–6% of the samples, `split_off` (firing) 1.1–1.2%, `remove`
-//! (the cancel after a wake, which finds nothing once the timer fired)
-//! 1.0–1.2%, `fire_due` and `insert`'s own code 3–3.5%: ~11% in all, which
-//! bounds what a wheel could win there. The largest single cost in that
-//! run is elsewhere: switching back onto a stack untouched for 10 ms (a
-//! cache and TLB miss, ~17%).
+//! O(log n) with std's code. Profiled where timers are busiest (a million
+//! sleepers), the map's share bounds what a wheel could win there, and it
+//! is smaller than the cost of switching back onto stacks left cold by the
+//! sleep (`docs/decisions.md`, "TimerQueue").
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::worker::{self, Worker};
+use super::Shared;
 use crate::fiber::Fiber;
 use crate::lock::MutexExt;
 
@@ -42,13 +46,40 @@ const NONE: u64 = u64::MAX;
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct TimerKey {
     /// The worker whose queue holds it.
-    pub(crate) worker: usize,
+    worker: usize,
     deadline: Instant,
     sequence: u64,
 }
 
+impl Shared {
+    /// Registers a timer that unparks a fiber at `deadline`, in the queue
+    /// of the calling worker, which fires it; the fiber's handle comes from
+    /// `fiber`, called only then. `None` (nothing registered) when the
+    /// caller is not one of this runtime's workers (the thread that unwinds
+    /// fibers at shutdown).
+    #[inline]
+    pub(crate) fn insert_timer(
+        &self,
+        deadline: Instant,
+        fiber: impl FnOnce() -> Fiber,
+    ) -> Option<TimerKey> {
+        let worker = worker::with_current(self, |w| w.map(Worker::index))?;
+        let key = self.remotes[worker]
+            .timers
+            .insert(worker, self.epoch, deadline, fiber());
+        Some(key)
+    }
+
+    /// Cancels a timer if it has not fired, from whichever thread its fiber
+    /// wakes on.
+    #[inline]
+    pub(crate) fn remove_timer(&self, key: TimerKey) {
+        self.remotes[key.worker].timers.remove(key, self.epoch);
+    }
+}
+
 /// One worker's pending timers.
-pub(crate) struct TimerQueue {
+pub(super) struct TimerQueue {
     /// Pending timers and the next sequence number, under one lock.
     entries: Mutex<Entries>,
     /// The earliest deadline, as nanoseconds since the runtime's epoch, or
@@ -63,7 +94,7 @@ struct Entries {
 }
 
 impl TimerQueue {
-    pub(crate) fn new() -> TimerQueue {
+    pub(super) fn new() -> TimerQueue {
         TimerQueue {
             entries: Mutex::new(Entries {
                 map: BTreeMap::new(),
@@ -74,7 +105,7 @@ impl TimerQueue {
     }
 
     /// Registers `fiber` to be unparked at `deadline`.
-    pub(crate) fn insert(
+    pub(super) fn insert(
         &self,
         worker: usize,
         epoch: Instant,
@@ -94,7 +125,7 @@ impl TimerQueue {
     }
 
     /// Removes a timer if it has not fired. Returns whether it was there.
-    pub(crate) fn remove(&self, key: TimerKey, epoch: Instant) -> bool {
+    pub(super) fn remove(&self, key: TimerKey, epoch: Instant) -> bool {
         let mut entries = self.entries.lock_unpoisoned();
         let removed = entries.map.remove(&(key.deadline, key.sequence)).is_some();
         if removed {
@@ -104,18 +135,18 @@ impl TimerQueue {
     }
 
     /// Whether a timer is due at `now`, without the lock (a hint).
-    pub(crate) fn is_due(&self, epoch: Instant, now: Instant) -> bool {
+    pub(super) fn is_due(&self, epoch: Instant, now: Instant) -> bool {
         let earliest = self.earliest.load(Ordering::Relaxed);
         earliest != NONE && nanos_since(epoch, now) >= earliest
     }
 
     /// Whether any timer is pending (a hint, without the lock).
-    pub(crate) fn has_pending(&self) -> bool {
+    pub(super) fn has_pending(&self) -> bool {
         self.earliest.load(Ordering::Relaxed) != NONE
     }
 
     /// How long until the earliest deadline (zero if due), or `None`.
-    pub(crate) fn time_to_earliest(&self, epoch: Instant, now: Instant) -> Option<Duration> {
+    pub(super) fn time_to_earliest(&self, epoch: Instant, now: Instant) -> Option<Duration> {
         let earliest = self.earliest.load(Ordering::Relaxed);
         (earliest != NONE)
             .then(|| Duration::from_nanos(earliest.saturating_sub(nanos_since(epoch, now))))
@@ -123,7 +154,7 @@ impl TimerQueue {
 
     /// Takes out every timer due at `now` and unparks its fiber (after
     /// releasing the lock). Returns how many fired.
-    pub(crate) fn fire_due(&self, epoch: Instant, now: Instant) -> usize {
+    pub(super) fn fire_due(&self, epoch: Instant, now: Instant) -> usize {
         let due: Vec<Fiber> = {
             let mut entries = self.entries.lock_unpoisoned();
             let later = entries.map.split_off(&(now, u64::MAX));
@@ -139,13 +170,13 @@ impl TimerQueue {
     }
 
     /// Pending timers.
-    pub(crate) fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.entries.lock_unpoisoned().map.len()
     }
 
     /// Drops every pending timer (at shutdown: their fibers are being
     /// unwound, and the handles would otherwise keep the runtime alive).
-    pub(crate) fn clear(&self) {
+    pub(super) fn clear(&self) {
         let map = std::mem::take(&mut self.entries.lock_unpoisoned().map);
         self.earliest.store(NONE, Ordering::Relaxed);
         drop(map);
