@@ -54,8 +54,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use super::error::{RecvTimeoutError, SendTimeoutError, TryRecvError, TrySendError};
-use crate::lock::MutexExt;
 use crate::fiber::waiter::Waiter;
+use crate::lock::MutexExt;
 use crate::sync::waitlist::{self, Node, WaitList, Wake};
 
 /// What every end of one channel shares; see the module docs.
