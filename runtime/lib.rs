@@ -72,6 +72,7 @@ mod padded;
 mod runtime;
 mod scheduler;
 mod sys;
+mod thread_pool;
 mod trace;
 
 pub mod fs;

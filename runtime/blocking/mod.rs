@@ -3,8 +3,9 @@
 //!
 //! A fiber that makes a blocking system call (a disk read, `getaddrinfo`, a
 //! `sleep`) holds its worker thread for the whole call, and every fiber
-//! queued behind it waits. `blocking(|| ..)` hands the call to a pool thread
-//! (`pool.rs`) instead; the worker runs other fibers meanwhile and the
+//! queued behind it waits. `blocking(|| ..)` hands the call to a thread of
+//! the runtime's blocking pool (a `Pool`, `thread_pool.rs`, made at the
+//! first call) instead; the worker runs other fibers meanwhile and the
 //! caller is woken when the result is in. On a plain thread it simply runs
 //! the closure.
 //!
@@ -21,8 +22,6 @@
 //! blocking` (figures in `docs/decisions.md`, "blocking over the
 //! hand-off").
 
-pub(crate) mod pool;
-
 use std::any::Any;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,6 +29,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::fiber::waiter::Waiter;
 use crate::lock::MutexExt;
+use crate::thread_pool::Job;
 
 /// Where a pool thread leaves a job's outcome for the waiting fiber.
 struct ResultSlot<T> {
@@ -86,8 +86,7 @@ where
     // wait. And before leaving, either way, it takes the outcome (a `T`,
     // which may borrow `'a` data) out of the slot, so the job's drop of
     // the slot never drops a `T`.
-    let job: pool::Job =
-        unsafe { std::mem::transmute::<Box<dyn FnOnce() + Send + 'a>, pool::Job>(job) };
+    let job: Job = unsafe { std::mem::transmute::<Box<dyn FnOnce() + Send + 'a>, Job>(job) };
     if let Some(job) = fiber.inner.shared.blocking_pool().submit(job) {
         job(); // no pool thread could be started: run it in place
     }

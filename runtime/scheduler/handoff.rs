@@ -68,8 +68,8 @@ use std::time::{Duration, Instant};
 
 use super::worker::Worker;
 use super::{OwnerSide, Shared};
-use crate::blocking::pool::Pool;
 use crate::lock::MutexExt;
+use crate::thread_pool::Pool;
 
 /// `HandoffState::cpu_clock` before a thread has set it.
 const NO_CLOCK: i32 = i32::MIN;
@@ -315,8 +315,8 @@ pub(super) struct Spares {
     /// The most spares active at once.
     peak: AtomicUsize,
     /// Threads for spare workers: reused across episodes, exiting after a
-    /// keep-alive (the blocking pool's machinery, a separate instance with
-    /// its own cap).
+    /// keep-alive (a `thread_pool::Pool` of its own, made `with_prestart`,
+    /// capped at `max_spares`).
     pool: Arc<Pool>,
     config: HandoffConfig,
 }

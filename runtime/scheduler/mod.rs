@@ -244,7 +244,7 @@ pub(crate) struct Shared {
     /// `fiber_limit`, ordered with nothing else.
     live: AtomicUsize,
     /// The blocking pool, made at the first `blocking` call.
-    blocking: std::sync::OnceLock<Arc<crate::blocking::pool::Pool>>,
+    blocking: std::sync::OnceLock<Arc<crate::thread_pool::Pool>>,
     /// The timeline trace, if on (`trace.rs`): workers hand their buffers
     /// in as they exit.
     tracing: crate::trace::Tracing,
@@ -377,10 +377,10 @@ impl Shared {
     }
 
     /// The blocking pool, started on first use.
-    pub(crate) fn blocking_pool(&self) -> &Arc<crate::blocking::pool::Pool> {
+    pub(crate) fn blocking_pool(&self) -> &Arc<crate::thread_pool::Pool> {
         self.blocking.get_or_init(|| {
             let config = &self.blocking_config;
-            Arc::new(crate::blocking::pool::Pool::new(
+            Arc::new(crate::thread_pool::Pool::new(
                 config.max_threads,
                 config.keep_alive,
                 config.thread_name.clone(),

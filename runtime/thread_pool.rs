@@ -1,4 +1,9 @@
-//! The blocking pool: OS threads that run closures handed over by fibers.
+//! A pool of OS threads that run closures: [`Pool`]. A runtime has up to two,
+//! the blocking pool (`blocking/`, threads that run closures handed over by
+//! fibers) and the spare workers' pool (`scheduler/handoff.rs`, threads
+//! that run the worker loop on a spare slot). The pool knows nothing of
+//! fibers or the scheduler (it uses only `lock.rs`), so the scheduler,
+//! which owns both pools, depends on it and not on `blocking/`.
 //!
 //! A job queue under one std lock, with a condvar for idle threads. A job
 //! goes to an idle thread if there is one; otherwise a new thread is started
@@ -26,7 +31,7 @@ use std::time::Duration;
 /// A closure for a pool thread.
 pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
 
-/// A runtime's blocking pool.
+/// A pool of OS threads that run jobs; see the module docs.
 pub(crate) struct Pool {
     state: Mutex<PoolState>,
     /// Idle threads wait here for a job (or for shutdown).
