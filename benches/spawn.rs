@@ -18,7 +18,7 @@ fn spawn_join(c: &mut Criterion) {
     group.bench_function("fiber", |b| {
         // Timed inside a fiber: spawn from a fiber, join from a fiber, as a
         // fiber program does. The first spawn carves a stack; the rest
-        // reuse it (see fiber/stack.rs).
+        // reuse it (see runtime/fiber/stack/).
         b.iter_custom(|iters| {
             rt.block_on(|| {
                 let start = Instant::now();

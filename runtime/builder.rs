@@ -161,11 +161,11 @@ impl Builder {
         self
     }
 
-    /// Records a timeline of what the workers do (fiber runs, parks,
-    /// steals, spawns) and writes it to `path` as Chrome trace-event JSON
-    /// when the runtime shuts down; open it in Perfetto. Default: off,
-    /// unless the `SPINDLE_TRACE` environment variable names a file. Off, it
-    /// costs one branch per recording site. See the `trace` module docs.
+    /// Records a timeline of what the workers do (fiber runs, worker
+    /// sleeps, steals, spawns, hand-off episodes) and writes it to `path` as
+    /// Chrome trace-event JSON when the runtime shuts down; open it in
+    /// Perfetto. Default: off, unless the `SPINDLE_TRACE` environment
+    /// variable names a file. Off, it costs one branch per recording site.
     pub fn trace(mut self, path: impl Into<std::path::PathBuf>) -> Builder {
         self.trace = Some(path.into());
         self

@@ -2,9 +2,11 @@
 //!
 //! Each worker's counters live in its `Remote` and are written only by that
 //! worker, with a relaxed load and store (no atomic read-modify-write, so
-//! no bus-locked instruction on the hot path), and read by anyone. Counters
-//! that any thread may bump (spawns from outside the workers) are ordinary
-//! atomics. A snapshot is not taken at one instant: each counter is exact,
+//! no bus-locked instruction on the hot path), and read by anyone. A slot's
+//! hand-off count is written the same way by the monitor alone
+//! (`HandoffState`). Counters that any thread may bump (spawns from outside
+//! the workers, the spare workers' counts in `Spares`) are ordinary
+//! atomics; the I/O counts are the reactor's. A snapshot is not taken at one instant: each counter is exact,
 //! but counters read a moment apart.
 //!
 //! [`Runtime::metrics`]: crate::Runtime::metrics

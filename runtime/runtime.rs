@@ -186,8 +186,10 @@ impl Runtime {
 
     /// A snapshot of the runtime's counters: per worker (fibers run, next
     /// slot hits, injector pops, steals and attempts, parks and time
-    /// parked, spawns) and runtime-wide (spawned total, live fibers, the
-    /// stack pool, mappings, blocking threads, pending timers).
+    /// parked, spawns and spawns sent to the backlog, hand-offs) and
+    /// runtime-wide (spawned total, live fibers, the stack pool, mappings,
+    /// blocking threads, pending timers, hand-off episodes and spare
+    /// workers, I/O polls, events and registrations). See [`crate::Metrics`].
     ///
     /// ```
     /// let rt = spindle::Builder::new().workers(2).build().unwrap();

@@ -4,15 +4,19 @@
 //!
 //! Turned on with [`crate::Builder::trace`] or the `SPINDLE_TRACE`
 //! environment variable naming the output file. Each worker appends events
-//! to its own buffer (no lock, no atomic: the owner alone writes it); when
-//! the runtime shuts down the buffers are merged and written out. When
+//! to its own buffer (no lock, no atomic: the owner alone writes it) and
+//! hands it to the runtime as it exits (or, a spare, retires); when the
+//! runtime shuts down the buffers are merged and written out. When
 //! tracing is off, each recording site costs one predictable branch on a
 //! `bool` the worker owns.
 //!
-//! Events, one timeline row per worker (`tid` = worker index):
-//! - a slice per fiber run (`fiber <id>`, or its name), from resume to the
-//!   switch back, with why it stopped (`yield`, `park`, `done`);
+//! Events, one timeline row per worker (`tid` = worker slot index, spare
+//! slots after the configured workers):
+//! - a slice per fiber run (`fiber <id>`), from resume to the switch back,
+//!   with why it stopped (`yield`, `park`, `done`);
 //! - a slice per sleep of the worker (`parked`);
+//! - a slice per hand-off episode (`stuck in fiber <id>`), from when the
+//!   monitor marked the worker stuck to when the fiber gave it back;
 //! - instants for steals (`steal`, with the victim and how many fibers)
 //!   and for spawns by fibers on that worker (`spawn`).
 //!
@@ -94,7 +98,8 @@ impl Buffer {
 pub(crate) struct Tracing {
     /// The output file, when tracing is on.
     pub(crate) path: Option<PathBuf>,
-    /// Buffers handed in by exiting workers: (worker index, events).
+    /// Buffers handed in by workers as they exit or retire: (slot index,
+    /// events).
     pub(crate) collected: std::sync::Mutex<Vec<(usize, Vec<Event>)>>,
 }
 

@@ -30,7 +30,8 @@
 //! To keep the runtime itself on the right side of point 3, every
 //! thread-local the runtime reads from fiber code is read through a
 //! non-inlined accessor, so a thread-local address computed before a
-//! suspension is never reused after it (see `scheduler/worker.rs`).
+//! suspension is never reused after it (`current_ptr` in `fiber/mod.rs`,
+//! `with_current` in `scheduler/worker.rs`).
 
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 

@@ -4,7 +4,7 @@
 //!
 //! # What is listed
 //! The fibers that have *started* and not finished: exactly those with a
-//! stack, found through the stack pool's slot registry (`stack.rs`). A
+//! stack, found through the stack pool's slot registry (`stack/registry.rs`). A
 //! fiber that was spawned but has not run yet has no stack and sits only in
 //! a run queue; queues cannot be walked without taking them from the
 //! workers, so those are only counted ([`FiberDump::unstarted`], the live

@@ -2,9 +2,9 @@
 //!
 //! - `state.rs`: the atomic state machine (who may run the fiber).
 //! - `context.rs`: the corosensei coroutine the fiber runs on.
-//! - `stack.rs`: where its stack comes from and goes back to.
+//! - `stack/`: where its stack comes from and goes back to.
 //! - `spawn.rs`: `spawn`, `try_spawn`, the fiber `Builder`, `SpawnError`.
-//! - `join.rs`: `JoinHandle` and `JoinError`.
+//! - `join.rs`: `JoinHandle`, `JoinError` and the fiber's `Completion`.
 //! - `dump.rs`: `Runtime::dump`, the list of live fibers with backtraces of
 //!   the parked ones.
 //! - The per-fiber wait state, which the layers above (`time`, `sync`,
@@ -92,8 +92,8 @@ pub(crate) type Entry = Box<dyn FnOnce(Start) -> join::Output + Send + 'static>;
 /// wins PARKED → DUMPING holds the scheduling reference as an unparker
 /// would, until it parks the fiber again or queues it.
 ///
-/// Measured: four reference-count updates fewer per spawn + join than
-/// when the slot registry held a counted reference (`docs/decisions.md`,
+/// Rejected: a counted reference in the slot registry, which costs four
+/// reference-count updates more per spawn + join (`docs/decisions.md`,
 /// "FiberInner").
 pub(crate) struct FiberInner {
     // --- Set at spawn, immutable after: anyone may read.

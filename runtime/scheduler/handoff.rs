@@ -32,7 +32,7 @@
 //!
 //! # Keeping the count of running workers at N
 //! The rule, checked by every spare at each scheduling decision: **there are
-//! no more spares than stuck workers** (`spares_active <= stuck`). When a
+//! no more spares than stuck workers** (`Spares::claim_retirement`). When a
 //! stuck fiber returns, its worker clears its stuck mark (`end_episode`),
 //! the rule breaks, and the next spare to make a scheduling decision
 //! retires: its cached stacks go to the pool, its thread back to the spare

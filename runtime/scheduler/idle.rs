@@ -3,8 +3,9 @@
 //! Two counters packed in one atomic word, and the list of sleepers:
 //!
 //! - **searching**: workers that ran out of local work and are trying to
-//!   steal. At most half the workers search at once (more would only
-//!   contend on the same victims).
+//!   steal. A worker starts searching only while fewer than half the
+//!   workers do (more would only contend on the same victims); a worker
+//!   woken by a producer counts as searching whatever the count.
 //! - **unparked**: workers not asleep (running fibers or searching).
 //!
 //! A producer that makes a fiber runnable wakes a sleeper **only if nobody

@@ -33,23 +33,24 @@
 //! 1. `spawn` checks the runtime's live-fiber limit, allocates the fiber
 //!    (no stack yet) in state SCHEDULED and puts it in the spawning worker's
 //!    next slot (from a plain thread: the injector, then wakes a worker).
-//! 2. A worker pops it (`find_fiber`: `next_fiber` or `search`), marks it
-//!    RUNNING and calls `fiber::run_slice`, which at the first run takes a
-//!    stack from the worker's cache and creates the coroutine, then
-//!    switches to it.
+//! 2. A worker pops it (`find_fiber`: `maintenance`, `next_fiber` or
+//!    `search`), marks it RUNNING and calls `fiber::run_slice`, which at
+//!    the first run takes a stack (a default-size one from the worker's
+//!    cache) and creates the coroutine, then switches to it.
 //! 3. The fiber runs until it calls `yield_now` (back of the local queue),
 //!    `park` (the worker marks it PARKED unless an unpark raced in; someone
 //!    holding its `Fiber` handle will `unpark` it into a run queue), or
 //!    returns (its result goes to the `JoinHandle`, its stack to the cache).
 //!
 //! # How workers find work, spin and park
-//! A worker looks at its next slot, its deque and the injector; then it
-//! becomes a **searcher** and steals from the others; then it **parks**. At
-//! most half of the workers search at once. A fiber made runnable wakes a
-//! sleeping worker only when no worker is searching (a searcher will find
-//! it): a burst of 1,000 spawns wakes one worker, which, when it finds work
-//! and stops searching, wakes the next if it was the last searcher. This is
-//! Go's "spinning M" scheme and tokio's `Idle`.
+//! A worker looks at its next slot, its deque, the injector and the spawn
+//! backlog; then it becomes a **searcher** and steals from the others; then
+//! it **parks**. A worker starts searching only while fewer than half of
+//! the workers do. A fiber made runnable wakes a sleeping worker only when
+//! no worker is searching (a searcher will find it): a burst of spawns
+//! wakes one worker, which, when it finds work and stops searching, wakes
+//! the next if it was the last searcher. This is Go's "spinning M" scheme
+//! and tokio's `Idle`.
 //!
 //! # Parking without lost wake-ups
 //! The race: a producer pushes a fiber and sees a searcher, so wakes nobody;
@@ -74,23 +75,25 @@
 //!
 //! # Shutdown, in order
 //! 1. `Runtime` drop (or `shutdown`) sets the shutdown flag
-//!    (`Shared::begin_shutdown`); spawns fail from now on.
+//!    (`Shared::begin_shutdown`); spawns fail from then on.
 //! 2. Every worker and the monitor are unparked, and the blocking and spare
 //!    pools told to stop; each worker finishes the slice it is running (a
 //!    fiber is never preempted), hands its queued fibers to the injector and
 //!    its cached stacks to the pool, and exits. The workers and the monitor
 //!    are joined. Spare workers run on pool threads, which are not joined:
 //!    shutdown waits until each has retired (`Shared::spares_running`).
-//! 3. On the dropping thread, `Shared::cancel_remaining` unwinds every fiber
-//!    that is left: queued ones from the injector and the slots' queues, and
-//!    parked ones from the stack pool's slot registry. A started fiber is resumed with
-//!    `Resume::Cancel` and unwinds (destructors run) back to its root, where
-//!    its joiner gets `JoinError::is_cancelled`; an unstarted one is just
-//!    reported cancelled. Their stacks return to the pool. The pass ends
-//!    only when the slot registry is empty: a fiber that a plain thread has
-//!    just unparked is SCHEDULED but not yet in the injector, and the pass
-//!    waits for it to arrive rather than miss it (found by the
-//!    shutdown-under-traffic stress test in `tests/scheduler.rs`).
+//! 3. On the dropping thread, `Shared::cancel_remaining` clears every timer
+//!    queue, then unwinds every fiber that is left: queued ones from the
+//!    injector, the spawn backlog and every slot's next slot and deque, and
+//!    parked ones from the stack pool's slot registry. A started fiber is
+//!    resumed with `Resume::Cancel` and unwinds (destructors run) back to
+//!    its root, where its joiner gets `JoinError::is_cancelled`; an
+//!    unstarted one is just reported cancelled. Their stacks return to the
+//!    pool. The pass ends only when the slot registry is empty: a fiber
+//!    that a plain thread has just unparked is SCHEDULED but not yet in the
+//!    injector, and the pass waits for it to arrive rather than miss it
+//!    (the shutdown-under-traffic stress test in `tests/scheduler.rs`
+//!    exercises this).
 //! 4. The timeline trace, if on, is written (`Shared::write_trace`).
 //! 5. When the last handle to the runtime's shared state goes, the pool
 //!    unmaps its reservations.

@@ -273,7 +273,7 @@ impl Monitor {
     fn decay_stacks(&mut self, now: Instant) {
         if now - self.last_decay >= DECAY_INTERVAL {
             // Free stacks idle past their age go back to the kernel
-            // (`fiber/stack.rs`, `StackPool::decay`).
+            // (`StackPool::decay`, `fiber/stack/pool.rs`).
             self.shared.stacks.decay();
             self.last_decay = now;
         }

@@ -17,7 +17,8 @@
 //!   futex wake per message). If the worker then stays in one fiber (which
 //!   computes or spins without yielding), the monitor (`monitor.rs`) sees
 //!   its tick counter stand still with a fiber waiting and wakes a sleeping
-//!   worker, which steals it within a couple of milliseconds.
+//!   worker, which steals it within about two of the monitor's
+//!   `BUSY_INTERVAL` periods.
 //! - it is **bounded**: a worker runs at most [`MAX_NEXT_STREAK`] fibers in a
 //!   row from the slot before going back to its deque, so a ping-pong pair
 //!   cannot starve the queue.
@@ -41,8 +42,8 @@ pub(super) const MAX_NEXT_STREAK: u32 = 3;
 /// # Invariants
 /// - The pointer is null or came from `Arc::into_raw` and owns one
 ///   reference.
-/// - Only the owning worker thread puts (`Worker::schedule_local`); anyone
-///   takes. So null → non-null is the owner's move alone.
+/// - Only the owning worker thread puts (`Worker::schedule_local`,
+///   `Worker::schedule_spawned`); anyone takes. So null → non-null is the owner's move alone.
 pub(super) struct NextSlot(AtomicPtr<FiberInner>);
 
 impl NextSlot {

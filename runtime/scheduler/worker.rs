@@ -14,13 +14,13 @@
 //!    due timers, every `io::POLL_INTERVAL`th tick poll for I/O readiness
 //!    without blocking (so sockets are served while every worker is busy),
 //!    and every [`INJECTOR_INTERVAL`]th tick take from the global injector
-//!    first, so that fibers spawned from outside the runtime, or spawned
+//!    and spawn backlog first, so that fibers spawned from outside the runtime, or spawned
 //!    past a worker's [`SPAWN_BACKLOG`], cannot starve;
 //! 2. **next fiber** (`next_fiber`): its next slot (at most
 //!    `MAX_NEXT_STREAK` times in a row), its own deque, the injector, the
 //!    spawn backlog;
 //! 3. **search** (`search`), as a *searcher*: batches stolen from other
-//!    workers' deques in random order and from the injector, over
+//!    workers' deques in random order and from the global queues, over
 //!    [`STEAL_ROUNDS`] rounds, the last of which also takes other workers'
 //!    next slots;
 //! 4. **park** (`park_worker`), when nothing was found, following the
@@ -669,9 +669,9 @@ impl Worker {
     /// A spare gives its slot back. Fibers still queued on it stay in its
     /// deque, where any worker may steal them (the slot's deque outlives
     /// its threads; the next spare to take the slot owns them again).
-    /// Rejected: moving them to the injector, which put them in one FIFO
-    /// ahead of fibers woken later (a heartbeat's timer fired by the
-    /// monitor waited behind hundreds of them).
+    /// Rejected: moving them to the injector, which puts them in one FIFO
+    /// ahead of fibers woken later (a heartbeat whose timer the monitor
+    /// fires would wait behind all of them).
     fn retire(self) {
         // The next slot is not looked at by a last searcher's re-check
         // (`Shared::has_pending_work`): move its fiber to the deque.

@@ -19,13 +19,13 @@
 //! Processes a shard starts inherit these variables (the socket itself is
 //! close-on-exec). A spindle shard program started from a shard would see
 //! them, find that its parent is not the supervisor named there, and exit
-//! with code 64: remove them (`Command::env_remove`) when a shard starts
+//! with [`EXIT_BAD_ENVIRONMENT`]: remove them (`Command::env_remove`) when a shard starts
 //! such a program.
 //!
 //! When the entry function returns the process exits with code 0 at once,
 //! without unwinding fibers that are still running (as a std program's
-//! threads end when `main` returns); when it panics, with code 101 (std's
-//! code for a panicking `main`).
+//! threads end when `main` returns); when it panics, with
+//! [`EXIT_PANICKED`] (std's code for a panicking `main`).
 
 use std::os::fd::FromRawFd;
 use std::os::unix::net::UnixStream;

@@ -17,7 +17,7 @@
 //!
 //! Decoding is total: every byte string either decodes, is an orderly end
 //! of stream, or is one [`FrameError`]; nothing here panics on input (the
-//! unit tests below feed it 10,000 random and garbled streams).
+//! unit tests below feed it many thousands of random and garbled streams).
 //!
 //! Rejected: a serialisation crate (serde + bincode). Shards exchange opaque
 //! bytes; the envelope is three fields, and hand-written decoding keeps the

@@ -120,10 +120,11 @@ pub struct Backoff {
 
 impl Default for Backoff {
     /// 10 ms doubling to 1 s, 25 % jitter, reset after 1 s of running.
-    /// Guesses: 10 ms is well under the 50 ms restart target and above the
-    /// few milliseconds a re-exec takes, so a crash loop costs at most
-    /// ~one restart per 10 ms even before doubling; 1 s caps how long a shard
-    /// stays down once its cause is fixed.
+    /// Guesses: 10 ms is above the few milliseconds a re-exec takes, so a
+    /// crash loop costs at most about one restart per 10 ms even before
+    /// doubling, and short enough that a one-off crash is back in service
+    /// at once; 1 s caps how long a shard stays down once its cause is
+    /// fixed.
     fn default() -> Backoff {
         Backoff {
             initial: Duration::from_millis(10),
@@ -377,6 +378,27 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The defaults' docs (on the `Default` impls and `Config::new`) state
+    /// them in words for users; these are the words, so that a change of a
+    /// default fails here until its doc says the new value too.
+    #[test]
+    fn the_documented_defaults_are_the_defaults() {
+        let intensity = Intensity::default();
+        assert_eq!(intensity.max_restarts, 5);
+        assert_eq!(intensity.period, Duration::from_secs(10));
+        let backoff = Backoff::default();
+        assert_eq!(backoff.initial, Duration::from_millis(10));
+        assert_eq!(backoff.max, Duration::from_secs(1));
+        assert_eq!(backoff.jitter, 0.25);
+        assert_eq!(backoff.reset_after, Duration::from_secs(1));
+        let heartbeat = Heartbeat::default();
+        assert_eq!(heartbeat.interval, Duration::from_secs(1));
+        assert_eq!(heartbeat.timeout, Duration::from_secs(10));
+        let config = Config::new(1);
+        assert_eq!(config.shutdown_grace, Duration::from_secs(5));
+        assert_eq!(config.write_timeout, Duration::from_secs(10));
+    }
 
     #[test]
     fn backoff_doubles_caps_and_jitters_down_only() {

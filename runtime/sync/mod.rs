@@ -14,8 +14,9 @@
 //! - [`FiberLocalKey`] and `spindle::fiber_local!`: per-fiber values, the
 //!   replacement for `thread_local!` references held across a park.
 //!
-//! All of them are built on one idea, in `waiter.rs`: a waiter is either a
-//! fiber or a thread, and waking it is `Fiber::unpark` or `Thread::unpark`.
+//! All of them are built on one idea, `Waiter` in `fiber/waiter.rs`: a
+//! waiter is either a fiber or a thread, and waking it is `Fiber::unpark`
+//! or `Thread::unpark`.
 //! `waitlist.rs` queues waiters for the Mutex, the Condvar and the channels;
 //! `grant.rs` is a queue that grants ownership in FIFO order for the
 //! RwLock, Semaphore, Barrier and OnceCell. `spin.rs` and `poison.rs` are

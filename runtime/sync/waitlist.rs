@@ -2,7 +2,7 @@
 //! under every blocking primitive in `sync` (Mutex, Condvar, channels).
 //!
 //! # Design
-//! A waiter allocates a [`Node`] (an `Arc`: the list and the waiter each
+//! A waiter takes a [`Node`] (an `Arc`: the list and the waiter each
 //! hold it), pushes it at the back under a short std lock that is never held
 //! across a park, and parks until its node is notified. A notifier pops from
 //! the front, marks the node, and wakes its waiter after releasing the lock.
@@ -167,7 +167,7 @@ impl WaitList {
 
 /// A queue of nodes that a waiter can leave, and whose next waiter it can
 /// notify: a [`WaitList`], or a list kept under another lock (a channel
-/// keeps its waiters under its own state lock, `mpsc.rs`).
+/// keeps its waiters under its own state lock, `mpsc/channel.rs`).
 pub(crate) trait Queue {
     /// Removes `node` if still queued. Returns false if a notifier had
     /// already popped it.
