@@ -68,7 +68,7 @@
 mod blocking;
 mod builder;
 pub mod fiber;
-mod io;
+pub mod io;
 mod lock;
 mod metrics;
 mod padded;
@@ -89,6 +89,7 @@ pub use fiber::join::{JoinError, JoinHandle};
 pub use fiber::spawn::{spawn, try_spawn, LimitKind, SpawnError};
 pub use fiber::stack::StackStats;
 pub use fiber::{current, park, try_current, yield_now, Fiber, FiberDump, FiberId};
+#[doc(inline)]
 pub use io::net;
 pub use metrics::{IoMetrics, Metrics, WorkerMetrics};
 pub use runtime::{BlockingPoolStats, Runtime, ShutdownReport};

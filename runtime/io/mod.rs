@@ -1,4 +1,5 @@
-//! Network I/O: sockets that park the fiber, not the thread.
+//! I/O that parks the fiber, not the thread: sockets (`spindle::net`) and
+//! any other descriptor ([`Fd`]).
 //!
 //! A fiber calls `stream.read(&mut buf)` as it would on a std socket; the
 //! socket underneath is non-blocking, and when the kernel has nothing, the
@@ -20,6 +21,8 @@
 //! - `socket.rs`: the try / wait / retry loop every operation runs, with
 //!   timeouts; registration at the first wait; `poll(2)` on plain threads.
 //! - `net/`: the public types of `spindle::net` (TCP, UDP, Unix sockets).
+//! - `fd.rs`: [`Fd`], any other descriptor (pipes, terminals, eventfd,
+//!   inotify, a child's stdio) through the same loop, `spindle::io::Fd`.
 //!
 //! # No lost wake-up, no double wake-up
 //! Readiness is cleared only by an operation that returned `WouldBlock`,
@@ -36,9 +39,13 @@
 //! same unwind, deregisters: `ShutdownReport::io_registrations` counts what
 //! is left (zero unless a socket outlives the runtime).
 
+pub(crate) mod fd;
+// Public as `spindle::net` (lib.rs); hidden here so it is documented once.
+#[doc(hidden)]
 pub mod net;
 pub(crate) mod reactor;
 pub(crate) mod readiness;
 pub(crate) mod socket;
 
+pub use fd::Fd;
 pub(crate) use reactor::{Reactor, POLL_INTERVAL};

@@ -14,6 +14,8 @@
 //! - **waiting for a descriptor on a plain thread** ([`poll`]): `poll(2)`,
 //!   for spindle sockets used outside fibers (fibers wait in the reactor,
 //!   `io/`, which is mio's);
+//! - **any descriptor's blocking mode and readiness** ([`fd`]): `O_NONBLOCK`
+//!   on and off, and a zero-timeout `poll(2)`, for `io::Fd`;
 //! - **process control for shards** ([`process`]): pidfds, the parent-death
 //!   signal, inherited descriptors, termination signals.
 //!
@@ -49,6 +51,7 @@ compile_error!(
      reads x86-64 Linux signal frames"
 );
 
+pub(crate) mod fd;
 pub(crate) mod memory;
 pub(crate) mod poll;
 pub(crate) mod process;
