@@ -4,7 +4,9 @@
 //! Everything `shard/` asks of the kernel about processes is here, so the
 //! shard code reads as policy and this file as mechanism:
 //!
-//! - [`Pidfd`]: a descriptor for one child process (`pidfd_open`, Linux 5.3).
+//! - [`Pidfd`]: a descriptor for one child process (`pidfd_open`, Linux 5.3),
+//!   which `process::Child` also waits on in the reactor (it becomes
+//!   readable when the child exits).
 //!   Signals go through it (`pidfd_send_signal`), never through a bare pid: a
 //!   pid is recycled once its process has been reaped, so `kill(pid)` after
 //!   the reap could hit an unrelated process; a pidfd keeps naming the dead
@@ -32,13 +34,21 @@ use nix::fcntl::{self, FcntlArg, FdFlag, OFlag};
 use nix::sys::signal::{self as nix_signal, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use nix::unistd;
 
-/// A descriptor referring to one child process.
+/// A descriptor referring to one child process; readable once the child
+/// has exited.
 ///
-/// Owned by the supervisor thread that spawned the child; dropped after the
-/// child has been reaped.
+/// Owned by whoever spawned the child: the shard keeper thread (dropped
+/// after the child has been reaped), or a `process::Child` (which waits for
+/// readability in the reactor).
 #[derive(Debug)]
 pub(crate) struct Pidfd {
     fd: OwnedFd,
+}
+
+impl AsRawFd for Pidfd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
 }
 
 impl Pidfd {
