@@ -81,6 +81,7 @@ mod trace;
 pub mod fs;
 pub mod process;
 pub mod shard;
+pub mod signal;
 pub mod sync;
 pub mod time;
 

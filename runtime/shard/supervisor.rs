@@ -27,6 +27,7 @@
 //!    [`Supervisor::shutdown`] / [`Supervisor::wait`] hand to the caller.
 
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -36,7 +37,8 @@ use super::incarnation::{self, LastHeard, Links};
 use super::message::{Exit, SendError};
 use super::policy::{Intensity, RestartHistory};
 use super::Config;
-use crate::sys::process::{Pidfd, TerminationPipe};
+use crate::signal::{Signals, SIGINT, SIGTERM};
+use crate::sys::process::Pidfd;
 
 /// What happened to the shards, in order, from [`Supervisor::recv`].
 #[derive(Debug)]
@@ -283,21 +285,31 @@ impl Supervisor {
     /// # Errors
     /// If the handlers cannot be installed, or were installed before.
     pub fn watch_termination_signals(&self) -> io::Result<()> {
-        let pipe = TerminationPipe::install()?;
-        let notices = self.links.notices.clone();
-        std::thread::Builder::new()
-            .name("shard-signals".into())
-            .spawn(move || {
-                while let Ok(signal) = pipe.wait() {
-                    if notices
-                        .send(Notice::Stop(StopReason::Signal(signal)))
-                        .is_err()
-                    {
-                        return;
+        // A `spindle::signal` subscription, so the program's own `Signals`
+        // for these signals see them too.
+        static WATCHING: AtomicBool = AtomicBool::new(false);
+        if WATCHING.swap(true, Ordering::AcqRel) {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "termination signals are already being watched in this process",
+            ));
+        }
+        let watch = || -> io::Result<()> {
+            let signals = Signals::new(&[SIGTERM, SIGINT])?;
+            let notices = self.links.notices.clone();
+            std::thread::Builder::new()
+                .name("shard-signals".into())
+                .spawn(move || {
+                    for signal in &signals {
+                        let stop = Notice::Stop(StopReason::Signal(signal.as_raw()));
+                        if notices.send(stop).is_err() {
+                            return;
+                        }
                     }
-                }
-            })?;
-        Ok(())
+                })?;
+            Ok(())
+        };
+        watch().inspect_err(|_| WATCHING.store(false, Ordering::Release))
     }
 
     /// Waits until the supervisor stops by itself (a termination signal, or

@@ -16,8 +16,10 @@
 //!   `io/`, which is mio's);
 //! - **any descriptor's blocking mode and readiness** ([`fd`]): `O_NONBLOCK`
 //!   on and off, and a zero-timeout `poll(2)`, for `io::Fd`;
-//! - **process control for shards** ([`process`]): pidfds, the parent-death
-//!   signal, inherited descriptors, termination signals.
+//! - **process control** ([`process`]): pidfds, the parent-death signal,
+//!   inherited descriptors;
+//! - **signals for waiting on** ([`signal_pipe`]): any catchable signal
+//!   turned into a pending bit and a byte on a pipe, for `spindle::signal`.
 //!
 //! Thread parking uses `std::sync` (see `scheduler/park.rs`) and needs nothing
 //! from here. Linux is the one platform that must work; others are refused at
@@ -41,8 +43,11 @@
 //!   clock.
 //! - `process.rs`: `pidfd_open` and `pidfd_send_signal`, which nix lacks;
 //!   `fstat` of a descriptor number that may not be open (nix's `fstat`
-//!   takes a descriptor borrowed while open); and the termination-signal
-//!   handler's body (`write(2)`, preserving `errno`).
+//!   takes a descriptor borrowed while open).
+//! - `signal_pipe.rs`: `sigaction`, to read the previous action (a null new
+//!   action) and to install ours for real-time signals too, which nix's
+//!   `Signal` cannot name; and the handler's body (`write(2)`, the call to
+//!   the previous handler, `errno` preserved).
 
 #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
 compile_error!(
@@ -56,4 +61,5 @@ pub(crate) mod memory;
 pub(crate) mod poll;
 pub(crate) mod process;
 pub(crate) mod signal;
+pub(crate) mod signal_pipe;
 pub(crate) mod thread;

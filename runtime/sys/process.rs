@@ -1,5 +1,5 @@
-//! Process control for shards: pidfds, signals, inherited descriptors, the
-//! parent-death signal and a termination-signal pipe.
+//! Process control for shards: pidfds, signals, inherited descriptors and
+//! the parent-death signal.
 //!
 //! Everything `shard/` asks of the kernel about processes is here, so the
 //! shard code reads as policy and this file as mechanism:
@@ -17,8 +17,6 @@
 //!   Both are single async-signal-safe system calls, the only kind of code
 //!   allowed in the child of a threaded process before `exec`.
 //! - [`signal_name`]: `SIGSEGV` rather than `11` in crash reports.
-//! - [`TerminationPipe`]: `SIGTERM`/`SIGINT` turned into a byte on a pipe, so
-//!   a plain thread can wait for them with a blocking `read`.
 //!
 //! Rejected: `SIGCHLD` + `waitpid(-1)`. A process-wide `SIGCHLD` handler and
 //! a wildcard reap would steal exit statuses from any other code in the
@@ -27,11 +25,10 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicI32, Ordering};
 
 use nix::errno::Errno;
-use nix::fcntl::{self, FcntlArg, FdFlag, OFlag};
-use nix::sys::signal::{self as nix_signal, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use nix::fcntl::{self, FcntlArg, FdFlag};
+use nix::sys::signal::Signal;
 use nix::unistd;
 
 /// A descriptor referring to one child process; readable once the child
@@ -149,83 +146,6 @@ pub(crate) fn parent_pid() -> u32 {
 /// number with no name (a real-time signal, or no signal at all).
 pub(crate) fn signal_name(signal: i32) -> Option<&'static str> {
     Signal::try_from(signal).ok().map(Signal::as_str)
-}
-
-/// Write end of the termination pipe, for the signal handler. -1 until
-/// [`TerminationPipe::install`] ran. Written once (Release) before the handler
-/// is installed; read (Acquire) by the handler.
-static TERMINATION_WRITE_FD: AtomicI32 = AtomicI32::new(-1);
-
-/// `SIGTERM` and `SIGINT` delivered as bytes on a pipe: the read end is
-/// blocking, so one thread can sleep in [`TerminationPipe::wait`] until a
-/// signal arrives. Installing it replaces the default action (terminate) for
-/// both signals for the whole process; there is one per process.
-#[derive(Debug)]
-pub(crate) struct TerminationPipe {
-    read: OwnedFd,
-}
-
-impl TerminationPipe {
-    /// Creates the pipe and installs the handlers. A second call fails with
-    /// `AlreadyExists`.
-    pub(crate) fn install() -> io::Result<TerminationPipe> {
-        let (read, write) = unistd::pipe2(OFlag::O_CLOEXEC)?;
-        // Release: the descriptor is published before a handler can read it.
-        if TERMINATION_WRITE_FD
-            .compare_exchange(-1, write.as_raw_fd(), Ordering::Release, Ordering::Relaxed)
-            .is_err()
-        {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                "termination signals are already being watched in this process",
-            ));
-        }
-        // The write end lives as long as the process: the handler may run at
-        // any time from now on.
-        std::mem::forget(write);
-        let action = SigAction::new(
-            SigHandler::Handler(on_termination_signal),
-            SaFlags::SA_RESTART,
-            SigSet::empty(),
-        );
-        for signal in [Signal::SIGTERM, Signal::SIGINT] {
-            // SAFETY: installs a handler that only calls write(2) (async-signal-
-            // safe) on a descriptor that is never closed.
-            unsafe { nix_signal::sigaction(signal, &action) }?;
-        }
-        Ok(TerminationPipe { read })
-    }
-
-    /// Blocks until `SIGTERM` or `SIGINT` arrives; returns its number.
-    pub(crate) fn wait(&self) -> io::Result<i32> {
-        let mut byte = [0u8; 1];
-        loop {
-            match unistd::read(&self.read, &mut byte) {
-                Ok(1) => return Ok(i32::from(byte[0])),
-                Err(Errno::EINTR) => {}
-                Err(error) => return Err(error.into()),
-                // The write end is never closed, so this is not expected.
-                Ok(_) => return Err(io::ErrorKind::UnexpectedEof.into()),
-            }
-        }
-    }
-}
-
-/// The handler: raw `libc` calls only, async-signal-safe (no allocation, no
-/// locks), and it leaves `errno` as it found it.
-extern "C" fn on_termination_signal(signal: libc::c_int) {
-    // Acquire: pairs with the Release store in `install`.
-    let fd = TERMINATION_WRITE_FD.load(Ordering::Acquire);
-    let byte = signal as u8;
-    // SAFETY: __errno_location returns this thread's errno slot, always valid.
-    let errno = unsafe { libc::__errno_location() };
-    // SAFETY: reading this thread's errno, which the interrupted code may need.
-    let saved = unsafe { *errno };
-    // SAFETY: write(2) is async-signal-safe; `byte` lives across the call and
-    // `fd` is the pipe's write end, which is never closed.
-    unsafe { libc::write(fd, (&byte as *const u8).cast(), 1) };
-    // SAFETY: restores errno for the interrupted code, as handlers must.
-    unsafe { *errno = saved };
 }
 
 #[cfg(test)]
