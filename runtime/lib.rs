@@ -79,6 +79,7 @@ mod thread_pool;
 mod trace;
 
 pub mod fs;
+pub mod future;
 pub mod process;
 pub mod shard;
 pub mod signal;

@@ -21,6 +21,12 @@
 //! `time/`, with the clock: `fiber/` does not depend on `time/`. Here it is
 //! [`JoinHandle::join_with`], a join whose park may give up.)
 //!
+//! The joiner is a [`Joiner`]: a `Waiter` (a fiber or a thread, for
+//! `join`), or a task's `Waker` (for `JoinHandle` awaited as a future,
+//! `future.rs`, through [`Completion::poll`]). A poll that finds its
+//! earlier waker still WAITING takes it back (WAITING → EMPTY) before it
+//! writes the new one, by the same rule as a joiner that gives up.
+//!
 //! Rejected: a separate `Arc<Packet<T>>` shared by the fiber and the handle
 //! (std's design): it costs an allocation and three reference-count updates
 //! per fiber (measured in `docs/decisions.md`, "Completion").
@@ -30,6 +36,7 @@ use std::cell::UnsafeCell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::task::Waker;
 
 use super::waiter::Waiter;
 use super::Fiber;
@@ -47,7 +54,14 @@ pub(crate) struct Completion {
     /// Written once by the fiber before DONE; read by the joiner after.
     result: UnsafeCell<Option<Output>>,
     /// Written by the joiner before WAITING; read by the fiber after.
-    waiter: UnsafeCell<Option<Waiter>>,
+    waiter: UnsafeCell<Option<Joiner>>,
+}
+
+/// Who waits for a completion. The waker is boxed so that this stays the
+/// size of a `Waiter` in every fiber.
+enum Joiner {
+    Waiter(Waiter),
+    Task(Box<Waker>),
 }
 
 // `result` and `waiter` are each written by one side and read by the other
@@ -77,7 +91,10 @@ impl Completion {
             // SAFETY: WAITING means the joiner wrote `waiter` and no longer
             // touches it.
             let waiter = unsafe { (*self.waiter.get()).take() };
-            waiter.expect("a WAITING completion has a waiter").wake();
+            match waiter.expect("a WAITING completion has a waiter") {
+                Joiner::Waiter(waiter) => waiter.wake(),
+                Joiner::Task(waker) => waker.wake(),
+            }
         }
     }
 
@@ -92,7 +109,7 @@ impl Completion {
     fn wait(&self, mut park: impl FnMut() -> bool) -> Option<Output> {
         if !self.is_done() {
             // SAFETY: before WAITING only the joiner touches `waiter`.
-            unsafe { *self.waiter.get() = Some(Waiter::current()) };
+            unsafe { *self.waiter.get() = Some(Joiner::Waiter(Waiter::current())) };
             // AcqRel: Release publishes `waiter`; Acquire (also on failure)
             // pairs with the completer's swap so `result` is visible.
             let waiting =
@@ -124,6 +141,45 @@ impl Completion {
         // SAFETY: DONE was observed with Acquire; the completer wrote
         // `result` before it and will not touch it again.
         Some(unsafe { (*self.result.get()).take() }.expect("a DONE completion holds its result"))
+    }
+
+    /// A future's poll: the result if it is there, else `None` with
+    /// `waker` left to be woken when it is. Only the one `JoinHandle`'s
+    /// future (which owns the handle, so `wait` is never called too) calls
+    /// it, never concurrently.
+    ///
+    /// # Panics
+    /// After it returned the result.
+    pub(crate) fn poll(&self, waker: &Waker) -> Option<Output> {
+        // Take back the waker an earlier poll left (Acquire on failure:
+        // then DONE, and `result` is visible).
+        let _ = self
+            .state
+            .compare_exchange(WAITING, EMPTY, Ordering::Acquire, Ordering::Acquire);
+        if !self.is_done() {
+            // SAFETY: EMPTY: the completer does not read `waiter`.
+            let slot = unsafe { &mut *self.waiter.get() };
+            match slot {
+                Some(Joiner::Task(old)) if old.will_wake(waker) => {}
+                _ => *slot = Some(Joiner::Task(Box::new(waker.clone()))),
+            }
+            // AcqRel, as in `wait`.
+            if self
+                .state
+                .compare_exchange(EMPTY, WAITING, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                return None;
+            }
+            // SAFETY: the fiber finished first and never reads `waiter`.
+            unsafe { *self.waiter.get() = None };
+        }
+        // SAFETY: DONE was observed with Acquire; the completer wrote
+        // `result` before it and will not touch it again.
+        Some(
+            unsafe { (*self.result.get()).take() }
+                .expect("a JoinHandle polled after it returned the result"),
+        )
     }
 }
 
@@ -176,6 +232,19 @@ impl<T: 'static> JoinHandle<T> {
         match self.fiber.inner.completion.wait(park) {
             Some(output) => Ok(downcast(output)),
             None => Err(self),
+        }
+    }
+
+    /// The result if the fiber has finished, else `Pending` with
+    /// `context`'s waker to be woken when it does: `future.rs`'s `Join`,
+    /// which owns the handle. Panics once it has returned `Ready`.
+    pub(crate) fn poll_join(
+        &self,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<T, JoinError>> {
+        match self.fiber.inner.completion.poll(context.waker()) {
+            Some(output) => std::task::Poll::Ready(downcast(output)),
+            None => std::task::Poll::Pending,
         }
     }
 
