@@ -339,7 +339,16 @@ fn take_lowest(pending: &mut u64) -> Option<Signal> {
     Some(Signal(bit as i32 + 1))
 }
 
-/// The iterator of [`Signals::iter`]; it never ends.
+/// The iterator of [`Signals::iter`] (and of `&Signals`); it never ends.
+///
+/// ```
+/// use spindle::signal::{Signals, SIGUSR2};
+/// let signals = Signals::new(&[SIGUSR2]).unwrap();
+/// let me = std::process::id().to_string();
+/// std::process::Command::new("kill").args(["-USR2", &me]).status().unwrap();
+/// let first: Vec<_> = (&signals).into_iter().take(1).collect();
+/// assert_eq!(first, [SIGUSR2]);
+/// ```
 pub struct Iter<'a> {
     signals: &'a Signals,
 }

@@ -8,8 +8,6 @@ mod common;
 
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::process::ExitStatusExt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::within;
@@ -54,36 +52,19 @@ fn output_reads_both_pipes_at_once_in_a_fiber_and_on_a_thread() {
 #[test]
 fn a_child_is_read_and_waited_for_while_a_heartbeat_ticks_on_one_worker() {
     within(LIMIT, || {
-        // One worker, no spares: a read or a wait that held the worker would
-        // stop the heartbeat for the child's whole run.
-        let rt = Builder::new()
-            .workers(1)
-            .max_spare_workers(0)
-            .build()
-            .unwrap();
-        let beats = Arc::new(AtomicU64::new(0));
+        let rt = common::one_worker_no_spares();
         let (output, status, during_output, during_wait) = rt.block_on(|| {
-            let stop = Arc::new(AtomicBool::new(false));
-            let heartbeat = {
-                let (beats, stop) = (beats.clone(), stop.clone());
-                spindle::spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        spindle::time::sleep(Duration::from_millis(2));
-                        beats.fetch_add(1, Ordering::Relaxed);
-                    }
-                })
-            };
-            let before = beats.load(Ordering::Relaxed);
+            let heartbeat = common::Heartbeat::start();
+            let before = heartbeat.beats();
             let output = Command::new("sh")
                 .args(["-c", "sleep 0.2; echo late"])
                 .output()
                 .unwrap();
-            let during_output = beats.load(Ordering::Relaxed) - before;
-            let before = beats.load(Ordering::Relaxed);
+            let during_output = heartbeat.beats() - before;
+            let before = heartbeat.beats();
             let status = Command::new("sleep").arg("0.2").status().unwrap();
-            let during_wait = beats.load(Ordering::Relaxed) - before;
-            stop.store(true, Ordering::Relaxed);
-            heartbeat.join().unwrap();
+            let during_wait = heartbeat.beats() - before;
+            heartbeat.stop();
             (output, status, during_output, during_wait)
         });
         assert_eq!(output.stdout, b"late\n");

@@ -16,7 +16,7 @@
 //! `ChildStdout`) while the loop holds the `Socket` by shared reference. The
 //! same pair is all that other descriptor-level code needs to park a fiber
 //! on a descriptor that would block: `process/` waits for a child's pidfd
-//! this way, and a hook at the level of libc's `read` can build a
+//! this way, and a hook at the level of the C library's `read` can build a
 //! `Socket<RawDescriptor>` for the descriptor it was handed and run the
 //! call in its loop.
 //!

@@ -35,20 +35,15 @@ pub(crate) fn set_nonblocking(fd: RawFd, nonblocking: bool) -> io::Result<bool> 
 /// Whether `fd` is readable (`write == false`) or writable now, or has an
 /// error or hang-up (which the next operation reports). Never blocks.
 pub(crate) fn is_ready(fd: RawFd, write: bool) -> io::Result<bool> {
-    let events = if write {
-        PollFlags::POLLOUT
-    } else {
-        PollFlags::POLLIN
+    let events = match write {
+        false => PollFlags::POLLIN,
+        true => PollFlags::POLLOUT,
     };
     // SAFETY: the descriptor is only polled, and the borrow ends with this
     // call; the caller's `Fd` keeps it open meanwhile (a descriptor that is
     // not open would be reported as `POLLNVAL`, never touched).
     let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-    loop {
-        match nix::poll::poll(&mut [PollFd::new(fd, events)], PollTimeout::ZERO) {
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(error) => return Err(error.into()),
-            Ok(ready) => return Ok(ready > 0),
-        }
-    }
+    // A zero timeout never sleeps, so no signal interrupts it (no EINTR).
+    let ready = nix::poll::poll(&mut [PollFd::new(fd, events)], PollTimeout::ZERO)?;
+    Ok(ready > 0)
 }

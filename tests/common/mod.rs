@@ -53,3 +53,53 @@ pub fn run_child(test_name: &str, env: &[(&str, &str)]) -> std::process::Output 
     }
     command.output().unwrap()
 }
+
+/// A fiber that counts a beat every 2 ms until stopped. On a runtime with
+/// one worker and no spare workers ([`one_worker_no_spares`]), beats that
+/// go on while another fiber waits prove that the wait left the worker
+/// free: a wait that held it would stop them.
+pub struct Heartbeat {
+    beats: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    fiber: spindle::JoinHandle<()>,
+}
+
+impl Heartbeat {
+    /// Starts the beating fiber; call it from a fiber of the runtime.
+    pub fn start() -> Heartbeat {
+        use std::sync::atomic::Ordering;
+        let beats = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let fiber = {
+            let (beats, stop) = (beats.clone(), stop.clone());
+            spindle::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    spindle::time::sleep(Duration::from_millis(2));
+                    beats.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        };
+        Heartbeat { beats, stop, fiber }
+    }
+
+    /// The beats so far.
+    pub fn beats(&self) -> u64 {
+        self.beats.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Stops the fiber and waits for it.
+    pub fn stop(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.fiber.join().unwrap();
+    }
+}
+
+/// A runtime with one worker and no spare workers: a fiber that held the
+/// worker in a system call would stop every other fiber.
+pub fn one_worker_no_spares() -> spindle::Runtime {
+    spindle::Builder::new()
+        .workers(1)
+        .max_spare_workers(0)
+        .build()
+        .unwrap()
+}
