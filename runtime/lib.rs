@@ -67,6 +67,7 @@ mod builder;
 pub mod fiber;
 mod io;
 mod lock;
+mod loom;
 mod metrics;
 mod padded;
 mod runtime;
