@@ -162,9 +162,18 @@ fn measure_in_child(row: &str, column: &str, quick: bool) -> Result<f64, String>
         .output()
         .map_err(|error| format!("could not run the child: {error}"))?;
     if !output.status.success() {
+        // A panic's message (the line after "panicked at"), else its
+        // last line.
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let last = stderr.lines().last().unwrap_or("no output");
-        return Err(format!("the child {}: {last}", output.status));
+        let lines: Vec<&str> = stderr.lines().collect();
+        let why = lines
+            .iter()
+            .position(|line| line.contains(" panicked at "))
+            .and_then(|index| lines.get(index + 1))
+            .or_else(|| lines.iter().rev().find(|line| !line.trim().is_empty()))
+            .copied()
+            .unwrap_or("no output");
+        return Err(format!("the child {}: {why}", output.status));
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
     let value: f64 = stdout
@@ -186,14 +195,14 @@ fn measure(row: &str, column: &str, scale: u32) -> f64 {
         "process" => Unit::Process,
         _ => panic!("no column {column:?}: one of {COLUMNS:?}"),
     };
-    let measure = match row {
+    let row_measure = match row {
         "creation" => creation,
         "switch" => switch,
         "communication" => communication,
         "memory" => memory,
-        _ => panic!("no row {row:?}"),
+        _ => panic!("no row {row:?}: one of creation, switch, communication, memory"),
     };
-    measure(unit, scale)
+    row_measure(unit, scale)
 }
 
 /// The runtime the fiber measurements run on.
