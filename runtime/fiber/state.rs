@@ -379,8 +379,8 @@ mod tests {
 /// lost wake-up as a fiber that never finishes.
 ///
 /// A model for another transition (cancellation, say) adds a step to
-/// [`Model`](loom_models::Model) and races it against [`Model::wake`]
-/// (and, where it can, [`Model::dump`]).
+/// `Model` and races it against `Model::wake` (and, where it can,
+/// `Model::dump`).
 #[cfg(all(test, loom))]
 mod loom_models {
     use super::{Phase, State, Unparked};
@@ -392,7 +392,7 @@ mod loom_models {
     use std::sync::Arc;
 
     /// A fiber as the models see it.
-    pub(super) struct Model {
+    struct Model {
         state: State,
         /// Its stack: what its code last wrote there.
         stack: UnsafeCell<u32>,
@@ -462,7 +462,7 @@ mod loom_models {
 
         /// A waker writes the message and unparks the fiber; if it must
         /// schedule it, it runs it too (as a worker that pops it would).
-        pub(super) fn wake(&self) {
+        fn wake(&self) {
             // SAFETY: only one waker per model writes it, before it
             // unparks; the fiber reads it after.
             self.message.with_mut(|message| unsafe { *message = 1 });
@@ -475,7 +475,7 @@ mod loom_models {
         /// calling thread to take a backtrace (which writes to the stack),
         /// then parks it again, or schedules it (and runs it) if an unpark
         /// came meanwhile.
-        pub(super) fn dump(&self) {
+        fn dump(&self) {
             if !self.state.begin_dump() {
                 return;
             }
