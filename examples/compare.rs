@@ -13,9 +13,17 @@
 //!   Demonstrated, not asserted: the program re-runs itself as a child that
 //!   crashes in each way and reports how the child ended.
 //!
+//! Each measurement (a row's fiber, thread or process figure) runs in a
+//! process of its own: the program re-runs itself with `--measure ROW
+//! COLUMN`, and the child prints the one figure. Measured side by side in
+//! one process, the rows disturb each other: the fiber runtime gives its
+//! idle stacks' memory back a while after the fibers end, so a thread
+//! figure taken meanwhile (resident memory before and after) can come out
+//! negative.
+//!
 //! Flags: `--quick` (small counts, for CI), `--svg FILE` (a bar chart of
-//! the timing and memory rows on a log scale). Exits non-zero if a row
-//! could not be measured.
+//! the timing and memory rows on a log scale). Exits non-zero, naming the
+//! measurement and why, if one could not be made.
 
 use std::fmt::Write as _;
 use std::os::unix::process::ExitStatusExt;
@@ -28,7 +36,27 @@ use std::time::{Duration, Instant};
 #[path = "../benches/common/mod.rs"]
 mod common;
 
-/// One row: a value per column (fiber, thread, process), in `unit`.
+/// The measured rows: the name `--measure` takes, the label, the unit.
+const ROWS: [(&str, &str, &str); 4] = [
+    ("creation", "creation (start + join one unit)", "µs"),
+    ("switch", "switch (half a ping-pong round trip)", "µs"),
+    ("communication", "communication (message round trip)", "µs"),
+    ("memory", "memory per live, idle unit", "KiB"),
+];
+
+/// The columns, as `--measure` names them.
+const COLUMNS: [&str; 3] = ["fiber", "thread", "process"];
+
+/// A unit of concurrency: one column.
+#[derive(Clone, Copy)]
+enum Unit {
+    Fiber,
+    Thread,
+    Process,
+}
+
+/// One row: a value per column (fiber, thread, process), in `unit`; NaN
+/// where the measurement failed.
 struct Row {
     name: &'static str,
     unit: &'static str,
@@ -41,39 +69,37 @@ fn main() {
     }
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
+    if let Some(index) = args.iter().position(|a| a == "--measure") {
+        let (row, column) = match (args.get(index + 1), args.get(index + 2)) {
+            (Some(row), Some(column)) => (row.as_str(), column.as_str()),
+            _ => {
+                eprintln!("compare: --measure ROW COLUMN");
+                std::process::exit(2);
+            }
+        };
+        println!("{}", measure(row, column, if quick { 1 } else { 10 }));
+        return;
+    }
     let svg = args
         .iter()
         .position(|a| a == "--svg")
         .and_then(|i| args.get(i + 1))
         .cloned();
-    let scale = if quick { 1 } else { 10 };
-    let rt = spindle::Builder::new()
-        .workers(2)
-        .build()
-        .expect("start runtime");
 
-    let rows = vec![
-        Row {
-            name: "creation (start + join one unit)",
-            unit: "µs",
-            values: creation(&rt, scale),
-        },
-        Row {
-            name: "switch (half a ping-pong round trip)",
-            unit: "µs",
-            values: switch(&rt, scale),
-        },
-        Row {
-            name: "communication (message round trip)",
-            unit: "µs",
-            values: communication(&rt, scale),
-        },
-        Row {
-            name: "memory per live, idle unit",
-            unit: "KiB",
-            values: memory(&rt, scale),
-        },
-    ];
+    let mut failures = Vec::new();
+    let rows: Vec<Row> = ROWS
+        .iter()
+        .map(|&(row, name, unit)| Row {
+            name,
+            unit,
+            values: COLUMNS.map(|column| {
+                measure_in_child(row, column, quick).unwrap_or_else(|why| {
+                    failures.push(format!("{name}, {column}: {why}"));
+                    f64::NAN
+                })
+            }),
+        })
+        .collect();
     let blast = blast_radius();
 
     println!(
@@ -104,18 +130,87 @@ fn main() {
         rows[3].values[1] / rows[3].values[0],
     );
 
-    let complete = rows
-        .iter()
-        .all(|r| r.values.iter().all(|v| v.is_finite() && *v > 0.0))
-        && blast.iter().all(|b| !b.is_empty());
+    for (outcome, column) in blast.iter().zip(COLUMNS) {
+        if outcome.is_empty() {
+            failures.push(format!(
+                "crash blast radius, {column}: the child did not run"
+            ));
+        }
+    }
     if let Some(path) = svg {
         std::fs::write(&path, chart(&rows)).expect("write the SVG");
         println!("chart written to {path}");
     }
-    if !complete {
-        eprintln!("compare: a row could not be measured");
+    if !failures.is_empty() {
+        for failure in &failures {
+            eprintln!("compare: a row could not be measured: {failure}");
+        }
         std::process::exit(1);
     }
+}
+
+/// Runs one measurement in a fresh process (this program, with
+/// `--measure`): its figure, or why there is none.
+fn measure_in_child(row: &str, column: &str, quick: bool) -> Result<f64, String> {
+    let exe = std::env::current_exe().map_err(|error| format!("own path: {error}"))?;
+    let mut command = Command::new(exe);
+    command.args(["--measure", row, column]);
+    if quick {
+        command.arg("--quick");
+    }
+    let output = command
+        .output()
+        .map_err(|error| format!("could not run the child: {error}"))?;
+    if !output.status.success() {
+        // A panic's message (the line after "panicked at"), else its
+        // last line.
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let lines: Vec<&str> = stderr.lines().collect();
+        let why = lines
+            .iter()
+            .position(|line| line.contains(" panicked at "))
+            .and_then(|index| lines.get(index + 1))
+            .or_else(|| lines.iter().rev().find(|line| !line.trim().is_empty()))
+            .copied()
+            .unwrap_or("no output");
+        return Err(format!("the child {}: {why}", output.status));
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let value: f64 = stdout
+        .trim()
+        .parse()
+        .map_err(|_| format!("the child printed {:?}", stdout.trim()))?;
+    if value.is_finite() && value > 0.0 {
+        Ok(value)
+    } else {
+        Err(format!("measured {value}"))
+    }
+}
+
+/// The measurement `--measure row column` makes (in the child).
+fn measure(row: &str, column: &str, scale: u32) -> f64 {
+    let unit = match column {
+        "fiber" => Unit::Fiber,
+        "thread" => Unit::Thread,
+        "process" => Unit::Process,
+        _ => panic!("no column {column:?}: one of {COLUMNS:?}"),
+    };
+    let row_measure = match row {
+        "creation" => creation,
+        "switch" => switch,
+        "communication" => communication,
+        "memory" => memory,
+        _ => panic!("no row {row:?}: one of creation, switch, communication, memory"),
+    };
+    row_measure(unit, scale)
+}
+
+/// The runtime the fiber measurements run on.
+fn runtime() -> spindle::Runtime {
+    spindle::Builder::new()
+        .workers(2)
+        .build()
+        .expect("start runtime")
 }
 
 fn format_value(value: f64) -> String {
@@ -129,40 +224,44 @@ fn format_value(value: f64) -> String {
 }
 
 /// Microseconds per unit to start one and wait for it.
-fn creation(rt: &spindle::Runtime, scale: u32) -> [f64; 3] {
-    let fibers = 20_000 * scale;
-    let fiber = rt.block_on(|| {
-        let start = Instant::now();
-        for i in 0..fibers {
-            spindle::spawn(move || i).join().unwrap();
+fn creation(unit: Unit, scale: u32) -> f64 {
+    match unit {
+        Unit::Fiber => {
+            let fibers = 20_000 * scale;
+            let elapsed = runtime().block_on(|| {
+                let start = Instant::now();
+                for i in 0..fibers {
+                    spindle::spawn(move || i).join().unwrap();
+                }
+                start.elapsed()
+            });
+            per_unit_us(elapsed, fibers)
         }
-        start.elapsed()
-    });
-    let threads = 200 * scale;
-    let start = Instant::now();
-    for i in 0..threads {
-        std::thread::spawn(move || i).join().unwrap();
-    }
-    let thread = start.elapsed();
-    let processes = 50 * scale;
-    let start = Instant::now();
-    for _ in 0..processes {
-        // SAFETY: the child only calls _exit, which is async-signal-safe.
-        let pid = unsafe { libc::fork() };
-        if pid == 0 {
-            // SAFETY: ends the child without running Rust code.
-            unsafe { libc::_exit(0) };
+        Unit::Thread => {
+            let threads = 200 * scale;
+            let start = Instant::now();
+            for i in 0..threads {
+                std::thread::spawn(move || i).join().unwrap();
+            }
+            per_unit_us(start.elapsed(), threads)
         }
-        let mut status = 0;
-        // SAFETY: waits for the child just forked.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
+        Unit::Process => {
+            let processes = 50 * scale;
+            let start = Instant::now();
+            for _ in 0..processes {
+                // SAFETY: the child only calls _exit, which is async-signal-safe.
+                let pid = unsafe { libc::fork() };
+                if pid == 0 {
+                    // SAFETY: ends the child without running Rust code.
+                    unsafe { libc::_exit(0) };
+                }
+                let mut status = 0;
+                // SAFETY: waits for the child just forked.
+                unsafe { libc::waitpid(pid, &mut status, 0) };
+            }
+            per_unit_us(start.elapsed(), processes)
+        }
     }
-    let process = start.elapsed();
-    [
-        per_unit_us(fiber, fibers),
-        per_unit_us(thread, threads),
-        per_unit_us(process, processes),
-    ]
 }
 
 fn per_unit_us(total: Duration, units: u32) -> f64 {
@@ -170,31 +269,43 @@ fn per_unit_us(total: Duration, units: u32) -> f64 {
 }
 
 /// Microseconds per switch: half of a ping-pong round trip.
-fn switch(rt: &spindle::Runtime, scale: u32) -> [f64; 3] {
+fn switch(unit: Unit, scale: u32) -> f64 {
     let rounds = 20_000 * scale;
-    let fiber = common::fiber_park_unpark_round_trips(rt, rounds.into());
     let thread_rounds = 2_000 * scale;
-    let thread = common::thread_condvar_round_trips(thread_rounds.into());
-    let process = common::pipe_round_trips(thread_rounds.into());
-    [
-        per_unit_us(fiber, 2 * rounds),
-        per_unit_us(thread, 2 * thread_rounds),
-        per_unit_us(process, 2 * thread_rounds),
-    ]
+    match unit {
+        Unit::Fiber => per_unit_us(
+            common::fiber_park_unpark_round_trips(&runtime(), rounds.into()),
+            2 * rounds,
+        ),
+        Unit::Thread => per_unit_us(
+            common::thread_condvar_round_trips(thread_rounds.into()),
+            2 * thread_rounds,
+        ),
+        Unit::Process => per_unit_us(
+            common::pipe_round_trips(thread_rounds.into()),
+            2 * thread_rounds,
+        ),
+    }
 }
 
 /// Microseconds per message round trip.
-fn communication(rt: &spindle::Runtime, scale: u32) -> [f64; 3] {
+fn communication(unit: Unit, scale: u32) -> f64 {
     let rounds = 20_000 * scale;
-    let fiber = common::fiber_channel_round_trips(rt, rounds.into());
     let thread_rounds = 2_000 * scale;
-    let thread = common::thread_channel_round_trips(thread_rounds.into());
-    let process = common::pipe_round_trips(thread_rounds.into());
-    [
-        per_unit_us(fiber, rounds),
-        per_unit_us(thread, thread_rounds),
-        per_unit_us(process, thread_rounds),
-    ]
+    match unit {
+        Unit::Fiber => per_unit_us(
+            common::fiber_channel_round_trips(&runtime(), rounds.into()),
+            rounds,
+        ),
+        Unit::Thread => per_unit_us(
+            common::thread_channel_round_trips(thread_rounds.into()),
+            thread_rounds,
+        ),
+        Unit::Process => per_unit_us(
+            common::pipe_round_trips(thread_rounds.into()),
+            thread_rounds,
+        ),
+    }
 }
 
 fn rss_kib() -> f64 {
@@ -208,9 +319,17 @@ fn rss_kib() -> f64 {
 }
 
 /// KiB of resident memory per live, idle unit.
-fn memory(rt: &spindle::Runtime, scale: u32) -> [f64; 3] {
-    // Fibers parked on a latch.
-    let fibers = 10_000 * scale as usize;
+fn memory(unit: Unit, scale: u32) -> f64 {
+    match unit {
+        Unit::Fiber => fiber_memory(10_000 * scale as usize),
+        Unit::Thread => thread_memory(200 * scale as usize),
+        Unit::Process => process_memory(10 * scale as usize),
+    }
+}
+
+/// Fibers parked on a latch.
+fn fiber_memory(fibers: usize) -> f64 {
+    let rt = runtime();
     let before = rss_kib();
     let gate = Arc::new(spindle::sync::Latch::new(1));
     let started = Arc::new(spindle::sync::Latch::new(fibers));
@@ -224,12 +343,14 @@ fn memory(rt: &spindle::Runtime, scale: u32) -> [f64; 3] {
         })
         .collect();
     started.wait();
-    let fiber = (rss_kib() - before) / fibers as f64;
+    let per_fiber = (rss_kib() - before) / fibers as f64;
     gate.count_down();
     handles.into_iter().for_each(|h| h.join().unwrap());
+    per_fiber
+}
 
-    // Threads blocked on a barrier-like gate.
-    let threads = 200 * scale as usize;
+/// Threads blocked on a barrier-like gate.
+fn thread_memory(threads: usize) -> f64 {
     let before = rss_kib();
     let gate = Arc::new((Mutex::new(false), Condvar::new()));
     let started = Arc::new(std::sync::Barrier::new(threads + 1));
@@ -247,14 +368,16 @@ fn memory(rt: &spindle::Runtime, scale: u32) -> [f64; 3] {
         })
         .collect();
     started.wait();
-    let thread = (rss_kib() - before) / threads as f64;
+    let per_thread = (rss_kib() - before) / threads as f64;
     *gate.0.lock().unwrap() = true;
     gate.1.notify_all();
     handles.into_iter().for_each(|h| h.join().unwrap());
+    per_thread
+}
 
-    // Processes: the proportional set size (Pss) of idle forked children,
-    // which shares the pages they have in common with this process fairly.
-    let processes = 10 * scale as usize;
+/// Processes: the proportional set size (Pss) of idle forked children,
+/// which shares the pages they have in common with this process fairly.
+fn process_memory(processes: usize) -> f64 {
     let mut pids = Vec::new();
     for _ in 0..processes {
         // SAFETY: the child only pauses until killed (async-signal-safe).
@@ -290,7 +413,7 @@ fn memory(rt: &spindle::Runtime, scale: u32) -> [f64; 3] {
             libc::waitpid(*pid, std::ptr::null_mut(), 0);
         }
     }
-    [fiber, thread, pss / processes as f64]
+    pss / processes as f64
 }
 
 /// Re-runs this program as children that crash in each way; reports how

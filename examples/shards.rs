@@ -20,13 +20,17 @@
 //! another terminal (`kill -KILL <pid>`, `kill -ABRT <pid>`; the pids are
 //! printed) and watch them come back.
 //!
+//! Exits 0 once every shard is stopped and reaped; if the shards crash more
+//! often than the restart-intensity limit allows, the supervisor gives up
+//! and stops them all, and the program says so and exits 1.
+//!
 //! The one call every shard program makes first is `shard::start`: in the
 //! shard processes (this same executable, re-executed) it runs the entry
 //! function and never returns.
 
 use std::time::{Duration, Instant};
 
-use spindle::shard::{self, Config, Event, Incoming, Peer, Shard};
+use spindle::shard::{self, Config, Event, Incoming, Peer, Shard, StopReason};
 
 /// A shard: answers `req <n>` with `ok <n>`, and `crash <how>` by crashing.
 fn serve(me: Shard) {
@@ -101,6 +105,10 @@ fn options() -> Options {
     options
 }
 
+/// The supervisor began stopping every shard (for this reason) before the
+/// program was done with them.
+struct Stopped(StopReason);
+
 /// The supervisor's side of the load: one request in flight per shard.
 struct Client {
     supervisor: shard::Supervisor,
@@ -123,9 +131,13 @@ impl Client {
     }
 
     /// Handles one event (waiting up to 5 ms); answers are counted and
-    /// followed by the next request. Returns the event for the caller.
-    fn step(&mut self) -> Option<Event> {
-        let event = self.supervisor.recv_timeout(Duration::from_millis(5))?;
+    /// followed by the next request. Returns the event for the caller, or
+    /// [`Stopped`] once the supervisor stops the shards (it gave up
+    /// restarting them, or a termination signal came).
+    fn step(&mut self) -> Result<Option<Event>, Stopped> {
+        let Some(event) = self.supervisor.recv_timeout(Duration::from_millis(5)) else {
+            return Ok(None);
+        };
         match &event {
             Event::Message {
                 from, generation, ..
@@ -143,16 +155,34 @@ impl Client {
                 self.feed(*shard);
             }
             Event::Exited { shard, .. } => self.in_flight[*shard] = false,
+            Event::Stopping { reason } => return Err(Stopped(*reason)),
             _ => {}
         }
-        Some(event)
+        Ok(Some(event))
     }
 
     /// Runs the load for `period`.
-    fn run_for(&mut self, period: Duration) {
+    fn run_for(&mut self, period: Duration) -> Result<(), Stopped> {
         let end = Instant::now() + period;
         while Instant::now() < end {
-            self.step();
+            self.step()?;
+        }
+        Ok(())
+    }
+
+    /// Stops every shard (unless the supervisor already did) and reaps
+    /// them. Exits the program with 1 if the supervisor had given up.
+    fn shut_down(self) {
+        let stopping = Instant::now();
+        match self.supervisor.shutdown() {
+            Ok(()) => println!(
+                "shutdown: all shards stopped and reaped in {:.1} ms",
+                stopping.elapsed().as_secs_f64() * 1e3
+            ),
+            Err(error) => {
+                eprintln!("shards: the supervisor gave up: {error}");
+                std::process::exit(1);
+            }
         }
     }
 }
@@ -173,11 +203,25 @@ fn main() {
         generation: vec![0; shards],
         next_request: 0,
     };
+    let outcome = if options.serve {
+        serve_until_signal(&mut client)
+    } else {
+        crash_one(&mut client, &options)
+    };
+    if let Err(Stopped(reason)) = outcome {
+        println!("the supervisor is stopping every shard ({reason:?})");
+    }
+    client.shut_down();
+}
+
+/// Waits until every shard has started; returns their pids.
+fn start_all(client: &mut Client) -> Result<Vec<u32>, Stopped> {
+    let shards = client.answered.len();
     let started_at = Instant::now();
     let mut pids = vec![0; shards];
     while pids.contains(&0) {
         // Answers from the shards already up are counted by `step`.
-        if let Some(Event::Started { shard, pid, .. }) = client.step() {
+        if let Some(Event::Started { shard, pid, .. }) = client.step()? {
             pids[shard] = pid;
         }
     }
@@ -185,12 +229,15 @@ fn main() {
         "{shards} shards started in {:.1} ms (pids {pids:?}); each answers requests from this supervisor",
         started_at.elapsed().as_secs_f64() * 1e3
     );
-    if options.serve {
-        serve_until_signal(client);
-        return;
-    }
+    Ok(pids)
+}
 
-    client.run_for(Duration::from_millis(500));
+/// The demonstration: warm up, crash shard 1, measure the outage and the
+/// restart, serve a while more.
+fn crash_one(client: &mut Client, options: &Options) -> Result<(), Stopped> {
+    let shards = options.shards;
+    start_all(client)?;
+    client.run_for(Duration::from_millis(500))?;
     println!("warm-up, 500 ms: answers per shard {:?}", client.answered);
 
     let victim = 1;
@@ -204,7 +251,7 @@ fn main() {
     let (mut exited_at, mut restart_in) = (None, Duration::ZERO);
     let mut started_at = None;
     let serving_at = loop {
-        let event = client.step();
+        let event = client.step()?;
         match event {
             Some(Event::Exited {
                 shard,
@@ -266,22 +313,19 @@ fn main() {
         if latency - backoff <= 50.0 { "met" } else { "MISSED" }
     );
 
-    client.run_for(Duration::from_millis(500));
+    client.run_for(Duration::from_millis(500))?;
     println!(
         "after, 500 ms more: answers per shard {:?}, generations {:?}",
         client.answered, client.generation
     );
-    let stopping = Instant::now();
-    client.supervisor.shutdown().expect("clean shutdown");
-    println!(
-        "shutdown: all shards stopped and reaped in {:.1} ms",
-        stopping.elapsed().as_secs_f64() * 1e3
-    );
+    Ok(())
 }
 
 /// `--serve`: keep the load going, print a status line a second and every
-/// crash and restart, until SIGTERM or Ctrl-C.
-fn serve_until_signal(mut client: Client) {
+/// crash and restart, until SIGTERM or Ctrl-C (then `Stopped`, with the
+/// signal) or until the supervisor gives up.
+fn serve_until_signal(client: &mut Client) -> Result<(), Stopped> {
+    start_all(client)?;
     client
         .supervisor
         .watch_termination_signals()
@@ -293,7 +337,7 @@ fn serve_until_signal(mut client: Client) {
     let mut last_status = Instant::now();
     let mut last_answered = client.answered.clone();
     loop {
-        match client.step() {
+        match client.step()? {
             Some(Event::Exited {
                 shard,
                 generation,
@@ -307,10 +351,6 @@ fn serve_until_signal(mut client: Client) {
                 generation,
                 pid,
             }) => println!("shard {shard} started: generation {generation}, pid {pid}"),
-            Some(Event::Stopping { reason }) => {
-                println!("stopping: {reason:?}");
-                break;
-            }
             Some(Event::Disconnected { shard, error, .. }) => {
                 println!("shard {shard} disconnected: {error}")
             }
@@ -330,13 +370,5 @@ fn serve_until_signal(mut client: Client) {
             last_answered = client.answered.clone();
             last_status = Instant::now();
         }
-    }
-    let stopping = Instant::now();
-    match client.supervisor.shutdown() {
-        Ok(()) => println!(
-            "all shards stopped and reaped in {:.1} ms",
-            stopping.elapsed().as_secs_f64() * 1e3
-        ),
-        Err(error) => println!("supervisor stopped with an error: {error}"),
     }
 }

@@ -70,6 +70,7 @@ mod builder;
 pub mod fiber;
 pub mod io;
 mod lock;
+mod loom;
 mod metrics;
 mod padded;
 mod runtime;

@@ -32,14 +32,14 @@
 //! per fiber (measured in `docs/decisions.md`, "Completion").
 
 use std::any::Any;
-use std::cell::UnsafeCell;
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::Waker;
 
 use super::waiter::Waiter;
 use super::Fiber;
+use crate::loom::cell::UnsafeCell;
+use crate::loom::sync::atomic::{AtomicU8, Ordering};
 
 const EMPTY: u8 = 0;
 const WAITING: u8 = 1;
@@ -82,7 +82,8 @@ impl Completion {
     /// that never ran).
     pub(crate) fn complete(&self, output: Output) {
         // SAFETY: only the completer writes `result`, once, before DONE.
-        unsafe { *self.result.get() = Some(output) };
+        self.result
+            .with_mut(|result| unsafe { *result = Some(output) });
         // AcqRel: Release publishes `result`; Acquire pairs with the
         // joiner's WAITING CAS so `waiter` is visible.
         let previous = self.state.swap(DONE, Ordering::AcqRel);
@@ -90,7 +91,7 @@ impl Completion {
         if previous == WAITING {
             // SAFETY: WAITING means the joiner wrote `waiter` and no longer
             // touches it.
-            let waiter = unsafe { (*self.waiter.get()).take() };
+            let waiter = self.waiter.with_mut(|waiter| unsafe { (*waiter).take() });
             match waiter.expect("a WAITING completion has a waiter") {
                 Joiner::Waiter(waiter) => waiter.wake(),
                 Joiner::Task(waker) => waker.wake(),
@@ -109,7 +110,8 @@ impl Completion {
     fn wait(&self, mut park: impl FnMut() -> bool) -> Option<Output> {
         if !self.is_done() {
             // SAFETY: before WAITING only the joiner touches `waiter`.
-            unsafe { *self.waiter.get() = Some(Joiner::Waiter(Waiter::current())) };
+            self.waiter
+                .with_mut(|waiter| unsafe { *waiter = Some(Joiner::Waiter(Waiter::current())) });
             // AcqRel: Release publishes `waiter`; Acquire (also on failure)
             // pairs with the completer's swap so `result` is visible.
             let waiting =
@@ -117,7 +119,7 @@ impl Completion {
                     .compare_exchange(EMPTY, WAITING, Ordering::AcqRel, Ordering::Acquire);
             if waiting.is_err() {
                 // SAFETY: the fiber finished first and never reads `waiter`.
-                unsafe { *self.waiter.get() = None };
+                self.waiter.with_mut(|waiter| unsafe { *waiter = None });
             }
             while !self.is_done() {
                 if park() {
@@ -133,14 +135,15 @@ impl Completion {
                 {
                     // SAFETY: EMPTY again: the completer will not read
                     // `waiter`; it is ours.
-                    unsafe { *self.waiter.get() = None };
+                    self.waiter.with_mut(|waiter| unsafe { *waiter = None });
                     return None;
                 }
             }
         }
         // SAFETY: DONE was observed with Acquire; the completer wrote
         // `result` before it and will not touch it again.
-        Some(unsafe { (*self.result.get()).take() }.expect("a DONE completion holds its result"))
+        let result = self.result.with_mut(|result| unsafe { (*result).take() });
+        Some(result.expect("a DONE completion holds its result"))
     }
 
     /// A future's poll: the result if it is there, else `None` with
@@ -158,11 +161,10 @@ impl Completion {
             .compare_exchange(WAITING, EMPTY, Ordering::Acquire, Ordering::Acquire);
         if !self.is_done() {
             // SAFETY: EMPTY: the completer does not read `waiter`.
-            let slot = unsafe { &mut *self.waiter.get() };
-            match slot {
+            self.waiter.with_mut(|slot| match unsafe { &mut *slot } {
                 Some(Joiner::Task(old)) if old.will_wake(waker) => {}
-                _ => *slot = Some(Joiner::Task(Box::new(waker.clone()))),
-            }
+                slot => *slot = Some(Joiner::Task(Box::new(waker.clone()))),
+            });
             // AcqRel, as in `wait`.
             if self
                 .state
@@ -172,14 +174,12 @@ impl Completion {
                 return None;
             }
             // SAFETY: the fiber finished first and never reads `waiter`.
-            unsafe { *self.waiter.get() = None };
+            self.waiter.with_mut(|waiter| unsafe { *waiter = None });
         }
         // SAFETY: DONE was observed with Acquire; the completer wrote
         // `result` before it and will not touch it again.
-        Some(
-            unsafe { (*self.result.get()).take() }
-                .expect("a JoinHandle polled after it returned the result"),
-        )
+        let result = self.result.with_mut(|result| unsafe { (*result).take() });
+        Some(result.expect("a JoinHandle polled after it returned the result"))
     }
 }
 
@@ -370,3 +370,75 @@ impl fmt::Debug for JoinError {
 }
 
 impl std::error::Error for JoinError {}
+
+/// `Completion`'s hand-over, model-checked (`crate::loom` says how to run
+/// them). The joiner is a thread (its waiter is its thread handle, which
+/// loom's `park` and `unpark` drive); the fiber's end is a thread calling
+/// `complete`. loom reports a joiner left parked with the result in place
+/// as a deadlock, and a `result` or `waiter` access the state word leaves
+/// unordered as a causality violation.
+#[cfg(all(test, loom))]
+mod loom_models {
+    use super::{Completion, Output};
+    use loom::thread;
+    use std::sync::Arc;
+
+    fn output(value: u32) -> Output {
+        Ok(Box::new(value))
+    }
+
+    fn value(output: Output) -> u32 {
+        *output
+            .expect("the fiber returned")
+            .downcast::<u32>()
+            .expect("a u32")
+    }
+
+    /// The fiber finishes on another thread.
+    fn completing(value: u32) -> (Arc<Completion>, thread::JoinHandle<()>) {
+        let completion = Arc::new(Completion::new());
+        let fiber = {
+            let completion = completion.clone();
+            thread::spawn(move || completion.complete(output(value)))
+        };
+        (completion, fiber)
+    }
+
+    /// A join, parking until woken.
+    fn join(completion: &Completion) -> u32 {
+        let output = completion.wait(|| {
+            thread::park();
+            true
+        });
+        value(output.expect("an untimed wait returns the result"))
+    }
+
+    /// `complete` races `join`: whether the joiner finds DONE, or parks
+    /// and is woken, it gets the result, once.
+    #[test]
+    fn loom_complete_races_join() {
+        crate::loom::model(|| {
+            let (completion, fiber) = completing(42);
+            assert_eq!(join(&completion), 42);
+            fiber.join().unwrap();
+        });
+    }
+
+    /// `join_timeout` gives up (its park says the deadline passed) while
+    /// the fiber completes: either it takes its waiter back before the
+    /// completer looks, and a later join gets the result, or the completer
+    /// won and the give-up takes the result instead. The completer never
+    /// reads a waiter that gave up.
+    #[test]
+    fn loom_join_timeout_gives_up_while_completing() {
+        crate::loom::model(|| {
+            let (completion, fiber) = completing(7);
+            let result = match completion.wait(|| false) {
+                Some(output) => value(output),
+                None => join(&completion),
+            };
+            assert_eq!(result, 7);
+            fiber.join().unwrap();
+        });
+    }
+}

@@ -46,7 +46,7 @@
 //! the fiber again. Both sides use compare-and-swap, never blind `fetch_or`,
 //! so a token can never be set on a fiber that just became PARKED.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use crate::loom::sync::atomic::{AtomicU8, Ordering};
 
 const SCHEDULED: u8 = 0;
 const RUNNING: u8 = 1;
@@ -364,5 +364,249 @@ mod tests {
         state.begin_run();
         assert!(state.finish_park());
         state.begin_run();
+    }
+}
+
+/// The state machine's races, model-checked (`crate::loom` says how to
+/// run them).
+///
+/// A model fiber is its state word plus two cells standing for what the
+/// word hands over: its stack (written by whoever runs or dumps it, read
+/// by whoever runs it next) and a waker's message (written before the
+/// unpark, read when `park` returns). loom reports an access to either
+/// cell that the word's orderings leave unordered as a causality
+/// violation, two threads running the fiber as `begin_run`'s panic, and a
+/// lost wake-up as a fiber that never finishes.
+///
+/// A model for another transition (cancellation, say) adds a step to
+/// `Model` and races it against `Model::wake` (and, where it can,
+/// `Model::dump`).
+#[cfg(all(test, loom))]
+mod loom_models {
+    use super::{Phase, State, Unparked};
+    use crate::loom::cell::UnsafeCell;
+    use loom::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    use loom::thread;
+    // Bookkeeping outside the model: std's atomics, which loom ignores.
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::sync::Arc;
+
+    /// A fiber as the models see it.
+    struct Model {
+        state: State,
+        /// Its stack: what its code last wrote there.
+        stack: UnsafeCell<u32>,
+        /// What its waker wrote before unparking it.
+        message: UnsafeCell<u32>,
+        /// How many times its `park` returned.
+        resumed: AtomicUsize,
+    }
+
+    // SAFETY: the cells are touched only by the thread that holds the
+    // fiber as `State` hands it over (which is what the models check).
+    unsafe impl Sync for Model {}
+
+    impl Model {
+        /// A fiber that the calling thread (its worker) has begun to run.
+        fn running() -> Arc<Model> {
+            let model = Model {
+                state: State::new_scheduled(),
+                stack: UnsafeCell::new(0),
+                message: UnsafeCell::new(0),
+                resumed: AtomicUsize::new(0),
+            };
+            model.state.begin_run();
+            Arc::new(model)
+        }
+
+        /// A fiber that the calling thread ran until it parked.
+        fn parked() -> Arc<Model> {
+            let model = Model::running();
+            assert!(!model.park(), "nobody woke it");
+            model
+        }
+
+        /// The running fiber calls `park`, and its worker finishes the
+        /// park after the switch. Returns true if the fiber runs on (its
+        /// `park` returned on this thread: a token was there or raced in),
+        /// false if it is parked.
+        fn park(&self) -> bool {
+            // SAFETY: the caller runs the fiber.
+            self.stack.with_mut(|stack| unsafe { *stack += 1 });
+            if self.state.take_token() {
+                return true;
+            }
+            // The fiber switches back to its worker, which marks it.
+            !self.state.finish_park()
+        }
+
+        /// `park` has returned: the fiber reads its stack and the message
+        /// and returns; its worker marks it DONE.
+        fn resume_and_finish(&self) {
+            // SAFETY: the caller runs the fiber.
+            let stack = self.stack.with_mut(|stack| unsafe { *stack });
+            assert!(stack >= 1, "the stack as the fiber left it");
+            // SAFETY: as above; the waker wrote it before its unpark.
+            let message = self.message.with_mut(|message| unsafe { *message });
+            assert_eq!(message, 1, "the waker's write is visible");
+            self.resumed.fetch_add(1, SeqCst);
+            self.state.finish();
+        }
+
+        /// The fiber was made SCHEDULED: a worker (the calling thread)
+        /// pops it and runs it to the end.
+        fn run_scheduled(&self) {
+            self.state.begin_run();
+            self.resume_and_finish();
+        }
+
+        /// A waker writes the message and unparks the fiber; if it must
+        /// schedule it, it runs it too (as a worker that pops it would).
+        fn wake(&self) {
+            // SAFETY: only one waker per model writes it, before it
+            // unparks; the fiber reads it after.
+            self.message.with_mut(|message| unsafe { *message = 1 });
+            if self.state.unpark() == Unparked::MustSchedule {
+                self.run_scheduled();
+            }
+        }
+
+        /// A fiber dump: if it wins the parked fiber, it resumes it on the
+        /// calling thread to take a backtrace (which writes to the stack),
+        /// then parks it again, or schedules it (and runs it) if an unpark
+        /// came meanwhile.
+        fn dump(&self) {
+            if !self.state.begin_dump() {
+                return;
+            }
+            // SAFETY: the dumper holds the fiber.
+            self.stack.with_mut(|stack| unsafe { *stack += 1 });
+            if self.state.end_dump() == Unparked::MustSchedule {
+                self.run_scheduled();
+            }
+        }
+
+        /// The end of every model: one wake-up, so `park` returned once
+        /// and the fiber finished.
+        fn assert_finished_once(&self) {
+            assert_eq!(self.state.phase(), Phase::Done, "a wake-up was lost");
+            assert_eq!(self.resumed.load(SeqCst), 1, "park returned once");
+        }
+    }
+
+    /// A fiber parks on its worker while a waker unparks it: whether the
+    /// unpark comes before the park, during the switch or after the
+    /// worker marked it PARKED, `park` returns exactly once, on one
+    /// thread, and sees both its stack and the waker's write.
+    #[test]
+    fn loom_park_races_unpark() {
+        crate::loom::model(|| {
+            let fiber = Model::running();
+            let waker = {
+                let fiber = fiber.clone();
+                thread::spawn(move || fiber.wake())
+            };
+            if fiber.park() {
+                fiber.resume_and_finish();
+            }
+            waker.join().unwrap();
+            fiber.assert_finished_once();
+        });
+    }
+
+    /// Two wakers unpark one parked fiber: exactly one of them schedules
+    /// it (two would run one stack twice: `begin_run` panics).
+    #[test]
+    fn loom_two_unparks_schedule_once() {
+        crate::loom::model(|| {
+            let fiber = Model::parked();
+            // SAFETY: written before any other thread exists.
+            fiber.message.with_mut(|message| unsafe { *message = 1 });
+            let wakers: Vec<_> = (0..2)
+                .map(|_| {
+                    let fiber = fiber.clone();
+                    thread::spawn(move || {
+                        if fiber.state.unpark() == Unparked::MustSchedule {
+                            fiber.run_scheduled();
+                        }
+                    })
+                })
+                .collect();
+            for waker in wakers {
+                waker.join().unwrap();
+            }
+            fiber.assert_finished_once();
+        });
+    }
+
+    /// std's `park` example, with two wakers: each sets a flag (Relaxed,
+    /// as std's example does) and unparks; the fiber parks until it sees
+    /// both. std's `unpark` is a Release write even when the token is set
+    /// already, so the park that takes the token sees both flags.
+    #[test]
+    #[ignore = "State::unpark returns at once when the token is set, writing nothing: \
+                that unparker's writes are not ordered before the park that takes the token"]
+    fn loom_every_unpark_publishes_its_writes() {
+        /// The fiber, and the wakers' flags.
+        struct Flags {
+            fiber: Arc<Model>,
+            flags: [AtomicBool; 2],
+        }
+
+        impl Flags {
+            /// The fiber's code on the calling thread, until it finishes
+            /// or parks.
+            fn run(&self) {
+                while !self.flags.iter().all(|flag| flag.load(Relaxed)) {
+                    if !self.fiber.park() {
+                        return;
+                    }
+                }
+                self.fiber.resumed.fetch_add(1, SeqCst);
+                self.fiber.state.finish();
+            }
+        }
+
+        crate::loom::model(|| {
+            let model = Arc::new(Flags {
+                fiber: Model::running(),
+                flags: [AtomicBool::new(false), AtomicBool::new(false)],
+            });
+            let wakers: Vec<_> = (0..2)
+                .map(|waker| {
+                    let model = model.clone();
+                    thread::spawn(move || {
+                        model.flags[waker].store(true, Relaxed);
+                        if model.fiber.state.unpark() == Unparked::MustSchedule {
+                            model.fiber.state.begin_run();
+                            model.run();
+                        }
+                    })
+                })
+                .collect();
+            model.run();
+            for waker in wakers {
+                waker.join().unwrap();
+            }
+            model.fiber.assert_finished_once();
+        });
+    }
+
+    /// A dump of a parked fiber races its unpark: the unpark is never
+    /// lost (the dumper schedules the fiber if it held it), the dump never
+    /// makes `park` return by itself, and whoever runs the fiber next sees
+    /// what the dump wrote on its stack.
+    #[test]
+    fn loom_dump_races_unpark() {
+        crate::loom::model(|| {
+            let fiber = Model::parked();
+            let dumper = {
+                let fiber = fiber.clone();
+                thread::spawn(move || fiber.dump())
+            };
+            fiber.wake();
+            dumper.join().unwrap();
+            fiber.assert_finished_once();
+        });
     }
 }

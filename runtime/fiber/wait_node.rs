@@ -18,11 +18,12 @@
 //! queue nodes are `sync`'s.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::waiter::Waiter;
+use crate::loom::sync::atomic::{AtomicU8, Ordering};
+use crate::loom::thread_local;
 
 const WAITING: u8 = 0;
 const NOTIFIED: u8 = 1;
@@ -48,7 +49,8 @@ impl Node {
         if let Some(mut node) = NodeCache::with_current(|cache| cache.0.take()).flatten() {
             if let Some(reused) = Arc::get_mut(&mut node) {
                 debug_assert!(reused.waiter.is_current(), "a node kept by another waiter");
-                *reused.state.get_mut() = WAITING;
+                // A fresh atomic rather than `get_mut`, which loom's lack.
+                reused.state = AtomicU8::new(WAITING);
                 reused.since = since;
                 return node;
             }

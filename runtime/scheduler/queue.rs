@@ -24,12 +24,12 @@
 //!   cannot starve the queue.
 
 use std::ptr;
-use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::Arc;
 
 use crossbeam_deque::Steal;
 
 use crate::fiber::FiberInner;
+use crate::loom::sync::atomic::{AtomicPtr, Ordering};
 
 /// Fibers a worker runs in a row from its next slot before it looks at its
 /// deque. tokio's value; Go lets `runnext` inherit the time slice. A guess
@@ -38,22 +38,24 @@ use crate::fiber::FiberInner;
 pub(super) const MAX_NEXT_STREAK: u32 = 3;
 
 /// A one-fiber slot that the owner and thieves take with an atomic swap.
+/// Generic only so that its model (below) can fill it without a runtime;
+/// the scheduler's slots hold fibers.
 ///
 /// # Invariants
 /// - The pointer is null or came from `Arc::into_raw` and owns one
 ///   reference.
 /// - Only the owning worker thread puts (`Worker::schedule_local`,
 ///   `Worker::schedule_spawned`); anyone takes. So null → non-null is the owner's move alone.
-pub(super) struct NextSlot(AtomicPtr<FiberInner>);
+pub(super) struct NextSlot<T = FiberInner>(AtomicPtr<T>);
 
-impl NextSlot {
-    pub(super) fn new() -> NextSlot {
+impl<T> NextSlot<T> {
+    pub(super) fn new() -> NextSlot<T> {
         NextSlot(AtomicPtr::new(ptr::null_mut()))
     }
 
     /// Puts a fiber in the slot; returns the one it displaced. Only the
     /// slot's owner (the worker whose slot it is) puts.
-    pub(super) fn put(&self, fiber: Arc<FiberInner>) -> Option<Arc<FiberInner>> {
+    pub(super) fn put(&self, fiber: Arc<T>) -> Option<Arc<T>> {
         let fiber = Arc::into_raw(fiber).cast_mut();
         // An empty slot stays empty until we fill it: thieves only take.
         // So a plain store does, saving a read-modify-write on every
@@ -79,7 +81,7 @@ impl NextSlot {
     }
 
     /// Takes the fiber out of the slot (owner or thief).
-    pub(super) fn take(&self) -> Option<Arc<FiberInner>> {
+    pub(super) fn take(&self) -> Option<Arc<T>> {
         if self.0.load(Ordering::Relaxed).is_null() {
             return None;
         }
@@ -90,12 +92,9 @@ impl NextSlot {
     }
 }
 
-impl Drop for NextSlot {
+impl<T> Drop for NextSlot<T> {
     fn drop(&mut self) {
-        debug_assert!(
-            self.0.get_mut().is_null(),
-            "a fiber was left in a next slot"
-        );
+        debug_assert!(self.is_empty(), "a fiber was left in a next slot");
         drop(self.take());
     }
 }
@@ -112,5 +111,68 @@ pub(super) fn steal_settled<T>(mut steal: impl FnMut() -> Steal<T>) -> Option<T>
             Steal::Empty => return None,
             Steal::Retry => continue,
         }
+    }
+}
+
+/// The next slot, model-checked (`crate::loom` says how to run them): its
+/// owner puts while a thief takes. A slot item stands for a fiber, with a
+/// cell for what its waker wrote before putting it; loom reports a read of
+/// it that the slot's orderings leave unordered as a causality violation.
+#[cfg(all(test, loom))]
+mod loom_models {
+    use super::NextSlot;
+    use crate::loom::cell::UnsafeCell;
+    use loom::thread;
+    use std::sync::Arc;
+
+    /// A fiber in the model: its number, and what its waker wrote.
+    struct Item {
+        id: u32,
+        written: UnsafeCell<u32>,
+    }
+
+    // SAFETY: `written` is written before the item is put and read only
+    // by whoever takes it out (which is what the model checks).
+    unsafe impl Sync for Item {}
+
+    fn item(id: u32) -> Arc<Item> {
+        let item = Item {
+            id,
+            written: UnsafeCell::new(0),
+        };
+        // SAFETY: nobody else has the item yet.
+        item.written.with_mut(|written| unsafe { *written = id });
+        Arc::new(item)
+    }
+
+    /// Whoever got an item out of the slot reads it, and says which.
+    fn taken(item: Arc<Item>) -> u32 {
+        // SAFETY: taking the item out of the slot made it ours.
+        let written = item.written.with(|written| unsafe { *written });
+        assert_eq!(written, item.id, "the putter's write is visible");
+        item.id
+    }
+
+    /// The owner puts two fibers (the first into an empty slot, the plain
+    /// store; the second displacing it unless a thief took it) and takes
+    /// one, while a thief takes one: every fiber comes out exactly once,
+    /// with what was written before it went in.
+    #[test]
+    fn loom_next_slot_put_races_steal() {
+        crate::loom::model(|| {
+            let slot = Arc::new(NextSlot::<Item>::new());
+            let thief = {
+                let slot = slot.clone();
+                thread::spawn(move || slot.take().map(taken))
+            };
+            let mut out = Vec::new();
+            assert!(slot.put(item(1)).is_none(), "the slot starts empty");
+            out.extend(slot.put(item(2)).map(taken));
+            out.extend(slot.take().map(taken));
+            out.extend(thief.join().unwrap());
+            out.extend(slot.take().map(taken));
+            out.sort_unstable();
+            assert_eq!(out, [1, 2], "each fiber comes out once");
+        });
     }
 }

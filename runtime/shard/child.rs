@@ -169,10 +169,18 @@ fn fail(problem: &str) -> ! {
 /// ```no_run
 /// use spindle::shard::{self, Config, Incoming, Peer};
 /// let supervisor = shard::start(Config::new(2), |me| {
-///     // An echo shard: replies to the supervisor, forwards shard messages on.
+///     // An echo shard: sends each message back where it came from, and
+///     // skips the notices (a shard went down, a message was undeliverable).
+///     // `recv` fails once the supervisor has closed the connection.
 ///     while let Ok(incoming) = me.recv() {
-///         if let Incoming::Message { from: Peer::Supervisor, bytes } = incoming {
-///             me.send_to_supervisor(&bytes).unwrap();
+///         if let Incoming::Message { from, bytes } = incoming {
+///             let sent = match from {
+///                 Peer::Supervisor => me.send_to_supervisor(&bytes),
+///                 Peer::Shard(shard) => me.send(shard, &bytes),
+///             };
+///             if sent.is_err() {
+///                 return; // the supervisor is gone
+///             }
 ///         }
 ///     }
 /// })

@@ -21,10 +21,17 @@
 //!
 //! let config = Config::new(2).quiet(true);
 //! let supervisor = shard::start(config, |me| {
-//!     // Shard side: answer each request with our id appended.
-//!     while let Ok(Incoming::Message { from: Peer::Supervisor, mut bytes }) = me.recv() {
-//!         bytes.push(b'0' + me.id() as u8);
-//!         me.send_to_supervisor(&bytes).unwrap();
+//!     // Shard side: answer each request with our id appended. `recv` also
+//!     // brings notices (another shard went down, a message of ours could
+//!     // not be delivered), which this shard skips; it fails only once the
+//!     // supervisor has closed the connection: then the shard is done.
+//!     while let Ok(incoming) = me.recv() {
+//!         if let Incoming::Message { from: Peer::Supervisor, mut bytes } = incoming {
+//!             bytes.push(b'0' + me.id() as u8);
+//!             if me.send_to_supervisor(&bytes).is_err() {
+//!                 return; // the supervisor is gone
+//!             }
+//!         }
 //!     }
 //! })
 //! .unwrap();

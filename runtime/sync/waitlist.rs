@@ -25,11 +25,11 @@
 //! Mutex uses it to hand the lock itself to a waiter that waited too long.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Instant;
 
 pub(crate) use crate::fiber::wait_node::Node;
-use crate::lock::MutexExt;
+use crate::loom::sync::{Mutex, MutexExt, MutexGuard};
 
 /// A FIFO of waiters; see the module docs.
 #[derive(Default)]
@@ -216,5 +216,119 @@ impl Drop for Leave<'_> {
             // is the Mutex's to undo; its own guard does that.)
             self.list.notify_one();
         }
+    }
+}
+
+/// The wait list's hand-over, model-checked (`crate::loom` says how to run
+/// them): a notifier pops a node while its waiter leaves (its timeout
+/// passed, or it is unwound). The waiters are threads, parking with
+/// loom's `park`; loom reports a waiter left parked after a notification
+/// as a deadlock.
+#[cfg(all(test, loom))]
+mod loom_models {
+    use super::{Leave, WaitList};
+    use crate::loom::cell::UnsafeCell;
+    use loom::sync::atomic::{AtomicUsize, Ordering};
+    use loom::thread;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    /// A list, and what the notifier wrote before notifying.
+    struct Model {
+        list: WaitList,
+        message: UnsafeCell<u32>,
+        /// Waiters queued so far.
+        queued: AtomicUsize,
+    }
+
+    // SAFETY: `message` is written by the notifier before it notifies and
+    // read by a waiter only once notified (which is what the models check).
+    unsafe impl Sync for Model {}
+
+    impl Model {
+        fn new() -> Arc<Model> {
+            Arc::new(Model {
+                list: WaitList::new(),
+                message: UnsafeCell::new(0),
+                queued: AtomicUsize::new(0),
+            })
+        }
+
+        /// The notifier: writes the message, then wakes one waiter.
+        fn notify_one(&self) -> bool {
+            // SAFETY: only the notifier writes it, before notifying.
+            self.message.with_mut(|message| unsafe { *message = 1 });
+            self.list.notify_one()
+        }
+
+        /// A waiter that was notified reads the message.
+        fn read_message(&self) {
+            // SAFETY: the notification orders the notifier's write first.
+            let message = self.message.with(|message| unsafe { *message });
+            assert_eq!(message, 1, "the notifier's write is visible");
+        }
+    }
+
+    /// A waiter whose deadline has passed races a `notify_one`: if the
+    /// notifier found it (and so woke nobody else), its wait reports the
+    /// notification; a timeout never swallows one.
+    #[test]
+    fn loom_timeout_races_notify_one() {
+        crate::loom::model(|| {
+            let model = Model::new();
+            let waiter = {
+                let model = model.clone();
+                thread::spawn(move || {
+                    let node = WaitList::push(&mut model.list.lock());
+                    let notified = model.list.wait(&node, Some(Instant::now()));
+                    if notified {
+                        model.read_message();
+                    }
+                    WaitList::recycle(node);
+                    notified
+                })
+            };
+            let woke = model.notify_one();
+            let notified = waiter.join().unwrap();
+            assert_eq!(woke, notified, "the notification reached the waiter");
+        });
+    }
+
+    /// Two waiters queue; one is unwound out of its wait (its `Leave`
+    /// guard runs) while a `notify_one` comes: if the notification went to
+    /// the one leaving, it is passed on, and the other wakes.
+    #[test]
+    fn loom_leaving_waiter_passes_notification_on() {
+        crate::loom::model(|| {
+            let model = Model::new();
+            let leaving = {
+                let model = model.clone();
+                thread::spawn(move || {
+                    let node = WaitList::push(&mut model.list.lock());
+                    model.queued.fetch_add(1, Ordering::Release);
+                    drop(Leave {
+                        list: &model.list,
+                        node: &node,
+                    });
+                })
+            };
+            let staying = {
+                let model = model.clone();
+                thread::spawn(move || {
+                    let node = WaitList::push(&mut model.list.lock());
+                    model.queued.fetch_add(1, Ordering::Release);
+                    while !node.is_notified() {
+                        thread::park();
+                    }
+                    model.read_message();
+                })
+            };
+            while model.queued.load(Ordering::Acquire) < 2 {
+                thread::yield_now();
+            }
+            assert!(model.notify_one(), "two waiters were queued");
+            leaving.join().unwrap();
+            staying.join().unwrap();
+        });
     }
 }
