@@ -31,7 +31,7 @@ pub(crate) trait CondvarExt {
     /// `Condvar::wait`, ignoring poisoning.
     // Its one caller, `scheduler/park.rs`, takes loom's `Condvar` in the
     // model-checking build (`loom.rs`).
-    #[cfg_attr(all(test, loom), allow(dead_code))]
+    #[cfg_attr(all(test, spindle_loom), allow(dead_code))]
     fn wait_unpoisoned<'a, T>(&self, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T>;
 
     /// `Condvar::wait_timeout`, ignoring poisoning; the flag says whether

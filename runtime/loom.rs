@@ -17,17 +17,17 @@
 //! - `sync/waitlist.rs` (`WaitList`).
 //!
 //! Each of these files ends with a `loom_models` test module, compiled only
-//! under `cfg(all(test, loom))`. Run them with
+//! under `cfg(all(test, spindle_loom))`. Run them with
 //!
 //! ```text
-//! RUSTFLAGS="--cfg loom" cargo test --release --lib --target-dir target/loom loom
+//! RUSTFLAGS="--cfg spindle_loom" cargo test --release --lib --target-dir target/loom loom_models
 //! ```
 //!
 //! (`.ci/run` does; the separate target directory keeps the normal build's
 //! artefacts). loom is a dev-dependency, so only the crate's own unit-test
-//! build (`cfg(all(test, loom))`) takes loom's types; there they panic
+//! build (`cfg(all(test, spindle_loom))`) takes loom's types; there they panic
 //! outside a model, so that build runs the models only. Every other build,
-//! with or without `--cfg loom`, takes std's.
+//! with or without `--cfg spindle_loom`, takes std's.
 //!
 //! In a normal build everything here is a re-export of std, except
 //! [`cell::UnsafeCell`], a `#[repr(transparent)]` wrapper whose closure
@@ -47,27 +47,27 @@
 
 /// `std::sync` (or loom's): locks and atomics.
 pub(crate) mod sync {
-    #[cfg(not(all(test, loom)))]
+    #[cfg(not(all(test, spindle_loom)))]
     pub(crate) use crate::lock::{CondvarExt, MutexExt};
-    #[cfg(all(test, loom))]
+    #[cfg(all(test, spindle_loom))]
     pub(crate) use ::loom::sync::{Condvar, Mutex, MutexGuard};
-    #[cfg(all(test, loom))]
+    #[cfg(all(test, spindle_loom))]
     pub(crate) use loom_lock::{CondvarExt, MutexExt};
-    #[cfg(not(all(test, loom)))]
+    #[cfg(not(all(test, spindle_loom)))]
     pub(crate) use std::sync::{Condvar, Mutex, MutexGuard};
 
     /// `std::sync::atomic` (or loom's).
     pub(crate) mod atomic {
-        #[cfg(all(test, loom))]
+        #[cfg(all(test, spindle_loom))]
         pub(crate) use ::loom::sync::atomic::{fence, AtomicPtr, AtomicU8, AtomicUsize, Ordering};
-        #[cfg(not(all(test, loom)))]
+        #[cfg(not(all(test, spindle_loom)))]
         pub(crate) use std::sync::atomic::{fence, AtomicPtr, AtomicU8, AtomicUsize, Ordering};
     }
 
     /// `crate::lock`'s poison-ignoring methods for loom's `Mutex` and
     /// `Condvar` (loom never poisons, but its `lock` returns a `Result`
     /// as std's does).
-    #[cfg(all(test, loom))]
+    #[cfg(all(test, spindle_loom))]
     mod loom_lock {
         use ::loom::sync::{Condvar, Mutex, MutexGuard};
         use std::time::Duration;
@@ -117,7 +117,7 @@ pub(crate) mod sync {
 
 /// `std::cell::UnsafeCell` with loom's closure accessors.
 pub(crate) mod cell {
-    #[cfg(all(test, loom))]
+    #[cfg(all(test, spindle_loom))]
     pub(crate) use ::loom::cell::UnsafeCell;
 
     /// `std::cell::UnsafeCell` behind loom's API: each access is a closure
@@ -125,11 +125,11 @@ pub(crate) mod cell {
     /// (and checked against the accesses of other threads). Only the
     /// accessor the modelled code uses is here (loom's also has `with`,
     /// for reads).
-    #[cfg(not(all(test, loom)))]
+    #[cfg(not(all(test, spindle_loom)))]
     #[repr(transparent)]
     pub(crate) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
 
-    #[cfg(not(all(test, loom)))]
+    #[cfg(not(all(test, spindle_loom)))]
     impl<T> UnsafeCell<T> {
         pub(crate) const fn new(value: T) -> UnsafeCell<T> {
             UnsafeCell(std::cell::UnsafeCell::new(value))
@@ -145,36 +145,36 @@ pub(crate) mod cell {
 
 /// `std::thread`'s handles (or loom's): the thread a waiter wakes.
 pub(crate) mod thread {
-    #[cfg(all(test, loom))]
+    #[cfg(all(test, spindle_loom))]
     pub(crate) use ::loom::thread::{current, Thread};
-    #[cfg(not(all(test, loom)))]
+    #[cfg(not(all(test, spindle_loom)))]
     pub(crate) use std::thread::{current, Thread};
 }
 
 /// `std::thread_local!` (or loom's, which gives each model thread its own
 /// value and drops it when that thread ends). loom's macro takes no
 /// `const { .. }` initialiser, so this one unwraps it.
-#[cfg(all(test, loom))]
+#[cfg(all(test, spindle_loom))]
 macro_rules! loom_thread_local {
     ($(#[$attr:meta])* $vis:vis static $name:ident: $t:ty = const { $init:expr };) => {
         ::loom::thread_local!($(#[$attr])* $vis static $name: $t = $init;);
     };
 }
-#[cfg(all(test, loom))]
+#[cfg(all(test, spindle_loom))]
 pub(crate) use loom_thread_local as thread_local;
-#[cfg(not(all(test, loom)))]
+#[cfg(not(all(test, spindle_loom)))]
 pub(crate) use std::thread_local;
 
 /// How many times a model may preempt a thread that could have run on;
 /// every interleaving within the bound is run (`LOOM_MAX_PREEMPTIONS`
 /// overrides it). Measured: the small models are explored in full within
 /// it, the largest (`idle.rs`) in about a second (`docs/decisions.md`).
-#[cfg(all(test, loom))]
+#[cfg(all(test, spindle_loom))]
 pub(crate) const PREEMPTION_BOUND: usize = 5;
 
 /// Runs `model` under loom, in every interleaving within
 /// [`PREEMPTION_BOUND`] (or `LOOM_MAX_PREEMPTIONS`).
-#[cfg(all(test, loom))]
+#[cfg(all(test, spindle_loom))]
 pub(crate) fn model(model: impl Fn() + Sync + Send + 'static) {
     let mut builder = ::loom::model::Builder::new();
     builder.preemption_bound = builder.preemption_bound.or(Some(PREEMPTION_BOUND));

@@ -377,7 +377,7 @@ impl std::error::Error for JoinError {}
 /// `complete`. loom reports a joiner left parked with the result in place
 /// as a deadlock, and a `result` or `waiter` access the state word leaves
 /// unordered as a causality violation.
-#[cfg(all(test, loom))]
+#[cfg(all(test, spindle_loom))]
 mod loom_models {
     use super::{Completion, Output};
     use loom::thread;

@@ -192,7 +192,7 @@ mod tests {
 /// asleep. The pushed fiber must run: a run that ends with it queued and
 /// workers 0 and 1 asleep is the lost wake-up, which loom reports as a
 /// deadlock (the model's main thread waits for the workers).
-#[cfg(all(test, loom))]
+#[cfg(all(test, spindle_loom))]
 mod loom_models {
     use super::Idle;
     use crate::scheduler::park::{Parker, Unparker};

@@ -52,7 +52,9 @@ impl Inner {
         {
             Ok(_) => true,
             Err(NOTIFIED) => {
-                self.state.store(EMPTY, Ordering::SeqCst);
+                // A swap, not a store: it reads the latest unpark's write,
+                // so that unparker's writes are ordered before we return.
+                self.state.swap(EMPTY, Ordering::SeqCst);
                 false
             }
             Err(other) => unreachable!("parker in state {other} while its owner goes to sleep"),
@@ -213,7 +215,7 @@ mod tests {
 /// them): an unpark is never lost, whether it comes before the park,
 /// while the owner is going to sleep or once it sleeps, on the condvar or
 /// in the poller. loom reports an owner left asleep as a deadlock.
-#[cfg(all(test, loom))]
+#[cfg(all(test, spindle_loom))]
 mod loom_models {
     use super::Parker;
     use loom::sync::atomic::{AtomicBool, Ordering};
@@ -237,9 +239,6 @@ mod loom_models {
     /// when the two unparks coalesce into one token while the owner is
     /// going to sleep.
     #[test]
-    #[ignore = "Inner::announce_sleep takes a token with a plain store, which need not \
-                read the latest unpark's write: that unparker's writes are not ordered \
-                before the park returns"]
     fn loom_every_unpark_publishes_its_writes() {
         crate::loom::model(|| {
             let (parker, unparker) = Parker::new();

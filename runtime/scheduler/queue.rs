@@ -118,7 +118,7 @@ pub(super) fn steal_settled<T>(mut steal: impl FnMut() -> Steal<T>) -> Option<T>
 /// owner puts while a thief takes. A slot item stands for a fiber, with a
 /// cell for what its waker wrote before putting it; loom reports a read of
 /// it that the slot's orderings leave unordered as a causality violation.
-#[cfg(all(test, loom))]
+#[cfg(all(test, spindle_loom))]
 mod loom_models {
     use super::NextSlot;
     use crate::loom::cell::UnsafeCell;

@@ -224,7 +224,7 @@ impl Drop for Leave<'_> {
 /// passed, or it is unwound). The waiters are threads, parking with
 /// loom's `park`; loom reports a waiter left parked after a notification
 /// as a deadlock.
-#[cfg(all(test, loom))]
+#[cfg(all(test, spindle_loom))]
 mod loom_models {
     use super::{Leave, WaitList};
     use crate::loom::cell::UnsafeCell;
