@@ -15,10 +15,13 @@
 //! It also measures, in the same run, the **floor** this machine puts under
 //! any design with one guarded stack per fiber: installing a guard page and
 //! touching the top page of as many fresh stacks, on as many threads as there
-//! are workers, with nothing else. The page faults, not the scheduler, are
-//! most of the cost of a million live fibers (`docs/benchmarks.md` has the
-//! figures); the ratio `total / floor` is the scheduler's overhead on top
-//! of them.
+//! are workers, with nothing else, each thread taking runs of
+//! `GUARDS_PER_CALL` adjacent stacks in turn. Two ways: the cheapest the
+//! kernel offers, every run's guards in one `process_madvise` call (the
+//! `floor:` line, which the ratio uses), and one `madvise` per guard. The
+//! page faults, not the scheduler, are most of the cost of a million live
+//! fibers (`docs/benchmarks.md` has the figures); the ratio
+//! `total / floor` is the scheduler's overhead on top of them.
 //!
 //! Flags: `--fibers N`, `--workers N`, `--stack-size BYTES`, `--no-floor`,
 //! `--trace FILE` (write a timeline of the run as Chrome trace-event JSON,
@@ -275,25 +278,78 @@ fn main() {
     );
 
     if args.floor {
-        let floor = measure_floor(n, args.workers, args.stack_size.div_ceil(4096) * 4096);
+        let stack_size = args.stack_size.div_ceil(4096) * 4096;
+        let batched = measure_floor(n, args.workers, stack_size, Guards::Batched);
+        let one_each = measure_floor(n, args.workers, stack_size, Guards::OneCallEach);
         println!();
         println!(
-            "floor: guard + first touch of {n} fresh stacks on {} threads: {:.3} s",
+            "floor: guard ({GUARDS_PER_CALL} per process_madvise call) + first touch of {n} fresh stacks on {} threads: {:.3} s",
             args.workers,
-            floor.as_secs_f64()
+            batched.as_secs_f64()
+        );
+        println!(
+            "       the same with one madvise per guard:                     {:.3} s",
+            one_each.as_secs_f64()
         );
         println!(
             "total / floor = {:.2}x",
-            total.as_secs_f64() / floor.as_secs_f64()
+            total.as_secs_f64() / batched.as_secs_f64()
         );
     }
 }
 
+/// Ranges per `process_madvise` call at most (the kernel's `UIO_MAXIOV`).
+const GUARDS_PER_CALL: usize = 1024;
+
+/// How the floor probe installs its guard pages.
+#[derive(Clone, Copy, PartialEq)]
+enum Guards {
+    /// One `process_madvise(MADV_GUARD_INSTALL)` per run of
+    /// `GUARDS_PER_CALL` stacks, as the stack pool does.
+    Batched,
+    /// One `madvise(MADV_GUARD_INSTALL)` per stack.
+    OneCallEach,
+}
+
+/// `MADV_GUARD_INSTALL` (Linux 6.13), which the libc crate does not name.
+const MADV_GUARD_INSTALL: libc::c_int = 102;
+/// `PIDFD_SELF_PROCESS` (Linux 6.14): "this process", as a pidfd argument.
+const PIDFD_SELF_PROCESS: libc::c_int = -10001;
+
+/// Guards `len` bytes at each of `pages`: in one call, or one call each
+/// (and, where the kernel refuses `MADV_GUARD_INSTALL`, with `mprotect`).
+fn guard(pages: &[libc::iovec], how: Guards) {
+    if how == Guards::Batched {
+        // SAFETY: the kernel reads `pages.len()` live ranges, each a page
+        // of our own mapping that nothing else uses.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_process_madvise,
+                PIDFD_SELF_PROCESS,
+                pages.as_ptr(),
+                pages.len(),
+                MADV_GUARD_INSTALL,
+                0,
+            )
+        };
+        if rc == (pages.len() * 4096) as libc::c_long {
+            return;
+        }
+    }
+    for page in pages {
+        // SAFETY: as above, one range.
+        unsafe {
+            if libc::madvise(page.iov_base, page.iov_len, MADV_GUARD_INSTALL) != 0 {
+                libc::mprotect(page.iov_base, page.iov_len, libc::PROT_NONE);
+            }
+        }
+    }
+}
+
 /// The floor: the same number of stacks, carved from one reservation, each
-/// guarded with `MADV_GUARD_INSTALL` (or `mprotect` on older kernels) and its
-/// top page touched, split over `threads` threads. Nothing else.
-fn measure_floor(stacks: usize, threads: usize, stack_size: usize) -> Duration {
-    const MADV_GUARD_INSTALL: libc::c_int = 102;
+/// guarded (`how`) and its top page touched, split over `threads` threads
+/// in runs of `GUARDS_PER_CALL` adjacent stacks. Nothing else.
+fn measure_floor(stacks: usize, threads: usize, stack_size: usize, how: Guards) -> Duration {
     let page = 4096;
     let slot = stack_size + page;
     let len = slot * stacks;
@@ -314,15 +370,20 @@ fn measure_floor(stacks: usize, threads: usize, stack_size: usize) -> Duration {
     std::thread::scope(|scope| {
         for t in 0..threads {
             scope.spawn(move || {
-                for i in (t..stacks).step_by(threads) {
-                    let slot_start = base + i * slot;
-                    // SAFETY: the guard page and the stack's top byte lie in
-                    // our own mapping, in a slot only this thread touches.
-                    unsafe {
-                        if libc::madvise(slot_start as *mut _, page, MADV_GUARD_INSTALL) != 0 {
-                            libc::mprotect(slot_start as *mut _, page, libc::PROT_NONE);
-                        }
-                        ((slot_start + slot - 64) as *mut u8).write_volatile(1);
+                let mut pages = Vec::with_capacity(GUARDS_PER_CALL);
+                let runs = (t * GUARDS_PER_CALL..stacks).step_by(threads * GUARDS_PER_CALL);
+                for first in runs {
+                    let run = first..stacks.min(first + GUARDS_PER_CALL);
+                    pages.clear();
+                    pages.extend(run.clone().map(|i| libc::iovec {
+                        iov_base: (base + i * slot) as *mut _,
+                        iov_len: page,
+                    }));
+                    guard(&pages, how);
+                    for i in run {
+                        // SAFETY: the stack's top byte lies in our own
+                        // mapping, in a slot only this thread touches.
+                        unsafe { ((base + i * slot + slot - 64) as *mut u8).write_volatile(1) };
                     }
                 }
             });
