@@ -4,6 +4,8 @@
 //! - `context.rs`: the corosensei coroutine the fiber runs on.
 //! - `stack.rs`: where its stack comes from and goes back to.
 //! - `spawn.rs`: `spawn`, `try_spawn`, the fiber `Builder`, `SpawnError`.
+//! - `record.rs`: what keeps the record small: the root closure stored
+//!   inside it (`Entry`), a one-word name.
 //! - `join.rs`: `JoinHandle` and `JoinError`.
 //! - `dump.rs`: `Runtime::dump`, the list of live fibers with backtraces of
 //!   the parked ones.
@@ -26,6 +28,7 @@ pub(crate) mod context;
 pub(crate) mod dump;
 pub(crate) mod join;
 pub(crate) mod locals;
+pub(crate) mod record;
 pub(crate) mod spawn;
 pub(crate) mod stack;
 pub(crate) mod state;
@@ -47,6 +50,8 @@ use std::sync::Arc;
 use self::context::{Context, FiberYielder, Resume, Suspend};
 use self::join::{Cancelled, Completion};
 use self::locals::Locals;
+pub(crate) use self::record::Entry;
+use self::record::FiberName;
 use self::stack::StackCache;
 use self::state::{State, Unparked};
 use self::wait_node::NodeCache;
@@ -61,11 +66,6 @@ pub(crate) enum Start {
     /// No stack could be had: report the error.
     NoStack(std::io::Error),
 }
-
-/// The root function of a fiber, type-erased: runs the user's closure (or
-/// not, per [`Start`]) and returns the outcome for the `JoinHandle`. The
-/// closure and everything it captured are gone when it returns.
-pub(crate) type Entry = Box<dyn FnOnce(Start) -> join::Output + Send + 'static>;
 
 /// Everything the runtime knows about one fiber.
 ///
@@ -98,7 +98,7 @@ pub(crate) type Entry = Box<dyn FnOnce(Start) -> join::Output + Send + 'static>;
 pub(crate) struct FiberInner {
     // --- Set at spawn, immutable after: anyone may read.
     pub(crate) id: FiberId,
-    name: Option<Box<str>>,
+    name: FiberName,
     /// Where it was spawned (`#[track_caller]` through the spawn calls),
     /// for fiber dumps.
     location: &'static std::panic::Location<'static>,
@@ -122,7 +122,8 @@ pub(crate) struct FiberInner {
     guard: Cell<usize>,
 
     // --- Owned by the fiber's own code, on its own stack.
-    /// The root function until the fiber starts.
+    /// The root function until the fiber starts (its closure inside the
+    /// record when small, `record.rs`).
     entry: UnsafeCell<Option<Entry>>,
     /// How to switch back to the worker; set when the fiber starts.
     yielder: Cell<*const FiberYielder>,
@@ -164,7 +165,7 @@ impl FiberInner {
     ) -> FiberInner {
         FiberInner {
             id: FiberId::next(),
-            name,
+            name: FiberName::new(name),
             location,
             stack_size,
             shared,
@@ -271,7 +272,7 @@ fn finish_unstarted(fiber: &FiberInner, start: Start) -> Outcome {
     // SAFETY: the fiber never started, so its code is not running and the
     // RUNNING owner (us) may take the entry.
     let entry = unsafe { (*fiber.entry.get()).take() }.expect("an unstarted fiber has its entry");
-    fiber.completion.complete(entry(start));
+    fiber.completion.complete(entry.run(start));
     fiber.state.finish();
     Outcome::Finished
 }
@@ -289,7 +290,7 @@ fn fiber_main(fiber: *const FiberInner, yielder: &FiberYielder, first: Resume) {
     } else {
         Start::Run
     };
-    let output = entry(start);
+    let output = entry.run(start);
     fiber.locals.drop_all();
     fiber.wait_node.clear();
     fiber.completion.complete(output);

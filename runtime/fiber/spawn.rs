@@ -142,7 +142,7 @@ impl Builder {
         T: Send + 'static,
     {
         shared.admit_fiber()?;
-        let entry: Entry = Box::new(move |start| -> Output {
+        let entry = Entry::new(move |start| -> Output {
             match start {
                 Start::Run => catch_unwind(AssertUnwindSafe(f))
                     .map(|value| Box::new(value) as Box<dyn std::any::Any + Send>)
