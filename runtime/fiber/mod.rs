@@ -4,8 +4,8 @@
 //! - `context.rs`: the corosensei coroutine the fiber runs on.
 //! - `stack.rs`: where its stack comes from and goes back to.
 //! - `spawn.rs`: `spawn`, `try_spawn`, the fiber `Builder`, `SpawnError`.
-//! - `record.rs`: what keeps the record small: the root closure stored
-//!   inside it (`Entry`), a one-word name.
+//! - `record.rs`: the record's memory: the root closure stored inside it
+//!   (`Entry`), a one-word name, and the pools that reuse finished records.
 //! - `join.rs`: `JoinHandle` and `JoinError`.
 //! - `dump.rs`: `Runtime::dump`, the list of live fibers with backtraces of
 //!   the parked ones.
@@ -42,6 +42,7 @@ pub use self::spawn::Builder;
 
 use std::cell::{Cell, UnsafeCell};
 use std::fmt;
+use std::mem::ManuallyDrop;
 use std::num::{NonZeroU64, NonZeroUsize};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -53,7 +54,7 @@ use self::locals::Locals;
 pub(crate) use self::record::Entry;
 use self::record::FiberName;
 use self::stack::StackCache;
-use self::state::{State, Unparked};
+use self::state::{Phase, State, Unparked};
 use self::wait_node::NodeCache;
 use crate::scheduler::Shared;
 
@@ -180,6 +181,65 @@ impl FiberInner {
             wait_node: NodeCache::new(),
         }
     }
+
+    /// The record of a fiber being spawned on `shared`: a finished record
+    /// of that runtime kept by the calling worker, or by the runtime's pool
+    /// (`record.rs`, "Reused"), made ready as `new` would; else a new one.
+    pub(crate) fn spawned(
+        shared: &Arc<Shared>,
+        name: Option<Box<str>>,
+        location: &'static std::panic::Location<'static>,
+        stack_size: Option<NonZeroUsize>,
+        entry: Entry,
+    ) -> Arc<FiberInner> {
+        let Some(mut record) = shared.take_record() else {
+            return Arc::new(FiberInner::new(
+                shared.clone(),
+                name,
+                location,
+                stack_size,
+                entry,
+            ));
+        };
+        let inner = Arc::get_mut(&mut record).expect("a kept record is unique");
+        debug_assert!(inner.context.get_mut().is_none() && inner.entry.get_mut().is_none());
+        inner.id = FiberId::next();
+        inner.name = FiberName::new(name);
+        inner.location = location;
+        inner.stack_size = stack_size;
+        inner.state = State::new_scheduled();
+        *inner.entry.get_mut() = Some(entry);
+        record
+    }
+
+    /// Empties a finished record for reuse: drops what its fiber left (its
+    /// result, its fiber-local table and wait node) and clears what its
+    /// runs set. The runtime, and the fields `spawned` sets, stay.
+    fn empty(&mut self) {
+        self.completion = Completion::new();
+        self.locals = Locals::new();
+        self.wait_node = NodeCache::new();
+        self.guard.set(0);
+        self.yielder.set(std::ptr::null());
+        self.cancelling.set(false);
+    }
+}
+
+/// Takes the last reference to a fiber's record: a finished fiber's record
+/// is emptied and kept for reuse by the calling worker, if it is one of the
+/// record's runtime (`record.rs`, "Reused"); otherwise, or if another
+/// reference turns out to exist, this is an ordinary drop.
+pub(crate) fn recycle(mut fiber: Arc<FiberInner>) {
+    let Some(inner) = Arc::get_mut(&mut fiber) else {
+        return;
+    };
+    if inner.state.phase() != Phase::Done {
+        return;
+    }
+    // May run the destructors of the fiber's result and fiber-local values:
+    // before any pool is borrowed.
+    inner.empty();
+    Shared::keep_record(fiber);
 }
 
 impl Drop for FiberInner {
@@ -457,7 +517,21 @@ impl fmt::Display for FiberId {
 /// ```
 #[derive(Clone)]
 pub struct Fiber {
-    pub(crate) inner: Arc<FiberInner>,
+    /// Dropped by hand, in `Drop`, so that the last handle to a finished
+    /// fiber passes its record on for reuse (`recycle`).
+    pub(crate) inner: ManuallyDrop<Arc<FiberInner>>,
+}
+
+impl Drop for Fiber {
+    fn drop(&mut self) {
+        // SAFETY: the handle is going away: `inner` is taken once, here,
+        // and not used after.
+        let inner = unsafe { ManuallyDrop::take(&mut self.inner) };
+        // Relaxed: a hint; `recycle` checks uniqueness itself.
+        if Arc::strong_count(&inner) == 1 {
+            recycle(inner);
+        }
+    }
 }
 
 impl Fiber {
@@ -581,7 +655,9 @@ impl CurrentFiber {
     pub(crate) fn handle(self) -> Fiber {
         // SAFETY: the fiber is alive while its code runs (invariant).
         let inner = unsafe { clone_raw(self.0.as_ptr()) };
-        Fiber { inner }
+        Fiber {
+            inner: ManuallyDrop::new(inner),
+        }
     }
 
     /// The fiber wants to park: consumes a pending unpark token. Returns

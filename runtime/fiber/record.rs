@@ -1,6 +1,9 @@
-//! The fiber record's own parts that keep it small: the root closure kept
-//! inside the record ([`Entry`]) and a one-word name ([`FiberName`]).
+//! The fiber record's memory: the parts that keep it small (the root
+//! closure kept inside the record, [`Entry`], and a one-word name,
+//! [`FiberName`]), and the pools that reuse finished records
+//! ([`RecordCache`], [`RecordPool`]).
 //!
+//! # Small
 //! A million parked fibers hold a million records, so every word of
 //! `FiberInner` costs a megabyte there, and every allocation at spawn is
 //! paid a million times. A fiber's root closure usually captures a few
@@ -15,11 +18,38 @@
 //! behind a `dyn` pointer): every queue and handle would carry a fat
 //! pointer, and the record's size would vary with the closure, so no two
 //! fibers could share a size class for reuse.
+//!
+//! # Reused
+//! A finished fiber's record is not freed when its last reference goes on
+//! a worker of its runtime: it is emptied (its result, its fiber-local
+//! table and its wait node dropped) and kept for the next spawn, as Go
+//! keeps finished goroutines on free lists (`gfput`, `gfget`). A spawn then
+//! costs no allocation, the finish no free, and neither touches the
+//! runtime's reference count: a reused record keeps its runtime. Each
+//! worker keeps up to [`RECORD_CACHE`] records in a [`RecordCache`] of its
+//! own, no lock taken, and trades [`RECORD_BATCH`] at a time with the
+//! runtime's [`RecordPool`], which keeps at most [`POOLED_RECORDS`]: a
+//! fiber spawning a burst on one worker takes the records its fibers
+//! finished on another. Only a record whose last reference is dropped on a
+//! worker is reused (the worker that ran it last, or whoever drops the
+//! last handle there); elsewhere it is freed.
+//!
+//! A pooled record holds its runtime (`FiberInner::shared`), and the
+//! runtime holds the pool: each worker empties its cache when it exits at
+//! shutdown and closes the pool ([`RecordPool::close`]), which frees what
+//! the pool holds and refuses records from then on, so the runtime's
+//! shared state is freed as before.
+//!
+//! Rejected: an allocator of our own for records (slabs): `Arc` allocates
+//! from the global allocator on stable Rust, and a reference count of our
+//! own would change every queue and handle.
 
 use std::mem::{align_of, size_of, ManuallyDrop, MaybeUninit};
+use std::sync::{Arc, Mutex};
 
 use super::join::Output;
-use super::Start;
+use super::{FiberInner, Start};
+use crate::lock::MutexExt;
 
 /// Bytes of a root closure kept inside the fiber record; larger ones are
 /// boxed. Two words: the record's allocation stays in the same malloc size
@@ -131,6 +161,119 @@ impl FiberName {
 impl std::fmt::Debug for FiberName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.as_deref().fmt(f)
+    }
+}
+
+/// Finished records a worker keeps for its next spawns. Go's value for its
+/// per-P list of free goroutines. Measured: reuse saves an allocation, a
+/// free and two reference-count updates per spawn (see docs/decisions.md).
+pub(crate) const RECORD_CACHE: usize = 64;
+
+/// Records moved between a worker's cache and the runtime's pool at a time
+/// (Go's value: half the cache), so the pool's lock is taken at most once
+/// per `RECORD_BATCH` spawns or finishes.
+pub(crate) const RECORD_BATCH: usize = 32;
+
+/// Records the runtime's pool keeps at most; past it a finished record is
+/// freed. A guess: enough for a few batches per worker, a few hundred
+/// kilobytes at most.
+pub(crate) const POOLED_RECORDS: usize = 1024;
+
+/// A worker's private stock of finished records (`FiberInner`, emptied),
+/// each unique: no other reference to it exists. Owned by one worker
+/// thread; no lock.
+pub(crate) struct RecordCache {
+    records: Vec<Arc<FiberInner>>,
+}
+
+impl RecordCache {
+    pub(crate) fn new() -> RecordCache {
+        RecordCache {
+            records: Vec::new(),
+        }
+    }
+
+    /// A record to reuse, from the cache or a batch from `pool`.
+    #[inline]
+    pub(crate) fn take(&mut self, pool: &RecordPool) -> Option<Arc<FiberInner>> {
+        if self.records.is_empty() {
+            pool.refill(&mut self.records);
+        }
+        self.records.pop()
+    }
+
+    /// Keeps an emptied, unique record. When the cache is full, returns a
+    /// batch for the pool, which the caller passes to [`RecordPool::give`]
+    /// once it no longer borrows the cache.
+    #[inline]
+    pub(crate) fn put(&mut self, record: Arc<FiberInner>) -> Option<Vec<Arc<FiberInner>>> {
+        debug_assert_eq!(Arc::strong_count(&record), 1, "a kept record is unique");
+        let spill = (self.records.len() >= RECORD_CACHE)
+            .then(|| self.records.drain(..RECORD_BATCH).collect());
+        self.records.push(record);
+        spill
+    }
+
+    /// Takes every kept record (a worker that exits frees them).
+    pub(crate) fn take_all(&mut self) -> Vec<Arc<FiberInner>> {
+        std::mem::take(&mut self.records)
+    }
+}
+
+/// The runtime's stock of finished records, shared by its workers.
+pub(crate) struct RecordPool {
+    list: Mutex<PoolList>,
+}
+
+/// Under the pool's lock.
+struct PoolList {
+    records: Vec<Arc<FiberInner>>,
+    /// Set at shutdown: the pool keeps nothing from then on.
+    closed: bool,
+}
+
+impl RecordPool {
+    pub(crate) fn new() -> RecordPool {
+        RecordPool {
+            list: Mutex::new(PoolList {
+                records: Vec::new(),
+                closed: false,
+            }),
+        }
+    }
+
+    /// Moves up to [`RECORD_BATCH`] records into `into`.
+    fn refill(&self, into: &mut Vec<Arc<FiberInner>>) {
+        let mut list = self.list.lock_unpoisoned();
+        let n = list.records.len().min(RECORD_BATCH);
+        let from = list.records.len() - n;
+        into.extend(list.records.drain(from..));
+    }
+
+    /// Takes a batch of emptied, unique records, keeping at most
+    /// [`POOLED_RECORDS`] (none once closed); frees the rest, outside the
+    /// lock.
+    pub(crate) fn give(&self, mut batch: Vec<Arc<FiberInner>>) {
+        {
+            let mut list = self.list.lock_unpoisoned();
+            if !list.closed {
+                let room = POOLED_RECORDS.saturating_sub(list.records.len());
+                let keep = batch.len().min(room);
+                list.records.extend(batch.drain(..keep));
+            }
+        }
+        drop(batch);
+    }
+
+    /// Frees what the pool holds and refuses records from now on (each
+    /// worker calls this as it exits at shutdown; see the module docs).
+    pub(crate) fn close(&self) {
+        let records = {
+            let mut list = self.list.lock_unpoisoned();
+            list.closed = true;
+            std::mem::take(&mut list.records)
+        };
+        drop(records);
     }
 }
 
