@@ -5,12 +5,14 @@
 //! of them are alive (each suspended on its own guarded stack) at the same
 //! moment. Then it opens the gate and joins them all.
 //!
-//! Prints, per phase, the wall time; then the live fibers at the peak, the
-//! peak RSS, the RSS per live fiber, the page tables, the number of memory
-//! mappings the process held at the peak (from `/proc/self/maps`), which
-//! must stay far below the kernel's `vm.max_map_count` (65530 by default),
-//! the address space reserved for stacks, the RSS after the join and after
-//! `Runtime::trim_stacks`, and the hand-offs to spare workers.
+//! Prints, per phase, the wall time and the CPU time of all threads (on a
+//! busy machine the CPU time is the steadier figure); then the live fibers
+//! at the peak, the peak RSS, the RSS per live fiber, the page tables, the
+//! number of memory mappings the process held at the peak (from
+//! `/proc/self/maps`), which must stay far below the kernel's
+//! `vm.max_map_count` (65530 by default), the address space reserved for
+//! stacks, the RSS after the join and after `Runtime::trim_stacks`, and the
+//! hand-offs to spare workers.
 //!
 //! It also measures, in the same run, the **floor** this machine puts under
 //! any design with one guarded stack per fiber: installing a guard page and
@@ -103,17 +105,54 @@ fn max_map_count() -> usize {
         .unwrap_or(0)
 }
 
+/// A moment of the run: the wall clock and the CPU time the whole process
+/// has used (all its threads), so that each phase shows both.
+#[derive(Clone, Copy)]
+struct Stamp {
+    wall: Instant,
+    cpu: Duration,
+}
+
+impl Stamp {
+    fn now() -> Stamp {
+        let mut time = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes one timespec, which `time` is.
+        unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut time) };
+        Stamp {
+            wall: Instant::now(),
+            cpu: Duration::new(time.tv_sec as u64, time.tv_nsec as u32),
+        }
+    }
+
+    /// `(wall, CPU)` from `earlier` to this stamp.
+    fn since(self, earlier: Stamp) -> (Duration, Duration) {
+        (
+            self.wall - earlier.wall,
+            self.cpu.saturating_sub(earlier.cpu),
+        )
+    }
+}
+
+/// The four phases of the run, in order.
+const PHASES: [&str; 4] = [
+    "spawn (one fiber spawns all)",
+    "...until all have run and parked",
+    "release (one latch wakes all)",
+    "join all",
+];
+
 /// What the main fiber measured.
 struct Peak {
-    spawned: Duration,
-    all_alive: Duration,
+    /// `(wall, CPU)` of each of `PHASES`.
+    phases: [(Duration, Duration); 4],
     live: usize,
     stacks: spindle::StackStats,
     maps: usize,
     rss: usize,
     page_tables: usize,
-    released: Duration,
-    joined: Duration,
 }
 
 fn mib(bytes: usize) -> f64 {
@@ -152,7 +191,7 @@ fn main() {
         let gate = Arc::new(Latch::new(1));
 
         // Phase 1: spawn them all from this fiber (other workers steal).
-        let t0 = Instant::now();
+        let start = Stamp::now();
         let handles: Vec<_> = (0..n)
             .map(|_| {
                 let (started, gate) = (started.clone(), gate.clone());
@@ -162,51 +201,49 @@ fn main() {
                 })
             })
             .collect();
-        let spawned = t0.elapsed();
+        let spawned = Stamp::now();
 
         // Phase 2: until every fiber has run and parked on the gate.
         started.wait();
-        let all_alive = t0.elapsed();
-        let peak = Peak {
-            spawned,
-            all_alive,
+        let all_alive = Stamp::now();
+        let mut peak = Peak {
+            phases: [
+                spawned.since(start),
+                all_alive.since(spawned),
+                Default::default(),
+                Default::default(),
+            ],
             live: rt.live_fibers(),
             stacks: rt.stack_stats(),
             maps: spindle::os::map_count(),
             rss: status_bytes("VmRSS:"),
             page_tables: status_bytes("VmPTE:"),
-            released: Duration::ZERO,
-            joined: Duration::ZERO,
         };
 
-        // Phase 3: open the gate: a million unparks.
-        let t1 = Instant::now();
+        // Phase 3: open the gate: a million unparks. (The figures above
+        // are read between the phases' times.)
+        let opening = Stamp::now();
         gate.count_down();
-        let released = t1.elapsed();
+        let released = Stamp::now();
+        peak.phases[2] = released.since(opening);
 
         // Phase 4: join them all.
-        let t2 = Instant::now();
         for handle in handles {
             handle.join().expect("fiber finished");
         }
-        Peak {
-            released,
-            joined: t2.elapsed(),
-            ..peak
-        }
+        peak.phases[3] = Stamp::now().since(released);
+        peak
     });
     let Peak {
-        spawned,
-        all_alive,
+        phases,
         live,
         stacks,
         maps: maps_at_peak,
         rss: rss_alive,
         page_tables,
-        released,
-        joined,
     } = peak;
-    let total = all_alive + released + joined;
+    let total: Duration = phases.iter().map(|&(wall, _)| wall).sum();
+    let total_cpu: Duration = phases.iter().map(|&(_, cpu)| cpu).sum();
     let peak_rss = status_bytes("VmHWM:");
     let rss_after = status_bytes("VmRSS:");
     rt.trim_stacks();
@@ -218,24 +255,15 @@ fn main() {
     }
 
     println!();
-    println!("{:<38}{:>10}", "phase", "wall");
-    println!(
-        "{:<38}{:>8.3} s",
-        "spawn (one fiber spawns all)",
-        spawned.as_secs_f64()
-    );
-    println!(
-        "{:<38}{:>8.3} s",
-        "...until all have run and parked",
-        (all_alive - spawned).as_secs_f64()
-    );
-    println!(
-        "{:<38}{:>8.3} s",
-        "release (one latch wakes all)",
-        released.as_secs_f64()
-    );
-    println!("{:<38}{:>8.3} s", "join all", joined.as_secs_f64());
-    println!("{:<38}{:>8.3} s", "total", total.as_secs_f64());
+    println!("{:<38}{:>10}{:>12}", "phase", "wall", "CPU, all");
+    let rows = PHASES.iter().zip(phases);
+    for (phase, (wall, cpu)) in rows.chain([(&"total", (total, total_cpu))]) {
+        println!(
+            "{phase:<38}{:>8.3} s{:>10.3} s",
+            wall.as_secs_f64(),
+            cpu.as_secs_f64()
+        );
+    }
     println!();
     // The main fiber is alive too.
     assert_eq!(live, n + 1, "all fibers alive at once");
@@ -279,21 +307,25 @@ fn main() {
 
     if args.floor {
         let stack_size = args.stack_size.div_ceil(4096) * 4096;
-        let batched = measure_floor(n, args.workers, stack_size, Guards::Batched);
-        let one_each = measure_floor(n, args.workers, stack_size, Guards::OneCallEach);
+        let (batched, batched_cpu) = measure_floor(n, args.workers, stack_size, Guards::Batched);
+        let (one_each, one_each_cpu) =
+            measure_floor(n, args.workers, stack_size, Guards::OneCallEach);
         println!();
         println!(
-            "floor: guard ({GUARDS_PER_CALL} per process_madvise call) + first touch of {n} fresh stacks on {} threads: {:.3} s",
+            "floor: guard ({GUARDS_PER_CALL} per process_madvise call) + first touch of {n} fresh stacks on {} threads: {:.3} s (CPU {:.3} s)",
             args.workers,
-            batched.as_secs_f64()
+            batched.as_secs_f64(),
+            batched_cpu.as_secs_f64()
         );
         println!(
-            "       the same with one madvise per guard:                     {:.3} s",
-            one_each.as_secs_f64()
+            "       the same with one madvise per guard:                     {:.3} s (CPU {:.3} s)",
+            one_each.as_secs_f64(),
+            one_each_cpu.as_secs_f64()
         );
         println!(
-            "total / floor = {:.2}x",
-            total.as_secs_f64() / batched.as_secs_f64()
+            "total / floor = {:.2}x (CPU: {:.2}x)",
+            total.as_secs_f64() / batched.as_secs_f64(),
+            total_cpu.as_secs_f64() / batched_cpu.as_secs_f64()
         );
     }
 }
@@ -348,8 +380,14 @@ fn guard(pages: &[libc::iovec], how: Guards) {
 
 /// The floor: the same number of stacks, carved from one reservation, each
 /// guarded (`how`) and its top page touched, split over `threads` threads
-/// in runs of `GUARDS_PER_CALL` adjacent stacks. Nothing else.
-fn measure_floor(stacks: usize, threads: usize, stack_size: usize, how: Guards) -> Duration {
+/// in runs of `GUARDS_PER_CALL` adjacent stacks. Nothing else. Returns the
+/// wall and the CPU time it took.
+fn measure_floor(
+    stacks: usize,
+    threads: usize,
+    stack_size: usize,
+    how: Guards,
+) -> (Duration, Duration) {
     let page = 4096;
     let slot = stack_size + page;
     let len = slot * stacks;
@@ -366,7 +404,7 @@ fn measure_floor(stacks: usize, threads: usize, stack_size: usize, how: Guards) 
     };
     assert_ne!(base, libc::MAP_FAILED, "mmap for the floor probe");
     let base = base as usize;
-    let start = Instant::now();
+    let start = Stamp::now();
     std::thread::scope(|scope| {
         for t in 0..threads {
             scope.spawn(move || {
@@ -389,7 +427,7 @@ fn measure_floor(stacks: usize, threads: usize, stack_size: usize, how: Guards) 
             });
         }
     });
-    let elapsed = start.elapsed();
+    let elapsed = Stamp::now().since(start);
     // SAFETY: the whole mapping made above, no longer used.
     unsafe { libc::munmap(base as *mut _, len) };
     elapsed
