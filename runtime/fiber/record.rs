@@ -45,6 +45,7 @@
 //! own would change every queue and handle.
 
 use std::mem::{align_of, size_of, ManuallyDrop, MaybeUninit};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::join::Output;
@@ -223,6 +224,11 @@ impl RecordCache {
 /// The runtime's stock of finished records, shared by its workers.
 pub(crate) struct RecordPool {
     list: Mutex<PoolList>,
+    /// How many records `list` holds, for a look without the lock: a
+    /// burst of spawns finds the pool empty on every refill. Written
+    /// under the lock; Relaxed: a stale value costs one lock or one
+    /// missed reuse.
+    len: AtomicUsize,
 }
 
 /// Under the pool's lock.
@@ -239,15 +245,20 @@ impl RecordPool {
                 records: Vec::new(),
                 closed: false,
             }),
+            len: AtomicUsize::new(0),
         }
     }
 
     /// Moves up to [`RECORD_BATCH`] records into `into`.
     fn refill(&self, into: &mut Vec<Arc<FiberInner>>) {
+        if self.len.load(Ordering::Relaxed) == 0 {
+            return;
+        }
         let mut list = self.list.lock_unpoisoned();
         let n = list.records.len().min(RECORD_BATCH);
         let from = list.records.len() - n;
         into.extend(list.records.drain(from..));
+        self.len.store(list.records.len(), Ordering::Relaxed);
     }
 
     /// Takes a batch of emptied, unique records, keeping at most
@@ -260,6 +271,7 @@ impl RecordPool {
                 let room = POOLED_RECORDS.saturating_sub(list.records.len());
                 let keep = batch.len().min(room);
                 list.records.extend(batch.drain(..keep));
+                self.len.store(list.records.len(), Ordering::Relaxed);
             }
         }
         drop(batch);
@@ -271,6 +283,7 @@ impl RecordPool {
         let records = {
             let mut list = self.list.lock_unpoisoned();
             list.closed = true;
+            self.len.store(0, Ordering::Relaxed);
             std::mem::take(&mut list.records)
         };
         drop(records);
