@@ -22,8 +22,7 @@
 //! reservation before the first fiber runs, in a program that may never
 //! need a second batch.
 //!
-//! The trims of the watermark and of decay run outside the
-//! lock too, except on the budgeted path, where a stack that is on no list
+//! The trims of decay run outside the lock too, except on the budgeted path, where a stack that is on no list
 //! could make a spawn fail for want of a stack that exists; `trim_all`, an
 //! explicit request, always trims outside it.
 
@@ -259,20 +258,15 @@ impl StackPool {
         Ok(stacks)
     }
 
-    /// Puts free stacks on `class`'s warm list, trimming its oldest onto the
-    /// cold list when the list has grown past its watermark.
+    /// Puts free stacks on `class`'s warm list (decay trims them later).
     pub(super) fn give_back(&self, class: &SizeClass, stacks: Vec<Stack>) {
         let count = stacks.len();
-        let mut slots = class.slots.lock_unpoisoned();
-        let overflow = slots.give_back(stacks);
+        class.slots.lock_unpoisoned().give_back(stacks);
         self.free_global.fetch_add(count, Ordering::Relaxed);
-        if let Some(oldest) = overflow {
-            self.trim_to_cold(class, slots, oldest);
-        }
     }
 
-    /// Trims `stacks` (just taken off `class`'s warm list, whose lock the
-    /// caller passes in) and puts them on its cold list.
+    /// Trims `stacks` (just taken off `class`'s warm list by decay, whose
+    /// lock the caller passes in) and puts them on its cold list.
     fn trim_to_cold(
         &self,
         class: &SizeClass,
