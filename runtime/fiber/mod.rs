@@ -230,6 +230,11 @@ impl FiberInner {
 /// record's runtime (`record.rs`, "Reused"); otherwise, or if another
 /// reference turns out to exist, this is an ordinary drop.
 pub(crate) fn recycle(mut fiber: Arc<FiberInner>) {
+    // Where nothing would keep it (a plain thread, or caches and pool all
+    // full, as when a million fibers end at once), skip the emptying.
+    if !fiber.shared.has_record_room() {
+        return;
+    }
     let Some(inner) = Arc::get_mut(&mut fiber) else {
         return;
     };

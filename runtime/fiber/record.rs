@@ -215,6 +215,12 @@ impl RecordCache {
         spill
     }
 
+    /// Whether a record put now stays in the cache without a spill.
+    #[inline]
+    pub(crate) fn has_room(&self) -> bool {
+        self.records.len() < RECORD_CACHE
+    }
+
     /// Takes every kept record (a worker that exits frees them).
     pub(crate) fn take_all(&mut self) -> Vec<Arc<FiberInner>> {
         std::mem::take(&mut self.records)
@@ -247,6 +253,12 @@ impl RecordPool {
             }),
             len: AtomicUsize::new(0),
         }
+    }
+
+    /// Whether the pool would keep a batch given now (a hint).
+    #[inline]
+    pub(crate) fn has_room(&self) -> bool {
+        self.len.load(Ordering::Relaxed) < POOLED_RECORDS
     }
 
     /// Moves up to [`RECORD_BATCH`] records into `into`.

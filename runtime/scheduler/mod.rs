@@ -402,6 +402,12 @@ impl Shared {
         worker::with_current(self, |worker| worker.and_then(|w| w.take_record()))
     }
 
+    /// Whether the calling thread is a worker of this runtime with room to
+    /// keep a finished record, in its cache or in the runtime's pool.
+    pub(crate) fn has_record_room(&self) -> bool {
+        worker::with_current(self, |worker| worker.is_some_and(|w| w.has_record_room()))
+    }
+
     /// Keeps an emptied, unique fiber record for reuse, on the calling
     /// worker if it is one of the record's runtime; else frees it.
     pub(crate) fn keep_record(fiber: Arc<FiberInner>) {

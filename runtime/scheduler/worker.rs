@@ -633,6 +633,11 @@ impl Worker {
         self.records.borrow_mut().take(&self.shared.records)
     }
 
+    /// Whether a finished record would be kept, not freed.
+    pub(super) fn has_record_room(&self) -> bool {
+        self.records.borrow().has_room() || self.shared.records.has_room()
+    }
+
     /// Keeps an emptied, unique fiber record of this runtime for reuse,
     /// passing a batch on to the runtime's pool when the cache is full.
     pub(super) fn keep_record(&self, record: Arc<FiberInner>) {
