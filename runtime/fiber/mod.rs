@@ -81,7 +81,8 @@ pub(crate) enum Start {
 ///   after `State::finish_park` succeeds, and the unparker that wins the
 ///   PARKED → SCHEDULED transition takes it back with `Arc::from_raw`
 ///   ([`Fiber::unpark`]) and pushes it into a queue;
-/// - DONE: the worker drops it.
+/// - DONE: the worker drops it; whoever drops the last reference on a
+///   worker of its runtime passes the record to [`recycle`] for reuse.
 ///
 /// So parking and unparking touch no reference count, and a parked fiber
 /// that nobody will ever wake stays alive (its stack intact) until shutdown
@@ -97,7 +98,8 @@ pub(crate) enum Start {
 /// when the slot registry held a counted reference (`docs/decisions.md`,
 /// "FiberInner").
 pub(crate) struct FiberInner {
-    // --- Set at spawn, immutable after: anyone may read.
+    // --- Set at spawn (for a reused record, by `spawned` while it is
+    // unique), immutable after: anyone may read.
     pub(crate) id: FiberId,
     name: FiberName,
     /// Where it was spawned (`#[track_caller]` through the spawn calls),
