@@ -13,8 +13,9 @@
 //!
 //! # Trimming
 //! Stacks that stay on the warm list longer than [`DECAY_AGE`] are trimmed
-//! by the monitor (`StackPool::decay`), down to [`WARM_FLOOR`], and moved to
-//! the cold list, so RSS falls after a burst of fibers. Trimming sorts the
+//! by the monitor (`StackPool::decay`), down to [`WARM_FLOOR`] and at most
+//! [`DECAY_BATCH`] a pass, and moved to the cold list, so RSS falls after a
+//! burst of fibers. Trimming sorts the
 //! stacks by address and makes one `madvise` call per run of adjacent
 //! slots ([`trim`]).
 //!
@@ -51,6 +52,13 @@ pub(crate) const DECAY_AGE: Duration = Duration::from_secs(1);
 /// Warm stacks decay leaves alone, for the next burst of spawns. A guess
 /// awaiting measurement: one touched page each, they hold little memory.
 pub(crate) const WARM_FLOOR: usize = 1024;
+
+/// Stacks one decay pass trims at most, so that the monitor, which makes
+/// the pass, is back to watching the workers within milliseconds after a
+/// million fibers finished at once; the rest wait for the next passes.
+/// Measured: a trim of this many took under ten milliseconds (see
+/// docs/decisions.md).
+pub(crate) const DECAY_BATCH: usize = 16_384;
 
 /// All stacks of one size.
 pub(super) struct SizeClass {
@@ -155,7 +163,8 @@ impl ClassSlots {
     }
 
     /// Takes off the warm stacks that have been free for longer than
-    /// [`DECAY_AGE`], keeping [`WARM_FLOOR`]; `None` when there are none.
+    /// [`DECAY_AGE`], keeping [`WARM_FLOOR`], at most [`DECAY_BATCH`] of
+    /// them (the oldest); `None` when there are none.
     pub(super) fn take_decayed(&mut self) -> Option<Vec<Stack>> {
         let now = Instant::now();
         let mut old = 0;
@@ -165,7 +174,9 @@ impl ClassSlots {
             }
             old += count;
         }
-        let n = old.min(self.warm.len().saturating_sub(WARM_FLOOR));
+        let n = old
+            .min(self.warm.len().saturating_sub(WARM_FLOOR))
+            .min(DECAY_BATCH);
         if n == 0 {
             return None;
         }
