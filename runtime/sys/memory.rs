@@ -183,35 +183,13 @@ static BATCHES_WORK: AtomicBool = AtomicBool::new(true);
 
 /// One `process_madvise(self, pages, MADV_GUARD_INSTALL)` call over at most
 /// [`GUARDS_PER_CALL`] ranges of `len` bytes; returns how many ranges,
-/// from the first, it guarded. Raw `libc`: nix has no `process_madvise`.
+/// from the first, it guarded.
 ///
 /// # Safety
 /// As [`install_guard`], for every range.
 unsafe fn madvise_guard_batch(pages: &[NonNull<u8>], len: usize) -> io::Result<usize> {
-    debug_assert!(pages.len() <= GUARDS_PER_CALL);
-    let ranges: Vec<libc::iovec> = pages
-        .iter()
-        .map(|page| libc::iovec {
-            iov_base: page.as_ptr().cast(),
-            iov_len: len,
-        })
-        .collect();
-    let call = |pidfd: libc::c_int| {
-        // SAFETY: the kernel reads `ranges` (live, `ranges.len()` entries)
-        // and advises each range, which the caller owns and nothing uses.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_process_madvise,
-                pidfd,
-                ranges.as_ptr(),
-                ranges.len(),
-                MADV_GUARD_INSTALL,
-                0,
-            )
-        };
-        Errno::result(rc).map(|bytes| bytes as usize / len)
-    };
-    match call(PIDFD_SELF_PROCESS) {
+    // SAFETY: the caller's promise.
+    match unsafe { madvise_guard_batch_via(PIDFD_SELF_PROCESS, pages, len) } {
         Err(Errno::EBADF) => {
             // A kernel before 6.14: name ourselves with a pidfd, opened per
             // call (a cached one would name the parent after a fork).
@@ -222,10 +200,44 @@ unsafe fn madvise_guard_batch(pages: &[NonNull<u8>], len: usize) -> io::Result<u
             // SAFETY: `fd` is the descriptor just opened, ours alone; the
             // OwnedFd closes it.
             let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
-            Ok(call(fd.as_raw_fd())?)
+            // SAFETY: the caller's promise.
+            Ok(unsafe { madvise_guard_batch_via(fd.as_raw_fd(), pages, len) }?)
         }
         result => Ok(result?),
     }
+}
+
+/// [`madvise_guard_batch`] through `pidfd`, which names this process. Raw
+/// `libc`: nix has no `process_madvise`.
+///
+/// # Safety
+/// As [`install_guard`], for every range.
+unsafe fn madvise_guard_batch_via(
+    pidfd: RawFd,
+    pages: &[NonNull<u8>],
+    len: usize,
+) -> Result<usize, Errno> {
+    debug_assert!(pages.len() <= GUARDS_PER_CALL);
+    let ranges: Vec<libc::iovec> = pages
+        .iter()
+        .map(|page| libc::iovec {
+            iov_base: page.as_ptr().cast(),
+            iov_len: len,
+        })
+        .collect();
+    // SAFETY: the kernel reads `ranges` (live, `ranges.len()` entries) and
+    // advises each range, which the caller owns and nothing uses.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_process_madvise,
+            pidfd,
+            ranges.as_ptr(),
+            ranges.len(),
+            MADV_GUARD_INSTALL,
+            0,
+        )
+    };
+    Errno::result(rc).map(|bytes| bytes as usize / len)
 }
 
 /// `madvise(ptr, len, MADV_GUARD_INSTALL)`: a raw `libc` call, since
@@ -273,4 +285,43 @@ pub fn map_count() -> usize {
     std::fs::read("/proc/self/maps")
         .map(|bytes| bytes.iter().filter(|&&b| b == b'\n').count())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both ways of naming this process to `process_madvise` guard every
+    /// range (where the kernel has the call at all).
+    #[test]
+    fn batched_guards_cover_every_range_through_either_pidfd() {
+        if probe_guard_kind() != GuardKind::Madvise {
+            return; // a kernel before 6.13: no guards to batch
+        }
+        let page = page_size();
+        let pid = unistd::getpid().as_raw();
+        // SAFETY: pidfd_open reads a pid and flags.
+        let opened = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        assert!(opened >= 0, "pidfd_open of our own pid");
+        // SAFETY: the descriptor just opened, ours alone; the OwnedFd closes it.
+        let opened = unsafe { OwnedFd::from_raw_fd(opened as RawFd) };
+        for pidfd in [PIDFD_SELF_PROCESS, opened.as_raw_fd()] {
+            let slots = 64;
+            let base = reserve(2 * slots * page).unwrap();
+            // Every other page: ranges that no single madvise could cover.
+            let pages: Vec<NonNull<u8>> = (0..slots)
+                // SAFETY: inside the reservation just made.
+                .map(|i| unsafe { base.add(2 * i * page) })
+                .collect();
+            // SAFETY: our own fresh reservation, which nothing uses.
+            match unsafe { madvise_guard_batch_via(pidfd, &pages, page) } {
+                Ok(guarded) => assert_eq!(guarded, slots, "pidfd {pidfd}"),
+                // PIDFD_SELF_PROCESS on a kernel before 6.14.
+                Err(Errno::EBADF) if pidfd == PIDFD_SELF_PROCESS => {}
+                Err(error) => panic!("process_madvise through pidfd {pidfd}: {error}"),
+            }
+            // SAFETY: the whole reservation made above, unused from now on.
+            unsafe { release(base, 2 * slots * page) };
+        }
+    }
 }
