@@ -22,9 +22,10 @@
 //! reservation before the first fiber runs, in a program that may never
 //! need a second batch.
 //!
-//! The trims of decay run outside the lock too, except on the budgeted path, where a stack that is on no list
-//! could make a spawn fail for want of a stack that exists; `trim_all`, an
-//! explicit request, always trims outside it.
+//! The trims of decay run outside the lock too, except on the budgeted
+//! path, where a stack that is on no list could make a spawn fail for want
+//! of a stack that exists; `trim_all`, an explicit request, always trims
+//! outside it.
 
 use std::io;
 use std::ptr::NonNull;
