@@ -5,20 +5,25 @@
 //! of them are alive (each suspended on its own guarded stack) at the same
 //! moment. Then it opens the gate and joins them all.
 //!
-//! Prints, per phase, the wall time; then the live fibers at the peak, the
-//! peak RSS, the RSS per live fiber, the page tables, the number of memory
-//! mappings the process held at the peak (from `/proc/self/maps`), which
-//! must stay far below the kernel's `vm.max_map_count` (65530 by default),
-//! the address space reserved for stacks, the RSS after the join and after
-//! `Runtime::trim_stacks`, and the hand-offs to spare workers.
+//! Prints, per phase, the wall time and the CPU time of all threads (on a
+//! busy machine the CPU time is the steadier figure); then the live fibers
+//! at the peak, the peak RSS, the RSS per live fiber, the page tables, the
+//! number of memory mappings the process held at the peak (from
+//! `/proc/self/maps`), which must stay far below the kernel's
+//! `vm.max_map_count` (65530 by default), the address space reserved for
+//! stacks, the RSS after the join and after `Runtime::trim_stacks`, and the
+//! hand-offs to spare workers.
 //!
 //! It also measures, in the same run, the **floor** this machine puts under
 //! any design with one guarded stack per fiber: installing a guard page and
 //! touching the top page of as many fresh stacks, on as many threads as there
-//! are workers, with nothing else. The page faults, not the scheduler, are
-//! most of the cost of a million live fibers (`docs/benchmarks.md` has the
-//! figures); the ratio `total / floor` is the scheduler's overhead on top
-//! of them.
+//! are workers, with nothing else, each thread taking runs of
+//! `GUARDS_PER_CALL` adjacent stacks in turn. Two ways: the cheapest the
+//! kernel offers, every run's guards in one `process_madvise` call (the
+//! `floor:` line, which the ratio uses), and one `madvise` per guard. The
+//! page faults, not the scheduler, are most of the cost of a million live
+//! fibers (`docs/benchmarks.md` has the figures); the ratio
+//! `total / floor` is the scheduler's overhead on top of them.
 //!
 //! Flags: `--fibers N`, `--workers N`, `--stack-size BYTES`, `--no-floor`,
 //! `--trace FILE` (write a timeline of the run as Chrome trace-event JSON,
@@ -100,17 +105,54 @@ fn max_map_count() -> usize {
         .unwrap_or(0)
 }
 
+/// A moment of the run: the wall clock and the CPU time the whole process
+/// has used (all its threads), so that each phase shows both.
+#[derive(Clone, Copy)]
+struct Stamp {
+    wall: Instant,
+    cpu: Duration,
+}
+
+impl Stamp {
+    fn now() -> Stamp {
+        let mut time = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes one timespec, which `time` is.
+        unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut time) };
+        Stamp {
+            wall: Instant::now(),
+            cpu: Duration::new(time.tv_sec as u64, time.tv_nsec as u32),
+        }
+    }
+
+    /// `(wall, CPU)` from `earlier` to this stamp.
+    fn since(self, earlier: Stamp) -> (Duration, Duration) {
+        (
+            self.wall - earlier.wall,
+            self.cpu.saturating_sub(earlier.cpu),
+        )
+    }
+}
+
+/// The four phases of the run, in order.
+const PHASES: [&str; 4] = [
+    "spawn (one fiber spawns all)",
+    "...until all have run and parked",
+    "release (one latch wakes all)",
+    "join all",
+];
+
 /// What the main fiber measured.
 struct Peak {
-    spawned: Duration,
-    all_alive: Duration,
+    /// `(wall, CPU)` of each of `PHASES`.
+    phases: [(Duration, Duration); 4],
     live: usize,
     stacks: spindle::StackStats,
     maps: usize,
     rss: usize,
     page_tables: usize,
-    released: Duration,
-    joined: Duration,
 }
 
 fn mib(bytes: usize) -> f64 {
@@ -149,7 +191,7 @@ fn main() {
         let gate = Arc::new(Latch::new(1));
 
         // Phase 1: spawn them all from this fiber (other workers steal).
-        let t0 = Instant::now();
+        let start = Stamp::now();
         let handles: Vec<_> = (0..n)
             .map(|_| {
                 let (started, gate) = (started.clone(), gate.clone());
@@ -159,51 +201,49 @@ fn main() {
                 })
             })
             .collect();
-        let spawned = t0.elapsed();
+        let spawned = Stamp::now();
 
         // Phase 2: until every fiber has run and parked on the gate.
         started.wait();
-        let all_alive = t0.elapsed();
-        let peak = Peak {
-            spawned,
-            all_alive,
+        let all_alive = Stamp::now();
+        let mut peak = Peak {
+            phases: [
+                spawned.since(start),
+                all_alive.since(spawned),
+                Default::default(),
+                Default::default(),
+            ],
             live: rt.live_fibers(),
             stacks: rt.stack_stats(),
             maps: spindle::os::map_count(),
             rss: status_bytes("VmRSS:"),
             page_tables: status_bytes("VmPTE:"),
-            released: Duration::ZERO,
-            joined: Duration::ZERO,
         };
 
-        // Phase 3: open the gate: a million unparks.
-        let t1 = Instant::now();
+        // Phase 3: open the gate: a million unparks. (The figures above
+        // are read between the phases' times.)
+        let opening = Stamp::now();
         gate.count_down();
-        let released = t1.elapsed();
+        let released = Stamp::now();
+        peak.phases[2] = released.since(opening);
 
         // Phase 4: join them all.
-        let t2 = Instant::now();
         for handle in handles {
             handle.join().expect("fiber finished");
         }
-        Peak {
-            released,
-            joined: t2.elapsed(),
-            ..peak
-        }
+        peak.phases[3] = Stamp::now().since(released);
+        peak
     });
     let Peak {
-        spawned,
-        all_alive,
+        phases,
         live,
         stacks,
         maps: maps_at_peak,
         rss: rss_alive,
         page_tables,
-        released,
-        joined,
     } = peak;
-    let total = all_alive + released + joined;
+    let total: Duration = phases.iter().map(|&(wall, _)| wall).sum();
+    let total_cpu: Duration = phases.iter().map(|&(_, cpu)| cpu).sum();
     let peak_rss = status_bytes("VmHWM:");
     let rss_after = status_bytes("VmRSS:");
     rt.trim_stacks();
@@ -215,24 +255,15 @@ fn main() {
     }
 
     println!();
-    println!("{:<38}{:>10}", "phase", "wall");
-    println!(
-        "{:<38}{:>8.3} s",
-        "spawn (one fiber spawns all)",
-        spawned.as_secs_f64()
-    );
-    println!(
-        "{:<38}{:>8.3} s",
-        "...until all have run and parked",
-        (all_alive - spawned).as_secs_f64()
-    );
-    println!(
-        "{:<38}{:>8.3} s",
-        "release (one latch wakes all)",
-        released.as_secs_f64()
-    );
-    println!("{:<38}{:>8.3} s", "join all", joined.as_secs_f64());
-    println!("{:<38}{:>8.3} s", "total", total.as_secs_f64());
+    println!("{:<38}{:>10}{:>12}", "phase", "wall", "CPU, all");
+    let rows = PHASES.iter().zip(phases);
+    for (phase, (wall, cpu)) in rows.chain([(&"total", (total, total_cpu))]) {
+        println!(
+            "{phase:<38}{:>8.3} s{:>10.3} s",
+            wall.as_secs_f64(),
+            cpu.as_secs_f64()
+        );
+    }
     println!();
     // The main fiber is alive too.
     assert_eq!(live, n + 1, "all fibers alive at once");
@@ -275,25 +306,88 @@ fn main() {
     );
 
     if args.floor {
-        let floor = measure_floor(n, args.workers, args.stack_size.div_ceil(4096) * 4096);
+        let stack_size = args.stack_size.div_ceil(4096) * 4096;
+        let (batched, batched_cpu) = measure_floor(n, args.workers, stack_size, Guards::Batched);
+        let (one_each, one_each_cpu) =
+            measure_floor(n, args.workers, stack_size, Guards::OneCallEach);
         println!();
         println!(
-            "floor: guard + first touch of {n} fresh stacks on {} threads: {:.3} s",
+            "floor: guard ({GUARDS_PER_CALL} per process_madvise call) + first touch of {n} fresh stacks on {} threads: {:.3} s (CPU {:.3} s)",
             args.workers,
-            floor.as_secs_f64()
+            batched.as_secs_f64(),
+            batched_cpu.as_secs_f64()
         );
         println!(
-            "total / floor = {:.2}x",
-            total.as_secs_f64() / floor.as_secs_f64()
+            "       the same with one madvise per guard:                     {:.3} s (CPU {:.3} s)",
+            one_each.as_secs_f64(),
+            one_each_cpu.as_secs_f64()
+        );
+        println!(
+            "total / floor = {:.2}x (CPU: {:.2}x)",
+            total.as_secs_f64() / batched.as_secs_f64(),
+            total_cpu.as_secs_f64() / batched_cpu.as_secs_f64()
         );
     }
 }
 
+/// Ranges per `process_madvise` call at most (the kernel's `UIO_MAXIOV`).
+const GUARDS_PER_CALL: usize = 1024;
+
+/// How the floor probe installs its guard pages.
+#[derive(Clone, Copy, PartialEq)]
+enum Guards {
+    /// One `process_madvise(MADV_GUARD_INSTALL)` per run of
+    /// `GUARDS_PER_CALL` stacks, as the stack pool does.
+    Batched,
+    /// One `madvise(MADV_GUARD_INSTALL)` per stack.
+    OneCallEach,
+}
+
+/// `MADV_GUARD_INSTALL` (Linux 6.13), which the libc crate does not name.
+const MADV_GUARD_INSTALL: libc::c_int = 102;
+/// `PIDFD_SELF_PROCESS` (Linux 6.14): "this process", as a pidfd argument.
+const PIDFD_SELF_PROCESS: libc::c_int = -10001;
+
+/// Guards `len` bytes at each of `pages`: in one call, or one call each
+/// (and, where the kernel refuses `MADV_GUARD_INSTALL`, with `mprotect`).
+fn guard(pages: &[libc::iovec], how: Guards) {
+    if how == Guards::Batched {
+        // SAFETY: the kernel reads `pages.len()` live ranges, each a page
+        // of our own mapping that nothing else uses.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_process_madvise,
+                PIDFD_SELF_PROCESS,
+                pages.as_ptr(),
+                pages.len(),
+                MADV_GUARD_INSTALL,
+                0,
+            )
+        };
+        if rc == (pages.len() * 4096) as libc::c_long {
+            return;
+        }
+    }
+    for page in pages {
+        // SAFETY: as above, one range.
+        unsafe {
+            if libc::madvise(page.iov_base, page.iov_len, MADV_GUARD_INSTALL) != 0 {
+                libc::mprotect(page.iov_base, page.iov_len, libc::PROT_NONE);
+            }
+        }
+    }
+}
+
 /// The floor: the same number of stacks, carved from one reservation, each
-/// guarded with `MADV_GUARD_INSTALL` (or `mprotect` on older kernels) and its
-/// top page touched, split over `threads` threads. Nothing else.
-fn measure_floor(stacks: usize, threads: usize, stack_size: usize) -> Duration {
-    const MADV_GUARD_INSTALL: libc::c_int = 102;
+/// guarded (`how`) and its top page touched, split over `threads` threads
+/// in runs of `GUARDS_PER_CALL` adjacent stacks. Nothing else. Returns the
+/// wall and the CPU time it took.
+fn measure_floor(
+    stacks: usize,
+    threads: usize,
+    stack_size: usize,
+    how: Guards,
+) -> (Duration, Duration) {
     let page = 4096;
     let slot = stack_size + page;
     let len = slot * stacks;
@@ -310,25 +404,30 @@ fn measure_floor(stacks: usize, threads: usize, stack_size: usize) -> Duration {
     };
     assert_ne!(base, libc::MAP_FAILED, "mmap for the floor probe");
     let base = base as usize;
-    let start = Instant::now();
+    let start = Stamp::now();
     std::thread::scope(|scope| {
         for t in 0..threads {
             scope.spawn(move || {
-                for i in (t..stacks).step_by(threads) {
-                    let slot_start = base + i * slot;
-                    // SAFETY: the guard page and the stack's top byte lie in
-                    // our own mapping, in a slot only this thread touches.
-                    unsafe {
-                        if libc::madvise(slot_start as *mut _, page, MADV_GUARD_INSTALL) != 0 {
-                            libc::mprotect(slot_start as *mut _, page, libc::PROT_NONE);
-                        }
-                        ((slot_start + slot - 64) as *mut u8).write_volatile(1);
+                let mut pages = Vec::with_capacity(GUARDS_PER_CALL);
+                let runs = (t * GUARDS_PER_CALL..stacks).step_by(threads * GUARDS_PER_CALL);
+                for first in runs {
+                    let run = first..stacks.min(first + GUARDS_PER_CALL);
+                    pages.clear();
+                    pages.extend(run.clone().map(|i| libc::iovec {
+                        iov_base: (base + i * slot) as *mut _,
+                        iov_len: page,
+                    }));
+                    guard(&pages, how);
+                    for i in run {
+                        // SAFETY: the stack's top byte lies in our own
+                        // mapping, in a slot only this thread touches.
+                        unsafe { ((base + i * slot + slot - 64) as *mut u8).write_volatile(1) };
                     }
                 }
             });
         }
     });
-    let elapsed = start.elapsed();
+    let elapsed = Stamp::now().since(start);
     // SAFETY: the whole mapping made above, no longer used.
     unsafe { libc::munmap(base as *mut _, len) };
     elapsed

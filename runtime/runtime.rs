@@ -226,8 +226,9 @@ impl Runtime {
     }
 
     /// Gives the memory of every free stack on the global lists back to the
-    /// kernel now (worker caches keep theirs). The pool already trims past
-    /// its watermark; call this after a burst to drop RSS to the floor.
+    /// kernel now (worker caches keep theirs). The pool trims stacks idle
+    /// for about a second on its own; call this after a burst to drop RSS
+    /// to the floor at once.
     pub fn trim_stacks(&self) {
         self.shared.stacks.trim_all();
     }

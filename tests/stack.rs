@@ -278,10 +278,9 @@ fn mprotect_fallback_spends_a_mapping_budget_and_then_refuses() {
 #[test]
 fn rss_falls_after_a_burst() {
     // 20,000 fibers each touching 32 KiB of stack raise RSS by ~640 MB; once
-    // they finish, stacks past the pool's watermark are trimmed with
-    // MADV_DONTNEED at once, and the rest the monitor trims once idle for
-    // `DECAY_AGE` (`runtime/fiber/stack/class.rs`), so most of it goes back
-    // to the kernel within about a second.
+    // they finish, the monitor trims their stacks with MADV_DONTNEED once
+    // idle for `DECAY_AGE` (`runtime/fiber/stack/class.rs`), so most of it
+    // goes back to the kernel within about a second.
     let rt = Builder::new().workers(2).build().unwrap();
     let before = common::rss_bytes();
     let all_up = Arc::new(Latch::new(20_000));

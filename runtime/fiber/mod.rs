@@ -4,6 +4,8 @@
 //! - `context.rs`: the corosensei coroutine the fiber runs on.
 //! - `stack/`: where its stack comes from and goes back to.
 //! - `spawn.rs`: `spawn`, `try_spawn`, the fiber `Builder`, `SpawnError`.
+//! - `record.rs`: the record's memory: the root closure stored inside it
+//!   (`Entry`), a one-word name, and the pools that reuse finished records.
 //! - `join.rs`: `JoinHandle`, `JoinError` and the fiber's `Completion`.
 //! - `dump.rs`: `Runtime::dump`, the list of live fibers with backtraces of
 //!   the parked ones.
@@ -26,6 +28,7 @@ pub(crate) mod context;
 pub(crate) mod dump;
 pub(crate) mod join;
 pub(crate) mod locals;
+pub(crate) mod record;
 pub(crate) mod spawn;
 pub(crate) mod stack;
 pub(crate) mod state;
@@ -39,6 +42,7 @@ pub use self::spawn::Builder;
 
 use std::cell::{Cell, UnsafeCell};
 use std::fmt;
+use std::mem::ManuallyDrop;
 use std::num::{NonZeroU64, NonZeroUsize};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,8 +51,10 @@ use std::sync::Arc;
 use self::context::{Context, FiberYielder, Resume, Suspend};
 use self::join::{Cancelled, Completion};
 use self::locals::Locals;
+pub(crate) use self::record::Entry;
+use self::record::FiberName;
 use self::stack::StackCache;
-use self::state::{State, Unparked};
+use self::state::{Phase, State, Unparked};
 use self::wait_node::NodeCache;
 use crate::scheduler::Shared;
 
@@ -61,11 +67,6 @@ pub(crate) enum Start {
     /// No stack could be had: report the error.
     NoStack(std::io::Error),
 }
-
-/// The root function of a fiber, type-erased: runs the user's closure (or
-/// not, per [`Start`]) and returns the outcome for the `JoinHandle`. The
-/// closure and everything it captured are gone when it returns.
-pub(crate) type Entry = Box<dyn FnOnce(Start) -> join::Output + Send + 'static>;
 
 /// Everything the runtime knows about one fiber.
 ///
@@ -80,7 +81,8 @@ pub(crate) type Entry = Box<dyn FnOnce(Start) -> join::Output + Send + 'static>;
 ///   after `State::finish_park` succeeds, and the unparker that wins the
 ///   PARKED → SCHEDULED transition takes it back with `Arc::from_raw`
 ///   ([`Fiber::unpark`]) and pushes it into a queue;
-/// - DONE: the worker drops it.
+/// - DONE: the worker drops it; whoever drops the last reference on a
+///   worker of its runtime passes the record to [`recycle`] for reuse.
 ///
 /// So parking and unparking touch no reference count, and a parked fiber
 /// that nobody will ever wake stays alive (its stack intact) until shutdown
@@ -96,9 +98,10 @@ pub(crate) type Entry = Box<dyn FnOnce(Start) -> join::Output + Send + 'static>;
 /// reference-count updates more per spawn + join (`docs/decisions.md`,
 /// "FiberInner").
 pub(crate) struct FiberInner {
-    // --- Set at spawn, immutable after: anyone may read.
+    // --- Set at spawn (for a reused record, by `spawned` while it is
+    // unique), immutable after: anyone may read.
     pub(crate) id: FiberId,
-    name: Option<Box<str>>,
+    name: FiberName,
     /// Where it was spawned (`#[track_caller]` through the spawn calls),
     /// for fiber dumps.
     location: &'static std::panic::Location<'static>,
@@ -122,7 +125,8 @@ pub(crate) struct FiberInner {
     guard: Cell<usize>,
 
     // --- Owned by the fiber's own code, on its own stack.
-    /// The root function until the fiber starts.
+    /// The root function until the fiber starts (its closure inside the
+    /// record when small, `record.rs`).
     entry: UnsafeCell<Option<Entry>>,
     /// How to switch back to the worker; set when the fiber starts.
     yielder: Cell<*const FiberYielder>,
@@ -164,7 +168,7 @@ impl FiberInner {
     ) -> FiberInner {
         FiberInner {
             id: FiberId::next(),
-            name,
+            name: FiberName::new(name),
             location,
             stack_size,
             shared,
@@ -179,6 +183,70 @@ impl FiberInner {
             wait_node: NodeCache::new(),
         }
     }
+
+    /// The record of a fiber being spawned on `shared`: a finished record
+    /// of that runtime kept by the calling worker, or by the runtime's pool
+    /// (`record.rs`, "Reused"), made ready as `new` would; else a new one.
+    pub(crate) fn spawned(
+        shared: &Arc<Shared>,
+        name: Option<Box<str>>,
+        location: &'static std::panic::Location<'static>,
+        stack_size: Option<NonZeroUsize>,
+        entry: Entry,
+    ) -> Arc<FiberInner> {
+        let Some(mut record) = shared.take_record() else {
+            return Arc::new(FiberInner::new(
+                shared.clone(),
+                name,
+                location,
+                stack_size,
+                entry,
+            ));
+        };
+        let inner = Arc::get_mut(&mut record).expect("a kept record is unique");
+        debug_assert!(inner.context.get_mut().is_none() && inner.entry.get_mut().is_none());
+        inner.id = FiberId::next();
+        inner.name = FiberName::new(name);
+        inner.location = location;
+        inner.stack_size = stack_size;
+        inner.state = State::new_scheduled();
+        *inner.entry.get_mut() = Some(entry);
+        record
+    }
+
+    /// Empties a finished record for reuse: drops what its fiber left (its
+    /// result, its fiber-local table and wait node) and clears what its
+    /// runs set. The runtime, and the fields `spawned` sets, stay.
+    fn empty(&mut self) {
+        self.completion = Completion::new();
+        self.locals = Locals::new();
+        self.wait_node = NodeCache::new();
+        self.guard.set(0);
+        self.yielder.set(std::ptr::null());
+        self.cancelling.set(false);
+    }
+}
+
+/// Takes the last reference to a fiber's record: a finished fiber's record
+/// is emptied and kept for reuse by the calling worker, if it is one of the
+/// record's runtime (`record.rs`, "Reused"); otherwise, or if another
+/// reference turns out to exist, this is an ordinary drop.
+pub(crate) fn recycle(mut fiber: Arc<FiberInner>) {
+    // Where nothing would keep it (a plain thread, or caches and pool all
+    // full, as when a million fibers end at once), skip the emptying.
+    if !fiber.shared.has_record_room() {
+        return;
+    }
+    let Some(inner) = Arc::get_mut(&mut fiber) else {
+        return;
+    };
+    if inner.state.phase() != Phase::Done {
+        return;
+    }
+    // May run the destructors of the fiber's result and fiber-local values:
+    // before any pool is borrowed.
+    inner.empty();
+    Shared::keep_record(fiber);
 }
 
 impl Drop for FiberInner {
@@ -271,7 +339,7 @@ fn finish_unstarted(fiber: &FiberInner, start: Start) -> Outcome {
     // SAFETY: the fiber never started, so its code is not running and the
     // RUNNING owner (us) may take the entry.
     let entry = unsafe { (*fiber.entry.get()).take() }.expect("an unstarted fiber has its entry");
-    fiber.completion.complete(entry(start));
+    fiber.completion.complete(entry.run(start));
     fiber.state.finish();
     Outcome::Finished
 }
@@ -289,7 +357,7 @@ fn fiber_main(fiber: *const FiberInner, yielder: &FiberYielder, first: Resume) {
     } else {
         Start::Run
     };
-    let output = entry(start);
+    let output = entry.run(start);
     fiber.locals.drop_all();
     fiber.wait_node.clear();
     fiber.completion.complete(output);
@@ -456,7 +524,21 @@ impl fmt::Display for FiberId {
 /// ```
 #[derive(Clone)]
 pub struct Fiber {
-    pub(crate) inner: Arc<FiberInner>,
+    /// Dropped by hand, in `Drop`, so that the last handle to a finished
+    /// fiber passes its record on for reuse (`recycle`).
+    pub(crate) inner: ManuallyDrop<Arc<FiberInner>>,
+}
+
+impl Drop for Fiber {
+    fn drop(&mut self) {
+        // SAFETY: the handle is going away: `inner` is taken once, here,
+        // and not used after.
+        let inner = unsafe { ManuallyDrop::take(&mut self.inner) };
+        // Relaxed: a hint; `recycle` checks uniqueness itself.
+        if Arc::strong_count(&inner) == 1 {
+            recycle(inner);
+        }
+    }
 }
 
 impl Fiber {
@@ -580,7 +662,9 @@ impl CurrentFiber {
     pub(crate) fn handle(self) -> Fiber {
         // SAFETY: the fiber is alive while its code runs (invariant).
         let inner = unsafe { clone_raw(self.0.as_ptr()) };
-        Fiber { inner }
+        Fiber {
+            inner: ManuallyDrop::new(inner),
+        }
     }
 
     /// The fiber wants to park: consumes a pending unpark token. Returns

@@ -9,6 +9,7 @@
 //! call, not an abort later.
 
 use std::fmt;
+use std::mem::ManuallyDrop;
 use std::num::NonZeroUsize;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -142,7 +143,7 @@ impl Builder {
         T: Send + 'static,
     {
         shared.admit_fiber()?;
-        let entry: Entry = Box::new(move |start| -> Output {
+        let entry = Entry::new(move |start| -> Output {
             match start {
                 Start::Run => catch_unwind(AssertUnwindSafe(f))
                     .map(|value| Box::new(value) as Box<dyn std::any::Any + Send>)
@@ -164,16 +165,16 @@ impl Builder {
             let rounded = super::stack::StackPool::round_size(bytes);
             NonZeroUsize::new(rounded).expect("a stack is at least a page")
         });
-        let inner = Arc::new(FiberInner::new(
-            shared.clone(),
+        let inner = FiberInner::spawned(
+            shared,
             self.name.map(Into::into),
             std::panic::Location::caller(),
             stack_size,
             entry,
-        ));
+        );
 
         let fiber = Fiber {
-            inner: inner.clone(),
+            inner: ManuallyDrop::new(inner.clone()),
         };
         Shared::schedule_spawned(inner);
         Ok(JoinHandle::new(fiber))

@@ -120,6 +120,7 @@ use self::idle::Idle;
 use self::park::{Parker, Unparker};
 use self::queue::NextSlot;
 use self::timers::TimerQueue;
+use crate::fiber::record::RecordPool;
 use crate::fiber::spawn::{LimitKind, SpawnError};
 use crate::fiber::stack::{StackCache, StackPool, StackStats};
 use crate::fiber::FiberInner;
@@ -161,6 +162,10 @@ struct Remote {
     // --- Written by the owner only (Relaxed), read by anyone.
     /// Scheduling decisions made so far (the worker's progress signal).
     ticks: AtomicU64,
+    /// Fibers finished on this worker, counted only when the runtime has
+    /// no live-fiber limit (see `Shared::live_fibers`). Release stores,
+    /// read with Acquire.
+    finished: AtomicU64,
     /// Stacks in the worker's cache.
     cached_stacks: Arc<AtomicUsize>,
     /// What the worker did (`metrics.rs`).
@@ -228,6 +233,9 @@ pub(crate) struct Shared {
     backlog: Injector<Arc<FiberInner>>,
     idle: Idle,
     pub(crate) stacks: StackPool,
+    /// Finished fiber records for reuse, between the workers' caches
+    /// (`fiber/record.rs`).
+    records: RecordPool,
     /// The I/O reactor (`io/reactor.rs`): any thread registers sockets;
     /// idle workers sleep in its poller.
     pub(crate) reactor: Arc<crate::io::Reactor>,
@@ -244,9 +252,13 @@ pub(crate) struct Shared {
     /// Fibers spawned from outside the workers (plain threads). Relaxed: a
     /// statistic.
     external_spawns: AtomicU64,
-    /// Fibers spawned and not finished. Relaxed: a counter checked against
+    /// Fibers spawned and not finished, kept only when `fiber_limit` is a
+    /// limit (see `live_fibers`). Relaxed: a counter checked against
     /// `fiber_limit`, ordered with nothing else.
     live: AtomicUsize,
+    /// Without a limit: fibers finished off the workers (cancelled by the
+    /// shutdown pass). Release, read with Acquire (see `live_fibers`).
+    finished_elsewhere: AtomicU64,
     /// The blocking pool, made at the first `blocking` call.
     blocking: std::sync::OnceLock<Arc<crate::thread_pool::Pool>>,
     /// The timeline trace, if on (`trace.rs`): workers hand their buffers
@@ -260,9 +272,20 @@ impl Shared {
     }
 
     /// Counts a new fiber against the limit, or refuses it.
+    ///
+    /// Without a limit (no `max_fibers` and guards that cost no mappings)
+    /// nothing is counted here: every spawn is already counted where it is
+    /// made (`WorkerCounters::spawned`, `external_spawns`) and every finish
+    /// where it happens, and `live_fibers` takes the difference. One
+    /// counter that every spawn and every finish updated would bounce
+    /// between the spawning worker and the finishing one on every fiber.
+    #[inline]
     pub(crate) fn admit_fiber(&self) -> Result<(), SpawnError> {
         if self.shutdown.load(Ordering::Relaxed) {
             return Err(SpawnError::Shutdown);
+        }
+        if !self.is_limited() {
+            return Ok(());
         }
         let live = self.live.fetch_add(1, Ordering::Relaxed);
         if live >= self.fiber_limit {
@@ -275,14 +298,63 @@ impl Shared {
         Ok(())
     }
 
+    /// Whether the live-fiber count is checked against a limit.
+    #[inline]
+    fn is_limited(&self) -> bool {
+        self.fiber_limit != usize::MAX
+    }
+
+    /// Counts a finished fiber, off the workers (a worker counts its own
+    /// with `count_finished`).
     pub(crate) fn fiber_finished(&self) {
-        let previous = self.live.fetch_sub(1, Ordering::Relaxed);
-        debug_assert!(previous > 0, "live fiber count underflow");
+        if self.is_limited() {
+            let previous = self.live.fetch_sub(1, Ordering::Relaxed);
+            debug_assert!(previous > 0, "live fiber count underflow");
+        } else {
+            // Release: see `live_fibers`.
+            self.finished_elsewhere.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    /// Counts a fiber finished on the worker whose slot is `index` (called
+    /// by that worker only).
+    #[inline]
+    fn count_finished(&self, index: usize) {
+        if self.is_limited() {
+            self.fiber_finished();
+        } else {
+            let finished = &self.remotes[index].finished;
+            // Release: see `live_fibers`. The owner alone writes it.
+            finished.store(finished.load(Ordering::Relaxed) + 1, Ordering::Release);
+        }
     }
 
     /// Fibers spawned and not yet finished.
+    ///
+    /// Without a limit, the spawns counted less the finishes counted. The
+    /// finishes are read first, with Acquire, pairing with the Release of
+    /// each count: a finish read implies its fiber's spawn, which was
+    /// counted before the fiber was queued, is read after it. So the
+    /// figure never leaves out a fiber that was live all through the call
+    /// (it may count one that finished meanwhile): a zero means every
+    /// fiber spawned had finished. Every slot is read, used or not: a
+    /// spare slot's first use is ordered with nothing this reads.
     pub(crate) fn live_fibers(&self) -> usize {
-        self.live.load(Ordering::Relaxed)
+        if self.is_limited() {
+            return self.live.load(Ordering::Relaxed);
+        }
+        let remotes = &self.remotes;
+        let finished = self.finished_elsewhere.load(Ordering::Acquire)
+            + remotes
+                .iter()
+                .map(|r| r.finished.load(Ordering::Acquire))
+                .sum::<u64>();
+        let spawned = self.external_spawns.load(Ordering::Relaxed)
+            + remotes
+                .iter()
+                .map(|r| r.counters.spawned.load(Ordering::Relaxed))
+                .sum::<u64>();
+        spawned.saturating_sub(finished) as usize
     }
 
     /// Queues a fiber that just became SCHEDULED on its runtime: into the
@@ -326,6 +398,32 @@ impl Shared {
             shared.injector.push(fiber);
             shared.notify_one();
         }
+    }
+
+    /// A finished fiber record to reuse for a spawn, if the calling thread
+    /// is a worker of this runtime and it, or the runtime's pool, has one.
+    pub(crate) fn take_record(&self) -> Option<Arc<FiberInner>> {
+        worker::with_current(self, |worker| worker.and_then(|w| w.take_record()))
+    }
+
+    /// Whether the calling thread is a worker of this runtime with room to
+    /// keep a finished record, in its cache or in the runtime's pool.
+    pub(crate) fn has_record_room(&self) -> bool {
+        worker::with_current(self, |worker| worker.is_some_and(|w| w.has_record_room()))
+    }
+
+    /// Keeps an emptied, unique fiber record for reuse, on the calling
+    /// worker if it is one of the record's runtime; else frees it.
+    pub(crate) fn keep_record(fiber: Arc<FiberInner>) {
+        let runtime = Arc::as_ptr(&fiber.shared);
+        let unkept = worker::with_current(runtime, |worker| match worker {
+            Some(worker) => {
+                worker.keep_record(fiber);
+                None
+            }
+            None => Some(fiber),
+        });
+        drop(unkept);
     }
 
     /// Wakes a sleeping worker if no worker is searching (see `idle.rs`).

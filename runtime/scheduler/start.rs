@@ -25,6 +25,7 @@ use super::queue::NextSlot;
 use super::timers::TimerQueue;
 use super::worker::Worker;
 use super::{monitor, BlockingConfig, Config, OwnerSide, Remote, Shared};
+use crate::fiber::record::RecordPool;
 use crate::fiber::spawn::LimitKind;
 use crate::fiber::stack::{StackCache, StackPool};
 use crate::io::Reactor;
@@ -65,9 +66,11 @@ impl Shared {
             backlog: Injector::new(),
             idle: Idle::new(config.workers),
             stacks,
+            records: RecordPool::new(),
             epoch,
             shutdown: AtomicBool::new(false),
             live: AtomicUsize::new(0),
+            finished_elsewhere: AtomicU64::new(0),
             external_spawns: AtomicU64::new(0),
             fiber_limit,
             limit_kind,
@@ -136,6 +139,7 @@ impl Slots {
                 next: NextSlot::new(),
                 unparker,
                 ticks: AtomicU64::new(0),
+                finished: AtomicU64::new(0),
                 cached_stacks: stacks.published(),
                 timers: TimerQueue::new(),
                 counters: Default::default(),

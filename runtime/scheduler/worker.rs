@@ -45,8 +45,9 @@ use super::park::Parker;
 use super::queue::{steal_settled, MAX_NEXT_STREAK};
 use super::{OwnerSide, Remote, Shared};
 use crate::fiber::context::Resume;
+use crate::fiber::record::RecordCache;
 use crate::fiber::stack::StackCache;
-use crate::fiber::{run_slice, FiberInner, Outcome};
+use crate::fiber::{recycle, run_slice, FiberInner, Outcome};
 use crate::lock::MutexExt;
 use crate::metrics::bump;
 use crate::trace::{Buffer, Event};
@@ -118,6 +119,10 @@ pub(super) struct Worker {
     /// Free stacks; borrowed by the loop while a fiber runs, never by fiber
     /// code.
     stacks: RefCell<StackCache>,
+    /// Finished fiber records for this worker's spawns; borrowed briefly,
+    /// by spawns in fiber code and by last drops, never while user code
+    /// runs (`fiber/record.rs`).
+    records: RefCell<RecordCache>,
     /// The timeline trace buffer (`trace.rs`); `enabled` is the one branch
     /// a recording site costs when tracing is off.
     trace: RefCell<Buffer>,
@@ -173,6 +178,7 @@ impl Worker {
             ),
             trace: RefCell::new(trace),
             stacks: RefCell::new(owner.stacks),
+            records: RefCell::new(RecordCache::new()),
         }
     }
 
@@ -523,7 +529,12 @@ impl Worker {
                     // token is consumed and it runs on.
                 }
                 Outcome::Finished => {
-                    self.shared.fiber_finished();
+                    self.shared.count_finished(self.index);
+                    drop(stacks);
+                    // Relaxed: a hint; `recycle` checks uniqueness itself.
+                    if Arc::strong_count(&fiber) == 1 {
+                        recycle(fiber);
+                    }
                     return;
                 }
             }
@@ -616,6 +627,26 @@ impl Worker {
         }
     }
 
+    /// A finished fiber record for a spawn on this worker: from its cache,
+    /// refilled from the runtime's pool when empty.
+    pub(super) fn take_record(&self) -> Option<Arc<FiberInner>> {
+        self.records.borrow_mut().take(&self.shared.records)
+    }
+
+    /// Whether a finished record would be kept, not freed.
+    pub(super) fn has_record_room(&self) -> bool {
+        self.records.borrow().has_room() || self.shared.records.has_room()
+    }
+
+    /// Keeps an emptied, unique fiber record of this runtime for reuse,
+    /// passing a batch on to the runtime's pool when the cache is full.
+    pub(super) fn keep_record(&self, record: Arc<FiberInner>) {
+        let spill = self.records.borrow_mut().put(record);
+        if let Some(batch) = spill {
+            self.shared.records.give(batch);
+        }
+    }
+
     /// Counts (and traces) a fiber spawned by a fiber on this worker.
     pub(super) fn count_spawn(&self, fiber: u64) {
         bump(&self.remote().counters.spawned, 1);
@@ -663,6 +694,9 @@ impl Worker {
             self.shared.injector.push(fiber);
         }
         self.stacks.borrow_mut().drain_into(&self.shared.stacks);
+        // Kept records hold the runtime: free them, and the pool's.
+        drop(self.records.borrow_mut().take_all());
+        self.shared.records.close();
         self.flush_trace();
     }
 
@@ -679,6 +713,9 @@ impl Worker {
             self.local.push(fiber);
         }
         self.stacks.borrow_mut().drain_into(&self.shared.stacks);
+        self.shared
+            .records
+            .give(self.records.borrow_mut().take_all());
         self.flush_trace();
         let remote = &self.shared.remotes[self.index];
         let shared = self.shared.clone();

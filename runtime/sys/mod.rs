@@ -32,7 +32,8 @@
 //! small `unsafe` block with its `SAFETY` argument:
 //!
 //! - `memory.rs`: `madvise(MADV_GUARD_INSTALL)`; nix's `MmapAdvise` does
-//!   not name that advice.
+//!   not name that advice. `process_madvise` and `pidfd_open`, which nix
+//!   lacks, to install many guards in one call.
 //! - `signal.rs`: `sigaction` with a null new action, to read the previous
 //!   `SIGSEGV` action before ours is installed (nix's `sigaction` always
 //!   installs one); `sigaltstack`, which nix lacks; and the signal path

@@ -13,12 +13,22 @@
 //!
 //! # Trimming
 //! Stacks that stay on the warm list longer than [`DECAY_AGE`] are trimmed
-//! by the monitor (`StackPool::decay`), down to [`WARM_FLOOR`], and moved to
-//! the cold list, so RSS falls after a burst of fibers. When the warm list
-//! reaches twice [`WARM_WATERMARK`] its oldest `WARM_WATERMARK` are trimmed
-//! at once, which bounds the memory kept meanwhile. Trimming sorts the
+//! by the monitor (`StackPool::decay`), down to [`WARM_FLOOR`] and at most
+//! [`DECAY_BATCH`] a pass, and moved to the cold list, so RSS falls after a
+//! burst of fibers. Trimming sorts the
 //! stacks by address and makes one `madvise` call per run of adjacent
 //! slots ([`trim`]).
+//!
+//! Age is the only rule. Warm stacks never raise the peak: a stack is
+//! carved only when no free one is left, so live plus warm stacks never
+//! exceed the most that were live at once, and what a rule by count could
+//! bound is only how long memory stays after a burst (at most `DECAY_AGE`
+//! and a monitor pass here). Rejected: trimming the oldest warm stacks once
+//! the warm list passes a watermark. As a million fibers finish at once,
+//! it made the finishing workers themselves give the pages back (a TLB
+//! shootdown each call, and the freeing of every page) while fibers waited
+//! for them; the monitor's decay does the same work later, off the
+//! workers (measured: see "Trimming by age only" in docs/decisions.md).
 //!
 //! This file owns the lists and the choice of which stacks to trim. The
 //! pool (`pool.rs`) takes the class lock, keeps the counters, installs the
@@ -33,16 +43,6 @@ use super::reservation::Reservation;
 use super::{Stack, StackPool};
 use crate::sys::memory;
 
-/// Warm (untrimmed) stacks the global list keeps at most; past twice this
-/// its oldest `WARM_WATERMARK` are trimmed at once. Measured with
-/// `examples/timers`: smaller values trimmed stacks the churn reused
-/// milliseconds later, each trim a TLB shootdown (see docs/decisions.md).
-///
-/// Warm stacks never raise the peak: a stack is carved only when no free
-/// one is left, so live plus warm stacks never exceed the most that were
-/// live at once. The watermark only decides how soon memory goes back.
-pub(crate) const WARM_WATERMARK: usize = 16_384;
-
 /// Warm stacks idle on the global list for longer than this are trimmed by
 /// the monitor (`StackPool::decay`), down to [`WARM_FLOOR`]. Measured with
 /// `examples/timers`: a shorter age still trimmed stacks the churn was
@@ -52,6 +52,13 @@ pub(crate) const DECAY_AGE: Duration = Duration::from_secs(1);
 /// Warm stacks decay leaves alone, for the next burst of spawns. A guess
 /// awaiting measurement: one touched page each, they hold little memory.
 pub(crate) const WARM_FLOOR: usize = 1024;
+
+/// Stacks one decay pass trims at most, so that the monitor, which makes
+/// the pass, is back to watching the workers within milliseconds after a
+/// million fibers finished at once; the rest wait for the next passes.
+/// Measured: a trim of this many took under ten milliseconds (see
+/// docs/decisions.md).
+pub(crate) const DECAY_BATCH: usize = 16_384;
 
 /// All stacks of one size.
 pub(super) struct SizeClass {
@@ -147,23 +154,17 @@ impl ClassSlots {
         taken
     }
 
-    /// Puts free stacks on the warm list. When it then holds twice
-    /// [`WARM_WATERMARK`], takes its oldest `WARM_WATERMARK` off again and
-    /// returns them, to be trimmed onto the cold list.
-    pub(super) fn give_back(&mut self, mut stacks: Vec<Stack>) -> Option<Vec<Stack>> {
+    /// Puts free stacks on the warm list (the newest at the back).
+    pub(super) fn give_back(&mut self, mut stacks: Vec<Stack>) {
         let count = stacks.len();
         self.warm.append(&mut stacks);
         self.warm_since.push_back((Instant::now(), count));
         self.debug_check();
-        if self.warm.len() < 2 * WARM_WATERMARK {
-            return None;
-        }
-        // The front of the warm list is its oldest (least recently freed).
-        Some(self.take_oldest_warm(WARM_WATERMARK))
     }
 
     /// Takes off the warm stacks that have been free for longer than
-    /// [`DECAY_AGE`], keeping [`WARM_FLOOR`]; `None` when there are none.
+    /// [`DECAY_AGE`], keeping [`WARM_FLOOR`], at most [`DECAY_BATCH`] of
+    /// them (the oldest); `None` when there are none.
     pub(super) fn take_decayed(&mut self) -> Option<Vec<Stack>> {
         let now = Instant::now();
         let mut old = 0;
@@ -173,7 +174,9 @@ impl ClassSlots {
             }
             old += count;
         }
-        let n = old.min(self.warm.len().saturating_sub(WARM_FLOOR));
+        let n = old
+            .min(self.warm.len().saturating_sub(WARM_FLOOR))
+            .min(DECAY_BATCH);
         if n == 0 {
             return None;
         }
@@ -191,7 +194,8 @@ impl ClassSlots {
         self.cold.append(stacks);
     }
 
-    /// Removes the `n` oldest warm stacks (the front) and their ages.
+    /// Removes the `n` oldest warm stacks (the front, the least recently
+    /// freed) and their ages.
     fn take_oldest_warm(&mut self, n: usize) -> Vec<Stack> {
         self.forget_warm_ages(n, true);
         let oldest: Vec<Stack> = self.warm.drain(..n).collect();

@@ -1,5 +1,5 @@
 //! Fiber stacks: carved out of large reservations, each guarded, pooled for
-//! reuse, and trimmed once idle or past a watermark.
+//! reuse, and trimmed once idle.
 //!
 //! # Why not one `mmap` per stack
 //! corosensei's `DefaultStack` maps every stack separately and `mprotect`s a

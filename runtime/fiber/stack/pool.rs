@@ -8,12 +8,24 @@
 //! two memory mappings out of `vm.max_map_count`, so the budget is half of
 //! what the process leaves free, minus [`MAPPING_HEADROOM`].
 //!
-//! Guards of freshly carved stacks are installed outside the class lock,
-//! so workers carve in parallel; a stack is handed out only after its guard
-//! is in place. The trims of the watermark and of decay run outside the
-//! lock too, except on the budgeted path, where a stack that is on no list
-//! could make a spawn fail for want of a stack that exists; `trim_all`, an
-//! explicit request, always trims outside it.
+//! When a default-size stack is wanted and none is free, the pool carves
+//! [`CARVE_BATCH`] fresh slots at once and installs their guards in one
+//! system call (`memory::install_guards`), outside the class lock, so
+//! workers carve in parallel; the slots not wanted now go on the cold list
+//! (guarded, no memory committed), lowest addresses to be handed out first.
+//! A stack is handed out only after its guard is in place. Other sizes, and
+//! the budgeted `mprotect` path (whose guards cannot be batched), carve
+//! only what is asked for.
+//!
+//! Rejected: guarding a whole reservation when it is mapped. Its thousands
+//! of guards cost milliseconds and the page tables of the whole
+//! reservation before the first fiber runs, in a program that may never
+//! need a second batch.
+//!
+//! The trims of decay run outside the lock too, except on the budgeted
+//! path, where a stack that is on no list could make a spawn fail for want
+//! of a stack that exists; `trim_all`, an explicit request, always trims
+//! outside it.
 
 use std::io;
 use std::ptr::NonNull;
@@ -29,6 +41,12 @@ use crate::sys::memory::{self, GuardKind};
 /// the heap, libraries, thread stacks, sockets' buffers, the user's own maps.
 /// A guess awaiting measurement.
 const MAPPING_HEADROOM: usize = 4096;
+
+/// Default-size slots carved, and guarded in one system call, when no free
+/// stack is left: the most ranges one `process_madvise` takes. Measured:
+/// a million guards cost less in calls of this many than one call each
+/// (see docs/decisions.md).
+const CARVE_BATCH: usize = memory::GUARDS_PER_CALL;
 
 /// Where stacks come from and go back to; one per runtime.
 pub(crate) struct StackPool {
@@ -176,38 +194,43 @@ impl StackPool {
     }
 
     /// Moves up to `want` free stacks of `class` into `into`: warm ones
-    /// first, then cold, then freshly carved (guards installed outside the
-    /// lock, so workers carve in parallel).
+    /// first, then cold, then freshly carved (module docs: a batch of
+    /// default-size ones, guarded outside the lock, so workers carve in
+    /// parallel).
     pub(super) fn refill(
         &self,
         class: &SizeClass,
         into: &mut Vec<Stack>,
         want: usize,
     ) -> io::Result<()> {
-        let fresh = {
+        let bulk = std::ptr::eq(class, &self.default) && !self.is_budgeted();
+        let mut fresh = {
             let mut slots = class.slots.lock_unpoisoned();
             let taken = slots.take_free(into, want);
             self.free_global.fetch_sub(taken, Ordering::Relaxed);
             if taken > 0 {
                 return Ok(());
             }
-            self.carve(class, &mut slots, want)?
+            let carve = if bulk { want.max(CARVE_BATCH) } else { want };
+            self.carve(class, &mut slots, carve)?
         };
-        let page = memory::page_size();
-        let mut result = Ok(());
-        for stack in fresh {
-            if result.is_err() {
-                // A guard failed: keep the rest unguarded on no list; they
-                // are never handed out (their slots are simply lost).
-                continue;
-            }
-            // SAFETY: the guard page is the first page of a fresh slot that
-            // nothing uses yet.
-            match unsafe { memory::install_guard(stack.slot, page, self.guard_kind) } {
-                Ok(()) => into.push(stack),
-                Err(error) => result = Err(error),
-            }
+        let guards: Vec<NonNull<u8>> = fresh.iter().map(|stack| stack.slot).collect();
+        // SAFETY: each guard page is the first page of a fresh slot that
+        // nothing uses yet.
+        let (guarded, result) =
+            unsafe { memory::install_guards(&guards, memory::page_size(), self.guard_kind) };
+        // A guard failed: the slots from there on stay unguarded on no
+        // list; they are never handed out (their slots are simply lost).
+        fresh.truncate(guarded);
+        if fresh.len() > want {
+            // Lowest addresses at the back of the cold list, where refills
+            // take from.
+            let mut spare: Vec<Stack> = fresh.drain(want..).rev().collect();
+            let count = spare.len();
+            class.slots.lock_unpoisoned().add_cold(&mut spare);
+            self.free_global.fetch_add(count, Ordering::Relaxed);
         }
+        into.append(&mut fresh);
         result
     }
 
@@ -236,20 +259,15 @@ impl StackPool {
         Ok(stacks)
     }
 
-    /// Puts free stacks on `class`'s warm list, trimming its oldest onto the
-    /// cold list when the list has grown past its watermark.
+    /// Puts free stacks on `class`'s warm list (decay trims them later).
     pub(super) fn give_back(&self, class: &SizeClass, stacks: Vec<Stack>) {
         let count = stacks.len();
-        let mut slots = class.slots.lock_unpoisoned();
-        let overflow = slots.give_back(stacks);
+        class.slots.lock_unpoisoned().give_back(stacks);
         self.free_global.fetch_add(count, Ordering::Relaxed);
-        if let Some(oldest) = overflow {
-            self.trim_to_cold(class, slots, oldest);
-        }
     }
 
-    /// Trims `stacks` (just taken off `class`'s warm list, whose lock the
-    /// caller passes in) and puts them on its cold list.
+    /// Trims `stacks` (just taken off `class`'s warm list by decay, whose
+    /// lock the caller passes in) and puts them on its cold list.
     fn trim_to_cold(
         &self,
         class: &SizeClass,
@@ -399,6 +417,8 @@ mod tests {
         }
         let warm = |pool: &StackPool| pool.default.slots.lock().unwrap().warm_len();
         assert_eq!(warm(&pool), count);
+        // Fresh slots carved in the same batches, never used, wait cold.
+        let cold_before = pool.default.slots.lock().unwrap().cold_len();
         pool.decay();
         assert_eq!(warm(&pool), count, "nothing is old enough yet");
         std::thread::sleep(DECAY_AGE + DECAY_AGE / 2);
@@ -412,6 +432,21 @@ mod tests {
         pool.decay();
         assert_eq!(warm(&pool), WARM_FLOOR, "decayed down to the floor");
         let slots = pool.default.slots.lock().unwrap();
-        assert_eq!(slots.cold_len(), count - WARM_FLOOR);
+        assert_eq!(slots.cold_len() - cold_before, count - WARM_FLOOR);
+    }
+
+    #[test]
+    fn fresh_default_stacks_are_carved_and_guarded_in_batches() {
+        let pool = StackPool::new(16 * 1024, false);
+        let first = pool.acquire_sized(16 * 1024).unwrap();
+        let stats = pool.stats(0);
+        assert_eq!(stats.carved, CARVE_BATCH, "{stats:?}");
+        assert_eq!(stats.in_use, 1, "{stats:?}");
+        // The next ones come from the batch, lowest address first.
+        let second = pool.acquire_sized(16 * 1024).unwrap();
+        assert_eq!(second.address(), first.address() + pool.default.slot_len);
+        assert_eq!(pool.stats(0).carved, CARVE_BATCH);
+        pool.release(first);
+        pool.release(second);
     }
 }

@@ -1,0 +1,363 @@
+//! The fiber record's memory: the parts that keep it small (the root
+//! closure kept inside the record, [`Entry`], and a one-word name,
+//! [`FiberName`]), and the pools that reuse finished records
+//! ([`RecordCache`], [`RecordPool`]).
+//!
+//! # Small
+//! A million parked fibers hold a million records, so every word of
+//! `FiberInner` costs a megabyte there, and every allocation at spawn is
+//! paid a million times. A fiber's root closure usually captures a few
+//! handles (a channel end, an `Arc` or two): when it fits in
+//! [`INLINE_ENTRY`] bytes it is moved into the record itself, with one
+//! function pointer that knows its type, instead of into a box of its own
+//! (one allocation and one free fewer per fiber, and the record's
+//! allocation is the same size class either way). A larger closure is
+//! boxed, and the record keeps the box.
+//!
+//! Rejected: a record generic over the closure type (`FiberInner<F>`
+//! behind a `dyn` pointer): every queue and handle would carry a fat
+//! pointer, and the record's size would vary with the closure, so no two
+//! fibers could share a size class for reuse.
+//!
+//! # Reused
+//! A finished fiber's record is not freed when its last reference goes on
+//! a worker of its runtime: it is emptied (its result, its fiber-local
+//! table and its wait node dropped) and kept for the next spawn, as Go
+//! keeps finished goroutines on free lists (`gfput`, `gfget`). A spawn then
+//! costs no allocation, the finish no free, and neither touches the
+//! runtime's reference count: a reused record keeps its runtime. Each
+//! worker keeps up to [`RECORD_CACHE`] records in a [`RecordCache`] of its
+//! own, no lock taken, and trades [`RECORD_BATCH`] at a time with the
+//! runtime's [`RecordPool`], which keeps at most [`POOLED_RECORDS`]: a
+//! fiber spawning a burst on one worker takes the records its fibers
+//! finished on another. Only a record whose last reference is dropped on a
+//! worker is reused (the worker that ran it last, or whoever drops the
+//! last handle there); elsewhere it is freed.
+//!
+//! A pooled record holds its runtime (`FiberInner::shared`), and the
+//! runtime holds the pool: each worker empties its cache when it exits at
+//! shutdown and closes the pool ([`RecordPool::close`]), which frees what
+//! the pool holds and refuses records from then on, so the runtime's
+//! shared state is freed as before.
+//!
+//! Rejected: an allocator of our own for records (slabs): `Arc` allocates
+//! from the global allocator on stable Rust, and a reference count of our
+//! own would change every queue and handle.
+
+use std::mem::{align_of, size_of, ManuallyDrop, MaybeUninit};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::join::Output;
+use super::{FiberInner, Start};
+use crate::lock::MutexExt;
+
+/// Bytes of a root closure kept inside the fiber record; larger ones are
+/// boxed. Two words: the record's allocation stays in the same malloc size
+/// class as with none, and the usual closure (two captured handles) fits.
+pub(crate) const INLINE_ENTRY: usize = 2 * size_of::<usize>();
+
+/// Room for a closure of at most [`INLINE_ENTRY`] bytes and word alignment.
+#[repr(C)]
+struct Inline([MaybeUninit<usize>; INLINE_ENTRY / size_of::<usize>()]);
+
+/// The root function of a fiber, type-erased: runs the user's closure (or
+/// not, per [`Start`]) and returns the outcome for the `JoinHandle`. The
+/// closure and everything it captured are gone when it returns.
+///
+/// # Invariants
+/// `data` holds a live closure of the type `call` was made for (inline, or
+/// a `Box` of it), until [`Entry::run`] or the drop consumes it.
+pub(crate) struct Entry {
+    /// Moves the closure out of `data` and runs it.
+    call: unsafe fn(*mut Inline, Start) -> Output,
+    data: Inline,
+}
+
+// The closure is `Send` (`Entry::new` requires it), and an `Entry` is
+// touched by one thread at a time (the fiber's, or the runtime's before it
+// starts).
+// SAFETY: so moving it to another thread moves a `Send` value.
+unsafe impl Send for Entry {}
+
+impl Entry {
+    /// The entry that runs `root`: inside the record if it fits, else boxed.
+    pub(crate) fn new<F>(root: F) -> Entry
+    where
+        F: FnOnce(Start) -> Output + Send + 'static,
+    {
+        let mut data = Inline([MaybeUninit::uninit(); INLINE_ENTRY / size_of::<usize>()]);
+        // Both branches are decided at compile time, per closure type.
+        if size_of::<F>() <= size_of::<Inline>() && align_of::<F>() <= align_of::<Inline>() {
+            // SAFETY: `data` has room and alignment for an `F` (checked).
+            unsafe { data.0.as_mut_ptr().cast::<F>().write(root) };
+            Entry {
+                call: call_inline::<F>,
+                data,
+            }
+        } else {
+            // SAFETY: a `Box` is one word, which `data` has room for.
+            unsafe { data.0.as_mut_ptr().cast::<Box<F>>().write(Box::new(root)) };
+            Entry {
+                call: call_boxed::<F>,
+                data,
+            }
+        }
+    }
+
+    /// Runs the root function with `start`, consuming it.
+    pub(crate) fn run(self, start: Start) -> Output {
+        let mut entry = ManuallyDrop::new(self);
+        // SAFETY: `data` holds the closure `call` was made for (invariant);
+        // `ManuallyDrop` keeps our drop from consuming it a second time.
+        unsafe { (entry.call)(&mut entry.data, start) }
+    }
+}
+
+impl Drop for Entry {
+    /// An entry dropped without running (its record is freed unstarted)
+    /// drops its closure as a cancelled start does.
+    fn drop(&mut self) {
+        // SAFETY: not run yet (`run` forgets the entry), so `data` holds
+        // the closure (invariant); it is consumed once, here.
+        drop(unsafe { (self.call)(&mut self.data, Start::Cancelled) });
+    }
+}
+
+/// Moves an inline `F` out of `data` and runs it.
+///
+/// # Safety
+/// `data` holds a live `F`, which this consumes.
+unsafe fn call_inline<F: FnOnce(Start) -> Output>(data: *mut Inline, start: Start) -> Output {
+    // SAFETY: the caller's promise; the read moves the closure out.
+    let root = unsafe { data.cast::<F>().read() };
+    root(start)
+}
+
+/// Moves a boxed `F` out of `data` and runs it.
+///
+/// # Safety
+/// `data` holds a live `Box<F>`, which this consumes.
+unsafe fn call_boxed<F: FnOnce(Start) -> Output>(data: *mut Inline, start: Start) -> Output {
+    // SAFETY: the caller's promise; the read moves the box out.
+    let root = unsafe { data.cast::<Box<F>>().read() };
+    root(start)
+}
+
+/// A fiber's name, in one word (most fibers have none).
+#[derive(Default)]
+pub(crate) struct FiberName(Option<Box<Box<str>>>);
+
+impl FiberName {
+    pub(crate) fn new(name: Option<Box<str>>) -> FiberName {
+        FiberName(name.map(Box::new))
+    }
+
+    /// The name, if the fiber was given one.
+    pub(crate) fn as_deref(&self) -> Option<&str> {
+        self.0.as_deref().map(|name| &**name)
+    }
+}
+
+impl std::fmt::Debug for FiberName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_deref().fmt(f)
+    }
+}
+
+/// Finished records a worker keeps for its next spawns. Go's value for its
+/// per-P list of free goroutines. Measured: reuse saves an allocation, a
+/// free and two reference-count updates per spawn (see docs/decisions.md).
+pub(crate) const RECORD_CACHE: usize = 64;
+
+/// Records moved between a worker's cache and the runtime's pool at a time
+/// (Go's value: half the cache), so the pool's lock is taken at most once
+/// per `RECORD_BATCH` spawns or finishes.
+pub(crate) const RECORD_BATCH: usize = 32;
+
+/// Records the runtime's pool keeps at most; past it a finished record is
+/// freed. A guess: enough for a few batches per worker, a few hundred
+/// kilobytes at most.
+pub(crate) const POOLED_RECORDS: usize = 1024;
+
+/// A worker's private stock of finished records (`FiberInner`, emptied),
+/// each unique: no other reference to it exists. Owned by one worker
+/// thread; no lock.
+pub(crate) struct RecordCache {
+    records: Vec<Arc<FiberInner>>,
+}
+
+impl RecordCache {
+    pub(crate) fn new() -> RecordCache {
+        RecordCache {
+            records: Vec::new(),
+        }
+    }
+
+    /// A record to reuse, from the cache or a batch from `pool`.
+    #[inline]
+    pub(crate) fn take(&mut self, pool: &RecordPool) -> Option<Arc<FiberInner>> {
+        if self.records.is_empty() {
+            pool.refill(&mut self.records);
+        }
+        self.records.pop()
+    }
+
+    /// Keeps an emptied, unique record. When the cache is full, returns a
+    /// batch for the pool, which the caller passes to [`RecordPool::give`]
+    /// once it no longer borrows the cache.
+    #[inline]
+    pub(crate) fn put(&mut self, record: Arc<FiberInner>) -> Option<Vec<Arc<FiberInner>>> {
+        debug_assert_eq!(Arc::strong_count(&record), 1, "a kept record is unique");
+        let spill = (self.records.len() >= RECORD_CACHE)
+            .then(|| self.records.drain(..RECORD_BATCH).collect());
+        self.records.push(record);
+        spill
+    }
+
+    /// Whether a record put now stays in the cache without a spill.
+    #[inline]
+    pub(crate) fn has_room(&self) -> bool {
+        self.records.len() < RECORD_CACHE
+    }
+
+    /// Takes every kept record (a worker that exits frees them).
+    pub(crate) fn take_all(&mut self) -> Vec<Arc<FiberInner>> {
+        std::mem::take(&mut self.records)
+    }
+}
+
+/// The runtime's stock of finished records, shared by its workers.
+pub(crate) struct RecordPool {
+    list: Mutex<PoolList>,
+    /// How many records `list` holds, for a look without the lock: a
+    /// burst of spawns finds the pool empty on every refill. Written
+    /// under the lock; Relaxed: a stale value costs one lock or one
+    /// missed reuse.
+    len: AtomicUsize,
+}
+
+/// Under the pool's lock.
+struct PoolList {
+    records: Vec<Arc<FiberInner>>,
+    /// Set at shutdown: the pool keeps nothing from then on.
+    closed: bool,
+}
+
+impl RecordPool {
+    pub(crate) fn new() -> RecordPool {
+        RecordPool {
+            list: Mutex::new(PoolList {
+                records: Vec::new(),
+                closed: false,
+            }),
+            len: AtomicUsize::new(0),
+        }
+    }
+
+    /// Whether the pool would keep a batch given now (a hint).
+    #[inline]
+    pub(crate) fn has_room(&self) -> bool {
+        self.len.load(Ordering::Relaxed) < POOLED_RECORDS
+    }
+
+    /// Moves up to [`RECORD_BATCH`] records into `into`.
+    fn refill(&self, into: &mut Vec<Arc<FiberInner>>) {
+        if self.len.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let mut list = self.list.lock_unpoisoned();
+        let n = list.records.len().min(RECORD_BATCH);
+        let from = list.records.len() - n;
+        into.extend(list.records.drain(from..));
+        self.len.store(list.records.len(), Ordering::Relaxed);
+    }
+
+    /// Takes a batch of emptied, unique records, keeping at most
+    /// [`POOLED_RECORDS`] (none once closed); frees the rest, outside the
+    /// lock.
+    pub(crate) fn give(&self, mut batch: Vec<Arc<FiberInner>>) {
+        {
+            let mut list = self.list.lock_unpoisoned();
+            if !list.closed {
+                let room = POOLED_RECORDS.saturating_sub(list.records.len());
+                let keep = batch.len().min(room);
+                list.records.extend(batch.drain(..keep));
+                self.len.store(list.records.len(), Ordering::Relaxed);
+            }
+        }
+        drop(batch);
+    }
+
+    /// Frees what the pool holds and refuses records from now on (each
+    /// worker calls this as it exits at shutdown; see the module docs).
+    pub(crate) fn close(&self) {
+        let records = {
+            let mut list = self.list.lock_unpoisoned();
+            list.closed = true;
+            self.len.store(0, Ordering::Relaxed);
+            std::mem::take(&mut list.records)
+        };
+        drop(records);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// Counts its drops.
+    struct Tracked(Arc<AtomicUsize>);
+
+    impl Drop for Tracked {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn entry_of<const N: usize>(drops: &Arc<AtomicUsize>) -> Entry {
+        let tracked = Tracked(drops.clone());
+        let padding = [7u8; N];
+        Entry::new(move |start| {
+            let _keep = (&tracked, padding);
+            match start {
+                Start::Run => Ok(Box::new(padding.len())),
+                _ => Err(super::super::join::JoinError::cancelled()),
+            }
+        })
+    }
+
+    #[test]
+    fn small_and_large_closures_run_once_and_drop_once() {
+        for inline in [true, false] {
+            let drops = Arc::new(AtomicUsize::new(0));
+            let entry = if inline {
+                entry_of::<1>(&drops)
+            } else {
+                entry_of::<64>(&drops)
+            };
+            let output = entry.run(Start::Run).ok().unwrap();
+            let len = *output.downcast::<usize>().unwrap();
+            assert_eq!(len, if inline { 1 } else { 64 });
+            assert_eq!(drops.load(Ordering::Relaxed), 1, "inline: {inline}");
+
+            let unrun = if inline {
+                entry_of::<1>(&drops)
+            } else {
+                entry_of::<64>(&drops)
+            };
+            drop(unrun);
+            assert_eq!(drops.load(Ordering::Relaxed), 2, "inline: {inline}");
+        }
+    }
+
+    #[test]
+    fn names_read_back() {
+        assert_eq!(FiberName::new(None).as_deref(), None);
+        assert_eq!(FiberName::new(Some("io".into())).as_deref(), Some("io"));
+        assert_eq!(size_of::<FiberName>(), size_of::<usize>());
+    }
+}
