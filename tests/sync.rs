@@ -357,3 +357,57 @@ fn a_wait_in_a_thread_local_destructor_after_the_node_cache_is_gone() {
         Err(spindle::sync::mpsc::RecvTimeoutError::Timeout)
     );
 }
+
+/// A Condvar waited on with two different mutexes at once is a bug in the
+/// caller (std allows it, but a notify then serves waiters of either
+/// lock): the second wait panics with a message that says so, and the
+/// first waiter is unharmed.
+#[test]
+fn a_condvar_waited_on_with_a_second_mutex_panics() {
+    let rt = Builder::new().workers(2).build().unwrap();
+    let condvar = Arc::new(Condvar::new());
+    let first = Arc::new(Mutex::new(false));
+    let second = Arc::new(Mutex::new(()));
+    let waiting = Arc::new(Latch::new(1));
+    let waiter = {
+        let (condvar, first, waiting) = (condvar.clone(), first.clone(), waiting.clone());
+        rt.spawn(move || {
+            let mut ready = first.lock().unwrap();
+            waiting.count_down();
+            while !*ready {
+                ready = condvar.wait(ready).unwrap();
+            }
+        })
+    };
+    waiting.wait();
+    // The first waiter queues before it unlocks: once this lock is ours,
+    // it waits on the condvar.
+    drop(first.lock().unwrap());
+    let wrong = {
+        let (condvar, second) = (condvar.clone(), second.clone());
+        rt.spawn(move || {
+            let guard = second.lock().unwrap();
+            let _ = condvar.wait(guard);
+        })
+    };
+    let error = within(HANG, move || wrong.join()).expect_err("the second mutex was accepted");
+    let message = error
+        .into_panic()
+        .downcast::<String>()
+        .map(|s| *s)
+        .or_else(|p| p.downcast::<&str>().map(|s| s.to_string()))
+        .unwrap();
+    assert!(
+        message.contains("different Mutex"),
+        "unexpected panic message: {message}"
+    );
+    *first.lock().unwrap() = true;
+    condvar.notify_all();
+    within(HANG, move || waiter.join()).unwrap();
+    // Once nobody waits, another mutex may be used.
+    let guard = second.lock().unwrap();
+    let (_guard, result) = condvar
+        .wait_timeout(guard, Duration::from_millis(1))
+        .unwrap();
+    assert!(result.timed_out());
+}
