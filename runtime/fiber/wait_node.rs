@@ -7,6 +7,18 @@
 //! on the heap, not the waiter's stack, so a waiter unwound mid-wait leaves
 //! nothing dangling.
 //!
+//! Two protocols use the mark. A wait list's notifier pops the node under
+//! the list's lock and stores NOTIFIED (or HANDED_OFF); a waiter that
+//! leaves early removes its node under the same lock, so the two never
+//! race on the mark. A channel (`sync/mpsc/`) *resolves* a node: it stores
+//! a final word of its own ([`Node::resolve`]), and, where several queues
+//! hold one node (a select's), first *claims* it with a compare-and-swap
+//! ([`Node::try_claim`]), which the select's own withdrawal
+//! ([`Node::try_withdraw`]) races; the first to move it off WAITING wins.
+//! A node also has room for one small message ([`Node::payload`]), so that
+//! a channel can hand a value straight to a waiting receiver, or take it
+//! from a waiting sender, without an allocation.
+//!
 //! A wait allocates nothing in the common case: a waiter's node is kept
 //! for its next wait (a field of the fiber, or a thread-local for plain
 //! threads), and reused when nobody else holds it any more
@@ -17,29 +29,59 @@
 //! This is per-fiber state, so it lives with the fiber; the lists that
 //! queue nodes are `sync`'s.
 
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::cell::{Cell, UnsafeCell};
+use std::mem::MaybeUninit;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::waiter::Waiter;
 
-const WAITING: u8 = 0;
-const NOTIFIED: u8 = 1;
+const WAITING: u32 = 0;
+const NOTIFIED: u32 = 1;
 /// Notified, and ownership of something (the Mutex's lock) came with it.
-const HANDED_OFF: u8 = 2;
+const HANDED_OFF: u32 = 2;
+/// Claimed by a party that will resolve it (a select's node, which several
+/// queues hold); not final yet.
+const CLAIMED: u32 = 3;
+/// Withdrawn by its own waiter (a select that gave up); final.
+const WITHDRAWN: u32 = 4;
+/// Words from here up are resolutions: `RESOLVED + code`, final.
+const RESOLVED: u32 = 8;
+
+/// Bytes of message a node carries inline ([`Node::payload`]): four
+/// machine words, enough for a `String`, a `Vec` or a pair of pointers.
+/// A guess: bigger messages go through a heap cell of the waiter's.
+const PAYLOAD_BYTES: usize = 32;
+
+/// Room for one message, of any type that fits. Its contents are untyped
+/// bytes to the node; the channel that writes a `T` there reads a `T`.
+#[repr(C, align(16))]
+struct Payload(UnsafeCell<MaybeUninit<[u8; PAYLOAD_BYTES]>>);
 
 /// One waiter's entry.
 pub(crate) struct Node {
     waiter: Waiter,
-    /// WAITING until a notifier pops it; then NOTIFIED or HANDED_OFF.
-    state: AtomicU8,
+    /// WAITING until a notifier pops it, or a channel resolves it; see the
+    /// module docs for the two protocols and their words.
+    state: AtomicU32,
     /// When the waiter started waiting, for the Mutex's hand-off rule; only
     /// the Mutex reads the clock for it (`None` elsewhere: a clock read per
     /// wait is a measurable share of a channel round trip,
     /// `docs/decisions.md`, "Node::since").
     pub(crate) since: Option<Instant>,
+    /// A message in transit; see [`Node::payload`].
+    payload: Payload,
 }
+
+// SAFETY: all fields but `payload` are Sync. `payload` is only reached
+// through the raw pointer `Node::payload` returns, and its users (the
+// channels) hand its contents from one party to the other under the
+// protocol argued at their `unsafe` blocks: one party at a time touches
+// it, ordered by the channel's lock or by the Release store and Acquire
+// load of `state`.
+unsafe impl Sync for Node {}
 
 impl Node {
     /// A WAITING node for the calling fiber or thread: its kept one if
@@ -55,8 +97,9 @@ impl Node {
         }
         Arc::new(Node {
             waiter: Waiter::current(),
-            state: AtomicU8::new(WAITING),
+            state: AtomicU32::new(WAITING),
             since,
+            payload: Payload(UnsafeCell::new(MaybeUninit::uninit())),
         })
     }
 
@@ -96,6 +139,60 @@ impl Node {
     /// Whether the notification handed ownership over.
     pub(crate) fn is_handed_off(&self) -> bool {
         self.state.load(Ordering::Acquire) == HANDED_OFF
+    }
+
+    /// Claims a WAITING node for a resolution to come (the claimant then
+    /// calls [`Node::resolve`]). False if another party moved it off
+    /// WAITING first: it was claimed, resolved or withdrawn.
+    #[inline]
+    pub(crate) fn try_claim(&self) -> bool {
+        // AcqRel: Acquire pairs with the waiter's queueing (what it put in
+        // its message slot before publishing the node); Release orders
+        // nothing the waiter needs (the resolution's store does that).
+        self.state
+            .compare_exchange(WAITING, CLAIMED, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// The waiter withdraws its WAITING node, so that nobody can claim it
+    /// any more. False if a party claimed or resolved it first: then it
+    /// will be (or is) resolved.
+    pub(crate) fn try_withdraw(&self) -> bool {
+        // Acquire on failure: the resolution's writes, if it is final.
+        self.state
+            .compare_exchange(WAITING, WITHDRAWN, Ordering::Relaxed, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Resolves the node with `code` (the channel's to interpret); final.
+    /// By the party that popped it (and claimed it, where others might).
+    #[inline]
+    pub(crate) fn resolve(&self, code: u32) {
+        debug_assert!(code <= u32::MAX - RESOLVED, "resolution code out of range");
+        // Release: the resolver's writes (the message it put in the
+        // waiter's slot, or its taking of the waiter's) are visible to the
+        // waiter's Acquire load in `resolution`.
+        self.state.store(RESOLVED + code, Ordering::Release);
+    }
+
+    /// The code the node was resolved with, or `None` while it is not
+    /// (waiting, claimed, or notified by a wait list).
+    #[inline]
+    pub(crate) fn resolution(&self) -> Option<u32> {
+        // Acquire: pairs with `resolve`'s Release.
+        let state = self.state.load(Ordering::Acquire);
+        state.checked_sub(RESOLVED)
+    }
+
+    /// Where a message of type `T` can wait in this node: a pointer to
+    /// [`PAYLOAD_BYTES`] of suitably aligned, untyped memory that lives as
+    /// long as the node, or `None` if a `T` does not fit. Getting the
+    /// pointer is safe; reading and writing through it is the caller's
+    /// protocol (see the `unsafe impl Sync`).
+    #[inline]
+    pub(crate) fn payload<T>(&self) -> Option<NonNull<T>> {
+        let fits = size_of::<T>() <= PAYLOAD_BYTES && align_of::<T>() <= align_of::<Payload>();
+        fits.then(|| NonNull::new(self.payload.0.get().cast::<T>()).expect("a field is not null"))
     }
 }
 
