@@ -69,38 +69,58 @@ pub(crate) struct Node {
     /// When the waiter started waiting, for the Mutex's hand-off rule; only
     /// the Mutex reads the clock for it (`None` elsewhere: a clock read per
     /// wait is a measurable share of a channel round trip,
-    /// `docs/decisions.md`, "Node::since").
-    pub(crate) since: Option<Instant>,
+    /// `docs/decisions.md`, "Node::since"). Written only while the node is
+    /// unique (before it is queued), read through [`Node::since`].
+    since: UnsafeCell<Option<Instant>>,
     /// A message in transit; see [`Node::payload`].
     payload: Payload,
 }
 
-// SAFETY: all fields but `payload` are Sync. `payload` is only reached
-// through the raw pointer `Node::payload` returns, and its users (the
-// channels) hand its contents from one party to the other under the
-// protocol argued at their `unsafe` blocks: one party at a time touches
-// it, ordered by the channel's lock or by the Release store and Acquire
-// load of `state`.
+// SAFETY: all fields but `since` and `payload` are Sync. `since` is
+// written only while the node is unique and read only while shared (see
+// `for_current` and `Node::since`). `payload` is only reached through the
+// raw pointer `Node::payload` returns, and its users (the channels) hand
+// its contents from one party to the other under the protocol argued at
+// their `unsafe` blocks: one party at a time touches it, ordered by the
+// channel's lock or by the Release store and Acquire load of `state`.
 unsafe impl Sync for Node {}
 
 impl Node {
     /// A WAITING node for the calling fiber or thread: its kept one if
     /// nobody else holds that any more, else a new one.
     pub(crate) fn for_current(since: Option<Instant>) -> Arc<Node> {
-        if let Some(mut node) = NodeCache::with_current(|cache| cache.0.take()).flatten() {
-            if let Some(reused) = Arc::get_mut(&mut node) {
-                debug_assert!(reused.waiter.is_current(), "a node kept by another waiter");
-                *reused.state.get_mut() = WAITING;
-                reused.since = since;
+        if let Some(node) = NodeCache::with_current(|cache| cache.0.take()).flatten() {
+            // Unique: no other holder, and none can appear (only its waiter
+            // clones it, and no `Weak` is ever made). Checked with a load
+            // rather than `Arc::get_mut`, whose guard against `Weak`s costs
+            // a compare-and-swap per wait. The fence pairs with the Release
+            // of the last other holder's drop, so its accesses come first.
+            if Arc::strong_count(&node) == 1 {
+                std::sync::atomic::fence(Ordering::Acquire);
+                debug_assert!(node.waiter.is_current(), "a node kept by another waiter");
+                node.state.store(WAITING, Ordering::Relaxed);
+                // SAFETY: the node is unique (above), so nobody else reads
+                // `since` now or until we publish the node in a queue, whose
+                // lock orders this write before their reads.
+                unsafe { *node.since.get() = since };
                 return node;
             }
         }
         Arc::new(Node {
             waiter: Waiter::current(),
             state: AtomicU32::new(WAITING),
-            since,
+            since: UnsafeCell::new(since),
             payload: Payload(UnsafeCell::new(MaybeUninit::uninit())),
         })
+    }
+
+    /// When the waiter started waiting, if it said (the Mutex's waiters).
+    #[inline]
+    pub(crate) fn since(&self) -> Option<Instant> {
+        // SAFETY: written only while the node is unique, before it is
+        // queued (`for_current`); a reader reached it through a queue, so
+        // that write happened before, and none comes while it is shared.
+        unsafe { *self.since.get() }
     }
 
     /// Keeps the caller's node for its next wait, once its wait is over

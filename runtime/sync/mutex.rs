@@ -295,7 +295,7 @@ impl<T: ?Sized> Mutex<T> {
             let hand_off = since_last >= HAND_OFF_AFTER.as_nanos() as u64
                 && queue
                     .front()
-                    .and_then(|node| node.since)
+                    .and_then(|node| node.since())
                     .is_some_and(|since| now.duration_since(since) >= HAND_OFF_AFTER);
             if hand_off {
                 self.last_hand_off.store(now_nanos, Ordering::Relaxed);
