@@ -190,31 +190,44 @@ impl<T> Channel<T> {
         Err(value)
     }
 
-    pub(super) fn try_recv(&self) -> Result<T, TryRecvError> {
-        let mut state = self.lock();
-        if let Some((value, wake)) = self.take_now(&mut state) {
-            drop(state);
-            if let Some(wake) = wake {
-                wake.wake();
-            }
-            return Ok(value);
+    /// Releases `state`, then wakes the party an operation under it
+    /// popped (never under the lock: a woken fiber on another worker would
+    /// only run into it).
+    #[inline]
+    fn unlock_and_wake(state: SpinGuard<'_, ChannelState<T>>, wake: Option<Wake>) {
+        drop(state);
+        if let Some(wake) = wake {
+            wake.wake();
         }
-        if state.senders == 0 {
-            Err(TryRecvError::Disconnected)
-        } else {
-            Err(TryRecvError::Empty)
+    }
+
+    /// A receive that needs no waiting (`take_now`), completed; else the
+    /// state, still locked, for the caller to decide.
+    #[inline]
+    fn recv_now(&self) -> Result<T, SpinGuard<'_, ChannelState<T>>> {
+        let mut state = self.lock();
+        match self.take_now(&mut state) {
+            Some((value, wake)) => {
+                Channel::unlock_and_wake(state, wake);
+                Ok(value)
+            }
+            None => Err(state),
+        }
+    }
+
+    pub(super) fn try_recv(&self) -> Result<T, TryRecvError> {
+        match self.recv_now() {
+            Ok(value) => Ok(value),
+            Err(state) if state.senders == 0 => Err(TryRecvError::Disconnected),
+            Err(_) => Err(TryRecvError::Empty),
         }
     }
 
     pub(super) fn recv(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
-        let mut state = self.lock();
-        if let Some((value, wake)) = self.take_now(&mut state) {
-            drop(state);
-            if let Some(wake) = wake {
-                wake.wake();
-            }
-            return Ok(value);
-        }
+        let mut state = match self.recv_now() {
+            Ok(value) => return Ok(value),
+            Err(state) => state,
+        };
         if state.senders == 0 {
             return Err(RecvTimeoutError::Disconnected);
         }
@@ -248,10 +261,7 @@ impl<T> Channel<T> {
         }
         match self.give_now(&mut state, value) {
             Ok(wake) => {
-                drop(state);
-                if let Some(wake) = wake {
-                    wake.wake();
-                }
+                Channel::unlock_and_wake(state, wake);
                 Ok(())
             }
             Err(value) => Err(TrySendError::Full(value)),
@@ -269,10 +279,7 @@ impl<T> Channel<T> {
         }
         let value = match self.give_now(&mut state, value) {
             Ok(wake) => {
-                drop(state);
-                if let Some(wake) = wake {
-                    wake.wake();
-                }
+                Channel::unlock_and_wake(state, wake);
                 return Ok(());
             }
             Err(value) => value,
