@@ -15,6 +15,10 @@
 //! hold one node (a select's), first *claims* it with a compare-and-swap
 //! ([`Node::try_claim`]), which the select's own withdrawal
 //! ([`Node::try_withdraw`]) races; the first to move it off WAITING wins.
+//! A channel's queues hold no count on the node (its waiter keeps it), so
+//! a resolution is BUSY until the resolver has woken the waiter
+//! ([`Node::release`]): the waiter keeps its node until then
+//! ([`Node::wait_released`]).
 //! A node also has room for one small message ([`Node::payload`]), so that
 //! a channel can hand a value straight to a waiting receiver, or take it
 //! from a waiting sender, without an allocation.
@@ -47,13 +51,21 @@ const HANDED_OFF: u32 = 2;
 const CLAIMED: u32 = 3;
 /// Withdrawn by its own waiter (a select that gave up); final.
 const WITHDRAWN: u32 = 4;
-/// Words from here up are resolutions: `RESOLVED + code`, final.
+/// Words from here up are resolutions: `RESOLVED + code`, final, with
+/// `BUSY` set until the resolver is done with the node.
 const RESOLVED: u32 = 8;
+/// Set with a resolution while its resolver may still touch the node (to
+/// wake its waiter): the waiter keeps the node until it clears.
+const BUSY: u32 = 1 << 31;
 
 /// Bytes of message a node carries inline ([`Node::payload`]): four
 /// machine words, enough for a `String`, a `Vec` or a pair of pointers.
 /// A guess: bigger messages go through a heap cell of the waiter's.
 const PAYLOAD_BYTES: usize = 32;
+
+/// Pauses a waiter spins for a busy resolver before it yields its thread
+/// each round. A guess: a wake-up is well under a microsecond.
+const BUSY_SPINS: u32 = 100;
 
 /// Room for one message, of any type that fits. Its contents are untyped
 /// bytes to the node; the channel that writes a `T` there reads a `T`.
@@ -185,14 +197,28 @@ impl Node {
     }
 
     /// Resolves the node with `code` (the channel's to interpret); final.
-    /// By the party that popped it (and claimed it, where others might).
+    /// By the party that popped it (and claimed it, where others might),
+    /// which then wakes the waiter and calls [`Node::release`]; until then
+    /// the node is BUSY.
     #[inline]
     pub(crate) fn resolve(&self, code: u32) {
-        debug_assert!(code <= u32::MAX - RESOLVED, "resolution code out of range");
+        debug_assert!(code < BUSY - RESOLVED, "resolution code out of range");
         // Release: the resolver's writes (the message it put in the
         // waiter's slot, or its taking of the waiter's) are visible to the
         // waiter's Acquire load in `resolution`.
-        self.state.store(RESOLVED + code, Ordering::Release);
+        self.state
+            .store((RESOLVED + code) | BUSY, Ordering::Release);
+    }
+
+    /// The resolver is done with the node (it has woken the waiter): clears
+    /// BUSY. Its last touch of the node.
+    #[inline]
+    pub(crate) fn release(&self) {
+        let state = self.state.load(Ordering::Relaxed);
+        debug_assert!(state & BUSY != 0, "release of a node not resolved");
+        // Release: pairs with `wait_released`'s Acquire; everything the
+        // resolver did to the node comes before the waiter frees it.
+        self.state.store(state & !BUSY, Ordering::Release);
     }
 
     /// The code the node was resolved with, or `None` while it is not
@@ -201,7 +227,32 @@ impl Node {
     pub(crate) fn resolution(&self) -> Option<u32> {
         // Acquire: pairs with `resolve`'s Release.
         let state = self.state.load(Ordering::Acquire);
-        state.checked_sub(RESOLVED)
+        (state & !BUSY).checked_sub(RESOLVED)
+    }
+
+    /// Waits (spinning: it is the few instructions of a wake-up) until the
+    /// resolver of this resolved node is done with it; then the waiter may
+    /// reuse or drop it.
+    #[inline]
+    pub(crate) fn wait_released(&self) {
+        // Acquire: pairs with `release`'s Release.
+        if self.state.load(Ordering::Acquire) & BUSY != 0 {
+            self.wait_released_slowly();
+        }
+    }
+
+    #[cold]
+    fn wait_released_slowly(&self) {
+        let mut spins = 0u32;
+        while self.state.load(Ordering::Acquire) & BUSY != 0 {
+            if spins < BUSY_SPINS {
+                spins += 1;
+                std::hint::spin_loop();
+            } else {
+                // The resolver's thread was preempted mid-wake: let it run.
+                std::thread::yield_now();
+            }
+        }
     }
 
     /// Where a message of type `T` can wait in this node: a pointer to

@@ -33,7 +33,7 @@ pub use self::ends::{IntoIter, Iter, Receiver, Sender, SyncSender, TryIter};
 pub use self::error::{
     RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
-pub(crate) use self::waiting::{Resolved, Waiting};
+pub(crate) use self::waiting::{Resolution, Resolved, Waiting};
 
 /// Creates an unbounded channel: sends never wait.
 ///

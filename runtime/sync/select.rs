@@ -53,9 +53,11 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::mpsc::{Receiver, RecvError, Resolved, SendError, Side, SyncSender, Waiting};
+use super::mpsc::{
+    Receiver, RecvError, Resolution, Resolved, SendError, Side, SyncSender, Waiting,
+};
 use super::spin_lock::RawSpinLock;
-use super::waitlist::{Node, WaitList, Wake};
+use super::waitlist::{Node, WaitList};
 
 /// A set of channel operations to wait on; the first to complete wins.
 ///
@@ -135,16 +137,16 @@ trait Arm<'a, R> {
     ///
     /// # Safety
     /// The caller holds `self.lock()`.
-    unsafe fn try_complete(&mut self, wakes: &mut Vec<Wake>) -> bool;
+    unsafe fn try_complete(&mut self, wakes: &mut Vec<Resolution>) -> bool;
     /// Queues the arm's entry, for `node` as arm `index`.
     ///
     /// # Safety
     /// The caller holds `self.lock()`, found the arm would wait, and keeps
     /// this arm in place, touching it only through `&self`, until it has
     /// deregistered the entry.
-    unsafe fn register(&self, node: &Arc<Node>, index: u32);
+    unsafe fn register(&self, node: &Node, index: u32);
     /// Removes the arm's entry if it is still queued (takes the lock).
-    fn deregister(&self, node: &Arc<Node>, index: u32);
+    fn deregister(&self, node: &Node, index: u32);
     /// Takes the outcome of the arm's resolution (`closed`: the other side
     /// had gone) from its slot, for `finish`.
     ///
@@ -219,20 +221,20 @@ impl<'a, T, R, F: FnOnce(Result<T, RecvError>) -> R> Arm<'a, R> for RecvArm<'a, 
         receiver.channel().raw_lock()
     }
 
-    unsafe fn try_complete(&mut self, wakes: &mut Vec<Wake>) -> bool {
+    unsafe fn try_complete(&mut self, wakes: &mut Vec<Resolution>) -> bool {
         debug_assert!(self.outcome.is_none(), "an arm completed twice");
         // SAFETY: the caller holds the channel's lock.
         self.outcome = unsafe { self.receiver.channel().recv_locked(wakes) };
         self.outcome.is_some()
     }
 
-    unsafe fn register(&self, node: &Arc<Node>, index: u32) {
+    unsafe fn register(&self, node: &Node, index: u32) {
         let slot = NonNull::new(self.slot.get().cast::<T>()).expect("a field is not null");
         // SAFETY: the slot is in this arm's box, which the caller keeps in
         // place and does not touch mutably until it has deregistered the
         // entry (or seen it resolved: `settle`'s contract); it is a
         // receiver's, so it holds nothing yet.
-        let entry = unsafe { Waiting::new(node.clone(), slot, index, true) };
+        let entry = unsafe { Waiting::new(node, slot, index, true) };
         // SAFETY: the caller holds the channel's lock.
         unsafe {
             self.receiver
@@ -241,7 +243,7 @@ impl<'a, T, R, F: FnOnce(Result<T, RecvError>) -> R> Arm<'a, R> for RecvArm<'a, 
         };
     }
 
-    fn deregister(&self, node: &Arc<Node>, index: u32) {
+    fn deregister(&self, node: &Node, index: u32) {
         self.receiver
             .channel()
             .deregister(Side::Receiving, node, index);
@@ -270,7 +272,7 @@ impl<'a, T, R, F: FnOnce(Result<(), SendError<T>>) -> R> Arm<'a, R> for SendArm<
         sender.channel().raw_lock()
     }
 
-    unsafe fn try_complete(&mut self, wakes: &mut Vec<Wake>) -> bool {
+    unsafe fn try_complete(&mut self, wakes: &mut Vec<Resolution>) -> bool {
         debug_assert!(self.outcome.is_none(), "an arm completed twice");
         let value = self.message.take();
         // SAFETY: the caller holds the channel's lock.
@@ -286,19 +288,19 @@ impl<'a, T, R, F: FnOnce(Result<(), SendError<T>>) -> R> Arm<'a, R> for SendArm<
         }
     }
 
-    unsafe fn register(&self, node: &Arc<Node>, index: u32) {
+    unsafe fn register(&self, node: &Node, index: u32) {
         debug_assert!(
             self.message.holds,
             "a send arm registered without its message"
         );
         let slot = NonNull::new(self.message.slot.get().cast::<T>()).expect("a field is not null");
         // SAFETY: as for a receive arm; the slot holds the message.
-        let entry = unsafe { Waiting::new(node.clone(), slot, index, true) };
+        let entry = unsafe { Waiting::new(node, slot, index, true) };
         // SAFETY: the caller holds the channel's lock.
         unsafe { self.sender.channel().register_locked(Side::Sending, entry) };
     }
 
-    fn deregister(&self, node: &Arc<Node>, index: u32) {
+    fn deregister(&self, node: &Node, index: u32) {
         self.sender.channel().deregister(Side::Sending, node, index);
     }
 
@@ -439,7 +441,7 @@ impl<'a, R> Select<'a, R> {
                 // SAFETY: we took these locks above; no reference into the
                 // channels' states outlives the arms' calls.
                 unsafe { locks.unlock_all() };
-                wakes.into_iter().for_each(Wake::wake);
+                wakes.into_iter().for_each(Resolution::wake);
                 if let Some(node) = node {
                     WaitList::recycle(node);
                 }
@@ -547,6 +549,7 @@ impl<'a, R> Registered<'a, R> {
         let code = node
             .resolution()
             .expect("a claimed select is resolved under a lock it has since taken");
+        node.wait_released();
         let resolved = Resolved::from_code(code);
         let index = resolved.arm as usize;
         // SAFETY: the node was resolved for this arm (the code says which),

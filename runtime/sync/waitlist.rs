@@ -43,12 +43,6 @@ pub(crate) struct WaitList {
 pub(crate) struct Wake(Arc<Node>);
 
 impl Wake {
-    /// A wake-up for `node`'s waiter, by a party that popped it.
-    #[inline]
-    pub(crate) fn new(node: Arc<Node>) -> Wake {
-        Wake(node)
-    }
-
     #[inline]
     pub(crate) fn wake(self) {
         self.0.wake();

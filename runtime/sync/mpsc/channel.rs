@@ -60,9 +60,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::error::{RecvTimeoutError, SendTimeoutError, TryRecvError, TrySendError};
-use super::waiting::{PlainSlot, Resolved, WaitQueue, Waiting, PLAIN};
+use super::waiting::{PlainSlot, Resolution, Resolved, WaitQueue, Waiting, PLAIN};
 use crate::sync::spin_lock::{SpinGuard, SpinLock};
-use crate::sync::waitlist::{Node, WaitList, Wake};
+use crate::sync::waitlist::{Node, WaitList};
 
 /// What every end of one channel shares; see the module docs.
 pub(crate) struct Channel<T> {
@@ -155,7 +155,7 @@ impl<T> Channel<T> {
     /// or a waiting sender's message itself. With the sender to wake once
     /// the lock is released.
     #[inline]
-    pub(super) fn take_now(&self, state: &mut ChannelState<T>) -> Option<(T, Option<Wake>)> {
+    pub(super) fn take_now(&self, state: &mut ChannelState<T>) -> Option<(T, Option<Resolution>)> {
         let Some(value) = state.buffer.pop_front() else {
             // A sender waits on a non-full buffer only at capacity 0.
             let (value, wake) = state.sending.pop_claimed()?.take();
@@ -178,7 +178,7 @@ impl<T> Channel<T> {
         &self,
         state: &mut ChannelState<T>,
         value: T,
-    ) -> Result<Option<Wake>, T> {
+    ) -> Result<Option<Resolution>, T> {
         if let Some(receiver) = state.receiving.pop_claimed() {
             debug_assert!(state.buffer.is_empty(), "a receiver waited beside messages");
             return Ok(Some(receiver.deliver(value)));
@@ -194,7 +194,7 @@ impl<T> Channel<T> {
     /// popped (never under the lock: a woken fiber on another worker would
     /// only run into it).
     #[inline]
-    fn unlock_and_wake(state: SpinGuard<'_, ChannelState<T>>, wake: Option<Wake>) {
+    fn unlock_and_wake(state: SpinGuard<'_, ChannelState<T>>, wake: Option<Resolution>) {
         drop(state);
         if let Some(wake) = wake {
             wake.wake();
@@ -233,13 +233,13 @@ impl<T> Channel<T> {
         }
         let node = Node::for_current(None);
         let slot = PlainSlot::new(&node);
-        // SAFETY: `slot` lives (and its memory with it) until this function
-        // returns, and `wait_resolved` returns (or unwinds) only once the
-        // entry is resolved or removed under the lock; we read the slot
+        // SAFETY: `node` and `slot` live until this function returns, and
+        // `wait_resolved` returns (or unwinds) only once the node is
+        // released or the entry removed under the lock; we read the slot
         // only then.
         state
             .receiving
-            .push(unsafe { Waiting::new(node.clone(), slot.as_ptr(), PLAIN, false) });
+            .push(unsafe { Waiting::new(&node, slot.as_ptr(), PLAIN, false) });
         drop(state);
         let waited = self.wait_resolved(&node, &slot, Side::Receiving, deadline);
         let result = match waited {
@@ -292,7 +292,7 @@ impl<T> Channel<T> {
         // SAFETY: as in `recv`; the slot holds our message.
         state
             .sending
-            .push(unsafe { Waiting::new(node.clone(), slot.as_ptr(), PLAIN, false) });
+            .push(unsafe { Waiting::new(&node, slot.as_ptr(), PLAIN, false) });
         drop(state);
         let waited = self.wait_resolved(&node, &slot, Side::Sending, deadline);
         let result = match waited {
@@ -311,10 +311,10 @@ impl<T> Channel<T> {
     }
 
     /// Parks until a party on the other side resolves `node`'s plain entry
-    /// on `side`, or the deadline passes (then removes the entry). If the
-    /// caller is unwound meanwhile, the entry is removed, or its outcome
-    /// settled: a message left in `slot` (handed to a receiver, or a
-    /// sender's own) is dropped.
+    /// on `side` and releases the node, or the deadline passes (then
+    /// removes the entry). If the caller is unwound meanwhile, the entry is
+    /// removed, or its outcome settled: a message left in `slot` (handed to
+    /// a receiver, or a sender's own) is dropped.
     fn wait_resolved(
         &self,
         node: &Arc<Node>,
@@ -337,7 +337,10 @@ impl<T> Channel<T> {
                     .queue(self.side)
                     .remove(self.node, PLAIN);
                 // Not removed: resolved under the lock we just held, so the
-                // resolution is final.
+                // resolution is final; its resolver is done once released.
+                if !removed {
+                    self.node.wait_released();
+                }
                 let resolution = self.node.resolution().map(Resolved::from_code);
                 let holds_message = match self.side {
                     Side::Receiving => resolution.is_some_and(|r| !r.closed),
@@ -359,6 +362,7 @@ impl<T> Channel<T> {
         };
         loop {
             if let Some(code) = node.resolution() {
+                node.wait_released();
                 std::mem::forget(leave);
                 let resolved = Resolved::from_code(code);
                 debug_assert_eq!(resolved.arm, PLAIN, "a plain entry resolved for an arm");
@@ -392,7 +396,7 @@ impl<T> Channel<T> {
             Vec::new()
         };
         drop(state);
-        receivers.into_iter().for_each(Wake::wake);
+        receivers.into_iter().for_each(Resolution::wake);
     }
 
     pub(super) fn add_receiver(&self) {
@@ -415,6 +419,6 @@ impl<T> Channel<T> {
         let discarded = std::mem::take(&mut state.buffer);
         drop(state);
         drop(discarded);
-        senders.into_iter().for_each(Wake::wake);
+        senders.into_iter().for_each(Resolution::wake);
     }
 }

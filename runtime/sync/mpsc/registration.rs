@@ -3,13 +3,11 @@
 //! order), try an arm's operation without waiting, or queue the arm's entry
 //! (`waiting.rs`); later, with the lock taken again, remove the entry.
 
-use std::sync::Arc;
-
 use super::channel::{Channel, Side};
 use super::error::{RecvError, SendError};
-use super::waiting::Waiting;
+use super::waiting::{Resolution, Waiting};
 use crate::sync::spin_lock::RawSpinLock;
-use crate::sync::waitlist::{Node, Wake};
+use crate::sync::waitlist::Node;
 
 impl<T> Channel<T> {
     /// The channel's lock word, for a select to take with its others.
@@ -23,7 +21,10 @@ impl<T> Channel<T> {
     ///
     /// # Safety
     /// The caller holds [`Channel::raw_lock`] for the whole call.
-    pub(crate) unsafe fn recv_locked(&self, wakes: &mut Vec<Wake>) -> Option<Result<T, RecvError>> {
+    pub(crate) unsafe fn recv_locked(
+        &self,
+        wakes: &mut Vec<Resolution>,
+    ) -> Option<Result<T, RecvError>> {
         // SAFETY: the caller holds the lock; the reference ends with this
         // call and no other exists meanwhile.
         let state = unsafe { self.state_lock().data_locked() };
@@ -47,7 +48,7 @@ impl<T> Channel<T> {
     pub(crate) unsafe fn send_locked(
         &self,
         value: T,
-        wakes: &mut Vec<Wake>,
+        wakes: &mut Vec<Resolution>,
     ) -> Result<Result<(), SendError<T>>, T> {
         // SAFETY: as in `recv_locked`.
         let state = unsafe { self.state_lock().data_locked() };
@@ -72,7 +73,7 @@ impl<T> Channel<T> {
 
     /// Removes a select arm's entry (`node`, `arm`) from `side`, if it is
     /// still there; takes the lock.
-    pub(crate) fn deregister(&self, side: Side, node: &Arc<Node>, arm: u32) {
+    pub(crate) fn deregister(&self, side: Side, node: &Node, arm: u32) {
         self.lock().queue(side).remove(node, arm);
     }
 }

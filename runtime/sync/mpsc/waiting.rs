@@ -15,16 +15,19 @@
 //! that fits there, else in a heap cell the waiter allocates; for a select,
 //! in its boxed arm.
 //!
-//! # Why the slot stays valid
-//! Whoever waits owns the slot's memory and frees (or reuses) it only after
-//! its entry has left the queue *and* no resolver can still be using it:
-//! once it has read the node's resolution (Acquire, after the resolver's
-//! Release in `Node::resolve`, which follows the resolver's last touch of
-//! the slot), or once it has removed the entry itself under the channel's
-//! lock (nobody had popped it, and nobody can now). A waiter unwound
-//! mid-wait does the second in a drop guard. A waiter that is never
-//! resumed (its stack abandoned) never frees the slot, so the pointer stays
-//! valid. The slot is never on a stack.
+//! # Why the slot and the node stay valid
+//! An entry holds plain pointers to its waiter's node and slot, no
+//! reference count: the waiter owns both. It frees (or reuses) them only
+//! after its entry has left the queue *and* no resolver can still be using
+//! them: once it has seen the node released (`Node::wait_released`,
+//! Acquire, after the resolver's Release in `Node::release`, which follows
+//! its last touch of the slot and the node), or once it has removed the
+//! entry itself under the channel's lock (nobody had popped it, and nobody
+//! can now). A waiter unwound mid-wait does one or the other in a drop
+//! guard. A waiter that is never resumed (its stack abandoned) never frees
+//! them, so the pointers stay valid. Neither is ever on a stack. Without
+//! the count, a hand-off costs two read-modify-writes fewer (the clone into
+//! the queue and its drop after the wake).
 //!
 //! # Claims
 //! A plain waiter's entry is in one queue, so the party that pops it is
@@ -37,9 +40,8 @@ use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 use std::ptr::NonNull;
-use std::sync::Arc;
 
-use crate::sync::waitlist::{Node, Wake};
+use crate::sync::waitlist::Node;
 
 /// The arm number of a plain waiter's entry.
 pub(crate) const PLAIN: u32 = 0;
@@ -72,13 +74,14 @@ impl Resolved {
 /// One waiting party's entry in a channel's wait queue.
 ///
 /// # Invariants
-/// `slot` is valid for reads and writes of a `T` (aligned, and unused by
-/// anyone but the waiter and the entry's resolver) from the entry's push
-/// until the waiter has seen it resolved or removed it under the channel's
-/// lock; for a sender's entry it holds the sender's message while queued.
-/// See the module docs.
+/// `node` points to the waiter's live node, and `slot` is valid for reads
+/// and writes of a `T` (aligned, and unused by anyone but the waiter and
+/// the entry's resolver), from the entry's push until the waiter has seen
+/// the node released or removed the entry under the channel's lock; for a
+/// sender's entry the slot holds the sender's message while queued. See
+/// the module docs.
 pub(crate) struct Waiting<T> {
-    node: Arc<Node>,
+    node: NonNull<Node>,
     slot: NonNull<T>,
     arm: u32,
     /// Whether other queues hold the same node (a select's): then a popper
@@ -86,9 +89,9 @@ pub(crate) struct Waiting<T> {
     shared: bool,
 }
 
-// SAFETY: an entry is a handle to a node (Send) and to a slot of a `T`
-// that its resolver moves a `T` through, possibly on another thread: hence
-// T: Send. Nothing in it is tied to the thread that made it.
+// SAFETY: an entry is a handle to a node (which is Sync) and to a slot of
+// a `T` that its resolver moves a `T` through, possibly on another thread:
+// hence T: Send. Nothing in it is tied to the thread that made it.
 unsafe impl<T: Send> Send for Waiting<T> {}
 
 impl<T> Waiting<T> {
@@ -96,22 +99,33 @@ impl<T> Waiting<T> {
     /// arm `arm` ([`PLAIN`] for a plain waiter; then `shared` is false).
     ///
     /// # Safety
-    /// `slot` satisfies the invariant on [`Waiting`] for as long as the
-    /// entry may be in a queue: the caller waits for the resolution (or
-    /// removes the entry under the channel's lock) before it frees, reuses
-    /// or reads the slot, and, for a sender's entry, has written its
-    /// message there.
-    pub(crate) unsafe fn new(node: Arc<Node>, slot: NonNull<T>, arm: u32, shared: bool) -> Self {
+    /// `node` and `slot` satisfy the invariant on [`Waiting`] for as long
+    /// as the entry may be in a queue: the caller keeps the node alive, and
+    /// waits for its release (or removes the entry under the channel's
+    /// lock) before it frees or reuses the node or the slot, or reads the
+    /// slot; and, for a sender's entry, has written its message there.
+    pub(crate) unsafe fn new(node: &Node, slot: NonNull<T>, arm: u32, shared: bool) -> Self {
         debug_assert!(
             shared || arm == PLAIN,
             "a plain waiter's entry is for no arm"
         );
         Waiting {
-            node,
+            node: NonNull::from(node),
             slot,
             arm,
             shared,
         }
+    }
+
+    fn node(&self) -> &Node {
+        // SAFETY: the node lives while its entry is queued, and while a
+        // party that popped it has not released it (invariant).
+        unsafe { self.node.as_ref() }
+    }
+
+    /// Whether this is `node`'s entry for `arm`.
+    fn is(&self, node: &Node, arm: u32) -> bool {
+        self.arm == arm && std::ptr::eq(self.node.as_ptr(), node)
     }
 }
 
@@ -120,14 +134,15 @@ impl<T> Waiting<T> {
 pub(crate) struct Claimed<T>(Waiting<T>);
 
 impl<T> Claimed<T> {
-    fn resolve(self, closed: bool) -> Wake {
+    fn resolve(self, closed: bool) -> Resolution {
         let Waiting { node, arm, .. } = self.0;
-        node.resolve(Resolved { arm, closed }.code());
-        Wake::new(node)
+        let resolution = Resolution(node);
+        resolution.node().resolve(Resolved { arm, closed }.code());
+        resolution
     }
 
     /// Hands `value` to the waiting receiver whose entry this is.
-    pub(crate) fn deliver(self, value: T) -> Wake {
+    pub(crate) fn deliver(self, value: T) -> Resolution {
         // SAFETY: the slot is valid for a write of a T and only we touch it
         // until the resolution below (invariant on `Waiting`; we popped and
         // claimed the entry under the lock, so we are its one resolver),
@@ -138,7 +153,7 @@ impl<T> Claimed<T> {
     }
 
     /// Takes the message of the waiting sender whose entry this is.
-    pub(crate) fn take(self) -> (T, Wake) {
+    pub(crate) fn take(self) -> (T, Resolution) {
         // SAFETY: as in `deliver`; a sender's slot holds its message while
         // queued, and after this read it is ours (the sender, seeing the
         // resolution, knows its slot is empty).
@@ -148,8 +163,37 @@ impl<T> Claimed<T> {
 
     /// Tells the waiter that the other side of the channel has gone; a
     /// sender's message stays in its slot, for it to take back.
-    pub(crate) fn close(self) -> Wake {
+    pub(crate) fn close(self) -> Resolution {
         self.resolve(true)
+    }
+}
+
+/// A resolved node whose waiter is still to be woken, once the channel's
+/// lock is released: [`Resolution::wake`] wakes it and releases the node
+/// (the resolver's last touch of it). Dropped, it does the same.
+pub(crate) struct Resolution(NonNull<Node>);
+
+impl Resolution {
+    fn node(&self) -> &Node {
+        // SAFETY: a resolved node stays alive until it is released, which
+        // only this resolution does (invariant on `Waiting`).
+        unsafe { self.0.as_ref() }
+    }
+
+    /// Wakes the waiter and releases the node.
+    #[inline]
+    pub(crate) fn wake(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Resolution {
+    #[inline]
+    fn drop(&mut self) {
+        let node = self.node();
+        node.wake();
+        // The last touch: after it the waiter may free the node.
+        node.release();
     }
 }
 
@@ -172,7 +216,7 @@ impl<T> WaitQueue<T> {
     #[inline]
     pub(crate) fn pop_claimed(&mut self) -> Option<Claimed<T>> {
         while let Some(entry) = self.0.pop_front() {
-            if !entry.shared || entry.node.try_claim() {
+            if !entry.shared || entry.node().try_claim() {
                 return Some(Claimed(entry));
             }
         }
@@ -181,7 +225,7 @@ impl<T> WaitQueue<T> {
 
     /// Resolves every entry as closed (the other side has gone); the
     /// caller wakes them after unlocking.
-    pub(crate) fn close_all(&mut self) -> Vec<Wake> {
+    pub(crate) fn close_all(&mut self) -> Vec<Resolution> {
         std::iter::from_fn(|| self.pop_claimed())
             .map(Claimed::close)
             .collect()
@@ -189,14 +233,11 @@ impl<T> WaitQueue<T> {
 
     /// Removes `node`'s entry for `arm`, if it is still queued. False if a
     /// party popped it (a plain entry: and resolved it).
-    pub(crate) fn remove(&mut self, node: &Arc<Node>, arm: u32) -> bool {
-        let found = self
-            .0
-            .iter()
-            .position(|entry| entry.arm == arm && Arc::ptr_eq(&entry.node, node));
+    pub(crate) fn remove(&mut self, node: &Node, arm: u32) -> bool {
+        let found = self.0.iter().position(|entry| entry.is(node, arm));
         match found {
             Some(index) => {
-                drop(self.0.remove(index));
+                self.0.remove(index);
                 true
             }
             None => false,
