@@ -411,3 +411,56 @@ fn a_condvar_waited_on_with_a_second_mutex_panics() {
         .unwrap();
     assert!(result.timed_out());
 }
+
+/// A fiber woken to compete for a Mutex, and unwound at shutdown before it
+/// ran, must not leave the lock believing that a woken waiter is still
+/// coming (then no unlock would wake anyone again): threads that use the
+/// Mutex afterwards still wake each other.
+#[test]
+fn a_woken_mutex_waiter_unwound_at_shutdown_leaves_the_lock_usable() {
+    let rt = Builder::new().workers(1).build().unwrap();
+    let mutex = Arc::new(Mutex::new(0u32));
+    let guard = mutex.lock().unwrap();
+    let queued = Arc::new(Latch::new(3));
+    for _ in 0..3 {
+        let (mutex, queued) = (mutex.clone(), queued.clone());
+        rt.spawn(move || {
+            queued.count_down();
+            *mutex.lock().unwrap() += 1;
+            unreachable!("the lock is not free before shutdown");
+        });
+    }
+    queued.wait();
+    std::thread::sleep(Duration::from_millis(20)); // let them queue
+                                                   // The only worker now runs a fiber that does not yield, so the waiter
+                                                   // woken below waits in the queue until shutdown unwinds it.
+    let release = Arc::new(AtomicBool::new(false));
+    let running = Arc::new(Latch::new(1));
+    {
+        let (release, running) = (release.clone(), running.clone());
+        rt.spawn(move || {
+            running.count_down();
+            while !release.load(Ordering::SeqCst) {
+                std::hint::spin_loop();
+            }
+        });
+    }
+    running.wait();
+    drop(guard); // wakes the front waiter, which cannot run yet
+    let shutdown = std::thread::spawn(move || rt.shutdown());
+    std::thread::sleep(Duration::from_millis(20));
+    release.store(true, Ordering::SeqCst);
+    let report = shutdown.join().unwrap();
+    assert_eq!(report.fibers_cancelled, 3);
+    within(HANG, move || {
+        let held = mutex.lock().unwrap();
+        let waiter = {
+            let mutex = mutex.clone();
+            std::thread::spawn(move || *mutex.lock().unwrap() += 1)
+        };
+        std::thread::sleep(Duration::from_millis(20)); // let it queue
+        drop(held);
+        waiter.join().unwrap();
+        assert_eq!(*mutex.lock().unwrap(), 1);
+    });
+}
