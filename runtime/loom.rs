@@ -59,9 +59,13 @@ pub(crate) mod sync {
     /// `std::sync::atomic` (or loom's).
     pub(crate) mod atomic {
         #[cfg(all(test, spindle_loom))]
-        pub(crate) use ::loom::sync::atomic::{fence, AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+        pub(crate) use ::loom::sync::atomic::{
+            fence, AtomicPtr, AtomicU32, AtomicU8, AtomicUsize, Ordering,
+        };
         #[cfg(not(all(test, spindle_loom)))]
-        pub(crate) use std::sync::atomic::{fence, AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+        pub(crate) use std::sync::atomic::{
+            fence, AtomicPtr, AtomicU32, AtomicU8, AtomicUsize, Ordering,
+        };
     }
 
     /// `crate::lock`'s poison-ignoring methods for loom's `Mutex` and

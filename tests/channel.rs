@@ -864,3 +864,256 @@ fn a_select_does_not_rendezvous_with_itself() {
         assert_eq!(got.as_deref(), Ok(expected));
     }
 }
+
+/// Go's `TestSelectFairness` shape: two arms that are never ready ahead of
+/// two that always are. Each of the ready ones must win half the time,
+/// within 10 standard deviations (a select that starts at a random arm and
+/// then polls in order picks the first ready arm three times in four).
+#[test]
+fn select_chooses_uniformly_among_ready_arms() {
+    const TRIALS: usize = 10_000;
+    let rt = Builder::new().workers(2).build().unwrap();
+    let first = within(HANG, move || {
+        rt.block_on(|| {
+            let (tx1, rx1) = mpsc::channel::<u8>();
+            let (tx2, rx2) = mpsc::channel::<u8>();
+            for _ in 0..TRIALS {
+                tx1.send(1).unwrap();
+                tx2.send(2).unwrap();
+            }
+            let (_tx3, rx3) = mpsc::sync_channel::<u8>(0);
+            let (_tx4, rx4) = mpsc::sync_channel::<u8>(0);
+            let mut first = 0;
+            for _ in 0..TRIALS {
+                let got = Select::new()
+                    .recv(&rx3, |m| m.unwrap())
+                    .recv(&rx4, |m| m.unwrap())
+                    .recv(&rx1, |m| m.unwrap())
+                    .recv(&rx2, |m| m.unwrap())
+                    .wait();
+                if got == 1 {
+                    first += 1;
+                }
+            }
+            first
+        })
+    });
+    let n = TRIALS as f64;
+    let sigma = (0.25 / n).sqrt();
+    let share = first as f64 / n;
+    assert!(
+        (share - 0.5).abs() <= 10.0 * sigma,
+        "unfair select: the first ready arm won {first} of {TRIALS}"
+    );
+}
+
+/// Go's `TestSelfSelect`: two fibers each run 1,000 selects that both send
+/// on and receive from one channel. On a rendezvous channel a value goes
+/// to the other fiber, never back to its own sender; with a buffer, the
+/// same loop must just finish.
+#[test]
+fn selects_that_send_and_receive_on_one_channel_never_receive_their_own() {
+    let rt = Builder::new().workers(2).build().unwrap();
+    for capacity in [0, 10] {
+        let (tx, rx) = mpsc::sync_channel::<usize>(capacity);
+        let fibers: Vec<_> = (0..2)
+            .map(|me| {
+                let (tx, rx) = (tx.clone(), rx.clone());
+                rt.spawn(move || {
+                    let mut own = 0;
+                    for i in 0..1000 {
+                        let received = |m: Result<usize, RecvError>| Some(m.unwrap());
+                        let sent = |r: Result<(), SendError<usize>>| {
+                            r.unwrap();
+                            None
+                        };
+                        let got = if me == 0 || i % 2 == 0 {
+                            Select::new().send(&tx, me, sent).recv(&rx, received).wait()
+                        } else {
+                            Select::new().recv(&rx, received).send(&tx, me, sent).wait()
+                        };
+                        if got == Some(me) {
+                            own += 1;
+                        }
+                    }
+                    own
+                })
+            })
+            .collect();
+        let own = within(HANG, move || {
+            fibers
+                .into_iter()
+                .map(|fiber| fiber.join().unwrap())
+                .collect::<Vec<_>>()
+        });
+        if capacity == 0 {
+            assert_eq!(own, [0, 0], "values received by their own sender");
+        }
+    }
+}
+
+/// A `try_send` on a rendezvous channel succeeds only while a receiver
+/// waits, and then that receiver has the value: nobody else can take it
+/// (it is not left in a slot for any receiver), so capacity 0 never
+/// behaves like capacity 1.
+#[test]
+fn a_rendezvous_try_send_hands_its_value_to_the_waiting_receiver() {
+    let rt = Builder::new().workers(2).build().unwrap();
+    for _ in 0..100 {
+        let (tx, rx) = mpsc::sync_channel::<u32>(0);
+        let receiver = {
+            let rx = rx.clone();
+            rt.spawn(move || rx.recv())
+        };
+        loop {
+            match tx.try_send(1) {
+                Ok(()) => break,
+                Err(TrySendError::Full(_)) => std::thread::sleep(Duration::from_micros(50)),
+                Err(TrySendError::Disconnected(_)) => unreachable!("the receivers live"),
+            }
+        }
+        assert_eq!(
+            rx.try_recv(),
+            Err(TryRecvError::Empty),
+            "the value was left in a slot"
+        );
+        assert_eq!(within(HANG, move || receiver.join().unwrap()), Ok(1));
+    }
+}
+
+/// `try_select` is a snapshot: with at least one of two channels holding a
+/// message at every instant, it never reports that nothing was ready. A
+/// thread moves a token between the two (it puts the new one in before it
+/// takes the old one out) while another runs `try_select` over both (and
+/// puts back what it took),
+/// behind never-ready arms that widen the window a one-at-a-time check
+/// would leave between them.
+#[test]
+fn try_select_sees_a_snapshot_of_its_channels() {
+    const ROUNDS: usize = 200_000;
+    let (tx_a, rx_a) = mpsc::channel::<()>();
+    let (tx_b, rx_b) = mpsc::channel::<()>();
+    tx_a.send(()).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mover = {
+        let (tx_a, tx_b, rx_a, rx_b) = (tx_a.clone(), tx_b.clone(), rx_a.clone(), rx_b.clone());
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            // Spins rather than parks, so that it moves as fast as it can.
+            let take = |rx: &mpsc::Receiver<()>| while rx.try_recv().is_err() {};
+            while !stop.load(Ordering::Relaxed) {
+                tx_b.send(()).unwrap();
+                take(&rx_a);
+                tx_a.send(()).unwrap();
+                take(&rx_b);
+            }
+        })
+    };
+    let idle: Vec<_> = (0..16).map(|_| mpsc::channel::<()>()).collect();
+    let missed = within(HANG, move || {
+        let mut missed = 0;
+        for _ in 0..ROUNDS {
+            let mut select = Select::new().recv(&rx_a, |_| Some(true));
+            for (_, rx) in &idle {
+                select = select.recv(rx, |_| None);
+            }
+            match select.recv(&rx_b, |_| Some(false)).try_select() {
+                Ok(Some(true)) => tx_a.send(()).unwrap(),
+                Ok(Some(false)) => tx_b.send(()).unwrap(),
+                Ok(None) => unreachable!("nothing is sent on the idle channels"),
+                Err(TrySelectError) => missed += 1,
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        mover.join().unwrap();
+        missed
+    });
+    assert_eq!(missed, 0, "try_select missed a ready channel");
+}
+
+/// Selects that send and selects that receive, on rendezvous and bounded
+/// channels, with short timeouts, from fibers and a thread: every message
+/// is received exactly once (a claim never completes two arms, a withdrawn
+/// select never loses the message it held, a timed-out one never keeps
+/// one it was handed).
+#[test]
+fn racing_select_senders_and_receivers_deliver_every_message_once() {
+    const EACH: u64 = 5_000;
+    const PRODUCERS: u64 = 3;
+    let rt = Builder::new().workers(2).build().unwrap();
+    let (rdv_tx, rdv_rx) = mpsc::sync_channel::<u64>(0);
+    let (small_tx, small_rx) = mpsc::sync_channel::<u64>(1);
+    let mut producers = Vec::new();
+    for p in 0..PRODUCERS {
+        let (rdv_tx, small_tx) = (rdv_tx.clone(), small_tx.clone());
+        let side = if p == 0 { Side::Thread } else { Side::Fiber };
+        producers.push(run_on(&rt, side, move || {
+            for i in 0..EACH {
+                let mut value = p * EACH + i;
+                loop {
+                    let back = Select::new()
+                        .send(&rdv_tx, value, |r| r.map_err(|e| e.0).err())
+                        .send(&small_tx, value, |r| r.map_err(|e| e.0).err())
+                        .wait_timeout(Duration::from_micros(50));
+                    match back {
+                        Ok(None) => break,
+                        Ok(Some(_)) => unreachable!("the receivers live"),
+                        Err(SelectTimeoutError) => value = p * EACH + i, // try again
+                    }
+                }
+            }
+        }));
+    }
+    drop((rdv_tx, small_tx));
+    let mut consumers = Vec::new();
+    for c in 0..3 {
+        let (rdv_rx, small_rx) = (rdv_rx.clone(), small_rx.clone());
+        let side = if c == 0 { Side::Thread } else { Side::Fiber };
+        consumers.push(run_on(&rt, side, move || {
+            let (mut count, mut sum) = (0u64, 0u64);
+            let (mut rdv_open, mut small_open) = (true, true);
+            while rdv_open || small_open {
+                if c == 2 && rdv_open {
+                    // A plain receiver with a timeout, beside the selects.
+                    match rdv_rx.recv_timeout(Duration::from_micros(30)) {
+                        Ok(v) => {
+                            count += 1;
+                            sum += v;
+                        }
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => rdv_open = false,
+                    }
+                    continue;
+                }
+                let mut select = Select::new();
+                if rdv_open {
+                    select = select.recv(&rdv_rx, |m| (0, m));
+                }
+                if small_open {
+                    select = select.recv(&small_rx, |m| (1, m));
+                }
+                match select.wait_timeout(Duration::from_micros(40)) {
+                    Ok((_, Ok(v))) => {
+                        count += 1;
+                        sum += v;
+                    }
+                    Ok((0, Err(RecvError))) => rdv_open = false,
+                    Ok((_, Err(RecvError))) => small_open = false,
+                    Err(SelectTimeoutError) => {}
+                }
+            }
+            (count, sum)
+        }));
+    }
+    drop((rdv_rx, small_rx));
+    let (count, sum) = within(HANG, move || {
+        producers.into_iter().for_each(|join| join());
+        consumers
+            .into_iter()
+            .map(|join| join())
+            .fold((0, 0), |(n, s), (dn, ds)| (n + dn, s + ds))
+    });
+    let total = PRODUCERS * EACH;
+    assert_eq!(count, total);
+    assert_eq!(sum, (0..total).sum::<u64>());
+}

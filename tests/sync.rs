@@ -357,3 +357,110 @@ fn a_wait_in_a_thread_local_destructor_after_the_node_cache_is_gone() {
         Err(spindle::sync::mpsc::RecvTimeoutError::Timeout)
     );
 }
+
+/// A Condvar waited on with two different mutexes at once is a bug in the
+/// caller (std allows it, but a notify then serves waiters of either
+/// lock): the second wait panics with a message that says so, and the
+/// first waiter is unharmed.
+#[test]
+fn a_condvar_waited_on_with_a_second_mutex_panics() {
+    let rt = Builder::new().workers(2).build().unwrap();
+    let condvar = Arc::new(Condvar::new());
+    let first = Arc::new(Mutex::new(false));
+    let second = Arc::new(Mutex::new(()));
+    let waiting = Arc::new(Latch::new(1));
+    let waiter = {
+        let (condvar, first, waiting) = (condvar.clone(), first.clone(), waiting.clone());
+        rt.spawn(move || {
+            let mut ready = first.lock().unwrap();
+            waiting.count_down();
+            while !*ready {
+                ready = condvar.wait(ready).unwrap();
+            }
+        })
+    };
+    waiting.wait();
+    // The first waiter queues before it unlocks: once this lock is ours,
+    // it waits on the condvar.
+    drop(first.lock().unwrap());
+    let wrong = {
+        let (condvar, second) = (condvar.clone(), second.clone());
+        rt.spawn(move || {
+            let guard = second.lock().unwrap();
+            let _ = condvar.wait(guard);
+        })
+    };
+    let error = within(HANG, move || wrong.join()).expect_err("the second mutex was accepted");
+    let message = error
+        .into_panic()
+        .downcast::<String>()
+        .map(|s| *s)
+        .or_else(|p| p.downcast::<&str>().map(|s| s.to_string()))
+        .unwrap();
+    assert!(
+        message.contains("different Mutex"),
+        "unexpected panic message: {message}"
+    );
+    *first.lock().unwrap() = true;
+    condvar.notify_all();
+    within(HANG, move || waiter.join()).unwrap();
+    // Once nobody waits, another mutex may be used.
+    let guard = second.lock().unwrap();
+    let (_guard, result) = condvar
+        .wait_timeout(guard, Duration::from_millis(1))
+        .unwrap();
+    assert!(result.timed_out());
+}
+
+/// A fiber woken to compete for a Mutex, and unwound at shutdown before it
+/// ran, must not leave the lock believing that a woken waiter is still
+/// coming (then no unlock would wake anyone again): threads that use the
+/// Mutex afterwards still wake each other.
+#[test]
+fn a_woken_mutex_waiter_unwound_at_shutdown_leaves_the_lock_usable() {
+    let rt = Builder::new().workers(1).build().unwrap();
+    let mutex = Arc::new(Mutex::new(0u32));
+    let guard = mutex.lock().unwrap();
+    let queued = Arc::new(Latch::new(3));
+    for _ in 0..3 {
+        let (mutex, queued) = (mutex.clone(), queued.clone());
+        rt.spawn(move || {
+            queued.count_down();
+            *mutex.lock().unwrap() += 1;
+            unreachable!("the lock is not free before shutdown");
+        });
+    }
+    queued.wait();
+    std::thread::sleep(Duration::from_millis(20)); // let them queue
+                                                   // The only worker now runs a fiber that does not yield, so the waiter
+                                                   // woken below waits in the queue until shutdown unwinds it.
+    let release = Arc::new(AtomicBool::new(false));
+    let running = Arc::new(Latch::new(1));
+    {
+        let (release, running) = (release.clone(), running.clone());
+        rt.spawn(move || {
+            running.count_down();
+            while !release.load(Ordering::SeqCst) {
+                std::hint::spin_loop();
+            }
+        });
+    }
+    running.wait();
+    drop(guard); // wakes the front waiter, which cannot run yet
+    let shutdown = std::thread::spawn(move || rt.shutdown());
+    std::thread::sleep(Duration::from_millis(20));
+    release.store(true, Ordering::SeqCst);
+    let report = shutdown.join().unwrap();
+    assert_eq!(report.fibers_cancelled, 3);
+    within(HANG, move || {
+        let held = mutex.lock().unwrap();
+        let waiter = {
+            let mutex = mutex.clone();
+            std::thread::spawn(move || *mutex.lock().unwrap() += 1)
+        };
+        std::thread::sleep(Duration::from_millis(20)); // let it queue
+        drop(held);
+        waiter.join().unwrap();
+        assert_eq!(*mutex.lock().unwrap(), 1);
+    });
+}

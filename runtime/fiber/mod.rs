@@ -699,12 +699,15 @@ unsafe fn clone_raw(fiber: *const FiberInner) -> Arc<FiberInner> {
 
 /// Lets the other runnable fibers of this worker run before the caller
 /// continues, like `std::thread::yield_now` (which it calls on a plain
-/// thread). The fiber goes to the back of its worker's queue.
+/// thread). The fiber goes to the back of its worker's queue; with nothing
+/// else to run there, it carries on without switching away
+/// (`scheduler::yield_in_place`).
 pub fn yield_now() {
-    let fiber = current_ptr();
-    if fiber.is_null() {
+    let Some(fiber) = CurrentFiber::get() else {
         std::thread::yield_now();
-    } else {
-        suspend(fiber, Suspend::Yield);
+        return;
+    };
+    if !crate::scheduler::yield_in_place(Arc::as_ptr(fiber.shared())) {
+        suspend(fiber.0.as_ptr(), Suspend::Yield);
     }
 }

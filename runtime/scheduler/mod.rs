@@ -109,7 +109,7 @@ mod start;
 pub(crate) mod timers;
 mod worker;
 
-pub(crate) use self::worker::on_worker_thread;
+pub(crate) use self::worker::{on_worker_thread, yield_in_place};
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -146,6 +146,24 @@ pub(super) fn with_current<R>(shared: *const Shared, f: impl FnOnce(Option<&Work
     f(worker.filter(|w| std::ptr::eq(Arc::as_ptr(&w.shared), shared)))
 }
 
+/// Whether the running fiber of `shared`'s runtime, calling `yield_now`
+/// on this thread, may carry on at once instead of switching to its
+/// worker: nothing else is runnable here, the tick is counted and I/O
+/// polled as the worker's loop does for a yield (`carry_on_after_yield`),
+/// the monitor has not marked the worker stuck, and the trace (which
+/// records every slice) is off. Never inlined: fiber code calls it (see
+/// `with_current`).
+#[inline(never)]
+pub(crate) fn yield_in_place(shared: *const Shared) -> bool {
+    with_current(shared, |worker| {
+        worker.is_some_and(|worker| {
+            worker.trace_start().is_none()
+                && !worker.remote().handoff.is_stuck()
+                && worker.carry_on_after_yield()
+        })
+    })
+}
+
 /// Whether the calling thread is a worker of any spindle runtime.
 #[inline(never)]
 pub(crate) fn on_worker_thread() -> bool {
@@ -495,18 +513,8 @@ impl Worker {
             self.after_slice(traced_from, &fiber, &outcome);
             match outcome {
                 Outcome::Yielded => {
-                    if self.nothing_else_to_run() {
-                        // Nobody to let run first: carry on at once, without
-                        // a trip through the queue (three atomic updates).
-                        // Still a scheduling decision: count the tick, and
-                        // poll for I/O as `maintenance` does, so a fiber
-                        // yielding in a loop does not hide readiness.
-                        let tick = self.bump_tick();
-                        let woke = tick % crate::io::POLL_INTERVAL == 0
-                            && self.shared.reactor.poll_now() > 0;
-                        if !woke {
-                            continue;
-                        }
+                    if self.carry_on_after_yield() {
+                        continue;
                     }
                     fiber.state.yielded();
                     // Wake a sleeper only if there is surplus work: a lone
@@ -585,6 +593,19 @@ impl Worker {
             held_for,
         };
         self.shared.spares.episode_ended(&report);
+    }
+
+    /// After a yield: if nothing else is runnable here, carry on at once,
+    /// without a trip through the queue (three atomic updates). Still a
+    /// scheduling decision: counts the tick, and polls for I/O as
+    /// `maintenance` does, so a fiber yielding in a loop does not hide
+    /// readiness; false if the poll woke fibers (they run first).
+    fn carry_on_after_yield(&self) -> bool {
+        if !self.nothing_else_to_run() {
+            return false;
+        }
+        let tick = self.bump_tick();
+        !(tick % crate::io::POLL_INTERVAL == 0 && self.shared.reactor.poll_now() > 0)
     }
 
     /// Whether a yielding fiber may simply continue: nothing in this

@@ -6,12 +6,22 @@
 //! unlocking the mutex, so a notify issued by whoever takes the mutex next
 //! cannot be missed. A waiter that times out (or is unwound) leaves the
 //! list, passing on a notification it received meanwhile.
+//!
+//! A condvar serves one mutex at a time: a wait with a second, different
+//! mutex while waiters of the first are queued panics (as `may` does, and
+//! as std's pthread-based condvar did). std allows it, but a notify then
+//! wakes waiters of either lock, which is never what the caller meant; the
+//! panic names the bug instead of a wait that never ends. The mutex is
+//! recorded by address under the wait list's lock whenever a waiter
+//! queues on an empty list, so once every waiter has gone, another mutex
+//! may be used.
 
-use std::sync::{LockResult, PoisonError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LockResult, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::mutex::MutexGuard;
-use super::waitlist::WaitList;
+use super::mutex::{Mutex, MutexGuard};
+use super::waitlist::{Node, WaitList};
 
 /// Whether a timed wait ended by timing out (as `std::sync::WaitTimeoutResult`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +58,10 @@ impl WaitTimeoutResult {
 #[derive(Default)]
 pub struct Condvar {
     waiters: WaitList,
+    /// The address of the mutex the queued waiters wait with. Written and
+    /// read under `waiters`' lock only (so Relaxed); stale while the list
+    /// is empty.
+    mutex: AtomicUsize,
 }
 
 impl Condvar {
@@ -58,9 +72,15 @@ impl Condvar {
 
     /// Unlocks the guard's mutex, waits for a notification (or a spurious
     /// wake-up), and locks it again.
+    ///
+    /// # Panics
+    /// If other waiters are waiting on this condvar with a different mutex.
     pub fn wait<'a, T: ?Sized>(&self, guard: MutexGuard<'a, T>) -> LockResult<MutexGuard<'a, T>> {
         let mutex = guard.mutex();
-        let node = WaitList::push(&mut self.waiters.lock());
+        let Some(node) = self.queue(mutex) else {
+            drop(guard);
+            a_second_mutex();
+        };
         drop(guard);
         self.waiters.wait(&node, None);
         WaitList::recycle(node);
@@ -68,13 +88,19 @@ impl Condvar {
     }
 
     /// Like [`Condvar::wait`], giving up after `timeout`.
+    ///
+    /// # Panics
+    /// As [`Condvar::wait`].
     pub fn wait_timeout<'a, T: ?Sized>(
         &self,
         guard: MutexGuard<'a, T>,
         timeout: Duration,
     ) -> LockResult<(MutexGuard<'a, T>, WaitTimeoutResult)> {
         let mutex = guard.mutex();
-        let node = WaitList::push(&mut self.waiters.lock());
+        let Some(node) = self.queue(mutex) else {
+            drop(guard);
+            a_second_mutex();
+        };
         drop(guard);
         let notified = self
             .waiters
@@ -88,6 +114,9 @@ impl Condvar {
     }
 
     /// Waits while `condition` holds, as `std::sync::Condvar::wait_while`.
+    ///
+    /// # Panics
+    /// As [`Condvar::wait`].
     pub fn wait_while<'a, T: ?Sized, F: FnMut(&mut T) -> bool>(
         &self,
         mut guard: MutexGuard<'a, T>,
@@ -99,6 +128,21 @@ impl Condvar {
         Ok(guard)
     }
 
+    /// Queues the caller's node, waiting with `mutex` (whose guard it still
+    /// holds, so a notify after its unlock cannot be missed). `None` if
+    /// other waiters wait with a different mutex: the caller unlocks and
+    /// panics (`a_second_mutex`), so the panic does not poison its lock.
+    fn queue<T: ?Sized>(&self, mutex: &Mutex<T>) -> Option<Arc<Node>> {
+        let address = std::ptr::from_ref(mutex).cast::<()>() as usize;
+        let mut queue = self.waiters.lock();
+        if queue.is_empty() {
+            self.mutex.store(address, Ordering::Relaxed);
+        } else if self.mutex.load(Ordering::Relaxed) != address {
+            return None;
+        }
+        Some(WaitList::push(&mut queue))
+    }
+
     /// Wakes one waiter, if any.
     pub fn notify_one(&self) {
         self.waiters.notify_one();
@@ -108,6 +152,14 @@ impl Condvar {
     pub fn notify_all(&self) {
         self.waiters.notify_all();
     }
+}
+
+#[cold]
+fn a_second_mutex() -> ! {
+    panic!(
+        "Condvar::wait with a different Mutex than the one its other waiters wait with: \
+         a Condvar serves one Mutex at a time"
+    )
 }
 
 impl std::fmt::Debug for Condvar {

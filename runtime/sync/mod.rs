@@ -14,14 +14,15 @@
 //! - [`FiberLocalKey`] and `spindle::fiber_local!`: per-fiber values, the
 //!   replacement for `thread_local!` references held across a park.
 //!
-//! All of them are built on one idea, `Waiter` in `fiber/waiter.rs`: a
-//! waiter is either a fiber or a thread, and waking it is `Fiber::unpark`
-//! or `Thread::unpark`.
-//! `waitlist.rs` queues waiters for the Mutex, the Condvar and the channels;
-//! `grant.rs` is a queue that grants ownership in FIFO order for the
-//! RwLock, Semaphore, Barrier and OnceCell. `spin.rs` and `poison.rs` are
-//! what the Mutex and the RwLock share: the short spin before they queue,
-//! and std's poisoning.
+//! All of them are built on one idea, `Waiter` in `fiber/waiter.rs`: a waiter is either a
+//! fiber or a thread, and waking it is `Fiber::unpark` or `Thread::unpark`.
+//! `waitlist.rs` queues waiters for the Mutex and the Condvar (and I/O
+//! readiness); the channels queue theirs under their own state lock, a
+//! spin lock (`spin_lock.rs`), and hand messages to them directly
+//! (`mpsc/waiting.rs`). `grant.rs` is a queue that grants ownership in FIFO
+//! order for the RwLock, Semaphore, Barrier and OnceCell. `spin.rs` and
+//! `poison.rs` are what the Mutex and the RwLock share: the short spin
+//! before they queue, and std's poisoning.
 //!
 //! Unlike std's locks, spindle's guards may be held across a park or a
 //! yield: the lock does not belong to an OS thread. (std's may not; see the
@@ -41,6 +42,7 @@ mod rwlock;
 mod select;
 mod semaphore;
 mod spin;
+mod spin_lock;
 pub(crate) mod waitlist;
 
 pub use barrier::{Barrier, BarrierWaitResult};

@@ -5,15 +5,16 @@
 //!
 //! # Design
 //! Every end of one channel shares one `Channel` through an `Arc`: a short
-//! std lock over the buffer and three wait queues, so that a send queues
-//! its message and pops a waiting receiver in one critical section. The
-//! pieces:
+//! spin lock over the buffer and two wait queues. A message goes straight
+//! to a waiting receiver (or is taken straight from a waiting sender) under
+//! that lock, and the woken party finds its operation done. The pieces:
 //!
 //! - `channel.rs`: the `Channel`, its state and its invariants, the send
 //!   and receive operations, and the designs rejected for it;
-//! - `rendezvous.rs`: how a send on `sync_channel(0)` waits for the take;
-//! - `registration.rs`: how a [`Select`](super::Select) queues on a
-//!   channel's wait queues and leaves them;
+//! - `waiting.rs`: a waiting party's entry, where its message waits, and
+//!   why that place stays valid while another party moves the message;
+//! - `registration.rs`: what a [`Select`](super::Select) does on a
+//!   channel whose lock it holds;
 //! - `ends.rs`: the public ends, [`Sender`], [`SyncSender`] and
 //!   [`Receiver`], and the receiver's iterators;
 //! - `error.rs`: std's error types.
@@ -24,14 +25,15 @@ mod channel;
 mod ends;
 mod error;
 mod registration;
-mod rendezvous;
+mod waiting;
 
 use self::channel::Channel;
+pub(crate) use self::channel::Side;
 pub use self::ends::{IntoIter, Iter, Receiver, Sender, SyncSender, TryIter};
 pub use self::error::{
     RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
-pub(crate) use self::registration::{QueueRef, Registration};
+pub(crate) use self::waiting::{Resolution, Resolved, Waiting};
 
 /// Creates an unbounded channel: sends never wait.
 ///

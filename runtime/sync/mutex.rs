@@ -1,38 +1,56 @@
 //! [`Mutex`]: mutual exclusion that parks fibers (and blocks threads).
 //!
 //! # Design
-//! One atomic byte holds LOCKED and QUEUED (someone may be waiting). The
-//! uncontended paths are one compare-and-swap each. A contended `lock`
-//! first spins, trying again with exponential backoff (`spin.rs`, which
-//! says why the backoff matters). Then it queues itself on a [`WaitList`]
-//! (setting QUEUED under the list's lock), tries once more, and parks.
+//! One atomic byte holds LOCKED, QUEUED (someone may be waiting) and WOKEN
+//! (a waiter has been woken and not yet competed). `lock` takes a free
+//! lock with one compare-and-swap, whatever the other bits say; `unlock`
+//! releases it with one, unless waiters are queued and none is WOKEN.
+//! A contended `lock` first spins, trying again with exponential backoff
+//! (`spin.rs`, which says why the backoff matters), unless waiters are
+//! queued already. Then, under the [`WaitList`]'s lock, it either takes the
+//! lock (if it came free) or sets QUEUED and queues, in one step, and
+//! parks.
 //!
-//! `unlock` with QUEUED set wakes the first waiter. Normally the lock is
-//! released and the woken waiter competes for it with newcomers ("barging",
-//! which keeps throughput up: the lock does not sit idle while a waiter is
-//! switched in). To bound starvation, the front waiter is instead **handed
-//! the lock directly** (the unlocker never releases it, so no newcomer can
-//! take it first) when it has waited [`HAND_OFF_AFTER`] (Go's starvation
+//! An `unlock` that finds waiters queued and none WOKEN wakes the first one
+//! and sets WOKEN; while WOKEN is set, unlocks wake nobody (Go's
+//! `mutexWoken`). Normally the lock is released and the woken waiter
+//! competes for it with newcomers ("barging", which keeps throughput up:
+//! the lock does not sit idle while a waiter is switched in); having
+//! competed, won or lost, it clears WOKEN, and a loser queues again at the
+//! front. To bound starvation, the front waiter is instead **handed the
+//! lock directly** (the unlocker never releases it, so no newcomer can take
+//! it first) when it has waited [`HAND_OFF_AFTER`] (Go's starvation
 //! threshold), **at most once per `HAND_OFF_AFTER`**.
 //!
-//! The throttle is measured. Handing off at every unlock once the front
-//! waiter is old (Go's starvation mode) turns a long queue of old waiters
-//! into a convoy: every increment then costs a park and an unpark, and the
-//! contended bench (`benches/sync.rs`) ran several times slower than with
-//! the throttle (figures in `docs/decisions.md`, `HAND_OFF_AFTER`). The
-//! bound it keeps: every `HAND_OFF_AFTER` the front waiter is served, so a
-//! waiter waits at most (waiters ahead of it) x `HAND_OFF_AFTER` plus the
-//! critical sections in between (`tests/sync.rs` records the longest wait
-//! among many contending fibers).
+//! Why one woken waiter and no spin behind a queue: under heavy contention
+//! the lock's cache line is the cost. A woken waiter runs on the
+//! unlocker's worker (the wake puts it in that worker's next slot), so with
+//! one woken at a time the contenders gather on one worker, which runs
+//! them one after another with the line in its cache, while a newcomer on
+//! another worker that finds a queue parks at once instead of pulling the
+//! line away for microseconds. The contended bench (`benches/vs`'s
+//! `mutex`, 1,000 fibers on 2 workers) ran in about 60% of the time it
+//! took when every unlock with waiters queued woke one and every
+//! contender spun (figures in `docs/decisions.md`, `WOKEN`).
+//!
+//! The hand-off throttle is measured too. Handing off at every unlock once
+//! the front waiter is old (Go's starvation mode) turns a long queue of old
+//! waiters into a convoy: every increment then costs a park and an unpark,
+//! and the contended bench (`benches/sync.rs`) ran several times slower
+//! than with the throttle (figures in `docs/decisions.md`,
+//! `HAND_OFF_AFTER`). The bound it keeps: every `HAND_OFF_AFTER` the front
+//! waiter is served, so a waiter waits at most (waiters ahead of it) x
+//! `HAND_OFF_AFTER` plus the critical sections in between (`tests/sync.rs`
+//! records the longest wait among many contending fibers).
 //!
 //! Rejected, each measured slower on the contended bench (figures in
-//! `docs/decisions.md`, "Mutex rejected designs"):
-//! - Go's `mutexWoken` bit (an unlock does not wake a second waiter while
-//!   one woken earlier has not competed yet): with one woken waiter at a
-//!   time, a worker whose fibers are all queued on the lock goes idle and
-//!   the work serialises onto the other worker;
-//! - Go's "do not spin while the local run queue has work" rule: the parks
-//!   become a convoy again;
+//! `docs/decisions.md`, "Mutex rejected designs" and `WOKEN`):
+//! - waking a waiter at every unlock while any are queued: every increment
+//!   of a contended lock then pays the wait list's lock, a clock read and a
+//!   wake, and the woken waiters spread over both workers and contend;
+//! - WOKEN with every contender spinning, queue or not;
+//! - Go's "do not spin while the local run queue has work" rule (with
+//!   wakes at every unlock): the parks become a convoy again;
 //! - more tries without backoff: every try still pulls the lock's cache
 //!   line away from the holder.
 //!
@@ -54,8 +72,12 @@ use std::time::{Duration, Instant};
 use super::poison::{fmt_lock, poison_checked, Poison};
 use super::waitlist::{Node, WaitList};
 
-const LOCKED: u8 = 0b01;
-const QUEUED: u8 = 0b10;
+const LOCKED: u8 = 0b001;
+/// Waiters may be queued (set under the wait list's lock).
+const QUEUED: u8 = 0b010;
+/// A waiter has been woken and has not competed for the lock yet: until it
+/// has, unlocks wake nobody else.
+const WOKEN: u8 = 0b100;
 
 /// A waiter that has waited this long is handed the lock on the next
 /// unlock instead of competing for it; Go's `starvationThresholdNs`, the
@@ -161,11 +183,7 @@ impl<T: ?Sized> Mutex<T> {
     /// Locks, parking the calling fiber (or blocking the calling thread)
     /// until the lock is free.
     pub fn lock(&self) -> LockResult<MutexGuard<'_, T>> {
-        if self
-            .state
-            .compare_exchange(0, LOCKED, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
+        if !self.try_acquire(false) {
             self.lock_contended();
         }
         self.guard()
@@ -173,7 +191,7 @@ impl<T: ?Sized> Mutex<T> {
 
     /// Locks if the lock is free now; never waits.
     pub fn try_lock(&self) -> TryLockResult<MutexGuard<'_, T>> {
-        if self.try_acquire() {
+        if self.try_acquire(false) {
             self.guard().map_err(TryLockError::Poisoned)
         } else {
             Err(TryLockError::WouldBlock)
@@ -199,14 +217,17 @@ impl<T: ?Sized> Mutex<T> {
         self.poison.result(guard)
     }
 
-    /// Sets LOCKED if it is clear, keeping QUEUED.
-    fn try_acquire(&self) -> bool {
+    /// Sets LOCKED if it is clear, keeping QUEUED; a woken waiter
+    /// (`woken`) also clears WOKEN, having now competed.
+    #[inline]
+    fn try_acquire(&self, woken: bool) -> bool {
+        let clear = if woken { WOKEN } else { 0 };
         let mut state = self.state.load(Ordering::Relaxed);
         while state & LOCKED == 0 {
             // Acquire: pairs with the unlocker's Release.
             match self.state.compare_exchange_weak(
                 state,
-                state | LOCKED,
+                (state | LOCKED) & !clear,
                 Ordering::Acquire,
                 Ordering::Relaxed,
             ) {
@@ -221,68 +242,99 @@ impl<T: ?Sized> Mutex<T> {
     fn lock_contended(&self) {
         // A short spin first (`spin.rs`): the holder is usually a fiber
         // running on another worker, done sooner than a park.
-        if super::spin::spin_to_acquire(|| self.try_acquire()) {
+        if self.state.load(Ordering::Relaxed) & QUEUED == 0
+            && super::spin::spin_to_acquire(|| self.try_acquire(false))
+        {
             return;
         }
         let since = Instant::now();
-        let mut woken_before = false;
+        // Whether we are the woken waiter (WOKEN is ours to clear).
+        let mut woken = false;
         loop {
             let node = {
                 let mut queue = self.waiters.lock();
-                // Under the list's lock, so an unlocker that sees no QUEUED
-                // bit cannot miss us: it takes the same lock to pop.
-                self.state.fetch_or(QUEUED, Ordering::Relaxed);
+                // Under the list's lock, in one step: take the lock if it
+                // is free, else set QUEUED, so that the holder's unlock
+                // takes the list's lock to pop and cannot miss us. A woken
+                // waiter has now competed: it clears WOKEN either way, so
+                // that the next unlock wakes a waiter again.
+                let clear = if woken { WOKEN } else { 0 };
+                // Acquire: pairs with the unlocker's Release, if we take it.
+                let previous = self
+                    .state
+                    .fetch_update(Ordering::Acquire, Ordering::Relaxed, |state| {
+                        let add = if state & LOCKED == 0 { LOCKED } else { QUEUED };
+                        Some((state | add) & !clear)
+                    })
+                    .expect("the update always applies");
+                if previous & LOCKED == 0 {
+                    return;
+                }
                 // A waiter that was woken and lost the race to a newcomer
                 // goes back to the front with its original start time, so
                 // its wait counts towards a hand-off.
-                WaitList::push_waiting_since(&mut queue, since, woken_before)
+                WaitList::push_waiting_since(&mut queue, since, woken)
             };
-            if self.try_acquire() {
-                // Got it after all. If an unlocker popped our node meanwhile
-                // (a plain notify), the lock we hold will wake the next
-                // waiter when released; nothing is lost.
-                self.waiters.remove(&node);
-                WaitList::recycle(node);
-                return;
-            }
             let handed_off = self.wait_for_turn(&node);
             WaitList::recycle(node);
             if handed_off {
                 return; // the lock is ours
             }
-            if self.try_acquire() {
+            if self.try_acquire(true) {
                 return;
             }
-            woken_before = true;
+            woken = true;
         }
     }
 
     /// Parks until our node is notified. Returns true if the lock was
-    /// handed to us. If we are unwound after a hand-off, unlocks.
+    /// handed to us. If we are unwound after a hand-off, unlocks; after a
+    /// plain wake, clears WOKEN (the wait list has passed the wake on to
+    /// the next waiter, if any, which competes in our place).
     fn wait_for_turn(&self, node: &Arc<Node>) -> bool {
-        struct ReleaseIfHandedOff<'a, T: ?Sized>(&'a Mutex<T>, &'a Arc<Node>);
-        impl<T: ?Sized> Drop for ReleaseIfHandedOff<'_, T> {
+        struct Unwound<'a, T: ?Sized>(&'a Mutex<T>, &'a Arc<Node>);
+        impl<T: ?Sized> Drop for Unwound<'_, T> {
             fn drop(&mut self) {
                 if self.1.is_handed_off() {
                     self.0.unlock();
+                } else if self.1.is_notified() {
+                    self.0.state.fetch_and(!WOKEN, Ordering::Relaxed);
                 }
             }
         }
-        let release = ReleaseIfHandedOff(self, node);
+        let release = Unwound(self, node);
         self.waiters.wait(node, None);
         std::mem::forget(release);
         node.is_handed_off()
     }
 
+    /// Releases the lock; wakes a waiter only if some are queued and none
+    /// woken earlier is still to compete (WOKEN).
+    #[inline]
     fn unlock(&self) {
-        // Release: publishes the critical section to the next holder.
-        if self
-            .state
-            .compare_exchange(LOCKED, 0, Ordering::Release, Ordering::Relaxed)
-            .is_ok()
-        {
-            return;
+        let mut state = self.state.load(Ordering::Relaxed);
+        loop {
+            debug_assert!(state & LOCKED != 0, "unlock of a free Mutex");
+            if state & (QUEUED | WOKEN) == QUEUED {
+                return self.unlock_slow();
+            }
+            // Release: publishes the critical section to the next holder.
+            match self.state.compare_exchange_weak(
+                state,
+                state & !LOCKED,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(found) => state = found,
+            }
         }
+    }
+
+    /// An unlock with waiters queued and none woken: wakes the front one
+    /// (WOKEN), or hands it the lock if it has waited too long.
+    #[cold]
+    fn unlock_slow(&self) {
         let wake = {
             let mut queue = self.waiters.lock();
             // At most one hand-off per HAND_OFF_AFTER: enough to bound how
@@ -295,17 +347,27 @@ impl<T: ?Sized> Mutex<T> {
             let hand_off = since_last >= HAND_OFF_AFTER.as_nanos() as u64
                 && queue
                     .front()
-                    .and_then(|node| node.since)
+                    .and_then(|node| node.since())
                     .is_some_and(|since| now.duration_since(since) >= HAND_OFF_AFTER);
             if hand_off {
                 self.last_hand_off.store(now_nanos, Ordering::Relaxed);
             }
             let wake = WaitList::pop(&mut queue, hand_off);
             let queued = if queue.is_empty() { 0 } else { QUEUED };
+            // A plain wake makes its waiter the woken one; a hand-off does
+            // not (the waiter does not compete: the lock is its).
+            let woken = if wake.is_some() && !hand_off {
+                WOKEN
+            } else {
+                0
+            };
             // Release, as above. On a hand-off LOCKED stays set: the lock
-            // passes to the woken waiter without ever being free.
+            // passes to the woken waiter without ever being free. A store
+            // is enough: we hold LOCKED and the list's lock, so nobody
+            // else changes the word meanwhile (acquirers need LOCKED
+            // clear; queueing waiters need the list's lock).
             let locked = if hand_off { LOCKED } else { 0 };
-            self.state.store(locked | queued, Ordering::Release);
+            self.state.store(locked | queued | woken, Ordering::Release);
             wake
         };
         if let Some(wake) = wake {

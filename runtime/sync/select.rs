@@ -5,56 +5,59 @@
 //! # Design
 //! Each arm pairs an operation with a handler that turns its outcome into
 //! the select's result `R`; arms are boxed trait objects, so one select
-//! mixes channels of different message types. [`Select::wait`] runs:
+//! mixes channels of different message types. [`Select::wait`] runs Go's
+//! `selectgo`:
 //!
-//! 1. **Poll** every arm with its non-blocking form (`try_recv`,
-//!    `try_send`), starting at a random arm, so that when several are ready
-//!    each is chosen about equally often and none starves. The first that
-//!    completes wins: its handler runs and the select returns.
-//! 2. **Register**: queue one wait-list node per arm on that arm's channel
-//!    (`Channel::register_receive` / `register_send`), each under the
-//!    channel's lock after re-checking readiness, so a change after the
-//!    check notifies the node. If an arm turned ready meanwhile, skip to 4.
-//!    Receive arms go first: on a rendezvous channel, a receiver queueing
-//!    wakes the send arms waiting for one, and a select must neither wake
-//!    itself so nor count its own receive node as a partner (it would spin).
-//! 3. **Park** until any node is notified (each notification unparks us),
-//!    or the deadline passes.
-//! 4. **Deregister** every node, noting which were notified, and go to 1.
+//! 1. **Lock** every arm's channel, in address order (so two selects
+//!    never deadlock), and **poll** the arms in a random order (a fresh
+//!    permutation each time, so that every ready arm is chosen equally
+//!    often). The first operation that needs no waiting completes, under
+//!    the locks: its handler runs and the select returns. All channels are
+//!    locked at once, so the poll sees one instant: [`Select::try_select`]
+//!    fails only if no arm was ready at that instant.
+//! 2. **Register**, still under the locks: queue one entry per arm, all
+//!    for one node (`mpsc/waiting.rs`), with the arm's message slot in its
+//!    boxed arm. Then unlock.
+//! 3. **Park** until a party on some arm's channel resolves the node: it
+//!    claims the node first (so exactly one arm completes) and then moves
+//!    the message, as it would for a plain waiter. Or, at the deadline,
+//!    withdraw the node, unless a claim came first.
+//! 4. **Deregister** every arm's entry (taking each lock in turn, which
+//!    also waits out a claim in progress), and finish the arm that was
+//!    resolved.
 //!
-//! A notification is meant for one waiter ("a message arrived": one
-//! receiver should come). So when the select completes arm *i*, a
-//! notification received on any other arm is passed on to that list's next
-//! waiter, or another waiter could sleep through a message it should have
-//! had. A notification on an arm that is not ready when polled is dropped:
-//! someone else consumed what it announced. (Passing those on as well
-//! would be safe but can bounce a notification between two idle selects
-//! forever.) A select unwound while registered (runtime shutdown) removes
-//! its nodes and passes on what it received, via a drop guard.
+//! A resolution is a completed operation, never a hint to try again, so a
+//! woken select never finds its message gone and nothing needs passing
+//! on. A select unwound while registered (runtime shutdown) withdraws and
+//! deregisters in a drop guard; a message an arm was handed first is
+//! dropped with it.
 //!
-//! Rejected: crossbeam's two-phase protocol, where a select *reserves* an
-//! operation and then completes it, so that a woken select never finds its
-//! message gone. It needs per-operation tokens in every channel flavour;
-//! here a lost race costs one more round of steps 1 to 4.
+//! A select holds its channels' locks while it polls and registers, which
+//! is a few pushes and pops per arm; the locks never wait on anything but
+//! each other, and are always taken in one order.
+//!
+//! Rejected: checking the arms one at a time, each under its own lock,
+//! then queueing on each: a non-blocking select could then report nothing
+//! ready while some arm was ready at every instant, and an arm that turns
+//! ready between its check and its queueing needs a second round.
 //!
 //! # Limits
-//! - A send arm on a rendezvous channel is ready only while a receiver
-//!   waits (as [`SyncSender::try_send`]); it wakes that receiver and does
-//!   not wait for the take.
 //! - Unbounded `Sender`s have no send arm: their sends never wait.
 //! - The values of send arms that were not chosen are dropped.
 
-use std::cell::Cell;
+use std::cell::{Cell, UnsafeCell};
 use std::error::Error;
 use std::fmt;
+use std::mem::MaybeUninit;
+use std::ptr::NonNull;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::mpsc::QueueRef;
 use super::mpsc::{
-    Receiver, RecvError, Registration, SendError, SyncSender, TryRecvError, TrySendError,
+    Receiver, RecvError, Resolution, Resolved, SendError, Side, SyncSender, Waiting,
 };
-use super::waitlist::Queue;
+use super::spin_lock::RawSpinLock;
+use super::waitlist::{Node, WaitList};
 
 /// A set of channel operations to wait on; the first to complete wins.
 ///
@@ -120,51 +123,141 @@ pub struct SelectTimeoutError;
 pub struct TrySelectError;
 
 /// One operation of a select, type-erased over its message type.
+///
+/// Between `register` and the end of `settle`'s caller's deregistration,
+/// a party on another thread may move a message through the arm's slot:
+/// the select touches its arms only through `&self` then, and keeps the
+/// boxes (whose contents do not move) alive.
 trait Arm<'a, R> {
-    /// Tries the operation without waiting. True if it completed (or
-    /// failed for good, disconnected); the outcome is kept for `finish`.
-    fn try_complete(&mut self) -> bool;
-    /// Whether this is a send arm (queued after the receive arms).
-    fn is_send(&self) -> bool;
-    /// Queues a node on the channel's wait list, or `None` if the operation
-    /// could complete now. `own`: the select's nodes queued so far.
-    fn register(&self, own: &[(usize, Registration<'a>)]) -> Option<Registration<'a>>;
-    /// Runs the handler on the outcome `try_complete` kept.
+    /// The lock of the arm's channel.
+    fn lock(&self) -> &'a RawSpinLock;
+    /// Completes the operation if it needs no waiting (or fails for good,
+    /// disconnected); true if so, and the outcome is kept for `finish`.
+    /// Parties to wake once the locks are released go to `wakes`.
+    ///
+    /// # Safety
+    /// The caller holds `self.lock()`.
+    unsafe fn try_complete(&mut self, wakes: &mut Vec<Resolution>) -> bool;
+    /// Queues the arm's entry, for `node` as arm `index`.
+    ///
+    /// # Safety
+    /// The caller holds `self.lock()`, found the arm would wait, and keeps
+    /// this arm in place, touching it only through `&self`, until it has
+    /// deregistered the entry.
+    unsafe fn register(&self, node: &Node, index: u32);
+    /// Removes the arm's entry if it is still queued (takes the lock).
+    fn deregister(&self, node: &Node, index: u32);
+    /// Takes the outcome of the arm's resolution (`closed`: the other side
+    /// had gone) from its slot, for `finish`.
+    ///
+    /// # Safety
+    /// The arm's entry was resolved so, and has been deregistered since.
+    unsafe fn settle(&mut self, closed: bool);
+    /// Runs the handler on the outcome kept.
     fn finish(self: Box<Self>) -> R;
 }
 
 struct RecvArm<'a, T, F> {
     receiver: &'a Receiver<T>,
+    /// Where a sender puts the message while the arm is registered.
+    slot: UnsafeCell<MaybeUninit<T>>,
     outcome: Option<Result<T, RecvError>>,
     handler: F,
 }
 
 struct SendArm<'a, T, F> {
     sender: &'a SyncSender<T>,
-    /// The value until it is sent (or handed back by a disconnection).
-    value: Option<T>,
+    message: Message<T>,
     outcome: Option<Result<(), SendError<T>>>,
     handler: F,
 }
 
-impl<'a, T, R, F: FnOnce(Result<T, RecvError>) -> R> Arm<'a, R> for RecvArm<'a, T, F> {
-    fn try_complete(&mut self) -> bool {
-        debug_assert!(self.outcome.is_none(), "an arm completed twice");
-        match self.receiver.try_recv() {
-            Ok(value) => self.outcome = Some(Ok(value)),
-            Err(TryRecvError::Disconnected) => self.outcome = Some(Err(RecvError)),
-            Err(TryRecvError::Empty) => return false,
+/// A send arm's message, until it is sent (or handed back by a
+/// disconnection); while the arm is registered, the slot a receiver takes
+/// it from. Dropped holding it (an arm not chosen), it drops the message.
+struct Message<T> {
+    slot: UnsafeCell<MaybeUninit<T>>,
+    /// Whether `slot` holds the message. Changed only through `&mut self`.
+    holds: bool,
+}
+
+impl<T> Message<T> {
+    fn new(value: T) -> Message<T> {
+        Message {
+            slot: UnsafeCell::new(MaybeUninit::new(value)),
+            holds: true,
         }
-        true
     }
 
-    fn is_send(&self) -> bool {
-        false
+    /// Takes the message out.
+    fn take(&mut self) -> T {
+        assert!(self.holds, "a send arm without its message");
+        self.holds = false;
+        // SAFETY: `holds` said the slot holds the message, and `&mut self`
+        // means the arm is not registered (see `Arm`), so nobody else
+        // touches it.
+        unsafe { self.slot.get_mut().assume_init_read() }
     }
 
-    fn register(&self, _own: &[(usize, Registration<'a>)]) -> Option<Registration<'a>> {
+    /// Puts the message back (a send that would have waited).
+    fn put(&mut self, value: T) {
+        debug_assert!(!self.holds, "a send arm with two messages");
+        self.slot.get_mut().write(value);
+        self.holds = true;
+    }
+}
+
+impl<T> Drop for Message<T> {
+    fn drop(&mut self) {
+        if self.holds {
+            drop(self.take());
+        }
+    }
+}
+
+impl<'a, T, R, F: FnOnce(Result<T, RecvError>) -> R> Arm<'a, R> for RecvArm<'a, T, F> {
+    fn lock(&self) -> &'a RawSpinLock {
         let receiver: &'a Receiver<T> = self.receiver;
-        receiver.channel().register_receive()
+        receiver.channel().raw_lock()
+    }
+
+    unsafe fn try_complete(&mut self, wakes: &mut Vec<Resolution>) -> bool {
+        debug_assert!(self.outcome.is_none(), "an arm completed twice");
+        // SAFETY: the caller holds the channel's lock.
+        self.outcome = unsafe { self.receiver.channel().recv_locked(wakes) };
+        self.outcome.is_some()
+    }
+
+    unsafe fn register(&self, node: &Node, index: u32) {
+        let slot = NonNull::new(self.slot.get().cast::<T>()).expect("a field is not null");
+        // SAFETY: the slot is in this arm's box, which the caller keeps in
+        // place and does not touch mutably until it has deregistered the
+        // entry (or seen it resolved: `settle`'s contract); it is a
+        // receiver's, so it holds nothing yet.
+        let entry = unsafe { Waiting::new(node, slot, index, true) };
+        // SAFETY: the caller holds the channel's lock.
+        unsafe {
+            self.receiver
+                .channel()
+                .register_locked(Side::Receiving, entry)
+        };
+    }
+
+    fn deregister(&self, node: &Node, index: u32) {
+        self.receiver
+            .channel()
+            .deregister(Side::Receiving, node, index);
+    }
+
+    unsafe fn settle(&mut self, closed: bool) {
+        self.outcome = Some(if closed {
+            Err(RecvError)
+        } else {
+            // SAFETY: resolved as done: a sender wrote a message into the
+            // slot before resolving, and, deregistered, nobody touches the
+            // slot any more (the caller's promise).
+            Ok(unsafe { self.slot.get_mut().assume_init_read() })
+        });
     }
 
     fn finish(self: Box<Self>) -> R {
@@ -174,34 +267,59 @@ impl<'a, T, R, F: FnOnce(Result<T, RecvError>) -> R> Arm<'a, R> for RecvArm<'a, 
 }
 
 impl<'a, T, R, F: FnOnce(Result<(), SendError<T>>) -> R> Arm<'a, R> for SendArm<'a, T, F> {
-    fn try_complete(&mut self) -> bool {
+    fn lock(&self) -> &'a RawSpinLock {
+        let sender: &'a SyncSender<T> = self.sender;
+        sender.channel().raw_lock()
+    }
+
+    unsafe fn try_complete(&mut self, wakes: &mut Vec<Resolution>) -> bool {
         debug_assert!(self.outcome.is_none(), "an arm completed twice");
-        let value = self.value.take().expect("an unsent send arm has its value");
-        match self.sender.try_send(value) {
-            Ok(()) => self.outcome = Some(Ok(())),
-            Err(TrySendError::Disconnected(value)) => self.outcome = Some(Err(SendError(value))),
-            Err(TrySendError::Full(value)) => {
-                self.value = Some(value);
-                return false;
+        let value = self.message.take();
+        // SAFETY: the caller holds the channel's lock.
+        match unsafe { self.sender.channel().send_locked(value, wakes) } {
+            Ok(outcome) => {
+                self.outcome = Some(outcome);
+                true
+            }
+            Err(value) => {
+                self.message.put(value);
+                false
             }
         }
-        true
     }
 
-    fn is_send(&self) -> bool {
-        true
+    unsafe fn register(&self, node: &Node, index: u32) {
+        debug_assert!(
+            self.message.holds,
+            "a send arm registered without its message"
+        );
+        let slot = NonNull::new(self.message.slot.get().cast::<T>()).expect("a field is not null");
+        // SAFETY: as for a receive arm; the slot holds the message.
+        let entry = unsafe { Waiting::new(node, slot, index, true) };
+        // SAFETY: the caller holds the channel's lock.
+        unsafe { self.sender.channel().register_locked(Side::Sending, entry) };
     }
 
-    fn register(&self, own: &[(usize, Registration<'a>)]) -> Option<Registration<'a>> {
-        let sender: &'a SyncSender<T> = self.sender;
-        sender
-            .channel()
-            .register_send(|node| own.iter().any(|(_, mine)| Arc::ptr_eq(&mine.node, node)))
+    fn deregister(&self, node: &Node, index: u32) {
+        self.sender.channel().deregister(Side::Sending, node, index);
+    }
+
+    unsafe fn settle(&mut self, closed: bool) {
+        self.outcome = Some(if closed {
+            // The receivers went; the message is still ours.
+            Err(SendError(self.message.take()))
+        } else {
+            // A receiver took it out of the slot.
+            self.message.holds = false;
+            Ok(())
+        });
     }
 
     fn finish(self: Box<Self>) -> R {
-        let outcome = self.outcome.expect("finish after try_complete");
-        (self.handler)(outcome)
+        let SendArm {
+            outcome, handler, ..
+        } = *self;
+        handler(outcome.expect("finish after try_complete"))
     }
 }
 
@@ -220,6 +338,7 @@ impl<'a, R> Select<'a, R> {
     ) -> Select<'a, R> {
         self.arms.push(Box::new(RecvArm {
             receiver,
+            slot: UnsafeCell::new(MaybeUninit::uninit()),
             outcome: None,
             handler,
         }));
@@ -237,7 +356,7 @@ impl<'a, R> Select<'a, R> {
     ) -> Select<'a, R> {
         self.arms.push(Box::new(SendArm {
             sender,
-            value: Some(value),
+            message: Message::new(value),
             outcome: None,
             handler,
         }));
@@ -304,89 +423,151 @@ impl<'a, R> Select<'a, R> {
         if count == 0 {
             return None;
         }
-        let start = random_below(count);
-        let order = move || (0..count).map(move |k| (start + k) % count);
-        // Arms whose nodes were notified in the last round, with their queue.
-        let mut notified: Vec<(usize, QueueRef<'a>)> = Vec::new();
-        loop {
-            // 1. Poll.
-            if let Some(chosen) = order().find(|&index| arms[index].try_complete()) {
-                for &(index, queue) in &notified {
-                    if index != chosen {
-                        queue.notify_one(); // not ours to use: pass it on
-                    }
+        let index_limit = u32::try_from(count).expect("a select of over 4 billion arms");
+        let order = random_permutation(count);
+        let locks = Locks::of(&arms);
+        let block = block && deadline.is_none_or(|deadline| Instant::now() < deadline);
+        let node = block.then(|| Node::for_current(None));
+        let mut wakes = Vec::new();
+        // 1. Poll, with every channel locked.
+        locks.lock_all();
+        let chosen = order.into_iter().find(|&index| {
+            // SAFETY: we hold every arm's lock.
+            unsafe { arms[index].try_complete(&mut wakes) }
+        });
+        let node = match (chosen, node) {
+            (None, Some(node)) => node,
+            (chosen, node) => {
+                // SAFETY: we took these locks above; no reference into the
+                // channels' states outlives the arms' calls.
+                unsafe { locks.unlock_all() };
+                wakes.into_iter().for_each(Resolution::wake);
+                if let Some(node) = node {
+                    WaitList::recycle(node);
                 }
-                let arm = arms.swap_remove(chosen);
-                drop(arms); // unsent values of the other arms
-                return Some(arm.finish());
+                // The other arms' unsent values are dropped with `arms`.
+                return chosen.map(|index| arms.swap_remove(index).finish());
             }
-            if !block || deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-                return None;
+        };
+        debug_assert!(wakes.is_empty(), "nothing completed, yet parties to wake");
+        // 2. Register, under the same locks.
+        for (index, arm) in (0..index_limit).zip(&arms) {
+            // SAFETY: we hold the arm's lock, and it would wait (it was
+            // polled under the same locks); `Registered` keeps the arms in
+            // place and touches them only through `&` until every entry is
+            // deregistered.
+            unsafe { arm.register(&node, index) };
+        }
+        // SAFETY: as above.
+        unsafe { locks.unlock_all() };
+        let registered = Registered {
+            arms,
+            node: Some(node),
+        };
+        // 3. Park.
+        let withdrawn = loop {
+            if registered.node().resolution().is_some() {
+                break false;
             }
-            // 2. Register.
-            let mut registered = Registered {
-                entries: Vec::with_capacity(count),
-            };
-            let mut ready = false;
-            // Receive arms first: queueing one on a rendezvous channel wakes
-            // send arms waiting for a receiver, which must not be our own.
-            let receives = order().filter(|&index| !arms[index].is_send());
-            let sends = order().filter(|&index| arms[index].is_send());
-            for index in receives.chain(sends) {
-                match arms[index].register(&registered.entries) {
-                    Some(registration) => registered.entries.push((index, registration)),
-                    None => {
-                        ready = true;
-                        break;
-                    }
-                }
+            if !crate::time::park_until(deadline) {
+                // At the deadline, unless a party claimed us first; then
+                // its resolution is final once step 4 has taken its lock.
+                break registered.node().try_withdraw();
             }
-            // 3. Park.
-            if !ready {
-                while !registered.any_notified() {
-                    if !crate::time::park_until(deadline) {
-                        break;
-                    }
-                }
-            }
-            // 4. Deregister.
-            notified = registered.deregister();
+        };
+        // 4. Deregister, and finish the arm that was resolved.
+        let (mut arms, resolved) = registered.deregister(withdrawn);
+        resolved.map(|index| arms.swap_remove(index).finish())
+    }
+}
+
+/// The locks of a select's channels, each once, in address order.
+struct Locks<'a>(Vec<&'a RawSpinLock>);
+
+impl<'a> Locks<'a> {
+    fn of<R>(arms: &[Box<dyn Arm<'a, R> + 'a>]) -> Locks<'a> {
+        let mut locks: Vec<&'a RawSpinLock> = arms.iter().map(|arm| arm.lock()).collect();
+        locks.sort_unstable_by_key(|lock| std::ptr::from_ref(*lock) as usize);
+        locks.dedup_by(|a, b| std::ptr::eq(*a, *b));
+        Locks(locks)
+    }
+
+    fn lock_all(&self) {
+        for lock in &self.0 {
+            lock.lock();
+        }
+    }
+
+    /// # Safety
+    /// The caller took every lock with `lock_all`, and no reference into
+    /// the states they guard outlives this call.
+    unsafe fn unlock_all(&self) {
+        for lock in self.0.iter().rev() {
+            // SAFETY: the caller's promise.
+            unsafe { lock.unlock() };
         }
     }
 }
 
-/// A select's queued nodes. Dropped without `deregister` (the select was
-/// unwound while parked), it removes them and passes on every notification
-/// they received.
-struct Registered<'a> {
-    entries: Vec<(usize, Registration<'a>)>,
+/// A select's arms while their entries are queued, and its node. Dropped
+/// without `deregister` (the select was unwound while parked), it
+/// withdraws, deregisters, and settles an arm that was resolved meanwhile,
+/// so that a message handed to it is dropped with it.
+struct Registered<'a, R> {
+    /// Empty once `deregister` has taken them.
+    arms: Vec<Box<dyn Arm<'a, R> + 'a>>,
+    /// Taken (to be kept for the next wait) when this is dropped.
+    node: Option<Arc<Node>>,
 }
 
-impl<'a> Registered<'a> {
-    fn any_notified(&self) -> bool {
-        self.entries
-            .iter()
-            .any(|(_, registration)| registration.node.is_notified())
+impl<'a, R> Registered<'a, R> {
+    /// Step 4: removes every arm's entry. Unless `withdrawn`, the node has
+    /// a resolution by then (a claimant resolves under the lock of the
+    /// channel it claimed on, which this takes): that arm is settled and
+    /// its index returned with the arms.
+    fn deregister(mut self, withdrawn: bool) -> (Vec<Box<dyn Arm<'a, R> + 'a>>, Option<usize>) {
+        let mut arms = std::mem::take(&mut self.arms);
+        let resolved = Registered::deregister_arms(&mut arms, self.node(), withdrawn);
+        (arms, resolved)
     }
 
-    /// Removes every node; returns the arms whose node had been notified
-    /// (a notifier popped it before we could remove it).
-    fn deregister(mut self) -> Vec<(usize, QueueRef<'a>)> {
-        std::mem::take(&mut self.entries)
-            .into_iter()
-            .filter(|(_, registration)| !registration.queue.remove(&registration.node))
-            .map(|(index, registration)| (index, registration.queue))
-            .collect()
+    fn node(&self) -> &Arc<Node> {
+        self.node.as_ref().expect("the node is taken only on drop")
+    }
+
+    fn deregister_arms(
+        arms: &mut [Box<dyn Arm<'a, R> + 'a>],
+        node: &Arc<Node>,
+        withdrawn: bool,
+    ) -> Option<usize> {
+        for (index, arm) in (0..).zip(arms.iter()) {
+            arm.deregister(node, index);
+        }
+        if withdrawn {
+            return None;
+        }
+        let code = node
+            .resolution()
+            .expect("a claimed select is resolved under a lock it has since taken");
+        node.wait_released();
+        let resolved = Resolved::from_code(code);
+        let index = resolved.arm as usize;
+        // SAFETY: the node was resolved for this arm (the code says which),
+        // and every entry is deregistered.
+        unsafe { arms[index].settle(resolved.closed) };
+        Some(index)
     }
 }
 
-impl Drop for Registered<'_> {
+impl<R> Drop for Registered<'_, R> {
     fn drop(&mut self) {
-        for (_, registration) in self.entries.drain(..) {
-            if !registration.queue.remove(&registration.node) {
-                registration.queue.notify_one();
-            }
+        let node = self.node.take().expect("the node is taken only on drop");
+        if !self.arms.is_empty() {
+            let withdrawn = node.try_withdraw();
+            Registered::deregister_arms(&mut self.arms, &node, withdrawn);
         }
+        // Kept for the next wait, unless a resolver still holds it.
+        WaitList::recycle(node);
     }
 }
 
@@ -419,8 +600,18 @@ impl fmt::Display for TrySelectError {
 impl Error for SelectTimeoutError {}
 impl Error for TrySelectError {}
 
-/// A pseudo-random number below `bound` (> 0), for the select's starting
-/// arm: xorshift64* on a per-thread seed. Not inlined: a fiber may change
+/// The numbers below `count` in a random order (Fisher-Yates), the order in
+/// which a select polls its arms.
+fn random_permutation(count: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..count).collect();
+    for last in (1..count).rev() {
+        order.swap(last, random_below(last + 1));
+    }
+    order
+}
+
+/// A pseudo-random number below `bound` (> 0), for the select's poll
+/// order: xorshift64* on a per-thread seed. Not inlined: a fiber may change
 /// threads between calls, and an inlined thread-local access could reuse
 /// another call's thread-local address (see `fiber::current_ptr`).
 #[inline(never)]

@@ -21,7 +21,8 @@
 //!
 //! Spinning is skipped where it cannot help (`spinning_can_help`): on one
 //! core, and in a fiber of a one-worker runtime, where a holder that is a
-//! fiber is parked, not running.
+//! fiber is parked, not running. The Mutex also skips it when waiters are
+//! queued already (`mutex.rs` says why).
 
 use std::sync::OnceLock;
 

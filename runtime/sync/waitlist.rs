@@ -1,5 +1,7 @@
 //! [`WaitList`]: a FIFO of parked fibers and blocked threads, the queue
-//! under every blocking primitive in `sync` (Mutex, Condvar, channels).
+//! under the Mutex, the Condvar and the I/O readiness waits. (The channels
+//! keep their waiters in queues of their own, under their state lock:
+//! `mpsc/waiting.rs`.)
 //!
 //! # Design
 //! A waiter takes a [`Node`] (an `Arc`: the list and the waiter each
@@ -143,7 +145,19 @@ impl WaitList {
     /// node is removed too, and a notification it had received is passed
     /// on.
     pub(crate) fn wait(&self, node: &Arc<Node>, deadline: Option<Instant>) -> bool {
-        wait_in(self, node, deadline)
+        let leave = Leave { list: self, node };
+        loop {
+            if node.is_notified() {
+                std::mem::forget(leave);
+                return true;
+            }
+            // Timed out, unless notified meanwhile (then the loop takes the
+            // notification).
+            if !crate::time::park_until(deadline) && self.remove(node) {
+                std::mem::forget(leave);
+                return false;
+            }
+        }
     }
 
     /// Removes `node` if still queued. Returns false if a notifier had
@@ -165,47 +179,9 @@ impl WaitList {
     }
 }
 
-/// A queue of nodes that a waiter can leave, and whose next waiter it can
-/// notify: a [`WaitList`], or a list kept under another lock (a channel
-/// keeps its waiters under its own state lock, `mpsc/channel.rs`).
-pub(crate) trait Queue {
-    /// Removes `node` if still queued. Returns false if a notifier had
-    /// already popped it.
-    fn remove(&self, node: &Arc<Node>) -> bool;
-    /// Wakes the first waiter, if any. Returns whether there was one.
-    fn notify_one(&self) -> bool;
-}
-
-impl Queue for WaitList {
-    fn remove(&self, node: &Arc<Node>) -> bool {
-        WaitList::remove(self, node)
-    }
-
-    fn notify_one(&self) -> bool {
-        WaitList::notify_one(self)
-    }
-}
-
-/// [`WaitList::wait`] for any [`Queue`] that `node` was pushed on.
-pub(crate) fn wait_in(queue: &dyn Queue, node: &Arc<Node>, deadline: Option<Instant>) -> bool {
-    let leave = Leave { list: queue, node };
-    loop {
-        if node.is_notified() {
-            std::mem::forget(leave);
-            return true;
-        }
-        // Timed out, unless notified meanwhile (then the loop takes the
-        // notification).
-        if !crate::time::park_until(deadline) && queue.remove(node) {
-            std::mem::forget(leave);
-            return false;
-        }
-    }
-}
-
-/// Runs if a waiter is unwound inside `wait_in`.
+/// Runs if a waiter is unwound inside [`WaitList::wait`].
 struct Leave<'a> {
-    list: &'a dyn Queue,
+    list: &'a WaitList,
     node: &'a Arc<Node>,
 }
 

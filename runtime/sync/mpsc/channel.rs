@@ -3,117 +3,119 @@
 //!
 //! # Design
 //! One `Channel` per channel, shared by every end through an `Arc`. Its
-//! `state` is one short `std::sync::Mutex` (never held across a park) over
-//! the buffer (a `VecDeque`), the counts of live senders and receivers, and
-//! three wait queues of `WaitList` nodes: `waiting_receivers` (waiting for
-//! a message or for the last sender to go), `waiting_senders` (waiting for
-//! room, or for the rendezvous slot to empty) and `awaiting_receiver`
-//! (select send arms on a rendezvous channel, waiting for a receiver to
-//! arrive).
+//! `state` is one short [`SpinLock`] (never held across a park, no user
+//! code under it) over the buffer (a `VecDeque`), the counts of live
+//! senders and receivers, and two wait queues (`waiting.rs`): `receiving`
+//! (receivers and select receive arms waiting for a message) and `sending`
+//! (senders and select send arms waiting, their message in hand, for a
+//! receiver or for room).
 //!
-//! A waiter checks its condition and queues its node in the same critical
-//! section, so a party that changes the state and pops a waiter under the
-//! lock cannot miss it. A send pops one waiting receiver in the critical
-//! section that queues its message, and wakes it after unlocking, so a
-//! ping-pong between two fibers is: lock, push, pop a node, unlock,
-//! unpark. The wait queues share the buffer's lock rather than each having
-//! its own, because a lock pair fewer per wait measured faster. A woken
-//! waiter re-checks: a newcomer may have taken the message first (barging,
-//! as in the Mutex), and then it queues again. A waiter that leaves without
-//! using a notification it received (timeout, unwound at shutdown) passes
-//! it on; `waitlist::wait_in` does that.
+//! Messages go straight from party to party whenever one waits (Go's
+//! design, `waiting.rs`): a send that finds a receiver waiting writes the
+//! message into that receiver's slot and wakes it, and is done; a receive
+//! that finds a sender waiting takes its message out of its slot (on a
+//! bounded channel: takes the oldest buffered message and moves the
+//! sender's into the freed place) and wakes it. The woken party finds its
+//! operation complete and does not take the lock again. Only when nobody
+//! waits does a message go through the buffer. So:
 //!
-//! Nearly all of a round trip's cost is atomic read-modify-writes: per
-//! one-way trip, a lock/unlock pair to queue a waiting receiver, one in
-//! `send`, one for the woken receiver to take the message, and the park,
-//! unpark and next-slot updates. The measurements are in
+//! - a receiver waits only while the buffer is empty, and a sender only
+//!   while it is full; a rendezvous channel (`sync_channel(0)`) has no
+//!   room, so its buffer is always empty and every message goes from one
+//!   sender to one receiver, named when the message moves;
+//! - a rendezvous `send` waits until a receiver has the message; a
+//!   `try_send` (or a select's send arm) succeeds only if a receiver is
+//!   waiting, and then that receiver has it.
+//!
+//! A waiter queues its entry in the critical section that found it had to
+//! wait, so a party that changes the state later, under the lock, finds
+//! it. A waiter that gives up (timeout) or is unwound (shutdown) removes
+//! its entry under the lock, or finds it resolved and takes the outcome:
+//! the message a receiver was handed is its own, and is dropped with it if
+//! it is unwound. A select's entries are resolved by whichever of its arms
+//! is claimed first (`waiting.rs`, "Claims").
+//!
+//! A one-way trip between two fibers (the receiver waiting) is: the
+//! receiver locks, queues, unlocks and parks; the sender locks, pops the
+//! entry, writes the message, unlocks and unparks. The figures are in
 //! `docs/decisions.md`, "Channel state lock".
 //!
 //! # Rejected
 //! - A lock-free queue (crossbeam's list/array channels): several times the
 //!   code, and the blocking paths need a lock for the wait queues anyway;
-//!   the std lock is held for a push or a pop only.
-//! - Intrusive wait nodes on the waiters' stacks, with the value written
-//!   straight into them (Go's `sendDirect`): two reference-count updates
-//!   and the receiver's second lock pair fewer per wait, but a node linked
-//!   by its address is a raw pointer into another fiber's stack, unsafe
-//!   code of a kind `sync/` does without (its only unsafe code is the data
-//!   cells of `Mutex`, `RwLock` and `OnceCell`), and a fiber unwound at
-//!   shutdown would have to unlink its node first. The heap node a waiter
-//!   keeps between waits (`waitlist.rs`) removes the allocation without it.
-//! - A spin lock for `state`, whose unlock is a plain store where std's is
-//!   a swap (it must see sleeping waiters): one read-modify-write fewer per
-//!   lock, three per one-way trip, but a second hand-written lock with an
-//!   unsafe data cell of its own, and a holder preempted by the OS would
-//!   leave the other workers spinning instead of sleeping.
-//! - Waiting senders and receivers on one list with `notify_all`: every
-//!   message would wake every waiter to fight over it.
+//!   the lock is held for a push or a pop only.
+//! - Waking a waiter to take the message itself (each end re-checking the
+//!   buffer under the lock when woken, as a notification would): a second
+//!   lock pair per wait, and on a rendezvous channel a message left in a
+//!   shared slot could be taken by a party other than the one woken, so
+//!   capacity 0 behaved like capacity 1.
+//! - The message slot on the waiter's stack (Go's `sudog.elem`): an entry
+//!   would point into a stack, which a fiber abandoned at shutdown without
+//!   unwinding could leave dangling once the stack is reused.
+//! - std's `Mutex` for `state`: it can sleep, so its unlock is a swap
+//!   where a spin lock's is a store (`spin_lock.rs`).
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::error::{RecvTimeoutError, SendTimeoutError, TryRecvError, TrySendError};
-use crate::fiber::waiter::Waiter;
-use crate::lock::MutexExt;
-use crate::sync::waitlist::{self, Node, WaitList, Wake};
+use super::waiting::{PlainSlot, Resolution, Resolved, WaitQueue, Waiting, PLAIN};
+use crate::sync::spin_lock::{SpinGuard, SpinLock};
+use crate::sync::waitlist::{Node, WaitList};
 
 /// What every end of one channel shares; see the module docs.
 pub(crate) struct Channel<T> {
     /// `None`: unbounded; `Some(0)`: rendezvous. Immutable.
     capacity: Option<usize>,
     /// Any party, for a push or a pop; never held across a park.
-    state: Mutex<ChannelState<T>>,
+    state: SpinLock<ChannelState<T>>,
 }
 
 /// A channel's state, under `Channel::state`.
 ///
 /// # Invariants
-/// - `buffer.len() <= capacity`, or `<= 1` for a rendezvous channel;
-/// - `slot_owner` is `Some` only on a rendezvous channel whose slot holds
-///   the value of a blocking send that waits for it to be taken;
-/// - once `senders` or `receivers` reaches 0 it stays 0.
-pub(super) struct ChannelState<T> {
-    /// The messages sent and not yet received; on a rendezvous channel,
-    /// the slot.
-    pub(super) buffer: VecDeque<T>,
+/// - `buffer.len() <= capacity`; so a rendezvous channel's buffer is
+///   always empty;
+/// - while a receiver waits (an unresolved entry in `receiving`), the
+///   buffer is empty; while a sender waits, it is full;
+/// - once `senders` or `receivers` reaches 0 it stays 0, and then nobody
+///   waits on the side whose partners are gone.
+pub(crate) struct ChannelState<T> {
+    /// Messages sent and not yet received, for receivers to come.
+    buffer: VecDeque<T>,
     /// Live `Sender`s or `SyncSender`s.
     pub(super) senders: usize,
     /// Live `Receiver`s.
     pub(super) receivers: usize,
-    /// Rendezvous only: values taken from the slot so far; a blocking send
-    /// whose value went in when this was `n` is done when it passes `n`.
-    pub(super) taken: u64,
-    /// Rendezvous only: the blocking sender whose value is in the slot.
-    pub(super) slot_owner: Option<Waiter>,
     /// Receivers (and select receive arms) waiting for a message or for the
     /// last sender to go.
-    pub(super) waiting_receivers: VecDeque<Arc<Node>>,
-    /// Senders (and select send arms on a bounded channel) waiting for
-    /// room, or for the last receiver to go.
-    pub(super) waiting_senders: VecDeque<Arc<Node>>,
-    /// Select send arms on a rendezvous channel, waiting for a receiver to
-    /// start waiting (or for the slot to empty, or the last receiver to go).
-    pub(super) awaiting_receiver: VecDeque<Arc<Node>>,
+    pub(super) receiving: WaitQueue<T>,
+    /// Senders (and select send arms) waiting, message in hand, for a
+    /// receiver, for room, or for the last receiver to go.
+    pub(super) sending: WaitQueue<T>,
 }
 
-/// One of a channel's wait queues.
+/// Which side of a channel a plain waiter waits on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum WaitQueue {
-    /// `ChannelState::waiting_receivers`.
-    Receivers,
-    /// `ChannelState::waiting_senders`.
-    Senders,
-    /// `ChannelState::awaiting_receiver`.
-    AwaitingReceiver,
+pub(crate) enum Side {
+    Receiving,
+    Sending,
+}
+
+/// How a plain wait ended.
+enum Waited {
+    /// Resolved by a party on the other side: done, or closed.
+    Resolved { closed: bool },
+    /// The deadline passed; the waiter removed its entry.
+    TimedOut,
 }
 
 impl<T> ChannelState<T> {
-    pub(super) fn queue_of(&mut self, queue: WaitQueue) -> &mut VecDeque<Arc<Node>> {
-        match queue {
-            WaitQueue::Receivers => &mut self.waiting_receivers,
-            WaitQueue::Senders => &mut self.waiting_senders,
-            WaitQueue::AwaitingReceiver => &mut self.awaiting_receiver,
+    pub(super) fn queue(&mut self, side: Side) -> &mut WaitQueue<T> {
+        match side {
+            Side::Receiving => &mut self.receiving,
+            Side::Sending => &mut self.sending,
         }
     }
 }
@@ -122,151 +124,134 @@ impl<T> Channel<T> {
     pub(super) fn new(capacity: Option<usize>) -> Channel<T> {
         Channel {
             capacity,
-            state: Mutex::new(ChannelState {
+            state: SpinLock::new(ChannelState {
                 buffer: VecDeque::new(),
                 senders: 1,
                 receivers: 1,
-                taken: 0,
-                slot_owner: None,
-                waiting_receivers: VecDeque::new(),
-                waiting_senders: VecDeque::new(),
-                awaiting_receiver: VecDeque::new(),
+                receiving: WaitQueue::new(),
+                sending: WaitQueue::new(),
             }),
         }
     }
 
-    pub(super) fn lock(&self) -> MutexGuard<'_, ChannelState<T>> {
-        // Nothing panics under this lock except allocation failure, which
-        // leaves the state consistent; ignore poisoning.
-        self.state.lock_unpoisoned()
+    #[inline]
+    pub(super) fn lock(&self) -> SpinGuard<'_, ChannelState<T>> {
+        self.state.lock()
     }
 
-    /// Releases `state`, then wakes the waiters popped under it (never
-    /// woken under the lock: a woken fiber on another worker would only
-    /// run into it).
-    pub(super) fn unlock_and_wake(
-        state: MutexGuard<'_, ChannelState<T>>,
-        wakes: impl IntoIterator<Item = Wake>,
-    ) {
-        drop(state);
-        wakes.into_iter().for_each(Wake::wake);
+    /// The lock itself, for a select that locks several channels at once.
+    pub(super) fn state_lock(&self) -> &SpinLock<ChannelState<T>> {
+        &self.state
     }
 
-    pub(super) fn is_rendezvous(&self) -> bool {
-        self.capacity == Some(0)
-    }
-
-    /// Whether a send that puts its value in the buffer fits now.
+    /// Whether a send into the buffer fits now.
     fn has_room(&self, state: &ChannelState<T>) -> bool {
-        match self.capacity {
-            None => true,
-            Some(capacity) => state.buffer.len() < capacity.max(1),
-        }
+        self.capacity
+            .is_none_or(|capacity| state.buffer.len() < capacity)
     }
 
-    /// Checks the invariants on `ChannelState` (debug builds).
-    pub(super) fn debug_check(&self, state: &ChannelState<T>) {
-        debug_assert!(
-            state.buffer.len() <= self.capacity.map_or(usize::MAX, |c| c.max(1)),
-            "the buffer holds {} values, over capacity {:?}",
-            state.buffer.len(),
-            self.capacity
-        );
-        debug_assert!(
-            state.slot_owner.is_none() || (self.is_rendezvous() && state.buffer.len() == 1),
-            "a slot owner without its value in the slot"
-        );
+    /// A receive that needs no waiting, under the lock: the oldest buffered
+    /// message (and a waiting sender's message moves into the room made),
+    /// or a waiting sender's message itself. With the sender to wake once
+    /// the lock is released.
+    #[inline]
+    pub(super) fn take_now(&self, state: &mut ChannelState<T>) -> Option<(T, Option<Resolution>)> {
+        let Some(value) = state.buffer.pop_front() else {
+            // A sender waits on a non-full buffer only at capacity 0.
+            let (value, wake) = state.sending.pop_claimed()?.take();
+            return Some((value, Some(wake)));
+        };
+        let wake = state.sending.pop_claimed().map(|sender| {
+            let (moved, wake) = sender.take();
+            state.buffer.push_back(moved);
+            wake
+        });
+        Some((value, wake))
     }
 
-    /// Whether a `try_send` succeeds now (a rendezvous needs a receiver
-    /// already waiting, other than the caller's own select nodes, for which
-    /// `is_own` is true). The caller holds `state`.
-    pub(super) fn can_try_send(
+    /// A send that needs no waiting, under the lock: to a waiting receiver,
+    /// else into the buffer if there is room; with the receiver to wake
+    /// once the lock is released. `Err` gives the message back if it must
+    /// wait.
+    #[inline]
+    pub(super) fn give_now(
         &self,
-        state: &ChannelState<T>,
-        is_own: impl Fn(&Arc<Node>) -> bool,
-    ) -> bool {
-        match self.capacity {
-            Some(0) => {
-                state.buffer.is_empty() && state.waiting_receivers.iter().any(|n| !is_own(n))
+        state: &mut ChannelState<T>,
+        value: T,
+    ) -> Result<Option<Resolution>, T> {
+        if let Some(receiver) = state.receiving.pop_claimed() {
+            debug_assert!(state.buffer.is_empty(), "a receiver waited beside messages");
+            return Ok(Some(receiver.deliver(value)));
+        }
+        if self.has_room(state) {
+            state.buffer.push_back(value);
+            return Ok(None);
+        }
+        Err(value)
+    }
+
+    /// Releases `state`, then wakes the party an operation under it
+    /// popped (never under the lock: a woken fiber on another worker would
+    /// only run into it).
+    #[inline]
+    fn unlock_and_wake(state: SpinGuard<'_, ChannelState<T>>, wake: Option<Resolution>) {
+        drop(state);
+        if let Some(wake) = wake {
+            wake.wake();
+        }
+    }
+
+    /// A receive that needs no waiting (`take_now`), completed; else the
+    /// state, still locked, for the caller to decide.
+    #[inline]
+    fn recv_now(&self) -> Result<T, SpinGuard<'_, ChannelState<T>>> {
+        let mut state = self.lock();
+        match self.take_now(&mut state) {
+            Some((value, wake)) => {
+                Channel::unlock_and_wake(state, wake);
+                Ok(value)
             }
-            _ => self.has_room(state),
+            None => Err(state),
         }
-    }
-
-    /// Pops the front message and releases `state`, then wakes whoever the
-    /// pop concerns: a rendezvous sender waiting for the take, and one
-    /// sender waiting for room.
-    fn pop(&self, mut state: MutexGuard<'_, ChannelState<T>>) -> Option<T> {
-        let value = state.buffer.pop_front()?;
-        let owner = if self.is_rendezvous() {
-            state.taken += 1;
-            state.slot_owner.take()
-        } else {
-            None
-        };
-        let wakes = self.room_made(&mut state);
-        Channel::unlock_and_wake(state, wakes.into_iter().flatten());
-        if let Some(owner) = owner {
-            owner.wake();
-        }
-        Some(value)
-    }
-
-    /// After the buffer lost a value: pops the waiters that may go now (on
-    /// a bounded channel, a sender waiting for room), to be woken once
-    /// `state` is released.
-    pub(super) fn room_made(&self, state: &mut ChannelState<T>) -> [Option<Wake>; 2] {
-        let sender = if self.capacity.is_some() {
-            WaitList::pop(&mut state.waiting_senders, false)
-        } else {
-            None
-        };
-        // The slot is empty: if a receiver waits, a select send arm can go
-        // now.
-        [sender, self.receiver_queued(state)]
     }
 
     pub(super) fn try_recv(&self) -> Result<T, TryRecvError> {
-        let state = self.lock();
-        let disconnected = state.senders == 0;
-        match self.pop(state) {
-            Some(value) => Ok(value),
-            None if disconnected => Err(TryRecvError::Disconnected),
-            None => Err(TryRecvError::Empty),
+        match self.recv_now() {
+            Ok(value) => Ok(value),
+            Err(state) if state.senders == 0 => Err(TryRecvError::Disconnected),
+            Err(_) => Err(TryRecvError::Empty),
         }
     }
 
     pub(super) fn recv(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
-        loop {
-            let mut state = self.lock();
-            if !state.buffer.is_empty() {
-                return Ok(self.pop(state).expect("the buffer is not empty"));
-            }
-            if state.senders == 0 {
-                return Err(RecvTimeoutError::Disconnected);
-            }
-            let node = WaitList::push(&mut state.waiting_receivers);
-            let send_arm = self.receiver_queued(&mut state);
-            Channel::unlock_and_wake(state, send_arm);
-            let notified =
-                waitlist::wait_in(&self.queue_ref(WaitQueue::Receivers), &node, deadline);
-            WaitList::recycle(node);
-            if !notified {
-                return Err(RecvTimeoutError::Timeout);
-            }
+        let mut state = match self.recv_now() {
+            Ok(value) => return Ok(value),
+            Err(state) => state,
+        };
+        if state.senders == 0 {
+            return Err(RecvTimeoutError::Disconnected);
         }
-    }
-
-    /// After a receiver queued on `waiting_receivers` (or the rendezvous
-    /// slot emptied): on a rendezvous channel, pops a select send arm
-    /// waiting for that, to be woken once `state` is released.
-    pub(super) fn receiver_queued(&self, state: &mut ChannelState<T>) -> Option<Wake> {
-        if self.is_rendezvous() {
-            WaitList::pop(&mut state.awaiting_receiver, false)
-        } else {
-            None
-        }
+        let node = Node::for_current(None);
+        let slot = PlainSlot::new(&node);
+        // SAFETY: `node` and `slot` live until this function returns, and
+        // `wait_resolved` returns (or unwinds) only once the node is
+        // released or the entry removed under the lock; we read the slot
+        // only then.
+        state
+            .receiving
+            .push(unsafe { Waiting::new(&node, slot.as_ptr(), PLAIN, false) });
+        drop(state);
+        let waited = self.wait_resolved(&node, &slot, Side::Receiving, deadline);
+        let result = match waited {
+            // SAFETY: resolved as done, so the sender wrote a message into
+            // the slot before resolving, and nobody touches it any more.
+            Waited::Resolved { closed: false } => Ok(unsafe { slot.take() }),
+            Waited::Resolved { closed: true } => Err(RecvTimeoutError::Disconnected),
+            Waited::TimedOut => Err(RecvTimeoutError::Timeout),
+        };
+        drop(slot);
+        WaitList::recycle(node);
+        result
     }
 
     pub(super) fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
@@ -274,14 +259,13 @@ impl<T> Channel<T> {
         if state.receivers == 0 {
             return Err(TrySendError::Disconnected(value));
         }
-        if !self.can_try_send(&state, |_| false) {
-            return Err(TrySendError::Full(value));
+        match self.give_now(&mut state, value) {
+            Ok(wake) => {
+                Channel::unlock_and_wake(state, wake);
+                Ok(())
+            }
+            Err(value) => Err(TrySendError::Full(value)),
         }
-        state.buffer.push_back(value);
-        self.debug_check(&state);
-        let receiver = WaitList::pop(&mut state.waiting_receivers, false);
-        Channel::unlock_and_wake(state, receiver);
-        Ok(())
     }
 
     pub(super) fn send(
@@ -290,30 +274,109 @@ impl<T> Channel<T> {
         deadline: Option<Instant>,
     ) -> Result<(), SendTimeoutError<T>> {
         let mut state = self.lock();
+        if state.receivers == 0 {
+            return Err(SendTimeoutError::Disconnected(value));
+        }
+        let value = match self.give_now(&mut state, value) {
+            Ok(wake) => {
+                Channel::unlock_and_wake(state, wake);
+                return Ok(());
+            }
+            Err(value) => value,
+        };
+        // Full, or a rendezvous with no receiver: wait, message in hand.
+        let node = Node::for_current(None);
+        let slot = PlainSlot::new(&node);
+        // SAFETY: not queued yet.
+        unsafe { slot.put(value) };
+        // SAFETY: as in `recv`; the slot holds our message.
+        state
+            .sending
+            .push(unsafe { Waiting::new(&node, slot.as_ptr(), PLAIN, false) });
+        drop(state);
+        let waited = self.wait_resolved(&node, &slot, Side::Sending, deadline);
+        let result = match waited {
+            Waited::Resolved { closed: false } => Ok(()),
+            Waited::Resolved { closed: true } => {
+                // SAFETY: the last receiver went with our message still in
+                // the slot, and nobody touches it any more.
+                Err(SendTimeoutError::Disconnected(unsafe { slot.take() }))
+            }
+            // SAFETY: we removed our entry, message still in the slot.
+            Waited::TimedOut => Err(SendTimeoutError::Timeout(unsafe { slot.take() })),
+        };
+        drop(slot);
+        WaitList::recycle(node);
+        result
+    }
+
+    /// Parks until a party on the other side resolves `node`'s plain entry
+    /// on `side` and releases the node, or the deadline passes (then
+    /// removes the entry). If the caller is unwound meanwhile, the entry is
+    /// removed, or its outcome settled: a message left in `slot` (handed to
+    /// a receiver, or a sender's own) is dropped.
+    fn wait_resolved(
+        &self,
+        node: &Arc<Node>,
+        slot: &PlainSlot<T>,
+        side: Side,
+        deadline: Option<Instant>,
+    ) -> Waited {
+        /// Runs if the waiter is unwound inside the wait.
+        struct Leave<'a, T> {
+            channel: &'a Channel<T>,
+            node: &'a Arc<Node>,
+            slot: &'a PlainSlot<T>,
+            side: Side,
+        }
+        impl<T> Drop for Leave<'_, T> {
+            fn drop(&mut self) {
+                let removed = self
+                    .channel
+                    .lock()
+                    .queue(self.side)
+                    .remove(self.node, PLAIN);
+                // Not removed: resolved under the lock we just held, so the
+                // resolution is final; its resolver is done once released.
+                if !removed {
+                    self.node.wait_released();
+                }
+                let resolution = self.node.resolution().map(Resolved::from_code);
+                let holds_message = match self.side {
+                    Side::Receiving => resolution.is_some_and(|r| !r.closed),
+                    Side::Sending => removed || resolution.is_some_and(|r| r.closed),
+                };
+                if holds_message {
+                    // SAFETY: the slot holds a message (delivered to us, or
+                    // our own untaken one), and our entry is gone from the
+                    // queue, so nobody else touches it.
+                    drop(unsafe { self.slot.take() });
+                }
+            }
+        }
+        let leave = Leave {
+            channel: self,
+            node,
+            slot,
+            side,
+        };
         loop {
-            if state.receivers == 0 {
-                return Err(SendTimeoutError::Disconnected(value));
+            if let Some(code) = node.resolution() {
+                node.wait_released();
+                std::mem::forget(leave);
+                let resolved = Resolved::from_code(code);
+                debug_assert_eq!(resolved.arm, PLAIN, "a plain entry resolved for an arm");
+                return Waited::Resolved {
+                    closed: resolved.closed,
+                };
             }
-            if self.has_room(&state) {
-                break;
+            if !crate::time::park_until(deadline) && self.lock().queue(side).remove(node, PLAIN) {
+                std::mem::forget(leave);
+                return Waited::TimedOut;
             }
-            let node = WaitList::push(&mut state.waiting_senders);
-            drop(state);
-            let notified = waitlist::wait_in(&self.queue_ref(WaitQueue::Senders), &node, deadline);
-            WaitList::recycle(node);
-            if !notified {
-                return Err(SendTimeoutError::Timeout(value));
-            }
-            state = self.lock();
+            // Woken (or timed out but resolved meanwhile, under the lock:
+            // the loop reads the resolution).
         }
-        state.buffer.push_back(value);
-        let receiver = WaitList::pop(&mut state.waiting_receivers, false);
-        if self.is_rendezvous() {
-            return self.wait_in_slot(state, receiver, deadline);
-        }
-        self.debug_check(&state);
-        Channel::unlock_and_wake(state, receiver);
-        Ok(())
     }
 
     pub(super) fn add_sender(&self) {
@@ -328,11 +391,12 @@ impl<T> Channel<T> {
         state.senders -= 1;
         // The last sender gone: every waiting receiver fails now.
         let receivers = if state.senders == 0 {
-            WaitList::pop_all(&mut state.waiting_receivers)
+            state.receiving.close_all()
         } else {
             Vec::new()
         };
-        Channel::unlock_and_wake(state, receivers);
+        drop(state);
+        receivers.into_iter().for_each(Resolution::wake);
     }
 
     pub(super) fn add_receiver(&self) {
@@ -348,22 +412,13 @@ impl<T> Channel<T> {
         if state.receivers > 0 {
             return;
         }
-        // Nobody will receive: drop the buffered messages (after unlocking:
-        // their destructors may use this channel), except a value whose
-        // blocking sender waits in a rendezvous; it takes it back.
-        let owner = state.slot_owner.clone();
-        let discarded = if owner.is_some() {
-            VecDeque::new()
-        } else {
-            std::mem::take(&mut state.buffer)
-        };
-        let mut senders = WaitList::pop_all(&mut state.waiting_senders);
-        senders.extend(WaitList::pop_all(&mut state.awaiting_receiver));
+        // Nobody will receive: waiting senders get their messages back, and
+        // the buffered ones are dropped (after unlocking: their destructors
+        // may use this channel).
+        let senders = state.sending.close_all();
+        let discarded = std::mem::take(&mut state.buffer);
         drop(state);
         drop(discarded);
-        if let Some(owner) = owner {
-            owner.wake();
-        }
-        senders.into_iter().for_each(Wake::wake);
+        senders.into_iter().for_each(Resolution::wake);
     }
 }

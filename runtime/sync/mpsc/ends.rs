@@ -106,9 +106,9 @@ impl<T> SyncSender<T> {
             .send(value, Instant::now().checked_add(timeout))
     }
 
-    /// Sends `value` if that needs no waiting: there is room, or, on a
-    /// rendezvous channel, a receiver is waiting (it is woken and takes the
-    /// value; this does not wait for the take).
+    /// Sends `value` if that needs no waiting: a receiver is waiting (the
+    /// value is handed to that receiver, which is woken), or there is room.
+    /// On a rendezvous channel only the first makes it succeed.
     pub fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
         self.handle.channel.try_send(value)
     }

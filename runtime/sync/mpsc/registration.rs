@@ -1,113 +1,79 @@
-//! How a [`Select`](crate::sync::Select) waits on a channel: it queues a
-//! node on one of the channel's wait queues ([`Registration`]), and later
-//! leaves that queue, or passes on a notification it did not use, through
-//! a [`QueueRef`], which erases the message type so that one select can
-//! hold queues of channels of different types.
+//! What a [`Select`](crate::sync::Select) does on a channel: with the
+//! channel's lock held (a select locks all its channels at once, in address
+//! order), try an arm's operation without waiting, or queue the arm's entry
+//! (`waiting.rs`); later, with the lock taken again, remove the entry.
 
-use std::sync::Arc;
-
-use super::channel::{Channel, WaitQueue};
-use crate::sync::waitlist::{Node, Queue, WaitList};
-
-/// A channel's wait queues, type-erased over the message type, so that a
-/// select can leave and notify them ([`QueueRef`]).
-pub(crate) trait ChannelQueues {
-    /// Removes `node` from `queue` if it is still there. Returns false if a
-    /// notifier had already popped it.
-    fn remove_from(&self, queue: WaitQueue, node: &Arc<Node>) -> bool;
-    /// Wakes the first waiter of `queue`, if any. Returns whether there was
-    /// one.
-    fn notify_in(&self, queue: WaitQueue) -> bool;
-}
-
-impl<T> ChannelQueues for Channel<T> {
-    fn remove_from(&self, queue: WaitQueue, node: &Arc<Node>) -> bool {
-        WaitList::remove_from(self.lock().queue_of(queue), node)
-    }
-
-    fn notify_in(&self, queue: WaitQueue) -> bool {
-        // Popped under the lock (a temporary of this statement), woken
-        // after it.
-        match WaitList::pop(self.lock().queue_of(queue), false) {
-            Some(wake) => {
-                wake.wake();
-                true
-            }
-            None => false,
-        }
-    }
-}
-
-/// One wait queue of one channel, as a [`Queue`] a waiter can leave.
-#[derive(Clone, Copy)]
-pub(crate) struct QueueRef<'a> {
-    channel: &'a dyn ChannelQueues,
-    queue: WaitQueue,
-}
-
-impl Queue for QueueRef<'_> {
-    fn remove(&self, node: &Arc<Node>) -> bool {
-        self.channel.remove_from(self.queue, node)
-    }
-
-    fn notify_one(&self) -> bool {
-        self.channel.notify_in(self.queue)
-    }
-}
-
-/// A select arm's node, queued on one of a channel's wait queues.
-pub(crate) struct Registration<'a> {
-    pub(crate) queue: QueueRef<'a>,
-    pub(crate) node: Arc<Node>,
-}
+use super::channel::{Channel, Side};
+use super::error::{RecvError, SendError};
+use super::waiting::{Resolution, Waiting};
+use crate::sync::spin_lock::RawSpinLock;
+use crate::sync::waitlist::Node;
 
 impl<T> Channel<T> {
-    /// One of this channel's wait queues, as a [`Queue`].
-    pub(super) fn queue_ref(&self, queue: WaitQueue) -> QueueRef<'_> {
-        QueueRef {
-            channel: self,
-            queue,
-        }
+    /// The channel's lock word, for a select to take with its others.
+    pub(crate) fn raw_lock(&self) -> &RawSpinLock {
+        self.state_lock().raw()
     }
 
-    /// Queues a select receive arm's node, unless a receive would complete
-    /// now (a message, or no senders left): then `None`.
-    pub(crate) fn register_receive(&self) -> Option<Registration<'_>> {
-        let mut state = self.lock();
-        if !state.buffer.is_empty() || state.senders == 0 {
-            return None;
-        }
-        let node = WaitList::push(&mut state.waiting_receivers);
-        let send_arm = self.receiver_queued(&mut state);
-        Channel::unlock_and_wake(state, send_arm);
-        Some(Registration {
-            queue: self.queue_ref(WaitQueue::Receivers),
-            node,
-        })
-    }
-
-    /// Queues a select send arm's node, unless a `try_send` would complete
-    /// now (room, or no receivers left): then `None`. `is_own` tells the
-    /// select's own nodes, queued already: a select does not rendezvous
-    /// with its own receive arm. (The select queues its send arms last, so
-    /// that its receive arms' `receiver_queued` does not wake itself.)
-    pub(crate) fn register_send(
+    /// A receive that needs no waiting, by a select that holds this
+    /// channel's lock: a message, or `Err` if every sender is gone; `None`
+    /// if it would wait. A sender to wake afterwards goes to `wakes`.
+    ///
+    /// # Safety
+    /// The caller holds [`Channel::raw_lock`] for the whole call.
+    pub(crate) unsafe fn recv_locked(
         &self,
-        is_own: impl Fn(&Arc<Node>) -> bool,
-    ) -> Option<Registration<'_>> {
-        let mut state = self.lock();
-        if state.receivers == 0 || self.can_try_send(&state, is_own) {
-            return None;
+        wakes: &mut Vec<Resolution>,
+    ) -> Option<Result<T, RecvError>> {
+        // SAFETY: the caller holds the lock; the reference ends with this
+        // call and no other exists meanwhile.
+        let state = unsafe { self.state_lock().data_locked() };
+        match self.take_now(state) {
+            Some((value, wake)) => {
+                wakes.extend(wake);
+                Some(Ok(value))
+            }
+            None if state.senders == 0 => Some(Err(RecvError)),
+            None => None,
         }
-        let queue = if self.is_rendezvous() {
-            WaitQueue::AwaitingReceiver
-        } else {
-            WaitQueue::Senders
-        };
-        let node = WaitList::push(state.queue_of(queue));
-        Some(Registration {
-            queue: self.queue_ref(queue),
-            node,
-        })
+    }
+
+    /// A send that needs no waiting, by a select that holds this channel's
+    /// lock: `Ok` with the operation's outcome (`Err(SendError)` if every
+    /// receiver is gone), or the value back if it would wait. A receiver to
+    /// wake afterwards goes to `wakes`.
+    ///
+    /// # Safety
+    /// As [`Channel::recv_locked`].
+    pub(crate) unsafe fn send_locked(
+        &self,
+        value: T,
+        wakes: &mut Vec<Resolution>,
+    ) -> Result<Result<(), SendError<T>>, T> {
+        // SAFETY: as in `recv_locked`.
+        let state = unsafe { self.state_lock().data_locked() };
+        if state.receivers == 0 {
+            return Ok(Err(SendError(value)));
+        }
+        let wake = self.give_now(state, value)?;
+        wakes.extend(wake);
+        Ok(Ok(()))
+    }
+
+    /// Queues a select arm's entry on `side`, by a select that holds this
+    /// channel's lock and found the arm would wait.
+    ///
+    /// # Safety
+    /// As [`Channel::recv_locked`].
+    pub(crate) unsafe fn register_locked(&self, side: Side, entry: Waiting<T>) {
+        // SAFETY: as in `recv_locked`.
+        let state = unsafe { self.state_lock().data_locked() };
+        state.queue(side).push(entry);
+    }
+
+    /// Removes a select arm's entry (`node`, `arm`) from `side`, if it is
+    /// still there; takes the lock.
+    pub(crate) fn deregister(&self, side: Side, node: &Node, arm: u32) {
+        self.lock().queue(side).remove(node, arm);
     }
 }
