@@ -5,6 +5,9 @@
 //! - `stack.rs`: where its stack comes from and goes back to.
 //! - `spawn.rs`: `spawn`, `try_spawn`, the fiber `Builder`, `SpawnError`.
 //! - `join.rs`: `JoinHandle` and `JoinError`.
+//! - `fault.rs`: user code that runs outside a fiber's function (its
+//!   result's and closure's drops, fiber-local destructors), caught and
+//!   reported; a failure of the runtime's own code, which aborts.
 //! - `dump.rs`: `Runtime::dump`, the list of live fibers with backtraces of
 //!   the parked ones.
 //! - The per-fiber wait state, which the layers above (`time`, `sync`,
@@ -24,6 +27,7 @@
 
 pub(crate) mod context;
 pub(crate) mod dump;
+pub(crate) mod fault;
 pub(crate) mod join;
 pub(crate) mod locals;
 pub(crate) mod spawn;
@@ -271,9 +275,30 @@ fn finish_unstarted(fiber: &FiberInner, start: Start) -> Outcome {
     // SAFETY: the fiber never started, so its code is not running and the
     // RUNNING owner (us) may take the entry.
     let entry = unsafe { (*fiber.entry.get()).take() }.expect("an unstarted fiber has its entry");
-    fiber.completion.complete(entry(start));
+    let output = run_entry(fiber, entry, start);
+    // A JoinError: no user code to drop.
+    drop(fiber.completion.complete(output));
     fiber.state.finish();
     Outcome::Finished
+}
+
+/// Calls the root function. With `Start::Run` it catches the user's panic
+/// itself; otherwise it only drops the closure, which is user code outside
+/// the fiber's function (`fault.rs`): a panic there is caught and reported,
+/// and the fiber's outcome is what it would have been.
+fn run_entry(fiber: &FiberInner, entry: Entry, start: Start) -> join::Output {
+    let fallback = match &start {
+        Start::Run | Start::Cancelled => None,
+        Start::NoStack(error) => Some(error.kind()),
+    };
+    let mut output = None;
+    fault::run_caught(fiber, fault::Dropping::Closure, || {
+        output = Some(entry(start));
+    });
+    output.unwrap_or_else(|| match fallback {
+        Some(kind) => Err(join::JoinError::no_stack(kind.into())),
+        None => Err(join::JoinError::cancelled()),
+    })
 }
 
 /// The first frame on every fiber stack.
@@ -289,10 +314,16 @@ fn fiber_main(fiber: *const FiberInner, yielder: &FiberYielder, first: Resume) {
     } else {
         Start::Run
     };
-    let output = entry(start);
-    fiber.locals.drop_all();
+    let output = run_entry(fiber, entry, start);
+    // User code outside the fiber's function, on its own stack: caught,
+    // reported, counted (`fault.rs`).
+    for _ in 0..fiber.locals.drop_all() {
+        fault::report(fiber, fault::Dropping::FiberLocal);
+    }
     fiber.wait_node.clear();
-    fiber.completion.complete(output);
+    if let Some(unread) = fiber.completion.complete(output) {
+        fault::run_caught(fiber, fault::Dropping::Result, move || drop(unread));
+    }
 }
 
 /// The fiber running on this thread now, and its guard page.

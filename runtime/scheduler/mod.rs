@@ -243,6 +243,9 @@ pub(crate) struct Shared {
     /// Fibers spawned and not finished. Relaxed: a counter checked against
     /// `fiber_limit`, ordered with nothing else.
     live: AtomicUsize,
+    /// Panics of user code caught outside fibers' functions
+    /// (`fiber/fault.rs`). Relaxed: a statistic.
+    caught_panics: AtomicU64,
     /// The blocking pool, made at the first `blocking` call.
     blocking: std::sync::OnceLock<Arc<crate::blocking::pool::Pool>>,
     /// The timeline trace, if on (`trace.rs`): workers hand their buffers
@@ -274,6 +277,11 @@ impl Shared {
     pub(crate) fn fiber_finished(&self) {
         let previous = self.live.fetch_sub(1, Ordering::Relaxed);
         debug_assert!(previous > 0, "live fiber count underflow");
+    }
+
+    /// Counts a panic of user code caught outside a fiber's function.
+    pub(crate) fn count_caught_panic(&self) {
+        self.caught_panics.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Fibers spawned and not yet finished.
@@ -411,6 +419,7 @@ impl Shared {
             workers,
             spawned_total,
             live_fibers: self.live_fibers(),
+            caught_panics: self.caught_panics.load(Ordering::Relaxed),
             stacks: self.stack_stats(),
             mappings: crate::sys::memory::map_count(),
             blocking_threads: self.blocking_threads().0,

@@ -68,6 +68,7 @@ impl Shared {
             epoch,
             shutdown: AtomicBool::new(false),
             live: AtomicUsize::new(0),
+            caught_panics: AtomicU64::new(0),
             external_spawns: AtomicU64::new(0),
             fiber_limit,
             limit_kind,
@@ -179,7 +180,10 @@ fn start_threads(
         &mut threads,
         name,
         MONITOR_THREAD_STACK,
-        move || monitor::run(monitor_shared, monitor_parker),
+        move || {
+            let _abort = crate::fiber::fault::AbortOnUnwind::new("monitor");
+            monitor::run(monitor_shared, monitor_parker)
+        },
     )?;
     Ok(threads)
 }
