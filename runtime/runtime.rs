@@ -282,9 +282,11 @@ impl Builder {
     /// Starts the worker threads.
     ///
     /// # Errors
-    /// If a worker thread cannot be started.
+    /// `InvalidInput`, naming the knob and its range, if a setting is out
+    /// of range (see the table in [`Builder`]); the OS's error if a worker
+    /// thread cannot be started.
     pub fn build(self) -> io::Result<Runtime> {
-        Runtime::start(self.into_config())
+        Runtime::start(self.into_config()?)
     }
 }
 

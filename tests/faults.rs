@@ -199,3 +199,80 @@ fn detached_results_are_dropped_once() {
         assert_eq!(dropped.load(Ordering::SeqCst), 1000);
     });
 }
+
+// --- Knobs out of range.
+
+/// Each out-of-range setting is an `InvalidInput` error from `build` that
+/// names the knob, and a per-fiber stack too large is a `SpawnError`. In a
+/// child process: several of these overflowed, divided by zero on a
+/// worker or aborted on an allocation.
+#[test]
+fn knobs_out_of_range_are_errors_not_crashes() {
+    if !in_child() {
+        child_passes("knobs_out_of_range_are_errors_not_crashes");
+        return;
+    }
+    let refused: Vec<(Builder, &str)> = vec![
+        (Builder::new().stack_size(usize::MAX), "stack_size"),
+        (Builder::new().stack_size(usize::MAX - 4095), "stack_size"),
+        (Builder::new().stack_size(1 << 30), "stack_size"),
+        (Builder::new().workers(0), "workers"),
+        (Builder::new().workers(usize::MAX), "workers"),
+        (
+            Builder::new().max_spare_workers(usize::MAX),
+            "max_spare_workers",
+        ),
+        (
+            Builder::new().max_spare_workers(1 << 40),
+            "max_spare_workers",
+        ),
+        (Builder::new().max_fibers(0), "max_fibers"),
+        (
+            Builder::new().max_blocking_threads(0),
+            "max_blocking_threads",
+        ),
+        (
+            Builder::new().handoff_running_after(Duration::MAX),
+            "handoff_running_after",
+        ),
+        (Builder::new().thread_name("nul\0byte"), "thread_name"),
+    ];
+    for (builder, knob) in refused {
+        let error = builder.build().expect_err(knob);
+        assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput, "{error}");
+        let message = error.to_string();
+        assert!(message.contains(&format!("Builder::{knob}(")), "{message}");
+    }
+    // The largest stack is accepted and runs.
+    let largest = (1 << 30) - 4096;
+    let rt = Builder::new()
+        .workers(1)
+        .stack_size(largest)
+        .build()
+        .unwrap();
+    assert_eq!(rt.block_on(|| 1), 1);
+    // A fiber's own size is checked at spawn.
+    for requested in [usize::MAX, usize::MAX - 4095, largest + 1] {
+        let error = spindle::fiber::Builder::new()
+            .stack_size(requested)
+            .spawn_on(&rt, || ())
+            .unwrap_err();
+        match error {
+            spindle::SpawnError::StackSize {
+                requested: got,
+                largest: most,
+            } => assert_eq!((got, most), (requested, largest)),
+            other => panic!("{other}"),
+        }
+    }
+    // A refused spawn holds no place (else this waits until the child is
+    // killed as hung).
+    while rt.live_fibers() != 0 {
+        std::thread::yield_now();
+    }
+    let ran = spindle::fiber::Builder::new()
+        .stack_size(largest)
+        .spawn_on(&rt, || 2)
+        .unwrap();
+    assert_eq!(ran.join().unwrap(), 2);
+}

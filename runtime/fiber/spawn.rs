@@ -99,8 +99,10 @@ impl Builder {
         self
     }
 
-    /// Usable stack bytes for this fiber, rounded up to whole pages; the
-    /// runtime's default otherwise (see [`crate::Builder::stack_size`]).
+    /// Usable stack bytes for this fiber, rounded up to whole pages, at
+    /// most 1 GiB − 4 KiB (a larger size makes the spawn fail with
+    /// [`SpawnError::StackSize`]); the runtime's default otherwise (see
+    /// [`crate::Builder::stack_size`]).
     pub fn stack_size(mut self, bytes: usize) -> Builder {
         self.stack_size = Some(bytes);
         self
@@ -141,6 +143,21 @@ impl Builder {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
+        // Checked before it is rounded, which cannot overflow then.
+        let stack_size = match self.stack_size {
+            None => None,
+            Some(bytes) => {
+                let (_, largest) = super::stack::StackPool::size_range();
+                if bytes > largest {
+                    return Err(SpawnError::StackSize {
+                        requested: bytes,
+                        largest,
+                    });
+                }
+                let rounded = super::stack::StackPool::round_size(bytes);
+                Some(NonZeroUsize::new(rounded).expect("a stack is at least a page"))
+            }
+        };
         shared.admit_fiber()?;
         let entry: Entry = Box::new(move |start| -> Output {
             match start {
@@ -159,10 +176,6 @@ impl Builder {
                     Err(JoinError::no_stack(error))
                 }
             }
-        });
-        let stack_size = self.stack_size.map(|bytes| {
-            let rounded = super::stack::StackPool::round_size(bytes);
-            NonZeroUsize::new(rounded).expect("a stack is at least a page")
         });
         let inner = Arc::new(FiberInner::new(
             shared.clone(),
@@ -193,6 +206,15 @@ pub enum SpawnError {
     },
     /// The runtime is shutting down.
     Shutdown,
+    /// The fiber asked for a stack larger than any the runtime can give
+    /// ([`Builder::stack_size`]).
+    StackSize {
+        /// The usable bytes asked for.
+        requested: usize,
+        /// The most a stack may have: a stack and its guard page must fit
+        /// in one of the stack pool's reservations.
+        largest: usize,
+    },
 }
 
 impl fmt::Display for SpawnError {
@@ -211,6 +233,11 @@ impl fmt::Display for SpawnError {
                 max_map_count.saturating_mul(4)
             ),
             SpawnError::Shutdown => write!(f, "the runtime is shutting down"),
+            SpawnError::StackSize { requested, largest } => write!(
+                f,
+                "a stack of {requested} bytes cannot be had: fiber::Builder::stack_size takes at most \
+                 {largest} bytes (a stack and its guard page must fit one of the stack pool's reservations)"
+            ),
         }
     }
 }

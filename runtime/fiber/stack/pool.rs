@@ -130,7 +130,20 @@ impl StackPool {
         self.default.stack_size
     }
 
-    /// Rounds a requested stack size up to whole pages (at least one).
+    /// The usable sizes a stack may ask for: up to what fits one
+    /// reservation with its guard page (a larger slot could never be
+    /// carved). `(smallest, largest)`; smaller requests are rounded up.
+    /// Sizes are checked against it before they are rounded.
+    pub(crate) fn size_range() -> (usize, usize) {
+        let page = memory::page_size();
+        (
+            StackPool::round_size(0),
+            super::reservation::RESERVATION_BYTES - page,
+        )
+    }
+
+    /// Rounds a requested stack size up to whole pages (at least one). The
+    /// size is at most [`StackPool::size_range`]'s largest.
     pub(crate) fn round_size(size: usize) -> usize {
         let page = memory::page_size();
         size.max(corosensei::stack::MIN_STACK_SIZE).div_ceil(page) * page
