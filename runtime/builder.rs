@@ -45,6 +45,12 @@ const DEFAULT_MAX_BLOCKING_THREADS: usize = 512;
 /// program holds none.
 const DEFAULT_BLOCKING_KEEP_ALIVE: Duration = Duration::from_secs(10);
 
+/// Default shutdown grace period (`Builder::shutdown_grace`): a guess,
+/// long enough for a plain thread that a destructor waits for to answer,
+/// short enough that a wait nobody answers does not hold shutdown up for
+/// long.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+
 /// The most worker threads a runtime may have: a guess, far above the cores
 /// of any machine it is built for (more workers than cores only add
 /// switching), and far below the limit of `Idle`'s packed counts.
@@ -84,6 +90,7 @@ const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 /// | [`blocking_keep_alive`](Builder::blocking_keep_alive) | up to 24 h |
 /// | [`handoff_blocked_after`](Builder::handoff_blocked_after), [`handoff_running_after`](Builder::handoff_running_after) | 1 µs to 24 h |
 /// | [`max_spare_workers`](Builder::max_spare_workers) | 0 to 4,096 |
+/// | [`shutdown_grace`](Builder::shutdown_grace) | up to 24 h |
 ///
 /// ```
 /// let error = spindle::Builder::new().workers(0).build().unwrap_err();
@@ -115,6 +122,7 @@ pub struct Builder {
     handoff_running_after: Duration,
     max_spare_workers: usize,
     on_handoff: Sink,
+    shutdown_grace: Duration,
 }
 
 /// The hand-off sink, with a `Debug` the builder can derive through.
@@ -149,6 +157,7 @@ impl Builder {
             handoff_running_after: DEFAULT_HANDOFF_RUNNING,
             max_spare_workers: DEFAULT_MAX_SPARE_WORKERS,
             on_handoff: Sink(stderr_sink()),
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         }
     }
 
@@ -275,6 +284,20 @@ impl Builder {
         self
     }
 
+    /// How long shutdown waits for fibers that wait (untimed) inside a
+    /// destructor while they are unwound: the wait is a real park, and the
+    /// fiber carries on when something unparks it (another fiber being
+    /// unwound, or a plain thread). Counted from the first such wait; once
+    /// it is over, and nothing is left to run, every fiber still waiting
+    /// is frozen and reported in [`ShutdownReport::frozen`]. At most 24 h.
+    /// Default: 1 s ([`DEFAULT_SHUTDOWN_GRACE`]).
+    ///
+    /// [`ShutdownReport::frozen`]: crate::ShutdownReport::frozen
+    pub fn shutdown_grace(mut self, grace: Duration) -> Builder {
+        self.shutdown_grace = grace;
+        self
+    }
+
     /// Guards stacks with `mprotect`, as on kernels before 6.13, with the
     /// budget computed from `vm.max_map_count` as there. For testing that
     /// path on a newer kernel; not part of the stable API.
@@ -345,6 +368,12 @@ impl Builder {
                 )?,
                 sink: self.on_handoff.0,
             },
+            shutdown_grace: in_range(
+                "shutdown_grace",
+                self.shutdown_grace,
+                Duration::ZERO,
+                MAX_DURATION,
+            )?,
         })
     }
 }
@@ -396,6 +425,7 @@ mod tests {
         assert_eq!(builder.handoff_blocked_after, Duration::from_micros(20));
         assert_eq!(builder.handoff_running_after, Duration::from_millis(10));
         assert_eq!(builder.max_spare_workers, 512);
+        assert_eq!(builder.shutdown_grace, Duration::from_secs(1));
     }
 
     /// The ranges the type docs' table states in words.
@@ -448,6 +478,10 @@ mod tests {
         refused(
             Builder::new().max_spare_workers(1 << 40),
             "max_spare_workers",
+        );
+        refused(
+            Builder::new().shutdown_grace(Duration::MAX),
+            "shutdown_grace",
         );
         // The edges of the ranges are accepted.
         let (smallest, largest) = StackPool::size_range();

@@ -276,3 +276,416 @@ fn knobs_out_of_range_are_errors_not_crashes() {
         .unwrap();
     assert_eq!(ran.join().unwrap(), 2);
 }
+
+// --- Shutdown never aborts, and never spins.
+
+/// CPU time the whole process has used so far.
+fn process_cpu_time() -> Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the struct it is given.
+    assert_eq!(
+        unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut now) },
+        0
+    );
+    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+}
+
+/// Shuts `rt` down, checking that the process used less CPU than half
+/// the wall time it took (a pass that spun would use all of it).
+fn shutdown_without_spinning(rt: spindle::Runtime) -> (spindle::ShutdownReport, Duration) {
+    let (wall, cpu) = (Instant::now(), process_cpu_time());
+    let report = rt.shutdown();
+    let (wall, cpu) = (wall.elapsed(), process_cpu_time() - cpu);
+    // A shutdown too short to spin for long is not judged: the workers'
+    // own exits take what CPU they take.
+    assert!(
+        wall < Duration::from_millis(50) || cpu < wall / 2,
+        "shutdown used {cpu:?} of CPU in {wall:?}: it spun; {report:?}"
+    );
+    (report, wall)
+}
+
+/// Receives in its destructor, with no timeout.
+struct ReceiveOnDrop {
+    rx: spindle::sync::mpsc::Receiver<u32>,
+    got: Arc<std::sync::Mutex<Option<Result<u32, spindle::sync::mpsc::RecvError>>>>,
+}
+
+impl Drop for ReceiveOnDrop {
+    fn drop(&mut self) {
+        let got = self.rx.recv();
+        *self.got.lock().unwrap() = Some(got);
+    }
+}
+
+/// A parked fiber whose destructor waits for a message, with no timeout,
+/// while shutdown unwinds it: the wait really parks, and the fiber carries
+/// on when the message comes, from a plain thread or from another fiber
+/// being unwound.
+#[test]
+fn untimed_waits_in_destructors_park_until_woken() {
+    if !in_child() {
+        child_passes("untimed_waits_in_destructors_park_until_woken");
+        return;
+    }
+    let rt = Builder::new().workers(2).build().unwrap();
+    let parked = Arc::new(Latch::new(3));
+    let never = Arc::new(Latch::new(1));
+    // Woken by a plain thread, 100 ms into the shutdown.
+    let (from_thread_tx, from_thread_rx) = spindle::sync::mpsc::channel();
+    let from_thread = Arc::new(std::sync::Mutex::new(None));
+    // Woken by another fiber's unwind, which drops the sender.
+    let (from_fiber_tx, from_fiber_rx) = spindle::sync::mpsc::channel::<u32>();
+    let from_fiber = Arc::new(std::sync::Mutex::new(None));
+    for (rx, got) in [
+        (from_thread_rx, from_thread.clone()),
+        (from_fiber_rx, from_fiber.clone()),
+    ] {
+        let (parked, never) = (parked.clone(), never.clone());
+        rt.spawn(move || {
+            let _waits = ReceiveOnDrop { rx, got };
+            parked.count_down();
+            never.wait();
+        });
+    }
+    {
+        let (parked, never) = (parked.clone(), never.clone());
+        rt.spawn(move || {
+            let _sender = from_fiber_tx;
+            parked.count_down();
+            never.wait();
+        });
+    }
+    parked.wait();
+    let sender = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        from_thread_tx.send(7).unwrap();
+    });
+    let (report, _) = shutdown_without_spinning(rt);
+    sender.join().unwrap();
+    assert_eq!(report.unwound, 3, "{report:?}");
+    assert!(report.frozen.is_empty(), "{report:?}");
+    assert_eq!(*from_thread.lock().unwrap(), Some(Ok(7)));
+    assert_eq!(
+        *from_fiber.lock().unwrap(),
+        Some(Err(spindle::sync::mpsc::RecvError))
+    );
+}
+
+/// A destructor that waits for a message that never comes: after the
+/// grace period the fiber is frozen and reported; shutdown neither spins
+/// nor waits forever.
+#[test]
+fn a_wait_nobody_answers_is_frozen_after_the_grace_period() {
+    if !in_child() {
+        let stderr = child_passes("a_wait_nobody_answers_is_frozen_after_the_grace_period");
+        assert!(stderr.contains("was frozen, not unwound"), "{stderr}");
+        return;
+    }
+    let grace = Duration::from_millis(200);
+    let rt = Builder::new()
+        .workers(1)
+        .shutdown_grace(grace)
+        .build()
+        .unwrap();
+    let parked = Arc::new(Latch::new(2));
+    let never = Arc::new(Latch::new(1));
+    let (tx, rx) = spindle::sync::mpsc::channel::<u32>();
+    let got = Arc::new(std::sync::Mutex::new(None));
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let waiting = {
+        let (parked, never, got, dropped) =
+            (parked.clone(), never.clone(), got.clone(), dropped.clone());
+        spindle::fiber::Builder::new()
+            .name("waits-forever")
+            .spawn_on(&rt, move || {
+                let _unwound_first = DropCounter(dropped);
+                let _waits = ReceiveOnDrop { rx, got };
+                parked.count_down();
+                never.wait();
+            })
+            .unwrap()
+    };
+    let ordinary = {
+        let (parked, never) = (parked.clone(), never.clone());
+        rt.spawn(move || {
+            parked.count_down();
+            never.wait();
+        })
+    };
+    parked.wait();
+    let (report, took) = shutdown_without_spinning(rt);
+    assert!(took >= grace, "{took:?}");
+    assert!(took < grace + Duration::from_secs(20), "{took:?}");
+    assert_eq!(report.fibers_cancelled, 2, "{report:?}");
+    assert_eq!(report.unwound, 1, "{report:?}");
+    assert_eq!(report.frozen.len(), 1, "{report:?}");
+    let frozen = &report.frozen[0];
+    assert_eq!(frozen.name.as_deref(), Some("waits-forever"));
+    assert_eq!(frozen.reason, spindle::fiber::FreezeReason::StillWaiting);
+    assert_eq!(frozen.id, waiting.fiber().id());
+    assert!(got.lock().unwrap().is_none(), "the wait never ended");
+    assert_eq!(
+        dropped.load(Ordering::SeqCst),
+        0,
+        "values below the wait were not dropped"
+    );
+    assert!(waiting.join().unwrap_err().is_cancelled());
+    assert!(ordinary.join().unwrap_err().is_cancelled());
+    drop(tx);
+}
+
+/// Destructors that wait with timeouts while shutdown unwinds them: each
+/// wait times out at once (no timer runs at shutdown), however long its
+/// timeout. The grace period is an hour: a wait that parked instead would
+/// hold shutdown up until the child is killed as hung.
+#[test]
+fn timed_waits_in_destructors_time_out_at_once() {
+    if !in_child() {
+        child_passes("timed_waits_in_destructors_time_out_at_once");
+        return;
+    }
+    const HOUR: Duration = Duration::from_secs(3600);
+    type Outcomes = Arc<std::sync::Mutex<Vec<&'static str>>>;
+    struct TimedWaits {
+        rx: spindle::sync::mpsc::Receiver<u32>,
+        slow: Option<spindle::JoinHandle<()>>,
+        outcomes: Outcomes,
+    }
+    impl Drop for TimedWaits {
+        fn drop(&mut self) {
+            let mut outcomes = Vec::new();
+            spindle::time::sleep(HOUR);
+            outcomes.push("slept");
+            spindle::time::park_timeout(HOUR);
+            outcomes.push("parked");
+            if self.rx.recv_timeout(HOUR) == Err(spindle::sync::mpsc::RecvTimeoutError::Timeout) {
+                outcomes.push("recv timed out");
+            }
+            // Timed out, or the other fiber was unwound first.
+            let slow = self.slow.take().unwrap();
+            match slow.join_timeout(HOUR) {
+                Err(_) => outcomes.push("join returned"),
+                Ok(Err(error)) if error.is_cancelled() => outcomes.push("join returned"),
+                Ok(_) => {}
+            }
+            *self.outcomes.lock().unwrap() = outcomes;
+        }
+    }
+    let rt = Builder::new()
+        .workers(2)
+        .shutdown_grace(HOUR)
+        .build()
+        .unwrap();
+    let parked = Arc::new(Latch::new(2));
+    let never = Arc::new(Latch::new(1));
+    let (_tx, rx) = spindle::sync::mpsc::channel::<u32>();
+    let outcomes: Outcomes = Arc::default();
+    let slow = {
+        let (parked, never) = (parked.clone(), never.clone());
+        rt.spawn(move || {
+            parked.count_down();
+            never.wait();
+        })
+    };
+    {
+        let (parked, never, outcomes) = (parked.clone(), never.clone(), outcomes.clone());
+        rt.spawn(move || {
+            let _waits = TimedWaits {
+                rx,
+                slow: Some(slow),
+                outcomes,
+            };
+            parked.count_down();
+            never.wait();
+        });
+    }
+    parked.wait();
+    let (report, took) = shutdown_without_spinning(rt);
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    assert_eq!(report.unwound, 2, "{report:?}");
+    assert!(report.frozen.is_empty(), "{report:?}");
+    assert_eq!(
+        *outcomes.lock().unwrap(),
+        ["slept", "parked", "recv timed out", "join returned"]
+    );
+}
+
+/// Descends in frames of a known size until `depth` bytes below `top`,
+/// then parks until `release` opens; records the depth it parked at.
+#[inline(never)]
+fn descend(top: usize, depth: usize, parked: &Latch, release: &Latch, at: &AtomicUsize) {
+    let pad = std::hint::black_box([0u8; 256]);
+    let here = std::ptr::addr_of!(pad) as usize;
+    if top - here >= depth {
+        at.store(top - here, Ordering::SeqCst);
+        parked.count_down();
+        release.wait();
+    } else {
+        descend(top, depth, parked, release, at);
+    }
+    std::hint::black_box(&pad);
+}
+
+/// Spawns a fiber named `name` with a 64 KiB stack that descends `depth`
+/// bytes and parks there; returns its handle and the depth it parked at.
+fn park_deep(
+    rt: &spindle::Runtime,
+    name: &str,
+    depth: usize,
+    release: &Arc<Latch>,
+) -> (spindle::JoinHandle<()>, usize) {
+    let parked = Arc::new(Latch::new(1));
+    let at = Arc::new(AtomicUsize::new(0));
+    let (parked2, release, at2) = (parked.clone(), release.clone(), at.clone());
+    let handle = spindle::fiber::Builder::new()
+        .name(name)
+        .stack_size(64 * 1024)
+        .spawn_on(rt, move || {
+            let top = 0u8;
+            let top = std::ptr::addr_of!(top) as usize;
+            descend(top, depth, &parked2, &release, &at2);
+        })
+        .unwrap();
+    parked.wait();
+    (handle, at.load(Ordering::SeqCst))
+}
+
+/// The stack a dump says the fiber named `name` has left at its park.
+fn stack_left_at_park(rt: &spindle::Runtime, name: &str) -> usize {
+    let fiber = loop {
+        let dump = rt.dump();
+        let fiber = dump
+            .fibers
+            .into_iter()
+            .find(|f| f.name.as_deref() == Some(name))
+            .expect("the fiber is in the dump");
+        if fiber.state == spindle::fiber::FiberState::Parked {
+            break fiber;
+        }
+        std::thread::yield_now();
+    };
+    match fiber.backtrace {
+        Some(spindle::fiber::StackTrace::NotCaptured(spindle::fiber::NotCaptured::StackLow {
+            left,
+            ..
+        })) => left,
+        ref other => panic!("{name} has more stack left than expected: {other:?}"),
+    }
+}
+
+/// A fiber parked with little stack left would overflow its guard page
+/// while the cancellation unwind runs (the unwinder itself needs a few
+/// KiB); it is frozen and reported instead, and the process lives on.
+#[test]
+fn a_fiber_parked_with_too_little_stack_is_frozen_not_unwound() {
+    if !in_child() {
+        let stderr = child_passes("a_fiber_parked_with_too_little_stack_is_frozen_not_unwound");
+        assert!(!stderr.contains("overflowed its stack"), "{stderr}");
+        return;
+    }
+    let rt = Builder::new().workers(1).build().unwrap();
+    // Calibrate: how much a fiber that parks this deep has left, as a dump
+    // measures it (its figure is the one the cancellation uses).
+    let release_probe = Arc::new(Latch::new(1));
+    let (probe, probe_depth) = park_deep(&rt, "probe", 50 * 1024, &release_probe);
+    let reach = stack_left_at_park(&rt, "probe") + probe_depth;
+    release_probe.count_down();
+    probe.join().unwrap();
+    // Park one with about 2.5 KiB left.
+    let release = Arc::new(Latch::new(1));
+    let (deep, _) = park_deep(&rt, "deep", reach - 2560, &release);
+    let left = stack_left_at_park(&rt, "deep");
+    assert!((1024..4096).contains(&left), "{left} bytes left");
+    // And one with plenty, unwound as usual.
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let shallow = {
+        let (dropped, release) = (dropped.clone(), release.clone());
+        let parked = Arc::new(Latch::new(1));
+        let parked2 = parked.clone();
+        let handle = rt.spawn(move || {
+            let _counted = DropCounter(dropped);
+            parked2.count_down();
+            release.wait();
+        });
+        parked.wait();
+        handle
+    };
+    let report = rt.shutdown();
+    assert_eq!(report.unwound, 1, "{report:?}");
+    assert_eq!(dropped.load(Ordering::SeqCst), 1);
+    assert_eq!(report.frozen.len(), 1, "{report:?}");
+    assert_eq!(report.frozen[0].name.as_deref(), Some("deep"));
+    match report.frozen[0].reason {
+        spindle::fiber::FreezeReason::StackLow { left, needed } => {
+            assert!(left < needed, "{left} {needed}");
+            assert_eq!(needed, spindle::fiber::UNWIND_STACK_NEEDED);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(report.stacks.in_use, 1, "the frozen fiber keeps its stack");
+    assert!(deep.join().unwrap_err().is_cancelled());
+    assert!(shallow.join().unwrap_err().is_cancelled());
+    // The process carries on.
+    let rt = Builder::new().workers(1).build().unwrap();
+    assert_eq!(rt.block_on(|| 5), 5);
+}
+
+/// Destructors that panic while shutdown unwinds their fibers: Rust aborts
+/// the process there ("panic in a destructor during cleanup"); the
+/// runtime's panic hook freezes each such fiber instead, and the pass goes
+/// on (on a fresh thread) with the rest.
+#[test]
+fn a_destructor_panicking_during_the_unwind_freezes_its_fiber() {
+    if !in_child() {
+        let stderr = child_passes("a_destructor_panicking_during_the_unwind_freezes_its_fiber");
+        assert!(stderr.contains("a Bomb went off"), "{stderr}");
+        assert!(
+            stderr.contains("a destructor panicked while it was unwound"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("aborting"), "{stderr}");
+        return;
+    }
+    let rt = Builder::new().workers(2).build().unwrap();
+    let parked = Arc::new(Latch::new(4));
+    let never = Arc::new(Latch::new(1));
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let mut handles = Vec::new();
+    for bomb in [true, false, true, false] {
+        let (parked, never, dropped) = (parked.clone(), never.clone(), dropped.clone());
+        handles.push(rt.spawn(move || {
+            let _counted = DropCounter(dropped);
+            let _bomb = bomb.then(|| Bomb);
+            parked.count_down();
+            never.wait();
+        }));
+    }
+    parked.wait();
+    let report = rt.shutdown();
+    assert_eq!(report.fibers_cancelled, 4, "{report:?}");
+    assert_eq!(report.unwound, 2, "{report:?}");
+    assert_eq!(report.frozen.len(), 2, "{report:?}");
+    for frozen in &report.frozen {
+        assert_eq!(
+            frozen.reason,
+            spindle::fiber::FreezeReason::DestructorPanicked
+        );
+    }
+    // The unwound fibers' counters; the frozen ones' never ran.
+    assert_eq!(dropped.load(Ordering::SeqCst), 2);
+    for handle in handles {
+        assert!(handle.join().unwrap_err().is_cancelled());
+    }
+    // Another runtime works, panics in its fibers included.
+    let rt = Builder::new().workers(1).build().unwrap();
+    let panicked = rt.spawn(|| panic!("an ordinary panic")).join();
+    assert!(panicked.unwrap_err().is_panic());
+    drop(rt);
+    // The frozen fibers hold std's panic-hook lock, which the test harness
+    // takes as it ends (`ShutdownReport` documents it): leave first.
+    std::process::exit(0);
+}

@@ -81,19 +81,28 @@
 //!    its cached stacks to the pool, and exits. The workers and the monitor
 //!    are joined. Spare workers run on pool threads, which are not joined:
 //!    shutdown waits until each has retired (`Shared::spares_running`).
-//! 3. On the dropping thread, `Shared::cancel_remaining` unwinds every fiber
-//!    that is left: queued ones from the injector and the slots' queues, and
-//!    parked ones from the stack pool's slot registry. A started fiber is resumed with
-//!    `Resume::Cancel` and unwinds (destructors run) back to its root, where
-//!    its joiner gets `JoinError::is_cancelled`; an unstarted one is just
-//!    reported cancelled. Their stacks return to the pool. The pass ends
-//!    only when the slot registry is empty: a fiber that a plain thread has
-//!    just unparked is SCHEDULED but not yet in the injector, and the pass
-//!    waits for it to arrive rather than miss it (found by the
-//!    shutdown-under-traffic stress test in `tests/scheduler.rs`).
+//! 3. `Shared::cancel_remaining` cancels every fiber that is left, on a
+//!    thread of its own (`shutdown.rs`): queued ones from the injector and the
+//!    slots' queues, and parked ones from the stack pool's slot registry. A
+//!    started fiber is resumed with `Resume::Cancel` and unwinds (destructors
+//!    run) back to its root, where its joiner gets `JoinError::is_cancelled`;
+//!    an unstarted one starts only to drop its closure. Their stacks return
+//!    to the pool. A destructor that waits really parks, and the pass, a small
+//!    scheduler whose run queue is the injector, runs it again when something
+//!    unparks it; a timed wait times out at once (no timer runs). A fiber that
+//!    cannot be unwound safely (too little stack left for the unwinder, a
+//!    destructor that panics during the unwind, a wait still unanswered when
+//!    `Builder::shutdown_grace` runs out) is frozen instead: never resumed,
+//!    its stack leaked, reported in `ShutdownReport::frozen`
+//!    (`fiber/cancel.rs`). The pass ends only when no fiber is live: a fiber
+//!    that a plain thread has just unparked is SCHEDULED but not yet in the
+//!    injector, and the pass waits for it to arrive rather than miss it
+//!    (found by the shutdown-under-traffic stress test in
+//!    `tests/scheduler.rs`).
 //! 4. The timeline trace, if on, is written (`Shared::write_trace`).
 //! 5. When the last handle to the runtime's shared state goes, the pool
-//!    unmaps its reservations.
+//!    unmaps its reservations (never, after a freeze: the frozen fiber keeps
+//!    it).
 
 pub(crate) mod handoff;
 mod idle;
@@ -133,6 +142,7 @@ pub(crate) struct Config {
     pub(crate) blocking_keep_alive: std::time::Duration,
     pub(crate) trace: Option<std::path::PathBuf>,
     pub(crate) handoff: handoff::HandoffConfig,
+    pub(crate) shutdown_grace: std::time::Duration,
 }
 
 /// The part of a worker other threads may touch. Private to `scheduler/`:
@@ -213,6 +223,9 @@ pub(crate) struct Shared {
     limit_kind: LimitKind,
     /// Wakes the monitor thread (at shutdown).
     monitor: Unparker,
+    /// How long the shutdown pass waits for fibers parked in destructors
+    /// (`shutdown.rs`).
+    shutdown_grace: std::time::Duration,
     /// The blocking pool's settings, for its first use.
     blocking_config: BlockingConfig,
 
@@ -251,6 +264,11 @@ pub(crate) struct Shared {
     /// The timeline trace, if on (`trace.rs`): workers hand their buffers
     /// in as they exit.
     tracing: crate::trace::Tracing,
+    /// The thread running the shutdown pass, which sleeps while the fibers
+    /// left wait; set by that thread, under this lock, before it looks at
+    /// the queues, and woken by every push into the injector once shutdown
+    /// has begun (`shutdown.rs`).
+    cancel_waker: std::sync::Mutex<Option<std::thread::Thread>>,
 }
 
 impl Shared {
@@ -329,6 +347,10 @@ impl Shared {
             let shared = fiber.shared.clone();
             shared.injector.push(fiber);
             shared.notify_one();
+            if shared.is_shutdown() {
+                // No worker is left to notify: the shutdown pass runs it.
+                shared.wake_cancel_pass();
+            }
         }
     }
 

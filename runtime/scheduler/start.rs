@@ -1,7 +1,8 @@
 //! Starting a runtime: `Shared::start`, in named steps.
 //!
-//! 1. Install the stack-overflow handler (once per process), make the stack
-//!    pool, and settle the live-fiber limit ([`fiber_limit`]).
+//! 1. Install the stack-overflow handler and the panic hook (once per
+//!    process), make the stack pool, and settle the live-fiber limit
+//!    ([`fiber_limit`]).
 //! 2. Make the reactor, then every worker slot in its two halves
 //!    ([`Slots`]): the `Remote` other threads may touch, and the owner's
 //!    side, which goes to a configured worker's thread or, for a spare
@@ -43,6 +44,7 @@ impl Shared {
     /// monitor's last.
     pub(crate) fn start(config: Config) -> io::Result<(Arc<Shared>, Vec<thread::JoinHandle<()>>)> {
         crate::sys::signal::install_overflow_handler(crate::fiber::classify_fault);
+        crate::sys::panic::install_panic_hook(crate::fiber::cancel::intercept_panic);
         let stacks = StackPool::new(config.stack_size, config.force_mprotect);
         let (fiber_limit, limit_kind) = fiber_limit(&stacks, config.max_fibers);
 
@@ -75,6 +77,8 @@ impl Shared {
             monitor,
             blocking: std::sync::OnceLock::new(),
             tracing: crate::trace::Tracing::new(config.trace.clone()),
+            shutdown_grace: config.shutdown_grace,
+            cancel_waker: std::sync::Mutex::new(None),
             blocking_config: BlockingConfig {
                 max_threads: config.max_blocking_threads,
                 keep_alive: config.blocking_keep_alive,
