@@ -99,6 +99,11 @@ pub struct Metrics {
     /// closure of a fiber that never ran, of a fiber-local value), each
     /// caught and reported on stderr; the runtime carries on.
     pub caught_panics: u64,
+    /// Fibers that never ran because no stack could be had at their first
+    /// run (the OS refused memory for more stacks); each one's joiner gets
+    /// the error, and they are reported on stderr. Spawns are refused
+    /// instead (`SpawnError::OutOfStacks`) while no stack is free.
+    pub fibers_without_stack: u64,
     /// The stack pool.
     pub stacks: StackStats,
     /// Memory mappings the whole process holds now (`/proc/self/maps`).

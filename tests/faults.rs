@@ -689,3 +689,75 @@ fn a_destructor_panicking_during_the_unwind_freezes_its_fiber() {
     // takes as it ends (`ShutdownReport` documents it): leave first.
     std::process::exit(0);
 }
+
+// --- Out of stack memory.
+
+/// Under an address-space limit that leaves room for no second stack
+/// reservation: fibers that cannot get a stack never run, and each is
+/// counted, reported and its joiner told; spawns are refused once no stack
+/// is free, and admitted again once fibers finish.
+#[test]
+fn running_out_of_stack_memory_is_reported_at_spawn() {
+    if !in_child() {
+        let stderr = child_passes("running_out_of_stack_memory_is_reported_at_spawn");
+        assert!(
+            stderr.contains("never ran: no stack could be had"),
+            "{stderr}"
+        );
+        return;
+    }
+    // 1 MiB stacks: about a thousand fill a reservation.
+    let rt = Builder::new()
+        .workers(2)
+        .max_spare_workers(0)
+        .stack_size(1 << 20)
+        .build()
+        .unwrap();
+    // The first reservation is mapped now; allow a quarter GiB more, so no
+    // second one fits.
+    assert_eq!(rt.block_on(|| 1), 1);
+    let limit = (common::status_field("VmSize:") + (256 << 20)) as libc::rlim_t;
+    let lowered = libc::rlimit {
+        rlim_cur: limit,
+        rlim_max: limit,
+    };
+    // SAFETY: setrlimit reads a plain struct.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &lowered) }, 0);
+    let release = Arc::new(Latch::new(1));
+    let mut held = Vec::new();
+    let refused = loop {
+        let release = release.clone();
+        match rt.try_spawn(move || release.wait()) {
+            Ok(handle) => held.push(handle),
+            Err(error) => break error,
+        }
+        assert!(held.len() < 100_000, "spawns were never refused");
+    };
+    match &refused {
+        spindle::SpawnError::OutOfStacks { .. } => {}
+        other => panic!("{other}"),
+    }
+    assert!(
+        refused.to_string().contains("no stack can be had"),
+        "{refused}"
+    );
+    // Refused while every stack is in use.
+    assert!(rt.try_spawn(|| ()).is_err());
+    release.count_down();
+    let mut never_ran = 0;
+    for handle in held {
+        if let Err(error) = handle.join() {
+            assert!(
+                error
+                    .to_string()
+                    .contains("never ran: no stack could be had"),
+                "{error}"
+            );
+            never_ran += 1;
+        }
+    }
+    assert!(never_ran >= 1, "some fibers found no stack");
+    assert_eq!(rt.metrics().fibers_without_stack, never_ran);
+    // Stacks are free again: spawning works.
+    assert_eq!(rt.spawn(|| 3).join().unwrap(), 3);
+}

@@ -23,6 +23,14 @@
 //! wait forever. A shutdown unwind (the `Cancelled` payload) that ends such
 //! code early is not a panic and is not reported.
 //!
+//! # A fiber that never runs
+//! A fiber that finds no stack at its first run (the OS refused memory for
+//! more) never runs. That is never silent: its joiner gets the error, it
+//! is counted (`Metrics::fibers_without_stack`) and reported on stderr
+//! ([`report_without_stack`], in few lines however many there are), and
+//! from then on spawns are refused while no stack is free (the stack
+//! pool's `cannot_grow`, checked in `Shared::admit_fiber`).
+//!
 //! # The runtime's own failures
 //! A panic in the runtime's own code means one of its invariants is broken
 //! (`State::begin_run` finding a fiber that is not SCHEDULED, say).
@@ -116,6 +124,23 @@ pub(crate) fn report(fiber: &FiberInner, what: Dropping) {
         fiber.id,
         NameSuffix(fiber.name()),
     ));
+}
+
+/// Counts a fiber that will never run for want of a stack
+/// (`Metrics::fibers_without_stack`) and reports it on stderr: the first
+/// such fiber of the runtime, then each time the count reaches a power of
+/// two, so a flood of them costs a few lines.
+#[cold]
+pub(crate) fn report_without_stack(fiber: &FiberInner, error: &std::io::Error) {
+    let count = fiber.shared.count_fiber_without_stack();
+    if count.is_power_of_two() {
+        write_line(format_args!(
+            "spindle: fiber {}{} never ran: no stack could be had ({error}); its joiner gets \
+             the error ({count} such fibers so far, Metrics::fibers_without_stack)",
+            fiber.id,
+            NameSuffix(fiber.name()),
+        ));
+    }
 }
 
 /// ` ("name")` for a named fiber, nothing otherwise.

@@ -264,6 +264,7 @@ fn slice(
                 return None;
             }
             Err(error) => {
+                fault::report_without_stack(fiber, &error);
                 finish_unstarted(fiber, Start::NoStack(error));
                 return None;
             }

@@ -6,7 +6,8 @@
 //! (`fiber::run_slice`), so a million queued-but-unstarted fibers cost no
 //! stack memory. What spawn does check is the runtime's limit on live fibers
 //! (each will need a stack), so that running out is an error at the spawn
-//! call, not an abort later.
+//! call, not an abort later; and, once the stack pool could not grow, that
+//! a free stack is left (`SpawnError::OutOfStacks`).
 
 use std::fmt;
 use std::num::NonZeroUsize;
@@ -48,7 +49,9 @@ where
 
 /// Like [`spawn`], but returns an error instead of panicking when the fiber
 /// cannot be spawned: the runtime's fiber limit is reached (or, on kernels
-/// before 6.13, its budget of guarded stacks), or it is shutting down.
+/// before 6.13, its budget of guarded stacks), no stack can be had (the OS
+/// refuses memory for more and every one is in use), its stack size is out
+/// of range, or the runtime is shutting down.
 ///
 /// ```
 /// let rt = spindle::Builder::new().max_fibers(1).build().unwrap();
@@ -206,6 +209,13 @@ pub enum SpawnError {
     },
     /// The runtime is shutting down.
     Shutdown,
+    /// No stack can be had: the stack pool cannot grow (the OS refused
+    /// memory for more stacks) and every stack it has is in use. Fibers
+    /// must finish first; a spawn after that succeeds again.
+    OutOfStacks {
+        /// Why the pool could not grow.
+        error: std::io::Error,
+    },
     /// The fiber asked for a stack larger than any the runtime can give
     /// ([`Builder::stack_size`]).
     StackSize {
@@ -233,6 +243,11 @@ impl fmt::Display for SpawnError {
                 max_map_count.saturating_mul(4)
             ),
             SpawnError::Shutdown => write!(f, "the runtime is shutting down"),
+            SpawnError::OutOfStacks { error } => write!(
+                f,
+                "no stack can be had: the stack pool cannot grow ({error}) and every stack it \
+                 has is in use; spawn again once fibers have finished"
+            ),
             SpawnError::StackSize { requested, largest } => write!(
                 f,
                 "a stack of {requested} bytes cannot be had: fiber::Builder::stack_size takes at most \

@@ -259,6 +259,9 @@ pub(crate) struct Shared {
     /// Panics of user code caught outside fibers' functions
     /// (`fiber/fault.rs`). Relaxed: a statistic.
     caught_panics: AtomicU64,
+    /// Fibers that never ran: no stack could be had at their first run.
+    /// Relaxed: a statistic.
+    fibers_without_stack: AtomicU64,
     /// The blocking pool, made at the first `blocking` call.
     blocking: std::sync::OnceLock<Arc<crate::blocking::pool::Pool>>,
     /// The timeline trace, if on (`trace.rs`): workers hand their buffers
@@ -276,10 +279,16 @@ impl Shared {
         self.shutdown.load(Ordering::Acquire)
     }
 
-    /// Counts a new fiber against the limit, or refuses it.
+    /// Counts a new fiber against the limit, or refuses it: also while
+    /// no stack can be had for it (the pool cannot grow, none is free).
     pub(crate) fn admit_fiber(&self) -> Result<(), SpawnError> {
         if self.shutdown.load(Ordering::Relaxed) {
             return Err(SpawnError::Shutdown);
+        }
+        if let Some(error) = self.stacks.cannot_grow() {
+            if self.stack_stats().cached == 0 {
+                return Err(SpawnError::OutOfStacks { error });
+            }
         }
         let live = self.live.fetch_add(1, Ordering::Relaxed);
         if live >= self.fiber_limit {
@@ -300,6 +309,12 @@ impl Shared {
     /// Counts a panic of user code caught outside a fiber's function.
     pub(crate) fn count_caught_panic(&self) {
         self.caught_panics.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a fiber that never ran for want of a stack; returns the count
+    /// so far.
+    pub(crate) fn count_fiber_without_stack(&self) -> u64 {
+        self.fibers_without_stack.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// Fibers spawned and not yet finished.
@@ -442,6 +457,7 @@ impl Shared {
             spawned_total,
             live_fibers: self.live_fibers(),
             caught_panics: self.caught_panics.load(Ordering::Relaxed),
+            fibers_without_stack: self.fibers_without_stack.load(Ordering::Relaxed),
             stacks: self.stack_stats(),
             mappings: crate::sys::memory::map_count(),
             blocking_threads: self.blocking_threads().0,

@@ -71,6 +71,7 @@ impl Shared {
             shutdown: AtomicBool::new(false),
             live: AtomicUsize::new(0),
             caught_panics: AtomicU64::new(0),
+            fibers_without_stack: AtomicU64::new(0),
             external_spawns: AtomicU64::new(0),
             fiber_limit,
             limit_kind,

@@ -14,10 +14,16 @@
 //! lock too, except on the budgeted path, where a stack that is on no list
 //! could make a spawn fail for want of a stack that exists; `trim_all`, an
 //! explicit request, always trims outside it.
+//!
+//! When fresh stacks cannot be had (the reservation's `mmap` or a guard
+//! fails: out of memory, or address space under `RLIMIT_AS`), the pool
+//! remembers it until a stack comes back ([`StackPool::cannot_grow`]), so
+//! that spawns are refused while no free stack is left instead of
+//! admitted to fibers that could never run.
 
 use std::io;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::class::{trim, ClassSlots, SizeClass};
@@ -47,7 +53,19 @@ pub(crate) struct StackPool {
     free_global: AtomicUsize,
     /// Bytes of address space reserved. Relaxed: statistics.
     reserved_bytes: AtomicUsize,
+    /// Whether the pool can grow: 0, or why carving or guarding fresh
+    /// stacks last failed ([`GROWTH_FAILED_NO_ERRNO`] or an OS error
+    /// number), sticky until a stack comes back to a free list. While set,
+    /// spawns are refused once no free stack is left
+    /// (`Shared::admit_fiber`), rather than admitted to fail at their first
+    /// run. Relaxed: a hint read before each spawn; a spawn that misses a
+    /// change only fails (or succeeds) at its first run instead.
+    growth_failed: AtomicI32,
 }
+
+/// `StackPool::growth_failed` for a failure that has no OS error number
+/// (the `mprotect` budget).
+const GROWTH_FAILED_NO_ERRNO: i32 = -1;
 
 /// A point-in-time view of the pool, for metrics and tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -106,6 +124,7 @@ impl StackPool {
             carved: AtomicUsize::new(0),
             free_global: AtomicUsize::new(0),
             reserved_bytes: AtomicUsize::new(0),
+            growth_failed: AtomicI32::new(0),
         }
     }
 
@@ -204,7 +223,8 @@ impl StackPool {
             if taken > 0 {
                 return Ok(());
             }
-            self.carve(class, &mut slots, want)?
+            self.carve(class, &mut slots, want)
+                .inspect_err(|error| self.note_growth_failure(error))?
         };
         let page = memory::page_size();
         let mut result = Ok(());
@@ -218,10 +238,31 @@ impl StackPool {
             // nothing uses yet.
             match unsafe { memory::install_guard(stack.slot, page, self.guard_kind) } {
                 Ok(()) => into.push(stack),
-                Err(error) => result = Err(error),
+                Err(error) => {
+                    self.note_growth_failure(&error);
+                    result = Err(error);
+                }
             }
         }
         result
+    }
+
+    /// Records that fresh stacks could not be had (see `growth_failed`).
+    #[cold]
+    fn note_growth_failure(&self, error: &io::Error) {
+        let code = error.raw_os_error().unwrap_or(GROWTH_FAILED_NO_ERRNO);
+        self.growth_failed.store(code, Ordering::Relaxed);
+    }
+
+    /// Why the pool cannot grow, if the last attempt to carve or guard
+    /// fresh stacks failed and no stack has come back since.
+    #[inline]
+    pub(crate) fn cannot_grow(&self) -> Option<io::Error> {
+        match self.growth_failed.load(Ordering::Relaxed) {
+            0 => None,
+            GROWTH_FAILED_NO_ERRNO => Some(io::ErrorKind::OutOfMemory.into()),
+            code => Some(io::Error::from_raw_os_error(code)),
+        }
     }
 
     /// Carves up to `want` never-used slots of `class`, within the budget.
@@ -252,6 +293,11 @@ impl StackPool {
     /// Puts free stacks on `class`'s warm list, trimming its oldest onto the
     /// cold list when the list has grown past its watermark.
     pub(super) fn give_back(&self, class: &SizeClass, stacks: Vec<Stack>) {
+        // A stack is back: the pool may serve spawns again. (A load first:
+        // this line is written only after a failure.)
+        if self.growth_failed.load(Ordering::Relaxed) != 0 {
+            self.growth_failed.store(0, Ordering::Relaxed);
+        }
         let count = stacks.len();
         let mut slots = class.slots.lock_unpoisoned();
         let overflow = slots.give_back(stacks);
