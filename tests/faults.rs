@@ -452,6 +452,8 @@ fn timed_waits_in_destructors_time_out_at_once() {
     type Outcomes = Arc<std::sync::Mutex<Vec<&'static str>>>;
     struct TimedWaits {
         rx: spindle::sync::mpsc::Receiver<u32>,
+        rendezvous: spindle::sync::mpsc::SyncSender<u32>,
+        oneshot: spindle::sync::oneshot::Receiver<u32>,
         slow: Option<spindle::JoinHandle<()>>,
         outcomes: Outcomes,
     }
@@ -464,6 +466,16 @@ fn timed_waits_in_destructors_time_out_at_once() {
             outcomes.push("parked");
             if self.rx.recv_timeout(HOUR) == Err(spindle::sync::mpsc::RecvTimeoutError::Timeout) {
                 outcomes.push("recv timed out");
+            }
+            if let Err(spindle::sync::mpsc::SendTimeoutError::Timeout(_)) =
+                self.rendezvous.send_timeout(1, HOUR)
+            {
+                outcomes.push("send timed out");
+            }
+            if self.oneshot.recv_timeout(HOUR)
+                == Err(spindle::sync::mpsc::RecvTimeoutError::Timeout)
+            {
+                outcomes.push("oneshot timed out");
             }
             // Timed out, or the other fiber was unwound first.
             let slow = self.slow.take().unwrap();
@@ -483,6 +495,8 @@ fn timed_waits_in_destructors_time_out_at_once() {
     let parked = Arc::new(Latch::new(2));
     let never = Arc::new(Latch::new(1));
     let (_tx, rx) = spindle::sync::mpsc::channel::<u32>();
+    let (rendezvous, _receiver) = spindle::sync::mpsc::sync_channel::<u32>(0);
+    let (_sender, oneshot) = spindle::sync::oneshot::oneshot::<u32>();
     let outcomes: Outcomes = Arc::default();
     let slow = {
         let (parked, never) = (parked.clone(), never.clone());
@@ -496,6 +510,8 @@ fn timed_waits_in_destructors_time_out_at_once() {
         rt.spawn(move || {
             let _waits = TimedWaits {
                 rx,
+                rendezvous,
+                oneshot,
                 slow: Some(slow),
                 outcomes,
             };
@@ -510,7 +526,14 @@ fn timed_waits_in_destructors_time_out_at_once() {
     assert!(report.frozen.is_empty(), "{report:?}");
     assert_eq!(
         *outcomes.lock().unwrap(),
-        ["slept", "parked", "recv timed out", "join returned"]
+        [
+            "slept",
+            "parked",
+            "recv timed out",
+            "send timed out",
+            "oneshot timed out",
+            "join returned"
+        ]
     );
 }
 

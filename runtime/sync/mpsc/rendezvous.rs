@@ -63,6 +63,8 @@ impl<T> Channel<T> {
             channel: self,
             ticket,
         };
+        // Set when the timed park gave up (at shutdown it does so at once).
+        let mut gave_up = false;
         loop {
             let state = self.lock();
             if state.taken >= ticket {
@@ -70,7 +72,7 @@ impl<T> Channel<T> {
                 return Ok(());
             }
             let now = Instant::now();
-            let timed_out = deadline.is_some_and(|deadline| now >= deadline);
+            let timed_out = gave_up || deadline.is_some_and(|deadline| now >= deadline);
             if state.receivers == 0 || timed_out {
                 let disconnected = state.receivers == 0;
                 std::mem::forget(reclaim);
@@ -84,7 +86,7 @@ impl<T> Channel<T> {
             drop(state);
             // The receiver that takes the value wakes `slot_owner`, us; a
             // spurious or stale wake-up just goes round the loop.
-            crate::time::park_until(deadline);
+            gave_up = !crate::time::park_until(deadline);
         }
     }
 
