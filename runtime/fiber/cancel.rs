@@ -183,7 +183,11 @@ pub(crate) fn cancel_slice(fiber: &Arc<FiberInner>, cache: &mut StackCache) -> S
         None => Step::Finished,
         Some(Suspend::Yield) => Step::Yielded,
         Some(Suspend::Park) => Step::Parked,
-        Some(Suspend::Freeze(reason)) => Step::Frozen(reason),
+        Some(Suspend::Freeze) => Step::Frozen(
+            FREEZING
+                .with(Cell::take)
+                .expect("a fiber that froze left its reason"),
+        ),
     }
 }
 
@@ -241,16 +245,22 @@ fn stack_left() -> usize {
     here.saturating_sub(guard + crate::sys::memory::page_size())
 }
 
-/// Suspends the running fiber for good (module docs, "Freezing").
+/// Suspends the running fiber for good (module docs, "Freezing"), leaving
+/// the reason to its runner, which runs on this same thread.
 fn freeze_here(fiber: &FiberInner, reason: FreezeReason) -> ! {
+    FREEZING.with(|freezing| freezing.set(Some(reason)));
     loop {
         // SAFETY: `fiber` runs on this thread; its yielder was set at its
         // start and lives on its stack. Its runner never resumes it again.
-        unsafe { context::suspend(fiber.yielder.get(), Suspend::Freeze(reason)) };
+        unsafe { context::suspend(fiber.yielder.get(), Suspend::Freeze) };
     }
 }
 
 thread_local! {
+    /// Why the fiber that has just suspended with `Suspend::Freeze` on this
+    /// thread froze: set by the fiber, taken by its runner after the switch.
+    static FREEZING: Cell<Option<FreezeReason>> = const { Cell::new(None) };
+
     /// Whether fibers run by this thread may freeze inside the panic hook
     /// (the thread is then left for good): set by the shutdown pass's
     /// threads only ([`FreezeHere`]).

@@ -56,8 +56,9 @@ pub(crate) enum Suspend {
     /// `park`: leave me suspended until someone unparks me.
     Park,
     /// Being cancelled, I cannot be unwound safely: never resume me, and
-    /// leave my stack as it is (`cancel.rs`).
-    Freeze(super::cancel::FreezeReason),
+    /// leave my stack as it is (`cancel.rs`, which passes the reason
+    /// beside the switch: a payload here would widen every switch's value).
+    Freeze,
 }
 
 /// The handle fiber code uses to switch back to its worker.

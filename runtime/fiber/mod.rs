@@ -229,7 +229,7 @@ pub(crate) fn run_slice(
         Some(Suspend::Yield) => Outcome::Yielded,
         Some(Suspend::Park) => Outcome::Parked,
         // Only a fiber being cancelled freezes, and workers cancel none.
-        Some(Suspend::Freeze(_)) => {
+        Some(Suspend::Freeze) => {
             fault::internal_error(format_args!("fiber {} froze on a worker", fiber.id))
         }
         None => Outcome::Finished,
@@ -241,7 +241,10 @@ pub(crate) fn run_slice(
 /// finished (its stack released, DONE). At the first run it takes its
 /// stack (see `run_slice`); with `Resume::Cancel` it starts only to drop
 /// its closure (`fiber_main`), and one that cannot have a stack is
-/// finished here, on the calling thread's stack.
+/// finished here, on the calling thread's stack. Inlined into both
+/// callers: a call of its own showed in a spawn + join's instruction count
+/// (`docs/decisions.md`, "Fault paths off the hot paths").
+#[inline(always)]
 fn slice(
     fiber: &Arc<FiberInner>,
     input: Resume,
@@ -326,7 +329,8 @@ fn finish_unstarted(fiber: &FiberInner, start: Start) -> Outcome {
 /// and the fiber's outcome is what it would have been.
 fn run_entry(fiber: &FiberInner, entry: Entry, start: Start) -> join::Output {
     let fallback = match &start {
-        Start::Run | Start::Cancelled => None,
+        Start::Run => return entry(start),
+        Start::Cancelled => None,
         Start::NoStack(error) => Some(error.kind()),
     };
     let mut output = None;

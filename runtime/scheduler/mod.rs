@@ -353,19 +353,27 @@ impl Shared {
             None => Some(fiber),
         });
         if let Some(fiber) = fiber {
-            if spawned {
-                fiber.shared.external_spawns.fetch_add(1, Ordering::Relaxed);
-            }
-            // From a foreign thread: hold the runtime while we push and
-            // notify (a runtime shutting down could otherwise run the fiber
-            // to completion and go away between the two).
-            let shared = fiber.shared.clone();
-            shared.injector.push(fiber);
-            shared.notify_one();
-            if shared.is_shutdown() {
-                // No worker is left to notify: the shutdown pass runs it.
-                shared.wake_cancel_pass();
-            }
+            Shared::schedule_foreign(fiber, spawned);
+        }
+    }
+
+    /// `schedule_counted` from a thread that is not one of the runtime's
+    /// workers: into the injector. Out of line, so that the workers' path
+    /// above stays small.
+    #[inline(never)]
+    fn schedule_foreign(fiber: Arc<FiberInner>, spawned: bool) {
+        if spawned {
+            fiber.shared.external_spawns.fetch_add(1, Ordering::Relaxed);
+        }
+        // Hold the runtime while we push and notify (a runtime shutting
+        // down could otherwise run the fiber to completion and go away
+        // between the two).
+        let shared = fiber.shared.clone();
+        shared.injector.push(fiber);
+        shared.notify_one();
+        if shared.is_shutdown() {
+            // No worker is left to notify: the shutdown pass runs it.
+            shared.wake_cancel_pass();
         }
     }
 
