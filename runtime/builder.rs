@@ -1,14 +1,22 @@
 //! [`Builder`]: every knob of a [`Runtime`], with its default and why.
 //!
 //! The builder only records settings; [`Builder::build`] (in `runtime.rs`,
-//! beside `Runtime::start`) turns them into the scheduler's `Config` and
-//! starts the runtime.
+//! beside `Runtime::start`) checks them against their ranges
+//! (`Builder::into_config`), turns them into the scheduler's `Config` and
+//! starts the runtime. A setting out of range is an `InvalidInput` error
+//! from `build` that names the knob and its range, never an overflow, a
+//! panic or a failure later on a worker. The ranges bound what the
+//! runtime computes from the settings (slot counts, stack slots inside a
+//! reservation, deadlines from durations), so no arithmetic on them can
+//! overflow.
 //!
 //! [`Runtime`]: crate::Runtime
 
+use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::fiber::stack::StackPool;
 use crate::scheduler::handoff::{
     stderr_sink, HandoffConfig, HandoffSink, DEFAULT_HANDOFF_BLOCKED, DEFAULT_HANDOFF_RUNNING,
     DEFAULT_MAX_SPARE_WORKERS,
@@ -37,7 +45,58 @@ const DEFAULT_MAX_BLOCKING_THREADS: usize = 512;
 /// program holds none.
 const DEFAULT_BLOCKING_KEEP_ALIVE: Duration = Duration::from_secs(10);
 
+/// Default shutdown grace period (`Builder::shutdown_grace`): a guess,
+/// long enough for a plain thread that a destructor waits for to answer,
+/// short enough that a wait nobody answers does not hold shutdown up for
+/// long.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+
+/// The most worker threads a runtime may have: a guess, far above the cores
+/// of any machine it is built for (more workers than cores only add
+/// switching), and far below the limit of `Idle`'s packed counts.
+const MAX_WORKERS: usize = 1024;
+
+/// The most blocking-pool threads a runtime may allow: a guess, above the
+/// kernel's default thread limits, so the cap binds before the OS does only
+/// when the user means it to.
+const MAX_BLOCKING_THREADS: usize = 1 << 16;
+
+/// The most spare-worker slots a runtime may have. Each costs a `Remote`
+/// and a deque buffer at start, a few KiB each, so this bounds that memory;
+/// a guess, eight times the default.
+const MAX_SPARE_WORKERS: usize = 4096;
+
+/// The shortest hand-off threshold: a shorter one would make the monitor
+/// check without pause.
+const MIN_HANDOFF_THRESHOLD: Duration = Duration::from_micros(1);
+
+/// The longest duration any knob takes: long enough for every use we know
+/// of, short enough that a deadline computed from it never overflows.
+const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// Configures and starts a [`Runtime`](crate::Runtime).
+///
+/// # Ranges
+/// [`Builder::build`] checks every setting and refuses one out of range
+/// with an `InvalidInput` error naming the knob and its range:
+///
+/// | knob | range |
+/// |---|---|
+/// | [`workers`](Builder::workers) | 1 to 1,024 |
+/// | [`stack_size`](Builder::stack_size) | up to 1 GiB − 4 KiB (a stack and its guard page fit one reservation); rounded up to whole pages, at least 4 KiB |
+/// | [`max_fibers`](Builder::max_fibers) | 1 and up |
+/// | [`thread_name`](Builder::thread_name) | no NUL byte |
+/// | [`max_blocking_threads`](Builder::max_blocking_threads) | 1 to 65,536 |
+/// | [`blocking_keep_alive`](Builder::blocking_keep_alive) | up to 24 h |
+/// | [`handoff_blocked_after`](Builder::handoff_blocked_after), [`handoff_running_after`](Builder::handoff_running_after) | 1 µs to 24 h |
+/// | [`max_spare_workers`](Builder::max_spare_workers) | 0 to 4,096 |
+/// | [`shutdown_grace`](Builder::shutdown_grace) | up to 24 h |
+///
+/// ```
+/// let error = spindle::Builder::new().workers(0).build().unwrap_err();
+/// assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
+/// assert!(error.to_string().contains("Builder::workers"), "{error}");
+/// ```
 ///
 /// ```
 /// let rt = spindle::Builder::new()
@@ -63,6 +122,7 @@ pub struct Builder {
     handoff_running_after: Duration,
     max_spare_workers: usize,
     on_handoff: Sink,
+    shutdown_grace: Duration,
 }
 
 /// The hand-off sink, with a `Debug` the builder can derive through.
@@ -97,24 +157,22 @@ impl Builder {
             handoff_running_after: DEFAULT_HANDOFF_RUNNING,
             max_spare_workers: DEFAULT_MAX_SPARE_WORKERS,
             on_handoff: Sink(stderr_sink()),
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         }
     }
 
-    /// Number of worker threads. Default: `std::thread::available_parallelism()`
-    /// (one worker per core: more workers than cores only adds switching
-    /// between OS threads, which is what fibers are there to avoid).
-    ///
-    /// # Panics
-    /// If `count` is 0.
+    /// Number of worker threads, 1 to 1,024. Default:
+    /// `std::thread::available_parallelism()` (one worker per core: more
+    /// workers than cores only adds switching between OS threads, which is
+    /// what fibers are there to avoid).
     pub fn workers(mut self, count: usize) -> Builder {
-        assert!(count > 0, "a runtime needs at least one worker");
         self.workers = Some(count);
         self
     }
 
     /// Usable stack bytes of every fiber that does not ask for its own
-    /// size (rounded up to whole pages). Default: [`DEFAULT_STACK_SIZE`].
-    /// Each stack also has a guard page below it.
+    /// size (rounded up to whole pages), at most 1 GiB − 4 KiB. Default:
+    /// [`DEFAULT_STACK_SIZE`]. Each stack also has a guard page below it.
     pub fn stack_size(mut self, bytes: usize) -> Builder {
         self.stack_size = bytes;
         self
@@ -124,38 +182,32 @@ impl Builder {
     /// `try_spawn` returns an error past it. Default: no limit of the
     /// runtime's own (memory is the limit). On kernels before 6.13 the
     /// guarded-stack budget (see [`crate::LimitKind::MappingBudget`]) may
-    /// be smaller, and then it applies.
-    ///
-    /// # Panics
-    /// If `count` is 0.
+    /// be smaller, and then it applies. At least 1.
     pub fn max_fibers(mut self, count: usize) -> Builder {
-        assert!(count > 0, "max_fibers must allow at least one fiber");
         self.max_fibers = count;
         self
     }
 
     /// Prefix of worker thread names; workers are named `<prefix>-<index>`.
-    /// Default: `spindle-worker`.
+    /// Default: `spindle-worker`. It may not contain a NUL byte.
     pub fn thread_name(mut self, prefix: impl Into<String>) -> Builder {
         self.thread_name = prefix.into();
         self
     }
 
     /// The most threads the blocking pool ([`crate::blocking`]) may run at
-    /// once; further calls wait for one to finish. Default: 512, as tokio
-    /// (enough for a burst of blocking calls, far below `threads-max`).
-    ///
-    /// # Panics
-    /// If `count` is 0.
+    /// once, 1 to 65,536; further calls wait for one to finish. Default:
+    /// 512, as tokio (enough for a burst of blocking calls, far below
+    /// `threads-max`).
     pub fn max_blocking_threads(mut self, count: usize) -> Builder {
-        assert!(count > 0, "the blocking pool needs at least one thread");
         self.max_blocking_threads = count;
         self
     }
 
     /// How long an idle blocking-pool thread waits for work before it
-    /// exits. Default: 10 s, as tokio: long enough to serve bursts without
-    /// restarting threads, short enough that an idle program holds none.
+    /// exits, at most 24 h. Default: 10 s, as tokio: long enough to serve
+    /// bursts without restarting threads, short enough that an idle program
+    /// holds none.
     pub fn blocking_keep_alive(mut self, keep_alive: std::time::Duration) -> Builder {
         self.blocking_keep_alive = keep_alive;
         self
@@ -173,16 +225,17 @@ impl Builder {
 
     /// How long a worker may be held by one fiber that is **blocked in the
     /// kernel** (a raw blocking system call) while other fibers wait,
-    /// before the monitor hands its queued fibers to a spare worker thread.
-    /// Default: 20 µs. See `scheduler/handoff.rs` for the whole mechanism.
+    /// before the monitor hands its queued fibers to a spare worker thread;
+    /// 1 µs to 24 h. Default: 20 µs. See `scheduler/handoff.rs` for the
+    /// whole mechanism.
     pub fn handoff_blocked_after(mut self, threshold: Duration) -> Builder {
         self.handoff_blocked_after = threshold;
         self
     }
 
-    /// The same for a fiber that is **computing** without yielding.
-    /// Default: 10 ms (Go's preemption slice), so ordinary slices never
-    /// cause a hand-off.
+    /// The same for a fiber that is **computing** without yielding; 1 µs
+    /// to 24 h. Default: 10 ms (Go's preemption slice), so ordinary slices
+    /// never cause a hand-off.
     pub fn handoff_running_after(mut self, threshold: Duration) -> Builder {
         self.handoff_running_after = threshold;
         self
@@ -190,9 +243,9 @@ impl Builder {
 
     /// The most spare worker threads that hand-offs may run at once (and
     /// so the most workers that may be stuck at once with their queues
-    /// rescued). Default: 512, above the threads Go starts for the
-    /// blocking-call workload of `examples/blocking.rs`. 0 turns hand-offs
-    /// off. Each spare slot costs a small deque buffer at start.
+    /// rescued), 0 to 4,096. Default: 512, above the threads Go starts for
+    /// the blocking-call workload of `examples/blocking.rs`. 0 turns
+    /// hand-offs off. Each spare slot costs a small deque buffer at start.
     pub fn max_spare_workers(mut self, count: usize) -> Builder {
         self.max_spare_workers = count;
         self
@@ -231,6 +284,20 @@ impl Builder {
         self
     }
 
+    /// How long shutdown waits for fibers that wait (untimed) inside a
+    /// destructor while they are unwound: the wait is a real park, and the
+    /// fiber carries on when something unparks it (another fiber being
+    /// unwound, or a plain thread). Counted from the first such wait; once
+    /// it is over, and nothing is left to run, every fiber still waiting
+    /// is frozen and reported in [`ShutdownReport::frozen`]. At most 24 h.
+    /// Default: 1 s ([`DEFAULT_SHUTDOWN_GRACE`]).
+    ///
+    /// [`ShutdownReport::frozen`]: crate::ShutdownReport::frozen
+    pub fn shutdown_grace(mut self, grace: Duration) -> Builder {
+        self.shutdown_grace = grace;
+        self
+    }
+
     /// Guards stacks with `mprotect`, as on kernels before 6.13, with the
     /// budget computed from `vm.max_map_count` as there. For testing that
     /// path on a newer kernel; not part of the stable API.
@@ -240,28 +307,106 @@ impl Builder {
         self
     }
 
-    /// The settings as the scheduler takes them (`Builder::build`).
-    pub(crate) fn into_config(self) -> Config {
-        let workers = self
-            .workers
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        Config {
-            workers,
-            stack_size: self.stack_size,
-            max_fibers: self.max_fibers,
-            thread_name: self.thread_name,
+    /// The settings as the scheduler takes them (`Builder::build`), each
+    /// checked against its range (the type docs' table).
+    pub(crate) fn into_config(self) -> io::Result<Config> {
+        let workers = match self.workers {
+            Some(count) => count,
+            // The default never fails: a machine with more cores than the
+            // range allows gets the most it allows.
+            None => std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(MAX_WORKERS),
+        };
+        let (_, max_stack) = StackPool::size_range();
+        Ok(Config {
+            workers: in_range("workers", workers, 1, MAX_WORKERS)?,
+            stack_size: in_range("stack_size", self.stack_size, 0, max_stack)?,
+            max_fibers: in_range("max_fibers", self.max_fibers, 1, usize::MAX)?,
+            thread_name: {
+                if self.thread_name.contains('\0') {
+                    return Err(out_of_range(
+                        "thread_name",
+                        format_args!("{:?}", self.thread_name),
+                        "a name without a NUL byte",
+                    ));
+                }
+                self.thread_name
+            },
             force_mprotect: self.force_mprotect,
-            max_blocking_threads: self.max_blocking_threads,
-            blocking_keep_alive: self.blocking_keep_alive,
+            max_blocking_threads: in_range(
+                "max_blocking_threads",
+                self.max_blocking_threads,
+                1,
+                MAX_BLOCKING_THREADS,
+            )?,
+            blocking_keep_alive: in_range(
+                "blocking_keep_alive",
+                self.blocking_keep_alive,
+                Duration::ZERO,
+                MAX_DURATION,
+            )?,
             trace: self.trace,
             handoff: HandoffConfig {
-                blocked_after: self.handoff_blocked_after,
-                running_after: self.handoff_running_after,
-                max_spares: self.max_spare_workers,
+                blocked_after: in_range(
+                    "handoff_blocked_after",
+                    self.handoff_blocked_after,
+                    MIN_HANDOFF_THRESHOLD,
+                    MAX_DURATION,
+                )?,
+                running_after: in_range(
+                    "handoff_running_after",
+                    self.handoff_running_after,
+                    MIN_HANDOFF_THRESHOLD,
+                    MAX_DURATION,
+                )?,
+                max_spares: in_range(
+                    "max_spare_workers",
+                    self.max_spare_workers,
+                    0,
+                    MAX_SPARE_WORKERS,
+                )?,
                 sink: self.on_handoff.0,
             },
-        }
+            shutdown_grace: in_range(
+                "shutdown_grace",
+                self.shutdown_grace,
+                Duration::ZERO,
+                MAX_DURATION,
+            )?,
+        })
     }
+}
+
+/// `value` if it lies in `min..=max`, else the error `build` returns for
+/// the knob.
+fn in_range<T: PartialOrd + std::fmt::Debug>(
+    knob: &str,
+    value: T,
+    min: T,
+    max: T,
+) -> io::Result<T> {
+    if min <= value && value <= max {
+        Ok(value)
+    } else {
+        Err(out_of_range(
+            knob,
+            format_args!("{value:?}"),
+            format_args!("{min:?} ..= {max:?}"),
+        ))
+    }
+}
+
+/// The `InvalidInput` error for a knob set out of its range.
+fn out_of_range(
+    knob: &str,
+    value: impl std::fmt::Display,
+    range: impl std::fmt::Display,
+) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("spindle::Builder::{knob}({value}) is out of range: it takes {range}"),
+    )
 }
 
 #[cfg(test)]
@@ -280,5 +425,73 @@ mod tests {
         assert_eq!(builder.handoff_blocked_after, Duration::from_micros(20));
         assert_eq!(builder.handoff_running_after, Duration::from_millis(10));
         assert_eq!(builder.max_spare_workers, 512);
+        assert_eq!(builder.shutdown_grace, Duration::from_secs(1));
+    }
+
+    /// The ranges the type docs' table states in words.
+    #[test]
+    fn the_documented_ranges_are_the_ranges() {
+        assert_eq!(MAX_WORKERS, 1024);
+        assert_eq!(StackPool::size_range(), (4 * 1024, (1 << 30) - 4 * 1024));
+        assert_eq!(MAX_BLOCKING_THREADS, 65_536);
+        assert_eq!(MAX_DURATION, Duration::from_secs(24 * 3600));
+        assert_eq!(MIN_HANDOFF_THRESHOLD, Duration::from_micros(1));
+        assert_eq!(MAX_SPARE_WORKERS, 4096);
+    }
+
+    #[test]
+    fn knobs_out_of_range_are_refused_by_name() {
+        let refused = |builder: Builder, knob: &str| {
+            let error = builder.into_config().err().expect("refused");
+            assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+            let message = error.to_string();
+            assert!(message.contains(&format!("Builder::{knob}(")), "{message}");
+            assert!(message.contains("out of range"), "{message}");
+        };
+        refused(Builder::new().workers(0), "workers");
+        refused(Builder::new().workers(usize::MAX), "workers");
+        refused(Builder::new().stack_size(usize::MAX), "stack_size");
+        refused(Builder::new().stack_size(usize::MAX - 4095), "stack_size");
+        refused(Builder::new().stack_size(1 << 30), "stack_size");
+        refused(Builder::new().max_fibers(0), "max_fibers");
+        refused(Builder::new().thread_name("a\0b"), "thread_name");
+        refused(
+            Builder::new().max_blocking_threads(0),
+            "max_blocking_threads",
+        );
+        refused(
+            Builder::new().blocking_keep_alive(Duration::MAX),
+            "blocking_keep_alive",
+        );
+        refused(
+            Builder::new().handoff_blocked_after(Duration::ZERO),
+            "handoff_blocked_after",
+        );
+        refused(
+            Builder::new().handoff_running_after(Duration::MAX),
+            "handoff_running_after",
+        );
+        refused(
+            Builder::new().max_spare_workers(usize::MAX),
+            "max_spare_workers",
+        );
+        refused(
+            Builder::new().max_spare_workers(1 << 40),
+            "max_spare_workers",
+        );
+        refused(
+            Builder::new().shutdown_grace(Duration::MAX),
+            "shutdown_grace",
+        );
+        // The edges of the ranges are accepted.
+        let (smallest, largest) = StackPool::size_range();
+        for builder in [
+            Builder::new().workers(MAX_WORKERS).stack_size(largest),
+            Builder::new().stack_size(0).stack_size(smallest),
+            Builder::new().max_spare_workers(0).max_fibers(usize::MAX),
+            Builder::new().max_spare_workers(MAX_SPARE_WORKERS),
+        ] {
+            builder.into_config().expect("in range");
+        }
     }
 }

@@ -88,7 +88,7 @@ pub mod sync;
 pub mod time;
 
 pub use blocking::blocking;
-pub use builder::{Builder, DEFAULT_STACK_SIZE};
+pub use builder::{Builder, DEFAULT_SHUTDOWN_GRACE, DEFAULT_STACK_SIZE};
 pub use fiber::join::{JoinError, JoinHandle};
 pub use fiber::spawn::{spawn, try_spawn, LimitKind, SpawnError};
 pub use fiber::stack::StackStats;

@@ -96,6 +96,16 @@ pub struct Metrics {
     pub spawned_total: u64,
     /// Fibers spawned and not yet finished.
     pub live_fibers: usize,
+    /// Panics in user code that the runtime runs outside a fiber's
+    /// function (the drop of a result whose `JoinHandle` is gone, of the
+    /// closure of a fiber that never ran, of a fiber-local value), each
+    /// caught and reported on stderr; the runtime carries on.
+    pub caught_panics: u64,
+    /// Fibers that never ran because no stack could be had at their first
+    /// run (the OS refused memory for more stacks); each one's joiner gets
+    /// the error, and they are reported on stderr. Spawns are refused
+    /// instead (`SpawnError::OutOfStacks`) while no stack is free.
+    pub fibers_without_stack: u64,
     /// The stack pool.
     pub stacks: StackStats,
     /// Memory mappings the whole process holds now (`/proc/self/maps`).

@@ -32,15 +32,38 @@ pub struct Runtime {
 }
 
 /// What [`Runtime::shutdown`] did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+///
+/// Every fiber that had not finished is cancelled, and its joiner gets
+/// `JoinError::is_cancelled`: a started one is unwound (its destructors
+/// run, on its own stack; see [`Runtime::shutdown`]), an unstarted one has
+/// its closure dropped. A fiber that cannot be unwound safely is *frozen*
+/// instead, never to run again, and listed in [`frozen`](Self::frozen)
+/// with the reason: too little stack left below its park point for an
+/// unwind, a destructor that panicked during the unwind (which Rust
+/// otherwise answers by aborting the process), or a destructor still
+/// waiting when [`Builder::shutdown_grace`] ran out. A frozen fiber's stack
+/// is left as it was and never freed (nor is the rest of the runtime's
+/// stack memory), and the values on it are never dropped: a lock it held
+/// stays held. Each freeze is also reported on stderr.
+///
+/// After a freeze for a panicking destructor, std's panic-hook lock stays
+/// held by the frozen fiber: a later `std::panic::set_hook` or
+/// `take_hook` blocks forever. That is the price of not aborting.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ShutdownReport {
-    /// Fibers that had not finished: started ones were unwound (their
-    /// destructors ran), unstarted ones dropped; their joiners got
-    /// `JoinError::is_cancelled`.
+    /// Fibers that had not finished: `unwound + never_started +
+    /// frozen.len()`.
     pub fibers_cancelled: usize,
+    /// Started fibers unwound to their roots (their destructors ran).
+    pub unwound: usize,
+    /// Fibers that never started; their closures were dropped.
+    pub never_started: usize,
+    /// Fibers frozen instead of unwound, and why (see above).
+    pub frozen: Vec<crate::fiber::FrozenFiber>,
     /// Worker threads joined.
     pub workers_joined: usize,
-    /// The stack pool afterwards; `in_use` is 0.
+    /// The stack pool afterwards; `in_use` is the number of frozen fibers'
+    /// stacks (0 without a freeze).
     pub stacks: StackStats,
     /// Sockets still registered with the reactor afterwards: 0 unless a
     /// socket outlives the runtime (one owned by a plain thread, say).
@@ -236,10 +259,14 @@ impl Runtime {
     /// Shuts the runtime down and reports what it did. In order: new spawns
     /// fail; each worker finishes the slice it is running (fibers are not
     /// preempted, so a fiber that never yields delays this) and exits; then
-    /// every fiber left (queued or parked mid-stack) is unwound on the
-    /// calling thread so its destructors run, and its joiner gets
-    /// `JoinError::is_cancelled`; every stack returns to the pool. Dropping
-    /// the runtime does the same.
+    /// every fiber left (queued or parked mid-stack) is unwound, on a
+    /// thread of the runtime's, so its destructors run, and its joiner gets
+    /// `JoinError::is_cancelled`; every stack returns to the pool. A
+    /// destructor may wait meanwhile: an untimed wait parks until it is
+    /// woken, for at most [`Builder::shutdown_grace`], and a timed one
+    /// times out at once. A fiber that cannot be unwound safely is frozen
+    /// instead (see [`ShutdownReport`]). Dropping the runtime does the
+    /// same.
     ///
     /// # Panics
     /// When called from one of this runtime's own fibers (it would wait for
@@ -270,10 +297,17 @@ impl Runtime {
         while self.shared.spares_running() {
             thread::sleep(std::time::Duration::from_micros(100));
         }
-        let fibers_cancelled = self.shared.cancel_remaining();
+        let cancelled = self.shared.cancel_remaining();
         self.shared.write_trace();
+        if !cancelled.frozen.is_empty() {
+            // Their stacks stay as they are; the free ones' memory can go.
+            self.shared.stacks.trim_all();
+        }
         ShutdownReport {
-            fibers_cancelled,
+            fibers_cancelled: cancelled.unwound + cancelled.never_started + cancelled.frozen.len(),
+            unwound: cancelled.unwound,
+            never_started: cancelled.never_started,
+            frozen: cancelled.frozen,
             workers_joined,
             stacks: self.shared.stack_stats(),
             io_registrations: self.shared.reactor.registrations(),
@@ -285,9 +319,11 @@ impl Builder {
     /// Starts the worker threads.
     ///
     /// # Errors
-    /// If a worker thread cannot be started.
+    /// `InvalidInput`, naming the knob and its range, if a setting is out
+    /// of range (see the table in [`Builder`]); the OS's error if a worker
+    /// thread cannot be started.
     pub fn build(self) -> io::Result<Runtime> {
-        Runtime::start(self.into_config())
+        Runtime::start(self.into_config()?)
     }
 }
 

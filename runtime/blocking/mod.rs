@@ -96,8 +96,8 @@ where
         }
     }));
     if let Err(unwind) = waited {
-        // Cancelled at shutdown: finish waiting (park returns at once now),
-        // then carry on unwinding.
+        // Cancelled at shutdown: finish waiting (an ordinary park, which
+        // the job's end unparks), then carry on unwinding.
         while !slot.done.load(Ordering::Acquire) {
             crate::park();
             std::thread::yield_now();

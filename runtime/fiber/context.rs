@@ -56,6 +56,10 @@ pub(crate) enum Suspend {
     Yield,
     /// `park`: leave me suspended until someone unparks me.
     Park,
+    /// Being cancelled, I cannot be unwound safely: never resume me, and
+    /// leave my stack as it is (`cancel.rs`, which passes the reason
+    /// beside the switch: a payload here would widen every switch's value).
+    Freeze,
 }
 
 /// The handle fiber code uses to switch back to its worker.
@@ -66,7 +70,8 @@ pub(crate) type FiberYielder = Yielder<Resume, Suspend>;
 /// # Invariants
 /// At most one thread resumes it at a time (the fiber state machine grants
 /// the right), and it is only dropped once finished (never force-unwound by
-/// corosensei: cancellation is our own, see `Resume::Cancel`).
+/// corosensei: cancellation is our own, see `Resume::Cancel`). A context
+/// that suspended with `Suspend::Freeze` is never dropped at all.
 pub(crate) struct Context {
     coroutine: Coroutine<Resume, Suspend, (), Stack>,
 }
@@ -112,4 +117,30 @@ pub(crate) unsafe fn suspend(yielder: *const FiberYielder, reason: Suspend) -> R
     // SAFETY: the caller passes the running fiber's yielder, which lives on
     // that fiber's stack for as long as the fiber runs.
     unsafe { (*yielder).suspend(reason) }
+}
+
+/// Runs `f` on the stack of the thread that resumed the running fiber,
+/// below the frame that resumed it, and returns to the fiber's stack: for
+/// code that may need more stack than the fiber has left.
+///
+/// # Safety
+/// `yielder` must be the yielder of the fiber running on this thread now,
+/// and `f` must not take that yielder (or anything holding it) with it.
+pub(crate) unsafe fn on_parent_stack(yielder: *const FiberYielder, f: impl FnOnce()) {
+    /// `f`, declared `Send`: corosensei asks it of the closure so that a
+    /// yielder cannot reach the parent's thread, and the caller promises
+    /// that `f` holds none. The closure runs on this same thread.
+    struct SameThread<F>(F);
+    // SAFETY: see above: the closure stays on this thread, and holds no
+    // yielder.
+    unsafe impl<F> Send for SameThread<F> {}
+    impl<F: FnOnce()> SameThread<F> {
+        fn run(self) {
+            (self.0)()
+        }
+    }
+    let call = SameThread(f);
+    // SAFETY: the caller passes the running fiber's yielder, which lives on
+    // that fiber's stack for as long as the fiber runs.
+    unsafe { (*yielder).on_parent_stack(move || call.run()) }
 }

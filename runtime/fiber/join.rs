@@ -17,7 +17,14 @@
 //! A joiner that gives up (`join_timeout`) CASes WAITING → EMPTY and takes
 //! its waiter back; if that CAS fails, the fiber completed meanwhile and the
 //! joiner takes the result instead. Either way nobody is left pointing at a
-//! waiter that stopped waiting. (`join_timeout` itself is defined in
+//! waiter that stopped waiting.
+//!
+//! A handle dropped before the fiber completes CASes EMPTY → DETACHED; the
+//! completer that finds DETACHED takes its result back and drops it itself,
+//! on the fiber's stack, where a panic in its destructor is caught and
+//! reported (`fault.rs`): nobody else may run user code on a worker. A
+//! handle dropped after DONE drops the result it finds, on its own thread,
+//! as any value is dropped by its owner. (`join_timeout` itself is defined in
 //! `time/`, with the clock: `fiber/` does not depend on `time/`. Here it is
 //! [`JoinHandle::join_with`], a join whose park may give up.)
 //!
@@ -44,6 +51,8 @@ use crate::loom::sync::atomic::{AtomicU8, Ordering};
 const EMPTY: u8 = 0;
 const WAITING: u8 = 1;
 const DONE: u8 = 2;
+/// The handle is gone: nobody will read the result.
+const DETACHED: u8 = 3;
 
 /// A fiber's outcome, type-erased.
 pub(crate) type Output = Result<Box<dyn Any + Send>, JoinError>;
@@ -79,8 +88,11 @@ impl Completion {
     }
 
     /// Called once, by the finishing fiber (or by the runtime for a fiber
-    /// that never ran).
-    pub(crate) fn complete(&self, output: Output) {
+    /// that never ran, or will never run again). Returns the output back if
+    /// the `JoinHandle` was dropped first: nobody will read it, and the
+    /// caller drops it (catching a panic of its destructor).
+    #[must_use]
+    pub(crate) fn complete(&self, output: Output) -> Option<Output> {
         // SAFETY: only the completer writes `result`, once, before DONE.
         self.result
             .with_mut(|result| unsafe { *result = Some(output) });
@@ -88,15 +100,46 @@ impl Completion {
         // joiner's WAITING CAS so `waiter` is visible.
         let previous = self.state.swap(DONE, Ordering::AcqRel);
         debug_assert_ne!(previous, DONE, "a fiber completed twice");
-        if previous == WAITING {
-            // SAFETY: WAITING means the joiner wrote `waiter` and no longer
-            // touches it.
-            let waiter = self.waiter.with_mut(|waiter| unsafe { (*waiter).take() });
-            match waiter.expect("a WAITING completion has a waiter") {
-                Joiner::Waiter(waiter) => waiter.wake(),
-                Joiner::Task(waker) => waker.wake(),
+        match previous {
+            WAITING => {
+                // SAFETY: WAITING means the joiner wrote `waiter` and no
+                // longer touches it.
+                let waiter = self.waiter.with_mut(|waiter| unsafe { (*waiter).take() });
+                match waiter.expect("a WAITING completion has a waiter") {
+                    Joiner::Waiter(waiter) => waiter.wake(),
+                    Joiner::Task(waker) => waker.wake(),
+                }
+                None
             }
+            // SAFETY: DETACHED means the handle is gone and never reads
+            // `result`: the value just written is ours again.
+            DETACHED => self.result.with_mut(|result| unsafe { (*result).take() }),
+            _ => None,
         }
+    }
+
+    /// The `JoinHandle` goes. Before the fiber completes, the completer
+    /// will drop the result itself (DETACHED); after, the result is
+    /// returned, for the caller to drop (none after a join took it).
+    fn detach(&self) -> Option<Output> {
+        // Acquire (both): a DONE seen here makes `result` visible. Most
+        // handles go after a join, when the load alone suffices.
+        if self.state.load(Ordering::Acquire) != DONE
+            && self
+                .state
+                .compare_exchange(EMPTY, DETACHED, Ordering::Relaxed, Ordering::Acquire)
+                .is_ok()
+        {
+            return None;
+        }
+        debug_assert_eq!(
+            self.state.load(Ordering::Relaxed),
+            DONE,
+            "detached while waiting"
+        );
+        // SAFETY: DONE was observed with Acquire; the completer is done
+        // with `result`, and only this, the one handle, takes it.
+        self.result.with_mut(|result| unsafe { (*result).take() })
     }
 
     pub(crate) fn is_done(&self) -> bool {
@@ -184,7 +227,8 @@ impl Completion {
 }
 
 /// An owned permission to join a fiber: wait for it to finish and take its
-/// result. Dropping the handle detaches the fiber, which keeps running.
+/// result. Dropping the handle detaches the fiber, which keeps running (and
+/// drops its result itself when it finishes).
 ///
 /// ```
 /// let rt = spindle::Runtime::new().unwrap();
@@ -266,6 +310,12 @@ fn downcast<T: 'static>(output: Output) -> Result<T, JoinError> {
             .downcast::<T>()
             .expect("a fiber's result has its JoinHandle's type")
     })
+}
+
+impl<T> Drop for JoinHandle<T> {
+    fn drop(&mut self) {
+        drop(self.fiber.inner.completion.detach());
+    }
 }
 
 impl<T> fmt::Debug for JoinHandle<T> {

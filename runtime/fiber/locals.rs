@@ -15,7 +15,8 @@
 //! function returns, panics, or is unwound at shutdown (`fiber_main`, just
 //! before its joiner can see the result), on the fiber's stack, so a
 //! destructor may still park. A destructor that panics is caught there (the
-//! panic hook has printed it); the fiber's result stands. While the values
+//! panic hook has printed it) and reported (`fault.rs`); the fiber's result
+//! stands. While the values
 //! are dropped, and after, accesses fail, as std's thread-locals do after
 //! destruction. The table also drops what it holds when the `FiberInner`
 //! goes, on whatever thread that is, which is why values must be `Send`.
@@ -30,7 +31,6 @@
 use std::any::Any;
 use std::cell::UnsafeCell;
 use std::marker::PhantomData;
-use std::panic::AssertUnwindSafe;
 use std::ptr::NonNull;
 
 thread_local! {
@@ -158,17 +158,19 @@ impl Locals {
     }
 
     /// Drops every value, on the owner's own stack (`fiber_main`) or at
-    /// thread exit. Accesses fail from here on.
-    pub(crate) fn drop_all(&self) {
+    /// thread exit. Accesses fail from here on. Returns how many
+    /// destructors panicked (each caught, for the caller to report).
+    pub(crate) fn drop_all(&self) -> usize {
         {
             // SAFETY: only the owner's code touches the table, and no user
             // code runs under this borrow.
             let table = unsafe { &mut *self.table.get() };
             match table {
-                None => return, // never used
+                None => return 0, // never used
                 Some(table) => table.dropping = true,
             }
         }
+        let mut panicked = 0;
         let mut index = 0;
         loop {
             let value = {
@@ -181,9 +183,11 @@ impl Locals {
                 }
             };
             if let Some(value) = value {
-                // A destructor's panic has been reported by the panic hook;
-                // the owner's outcome stands (module docs).
-                let _ = std::panic::catch_unwind(AssertUnwindSafe(|| free(value)));
+                // The panic hook has printed a destructor's panic; the
+                // owner's outcome stands (module docs).
+                if super::fault::catch(|| free(value)) == super::fault::Caught::Panicked {
+                    panicked += 1;
+                }
             }
             index += 1;
         }
@@ -196,6 +200,7 @@ impl Locals {
         if let Some(table) = table {
             table.values = Vec::new();
         }
+        panicked
     }
 }
 

@@ -7,6 +7,11 @@
 //! - `record.rs`: the record's memory: the root closure stored inside it
 //!   (`Entry`), a one-word name, and the pools that reuse finished records.
 //! - `join.rs`: `JoinHandle`, `JoinError` and the fiber's `Completion`.
+//! - `cancel.rs`: cancelling one fiber (the unwind its destructors run
+//!   in), and freezing it where an unwind cannot be made safely.
+//! - `fault.rs`: user code that runs outside a fiber's function (its
+//!   result's and closure's drops, fiber-local destructors), caught and
+//!   reported; a failure of the runtime's own code, which aborts.
 //! - `dump.rs`: `Runtime::dump`, the list of live fibers with backtraces of
 //!   the parked ones.
 //! - The per-fiber wait state, which the layers above (`time`, `sync`,
@@ -24,8 +29,10 @@
 //! from `CurrentFiber`, the running fiber's view of itself (its runtime,
 //! a handle for its waker, its token, its park).
 
+pub(crate) mod cancel;
 pub(crate) mod context;
 pub(crate) mod dump;
+pub(crate) mod fault;
 pub(crate) mod join;
 pub(crate) mod locals;
 pub(crate) mod record;
@@ -35,6 +42,7 @@ pub(crate) mod state;
 pub(crate) mod wait_node;
 pub(crate) mod waiter;
 
+pub use self::cancel::{FreezeReason, FrozenFiber, UNWIND_STACK_NEEDED};
 pub use self::dump::{
     DumpedFiber, FiberDump, FiberState, NotCaptured, StackTrace, CAPTURE_STACK_NEEDED,
 };
@@ -49,7 +57,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use self::context::{Context, FiberYielder, Resume, Suspend};
-use self::join::{Cancelled, Completion};
+use self::join::Completion;
 use self::locals::Locals;
 pub(crate) use self::record::Entry;
 use self::record::FiberName;
@@ -131,8 +139,11 @@ pub(crate) struct FiberInner {
     /// How to switch back to the worker; set when the fiber starts.
     yielder: Cell<*const FiberYielder>,
     /// Set when shutdown's cancellation unwind has been raised in this
-    /// fiber. Per fiber, not `std::thread::panicking()`: the thread that
-    /// runs the cancellation may itself be unwinding for its own reasons.
+    /// fiber (or it was started only to drop its closure). Per fiber, not
+    /// `std::thread::panicking()`: the thread that runs the cancellation
+    /// may itself be unwinding for its own reasons. Its runner reads it
+    /// between slices, to resume the fiber with `Resume::Run` from then on
+    /// (`cancel.rs`).
     cancelling: Cell<bool>,
     /// Fiber-local values (`locals.rs`): made by the fiber's code on
     /// first access, dropped by it at its end in `fiber_main`.
@@ -282,21 +293,52 @@ pub(crate) fn run_slice(
     cache: &mut StackCache,
     in_fiber: &std::sync::atomic::AtomicBool,
 ) -> Outcome {
+    match slice(fiber, input, cache, in_fiber) {
+        Some(Suspend::Yield) => Outcome::Yielded,
+        Some(Suspend::Park) => Outcome::Parked,
+        // Only a fiber being cancelled freezes, and workers cancel none.
+        Some(Suspend::Freeze) => {
+            fault::internal_error(format_args!("fiber {} froze on a worker", fiber.id))
+        }
+        None => Outcome::Finished,
+    }
+}
+
+/// One slice of `fiber` on the calling thread, which holds it RUNNING,
+/// resumed with `input`: the reason it suspended, or `None` once it has
+/// finished (its stack released, DONE). At the first run it takes its
+/// stack (see `run_slice`); with `Resume::Cancel` it starts only to drop
+/// its closure (`fiber_main`), and one that cannot have a stack is
+/// finished here, on the calling thread's stack. Inlined into both
+/// callers: a call of its own showed in a spawn + join's instruction count
+/// (`docs/decisions.md`, "Fault paths off the hot paths").
+#[inline(always)]
+fn slice(
+    fiber: &Arc<FiberInner>,
+    input: Resume,
+    cache: &mut StackCache,
+    in_fiber: &std::sync::atomic::AtomicBool,
+) -> Option<Suspend> {
     let pool = &fiber.shared.stacks;
     // SAFETY: the caller holds the fiber RUNNING, so this thread alone
     // touches `context`; fiber code never touches it.
     let context = unsafe { &mut *fiber.context.get() };
     if context.is_none() {
-        if input == Resume::Cancel {
-            return finish_unstarted(fiber, Start::Cancelled);
-        }
         let stack = match fiber.stack_size {
             None => cache.acquire(pool),
             Some(size) => pool.acquire_sized(size.get()),
         };
         let stack = match stack {
             Ok(stack) => stack,
-            Err(error) => return finish_unstarted(fiber, Start::NoStack(error)),
+            Err(_) if input == Resume::Cancel => {
+                finish_unstarted(fiber, Start::Cancelled);
+                return None;
+            }
+            Err(error) => {
+                fault::report_without_stack(fiber, &error);
+                finish_unstarted(fiber, Start::NoStack(error));
+                return None;
+            }
         };
         // A plain pointer: the scheduling reference keeps the fiber alive
         // while it is started (see "Ownership" on FiberInner).
@@ -317,21 +359,24 @@ pub(crate) fn run_slice(
     let suspended = running.resume(input);
     in_fiber.store(false, Ordering::Relaxed);
     CURRENT.set(previous);
-    match suspended {
-        Some(Suspend::Yield) => Outcome::Yielded,
-        Some(Suspend::Park) => Outcome::Parked,
-        None => {
-            let stack = context.take().expect("context present").into_stack();
-            stack.clear_owner();
-            if fiber.stack_size.is_none() {
-                cache.release(pool, stack);
-            } else {
-                pool.release(stack);
-            }
-            fiber.state.finish();
-            Outcome::Finished
+    if suspended.is_none() {
+        let stack = context.take().expect("context present").into_stack();
+        stack.clear_owner();
+        if fiber.stack_size.is_none() {
+            cache.release(pool, stack);
+        } else {
+            pool.release(stack);
         }
+        fiber.state.finish();
     }
+    suspended
+}
+
+/// Whether the fiber has started (it has its stack). The caller holds it
+/// RUNNING.
+pub(crate) fn has_started(fiber: &FiberInner) -> bool {
+    // SAFETY: the RUNNING holder alone touches `context`.
+    unsafe { (*fiber.context.get()).is_some() }
 }
 
 /// Completes a fiber that never got a stack, on the calling thread's stack.
@@ -339,9 +384,31 @@ fn finish_unstarted(fiber: &FiberInner, start: Start) -> Outcome {
     // SAFETY: the fiber never started, so its code is not running and the
     // RUNNING owner (us) may take the entry.
     let entry = unsafe { (*fiber.entry.get()).take() }.expect("an unstarted fiber has its entry");
-    fiber.completion.complete(entry.run(start));
+    let output = run_entry(fiber, entry, start);
+    // A JoinError: no user code to drop.
+    drop(fiber.completion.complete(output));
     fiber.state.finish();
     Outcome::Finished
+}
+
+/// Calls the root function. With `Start::Run` it catches the user's panic
+/// itself; otherwise it only drops the closure, which is user code outside
+/// the fiber's function (`fault.rs`): a panic there is caught and reported,
+/// and the fiber's outcome is what it would have been.
+fn run_entry(fiber: &FiberInner, entry: Entry, start: Start) -> join::Output {
+    let fallback = match &start {
+        Start::Run => return entry.run(start),
+        Start::Cancelled => None,
+        Start::NoStack(error) => Some(error.kind()),
+    };
+    let mut output = None;
+    fault::run_caught(fiber, fault::Dropping::Closure, || {
+        output = Some(entry.run(start));
+    });
+    output.unwrap_or_else(|| match fallback {
+        Some(kind) => Err(join::JoinError::no_stack(kind.into())),
+        None => Err(join::JoinError::cancelled()),
+    })
 }
 
 /// The first frame on every fiber stack.
@@ -353,14 +420,23 @@ fn fiber_main(fiber: *const FiberInner, yielder: &FiberYielder, first: Resume) {
     // SAFETY: fiber code owns `entry`; this is the fiber's first instruction.
     let entry = unsafe { (*fiber.entry.get()).take() }.expect("a starting fiber has its entry");
     let start = if first == Resume::Cancel {
+        // Started only to drop its closure: a wait in that drop is a wait
+        // during a cancellation (`cancel.rs`).
+        fiber.cancelling.set(true);
         Start::Cancelled
     } else {
         Start::Run
     };
-    let output = entry.run(start);
-    fiber.locals.drop_all();
+    let output = run_entry(fiber, entry, start);
+    // User code outside the fiber's function, on its own stack: caught,
+    // reported, counted (`fault.rs`).
+    for _ in 0..fiber.locals.drop_all() {
+        fault::report(fiber, fault::Dropping::FiberLocal);
+    }
     fiber.wait_node.clear();
-    fiber.completion.complete(output);
+    if let Some(unread) = fiber.completion.complete(output) {
+        fault::run_caught(fiber, fault::Dropping::Result, move || drop(unread));
+    }
 }
 
 /// The fiber running on this thread now, and its guard page.
@@ -388,8 +464,9 @@ fn current_ptr() -> *const FiberInner {
 }
 
 /// Switches the running fiber back to its worker. If the runtime resumes it
-/// to cancel it (shutdown), raises the cancellation unwind, once: a park or
-/// yield in a destructor that runs during that unwind returns at once.
+/// to cancel it (shutdown), raises the cancellation unwind, once, or
+/// freezes it if the unwind cannot be made safely (`cancel.rs`); a park or
+/// yield in a destructor that runs during that unwind is an ordinary one.
 ///
 /// `fiber` is the fiber running on this thread (from `current_ptr`).
 fn suspend(fiber: *const FiberInner, reason: Suspend) {
@@ -413,9 +490,7 @@ fn suspend(fiber: *const FiberInner, reason: Suspend) {
         // fresh pointer since we may be on another thread now.
         let fiber = unsafe { &*current_ptr() };
         if !fiber.cancelling.replace(true) {
-            // Not a panic: no hook prints it. Caught at the fiber's root, it
-            // becomes `JoinError::is_cancelled`.
-            std::panic::resume_unwind(Box::new(Cancelled));
+            cancel::raise(fiber);
         }
     }
 }
@@ -607,11 +682,13 @@ pub(crate) fn current_runtime_workers() -> Option<usize> {
 /// fibers; on a plain thread, the thread parks (`std::thread::park`).
 ///
 /// Returns at once if an unpark came first (consuming it). May also return
-/// spuriously, without an unpark, so call it in a loop that re-checks the
-/// condition it waits for. (spindle returns spuriously in one case: a fiber
-/// parked while the runtime shuts down, inside a destructor that runs as the
-/// fiber is unwound. A fiber that catches that unwind with `catch_unwind`
-/// and goes on waiting keeps shutdown waiting for it.)
+/// spuriously, without an unpark, as std's may, so call it in a loop that
+/// re-checks the condition it waits for. When the runtime shuts down, a
+/// parked fiber does not return from `park`: it is unwound from there (its
+/// destructors run). A park inside such a destructor is an ordinary park,
+/// for at most the runtime's `Builder::shutdown_grace` (the fiber is then
+/// frozen, see `ShutdownReport`); so is a park after a `catch_unwind`
+/// that caught the unwind.
 pub fn park() {
     let Some(fiber) = CurrentFiber::get() else {
         std::thread::park();

@@ -6,7 +6,8 @@
 //! (`fiber::run_slice`), so a million queued-but-unstarted fibers cost no
 //! stack memory. What spawn does check is the runtime's limit on live fibers
 //! (each will need a stack), so that running out is an error at the spawn
-//! call, not an abort later.
+//! call, not an abort later; and, once the stack pool could not grow, that
+//! a free stack is left (`SpawnError::OutOfStacks`).
 
 use std::fmt;
 use std::mem::ManuallyDrop;
@@ -49,7 +50,9 @@ where
 
 /// Like [`spawn`], but returns an error instead of panicking when the fiber
 /// cannot be spawned: the runtime's fiber limit is reached (or, on kernels
-/// before 6.13, its budget of guarded stacks), or it is shutting down.
+/// before 6.13, its budget of guarded stacks), no stack can be had (the OS
+/// refuses memory for more and every one is in use), its stack size is out
+/// of range, or the runtime is shutting down.
 ///
 /// ```
 /// let rt = spindle::Builder::new().max_fibers(1).build().unwrap();
@@ -100,8 +103,10 @@ impl Builder {
         self
     }
 
-    /// Usable stack bytes for this fiber, rounded up to whole pages; the
-    /// runtime's default otherwise (see [`crate::Builder::stack_size`]).
+    /// Usable stack bytes for this fiber, rounded up to whole pages, at
+    /// most 1 GiB − 4 KiB (a larger size makes the spawn fail with
+    /// [`SpawnError::StackSize`]); the runtime's default otherwise (see
+    /// [`crate::Builder::stack_size`]).
     pub fn stack_size(mut self, bytes: usize) -> Builder {
         self.stack_size = Some(bytes);
         self
@@ -142,6 +147,21 @@ impl Builder {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
+        // Checked before it is rounded, which cannot overflow then.
+        let stack_size = match self.stack_size {
+            None => None,
+            Some(bytes) => {
+                let (_, largest) = super::stack::StackPool::size_range();
+                if bytes > largest {
+                    return Err(SpawnError::StackSize {
+                        requested: bytes,
+                        largest,
+                    });
+                }
+                let rounded = super::stack::StackPool::round_size(bytes);
+                Some(NonZeroUsize::new(rounded).expect("a stack is at least a page"))
+            }
+        };
         shared.admit_fiber()?;
         let entry = Entry::new(move |start| -> Output {
             match start {
@@ -160,10 +180,6 @@ impl Builder {
                     Err(JoinError::no_stack(error))
                 }
             }
-        });
-        let stack_size = self.stack_size.map(|bytes| {
-            let rounded = super::stack::StackPool::round_size(bytes);
-            NonZeroUsize::new(rounded).expect("a stack is at least a page")
         });
         let inner = FiberInner::spawned(
             shared,
@@ -194,6 +210,22 @@ pub enum SpawnError {
     },
     /// The runtime is shutting down.
     Shutdown,
+    /// No stack can be had: the stack pool cannot grow (the OS refused
+    /// memory for more stacks) and every stack it has is in use. Fibers
+    /// must finish first; a spawn after that succeeds again.
+    OutOfStacks {
+        /// Why the pool could not grow.
+        error: std::io::Error,
+    },
+    /// The fiber asked for a stack larger than any the runtime can give
+    /// ([`Builder::stack_size`]).
+    StackSize {
+        /// The usable bytes asked for.
+        requested: usize,
+        /// The most a stack may have: a stack and its guard page must fit
+        /// in one of the stack pool's reservations.
+        largest: usize,
+    },
 }
 
 impl fmt::Display for SpawnError {
@@ -212,6 +244,16 @@ impl fmt::Display for SpawnError {
                 max_map_count.saturating_mul(4)
             ),
             SpawnError::Shutdown => write!(f, "the runtime is shutting down"),
+            SpawnError::OutOfStacks { error } => write!(
+                f,
+                "no stack can be had: the stack pool cannot grow ({error}) and every stack it \
+                 has is in use; spawn again once fibers have finished"
+            ),
+            SpawnError::StackSize { requested, largest } => write!(
+                f,
+                "a stack of {requested} bytes cannot be had: fiber::Builder::stack_size takes at most \
+                 {largest} bytes (a stack and its guard page must fit one of the stack pool's reservations)"
+            ),
         }
     }
 }

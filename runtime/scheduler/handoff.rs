@@ -411,8 +411,10 @@ impl Spares {
     /// worker that was stuck, once it has cleared its mark.
     pub(super) fn episode_ended(&self, report: &HandoffReport) {
         let sink = &self.config.sink;
-        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink(report))).is_err() {
-            eprintln!("spindle: the hand-off sink panicked on: {report}");
+        if crate::fiber::fault::catch(|| sink(report)) == crate::fiber::fault::Caught::Panicked {
+            crate::fiber::fault::write_line(format_args!(
+                "spindle: the hand-off sink panicked on: {report}"
+            ));
         }
         // Last: once the count drops, `Metrics::blocked_workers` says the
         // episode is over, and its report has been made.

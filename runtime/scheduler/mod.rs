@@ -83,21 +83,28 @@
 //!    its cached stacks to the pool, and exits. The workers and the monitor
 //!    are joined. Spare workers run on pool threads, which are not joined:
 //!    shutdown waits until each has retired (`Shared::spares_running`).
-//! 3. On the dropping thread, `Shared::cancel_remaining` clears every timer
-//!    queue, then unwinds every fiber that is left: queued ones from the
-//!    injector, the spawn backlog and every slot's next slot and deque, and
-//!    parked ones from the stack pool's slot registry. A started fiber is
-//!    resumed with `Resume::Cancel` and unwinds (destructors run) back to
-//!    its root, where its joiner gets `JoinError::is_cancelled`; an
-//!    unstarted one is just reported cancelled. Their stacks return to the
-//!    pool. The pass ends only when the slot registry is empty: a fiber
+//! 3. `Shared::cancel_remaining` cancels every fiber that is left, on a
+//!    thread of its own (`shutdown.rs`): queued ones from the injector, the spawn
+//!    backlog and the slots' queues (after every timer queue is cleared), and parked ones from the stack pool's slot registry. A
+//!    started fiber is resumed with `Resume::Cancel` and unwinds (destructors
+//!    run) back to its root, where its joiner gets `JoinError::is_cancelled`;
+//!    an unstarted one starts only to drop its closure. Their stacks return
+//!    to the pool. A destructor that waits really parks, and the pass, a small
+//!    scheduler whose run queue is the injector, runs it again when something
+//!    unparks it; a timed wait times out at once (no timer runs). A fiber that
+//!    cannot be unwound safely (too little stack left for the unwinder, a
+//!    destructor that panics during the unwind, a wait still unanswered when
+//!    `Builder::shutdown_grace` runs out) is frozen instead: never resumed,
+//!    its stack leaked, reported in `ShutdownReport::frozen`
+//!    (`fiber/cancel.rs`). The pass ends only when no fiber is live: a fiber
 //!    that a plain thread has just unparked is SCHEDULED but not yet in the
 //!    injector, and the pass waits for it to arrive rather than miss it
 //!    (the shutdown-under-traffic stress test in `tests/scheduler.rs`
 //!    exercises this).
 //! 4. The timeline trace, if on, is written (`Shared::write_trace`).
 //! 5. When the last handle to the runtime's shared state goes, the pool
-//!    unmaps its reservations.
+//!    unmaps its reservations (never, after a freeze: the frozen fiber keeps
+//!    it).
 
 pub(crate) mod handoff;
 mod idle;
@@ -138,6 +145,7 @@ pub(crate) struct Config {
     pub(crate) blocking_keep_alive: std::time::Duration,
     pub(crate) trace: Option<std::path::PathBuf>,
     pub(crate) handoff: handoff::HandoffConfig,
+    pub(crate) shutdown_grace: std::time::Duration,
 }
 
 /// The part of a worker other threads may touch. Private to `scheduler/`:
@@ -222,6 +230,9 @@ pub(crate) struct Shared {
     limit_kind: LimitKind,
     /// Wakes the monitor thread (at shutdown).
     monitor: Unparker,
+    /// How long the shutdown pass waits for fibers parked in destructors
+    /// (`shutdown.rs`).
+    shutdown_grace: std::time::Duration,
     /// The blocking pool's settings, for its first use.
     blocking_config: BlockingConfig,
 
@@ -259,11 +270,22 @@ pub(crate) struct Shared {
     /// Without a limit: fibers finished off the workers (cancelled by the
     /// shutdown pass). Release, read with Acquire (see `live_fibers`).
     finished_elsewhere: AtomicU64,
+    /// Panics of user code caught outside fibers' functions
+    /// (`fiber/fault.rs`). Relaxed: a statistic.
+    caught_panics: AtomicU64,
+    /// Fibers that never ran: no stack could be had at their first run.
+    /// Relaxed: a statistic.
+    fibers_without_stack: AtomicU64,
     /// The blocking pool, made at the first `blocking` call.
     blocking: std::sync::OnceLock<Arc<crate::thread_pool::Pool>>,
     /// The timeline trace, if on (`trace.rs`): workers hand their buffers
     /// in as they exit.
     tracing: crate::trace::Tracing,
+    /// The thread running the shutdown pass, which sleeps while the fibers
+    /// left wait; set by that thread, under this lock, before it looks at
+    /// the queues, and woken by every push into the injector once shutdown
+    /// has begun (`shutdown.rs`).
+    cancel_waker: std::sync::Mutex<Option<std::thread::Thread>>,
 }
 
 impl Shared {
@@ -271,7 +293,8 @@ impl Shared {
         self.shutdown.load(Ordering::Acquire)
     }
 
-    /// Counts a new fiber against the limit, or refuses it.
+    /// Counts a new fiber against the limit, or refuses it: also while
+    /// no stack can be had for it (the pool cannot grow, none is free).
     ///
     /// Without a limit (no `max_fibers` and guards that cost no mappings)
     /// nothing is counted here: every spawn is already counted where it is
@@ -283,6 +306,11 @@ impl Shared {
     pub(crate) fn admit_fiber(&self) -> Result<(), SpawnError> {
         if self.shutdown.load(Ordering::Relaxed) {
             return Err(SpawnError::Shutdown);
+        }
+        if let Some(error) = self.stacks.cannot_grow() {
+            if self.stack_stats().cached == 0 {
+                return Err(SpawnError::OutOfStacks { error });
+            }
         }
         if !self.is_limited() {
             return Ok(());
@@ -327,6 +355,17 @@ impl Shared {
             // Release: see `live_fibers`. The owner alone writes it.
             finished.store(finished.load(Ordering::Relaxed) + 1, Ordering::Release);
         }
+    }
+
+    /// Counts a panic of user code caught outside a fiber's function.
+    pub(crate) fn count_caught_panic(&self) {
+        self.caught_panics.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a fiber that never ran for want of a stack; returns the count
+    /// so far.
+    pub(crate) fn count_fiber_without_stack(&self) -> u64 {
+        self.fibers_without_stack.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// Fibers spawned and not yet finished.
@@ -388,15 +427,27 @@ impl Shared {
             None => Some(fiber),
         });
         if let Some(fiber) = fiber {
-            if spawned {
-                fiber.shared.external_spawns.fetch_add(1, Ordering::Relaxed);
-            }
-            // From a foreign thread: hold the runtime while we push and
-            // notify (a runtime shutting down could otherwise run the fiber
-            // to completion and go away between the two).
-            let shared = fiber.shared.clone();
-            shared.injector.push(fiber);
-            shared.notify_one();
+            Shared::schedule_foreign(fiber, spawned);
+        }
+    }
+
+    /// `schedule_counted` from a thread that is not one of the runtime's
+    /// workers: into the injector. Out of line, so that the workers' path
+    /// above stays small.
+    #[inline(never)]
+    fn schedule_foreign(fiber: Arc<FiberInner>, spawned: bool) {
+        if spawned {
+            fiber.shared.external_spawns.fetch_add(1, Ordering::Relaxed);
+        }
+        // Hold the runtime while we push and notify (a runtime shutting
+        // down could otherwise run the fiber to completion and go away
+        // between the two).
+        let shared = fiber.shared.clone();
+        shared.injector.push(fiber);
+        shared.notify_one();
+        if shared.is_shutdown() {
+            // No worker is left to notify: the shutdown pass runs it.
+            shared.wake_cancel_pass();
         }
     }
 
@@ -513,6 +564,8 @@ impl Shared {
             workers,
             spawned_total,
             live_fibers: self.live_fibers(),
+            caught_panics: self.caught_panics.load(Ordering::Relaxed),
+            fibers_without_stack: self.fibers_without_stack.load(Ordering::Relaxed),
             stacks: self.stack_stats(),
             mappings: crate::sys::memory::map_count(),
             blocking_threads: self.blocking_threads().0,

@@ -1,7 +1,8 @@
 //! Starting a runtime: `Shared::start`, in named steps.
 //!
-//! 1. Install the stack-overflow handler (once per process), make the stack
-//!    pool, and settle the live-fiber limit ([`fiber_limit`]).
+//! 1. Install the stack-overflow handler and the panic hook (once per
+//!    process), make the stack pool, and settle the live-fiber limit
+//!    ([`fiber_limit`]).
 //! 2. Make the reactor, then every worker slot in its two halves
 //!    ([`Slots`]): the `Remote` other threads may touch, and the owner's
 //!    side, which goes to a configured worker's thread or, for a spare
@@ -44,6 +45,7 @@ impl Shared {
     /// monitor's last.
     pub(crate) fn start(config: Config) -> io::Result<(Arc<Shared>, Vec<thread::JoinHandle<()>>)> {
         crate::sys::signal::install_overflow_handler(crate::fiber::classify_fault);
+        crate::sys::panic::install_panic_hook(crate::fiber::cancel::intercept_panic);
         let stacks = StackPool::new(config.stack_size, config.force_mprotect);
         let (fiber_limit, limit_kind) = fiber_limit(&stacks, config.max_fibers);
 
@@ -71,12 +73,16 @@ impl Shared {
             shutdown: AtomicBool::new(false),
             live: AtomicUsize::new(0),
             finished_elsewhere: AtomicU64::new(0),
+            caught_panics: AtomicU64::new(0),
+            fibers_without_stack: AtomicU64::new(0),
             external_spawns: AtomicU64::new(0),
             fiber_limit,
             limit_kind,
             monitor,
             blocking: std::sync::OnceLock::new(),
             tracing: crate::trace::Tracing::new(config.trace.clone()),
+            shutdown_grace: config.shutdown_grace,
+            cancel_waker: std::sync::Mutex::new(None),
             blocking_config: BlockingConfig {
                 max_threads: config.max_blocking_threads,
                 keep_alive: config.blocking_keep_alive,
@@ -183,7 +189,10 @@ fn start_threads(
         &mut threads,
         name,
         MONITOR_THREAD_STACK,
-        move || monitor::run(monitor_shared, monitor_parker),
+        move || {
+            let _abort = crate::fiber::fault::AbortOnUnwind::new("monitor");
+            monitor::run(monitor_shared, monitor_parker)
+        },
     )?;
     Ok(threads)
 }

@@ -211,6 +211,8 @@ impl Worker {
 
     /// The worker thread's body.
     pub(super) fn run(self) {
+        // A panic that gets here is the runtime's own (`fiber/fault.rs`).
+        let _abort = crate::fiber::fault::AbortOnUnwind::new("worker");
         // A fiber overflowing its stack needs somewhere to run the handler.
         let _alt_stack = crate::sys::signal::AltStack::ensure().unwrap_or_else(|error| {
             panic!("spindle: cannot set up the alternate signal stack: {error}")

@@ -152,6 +152,8 @@ impl<T> Receiver<T> {
     }
 
     fn wait(&mut self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
+        // Set when the timed park gave up (at shutdown it does so at once).
+        let mut gave_up = false;
         loop {
             let mut state = self.state.lock_unpoisoned();
             if let Some(value) = state.value.take() {
@@ -163,7 +165,7 @@ impl<T> Receiver<T> {
                 return Err(RecvTimeoutError::Disconnected);
             }
             let now = Instant::now();
-            if deadline.is_some_and(|deadline| now >= deadline) {
+            if gave_up || deadline.is_some_and(|deadline| now >= deadline) {
                 state.waiter = None;
                 return Err(RecvTimeoutError::Timeout);
             }
@@ -173,7 +175,7 @@ impl<T> Receiver<T> {
             drop(state);
             // The sender wakes `waiter`, us; a stale or spurious wake-up just
             // goes round the loop.
-            crate::time::park_until(deadline);
+            gave_up = !crate::time::park_until(deadline);
         }
     }
 }

@@ -9,6 +9,9 @@
 //! - **stack-overflow reporting** ([`signal`]): an alternate signal stack per
 //!   thread that runs fibers and a `SIGSEGV` handler that recognises a hit on a
 //!   fiber's guard page;
+//! - **the panic hook** ([`panic`]): process-wide like the signal handler,
+//!   installed once in front of the previous hook (std's API, not the
+//!   OS's, but the same kind of shared process state);
 //! - **per-thread CPU clocks** ([`thread`]): how the monitor tells a worker
 //!   blocked in a system call from one computing;
 //! - **waiting for a descriptor on a plain thread** ([`poll`]): `poll(2)`,
@@ -59,6 +62,7 @@ compile_error!(
 
 pub(crate) mod fd;
 pub(crate) mod memory;
+pub(crate) mod panic;
 pub(crate) mod poll;
 pub(crate) mod process;
 pub(crate) mod signal;

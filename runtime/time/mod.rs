@@ -12,6 +12,12 @@
 //! A fiber that computes without yielding delays its worker's timers, as it
 //! delays everything else on that worker.
 //!
+//! No timer runs while shutdown unwinds the fibers left
+//! (`scheduler/shutdown.rs`): a timed wait in a destructor that runs then
+//! times out at once (a `sleep` returns, a `join_timeout` gives the handle
+//! back, a `recv_timeout` reports a timeout), so it neither spins nor holds
+//! shutdown up.
+//!
 //! # Layering
 //! The timer queues themselves belong to the scheduler
 //! (`scheduler/timers.rs`): a worker fires its own timers and sleeps until
@@ -64,7 +70,9 @@ pub fn sleep_until(deadline: Instant) {
 /// timed wait in the crate: parks (until unparked, spuriously, or until
 /// `deadline`) and returns true; or, if `deadline` has passed, returns
 /// false without parking. With no deadline it parks. Callers loop,
-/// re-checking what they wait for.
+/// re-checking what they wait for, and take false as their timeout: in a
+/// fiber being unwound at shutdown, where no timer runs, it comes at once
+/// (`park_deadline`).
 pub(crate) fn park_until(deadline: Option<Instant>) -> bool {
     let Some(deadline) = deadline else {
         crate::park();
@@ -74,8 +82,7 @@ pub(crate) fn park_until(deadline: Option<Instant>) -> bool {
     if now >= deadline {
         return false;
     }
-    park_deadline(deadline, now);
-    true
+    park_deadline(deadline, now)
 }
 
 /// Like [`crate::park`], but returns after `timeout` at the latest, like
@@ -98,7 +105,11 @@ pub(crate) fn park_until(deadline: Option<Instant>) -> bool {
 pub fn park_timeout(timeout: Duration) {
     let now = Instant::now();
     match now.checked_add(timeout) {
-        Some(deadline) => park_deadline(deadline, now),
+        // Its false (timed out at once, in a fiber unwound at shutdown) is
+        // a return like any other here.
+        Some(deadline) => {
+            park_deadline(deadline, now);
+        }
         // Beyond the clock's range: no timer, a plain park.
         None => crate::park(),
     }

@@ -19,23 +19,28 @@ use crate::scheduler::Shared;
 /// reading of the clock, passed on rather than read again (a second read
 /// shows in a million sleepers' profile: `docs/decisions.md`,
 /// "park_deadline").
-pub(crate) fn park_deadline(deadline: Instant, now: Instant) {
+///
+/// Returns false, without parking, where no timer can run: in a fiber
+/// being cancelled at shutdown, on the thread that unwinds it, a timed
+/// wait times out at once (`fiber/cancel.rs`), so a destructor that waits
+/// with a timeout neither spins nor holds shutdown up.
+pub(crate) fn park_deadline(deadline: Instant, now: Instant) -> bool {
     let Some(fiber) = CurrentFiber::get() else {
         std::thread::park_timeout(deadline.saturating_duration_since(now));
-        return;
+        return true;
     };
     if fiber.take_token() {
-        return;
+        return true;
     }
     let shared = fiber.shared();
     // The timer gets a handle of its own.
     let Some(key) = shared.insert_timer(deadline, || fiber.handle()) else {
-        // Not on one of our workers: the shutdown thread unwinding us. A
-        // spurious return is allowed.
-        return;
+        // Not on one of our workers: the shutdown pass unwinding us.
+        return false;
     };
     let _cancel = CancelTimer { shared, key };
     fiber.park_after_token_check();
+    true
 }
 
 /// Cancels the timer when the fiber wakes early, and if it is unwound

@@ -26,10 +26,16 @@
 //! path, where a stack that is on no list could make a spawn fail for want
 //! of a stack that exists; `trim_all`, an explicit request, always trims
 //! outside it.
+//!
+//! When fresh stacks cannot be had (the reservation's `mmap` or a guard
+//! fails: out of memory, or address space under `RLIMIT_AS`), the pool
+//! remembers it until a stack comes back ([`StackPool::cannot_grow`]), so
+//! that spawns are refused while no free stack is left instead of
+//! admitted to fibers that could never run.
 
 use std::io;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::class::{trim, ClassSlots, SizeClass};
@@ -65,7 +71,19 @@ pub(crate) struct StackPool {
     free_global: AtomicUsize,
     /// Bytes of address space reserved. Relaxed: statistics.
     reserved_bytes: AtomicUsize,
+    /// Whether the pool can grow: 0, or why carving or guarding fresh
+    /// stacks last failed ([`GROWTH_FAILED_NO_ERRNO`] or an OS error
+    /// number), sticky until a stack comes back to a free list. While set,
+    /// spawns are refused once no free stack is left
+    /// (`Shared::admit_fiber`), rather than admitted to fail at their first
+    /// run. Relaxed: a hint read before each spawn; a spawn that misses a
+    /// change only fails (or succeeds) at its first run instead.
+    growth_failed: AtomicI32,
 }
+
+/// `StackPool::growth_failed` for a failure that has no OS error number
+/// (the `mprotect` budget).
+const GROWTH_FAILED_NO_ERRNO: i32 = -1;
 
 /// A point-in-time view of the pool, for metrics and tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -124,6 +142,7 @@ impl StackPool {
             carved: AtomicUsize::new(0),
             free_global: AtomicUsize::new(0),
             reserved_bytes: AtomicUsize::new(0),
+            growth_failed: AtomicI32::new(0),
         }
     }
 
@@ -148,7 +167,20 @@ impl StackPool {
         self.default.stack_size
     }
 
-    /// Rounds a requested stack size up to whole pages (at least one).
+    /// The usable sizes a stack may ask for: up to what fits one
+    /// reservation with its guard page (a larger slot could never be
+    /// carved). `(smallest, largest)`; smaller requests are rounded up.
+    /// Sizes are checked against it before they are rounded.
+    pub(crate) fn size_range() -> (usize, usize) {
+        let page = memory::page_size();
+        (
+            StackPool::round_size(0),
+            super::reservation::RESERVATION_BYTES - page,
+        )
+    }
+
+    /// Rounds a requested stack size up to whole pages (at least one). The
+    /// size is at most [`StackPool::size_range`]'s largest.
     pub(crate) fn round_size(size: usize) -> usize {
         let page = memory::page_size();
         size.max(corosensei::stack::MIN_STACK_SIZE).div_ceil(page) * page
@@ -212,7 +244,8 @@ impl StackPool {
                 return Ok(());
             }
             let carve = if bulk { want.max(CARVE_BATCH) } else { want };
-            self.carve(class, &mut slots, carve)?
+            self.carve(class, &mut slots, carve)
+                .inspect_err(|error| self.note_growth_failure(error))?
         };
         let guards: Vec<NonNull<u8>> = fresh.iter().map(|stack| stack.slot).collect();
         // SAFETY: each guard page is the first page of a fresh slot that
@@ -221,6 +254,9 @@ impl StackPool {
             unsafe { memory::install_guards(&guards, memory::page_size(), self.guard_kind) };
         // A guard failed: the slots from there on stay unguarded on no
         // list; they are never handed out (their slots are simply lost).
+        if let Err(error) = &result {
+            self.note_growth_failure(error);
+        }
         fresh.truncate(guarded);
         if fresh.len() > want {
             // Lowest addresses at the back of the cold list, where refills
@@ -232,6 +268,24 @@ impl StackPool {
         }
         into.append(&mut fresh);
         result
+    }
+
+    /// Records that fresh stacks could not be had (see `growth_failed`).
+    #[cold]
+    fn note_growth_failure(&self, error: &io::Error) {
+        let code = error.raw_os_error().unwrap_or(GROWTH_FAILED_NO_ERRNO);
+        self.growth_failed.store(code, Ordering::Relaxed);
+    }
+
+    /// Why the pool cannot grow, if the last attempt to carve or guard
+    /// fresh stacks failed and no stack has come back since.
+    #[inline]
+    pub(crate) fn cannot_grow(&self) -> Option<io::Error> {
+        match self.growth_failed.load(Ordering::Relaxed) {
+            0 => None,
+            GROWTH_FAILED_NO_ERRNO => Some(io::ErrorKind::OutOfMemory.into()),
+            code => Some(io::Error::from_raw_os_error(code)),
+        }
     }
 
     /// Carves up to `want` never-used slots of `class`, within the budget.
@@ -261,6 +315,11 @@ impl StackPool {
 
     /// Puts free stacks on `class`'s warm list (decay trims them later).
     pub(super) fn give_back(&self, class: &SizeClass, stacks: Vec<Stack>) {
+        // A stack is back: the pool may serve spawns again. (A load first:
+        // this line is written only after a failure.)
+        if self.growth_failed.load(Ordering::Relaxed) != 0 {
+            self.growth_failed.store(0, Ordering::Relaxed);
+        }
         let count = stacks.len();
         class.slots.lock_unpoisoned().give_back(stacks);
         self.free_global.fetch_add(count, Ordering::Relaxed);
