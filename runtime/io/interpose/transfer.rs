@@ -76,25 +76,40 @@ fn socket_transfer(call: &Call, fiber: CurrentFiber) -> Result<usize, Errno> {
         return call.kernel();
     }
     let fd = call.fd();
-    let mut done = match call.attempt(0) {
-        Ok(n) if !call.moves_all() || n == len || n == 0 => return Ok(n),
-        Ok(n) => n,
-        Err(Errno::EAGAIN) => 0,
-        Err(Errno::ENOTSOCK) => {
-            // A stale kind: the number names another file now.
-            sys::forget_kind(fd);
-            return call.kernel();
-        }
-        Err(error) => return Err(error),
-    };
+    let direction = direction(call.is_write());
+    // A stream transfer that came up short last time shows the kernel's
+    // buffer was drained (or full) then: skip the attempt that would fail
+    // and go to the wait, whose loop tries again if an edge came since
+    // (the rule `Socket::io_stream` follows for `spindle::net`).
+    let known = (call.kind() == Kind::Stream)
+        .then(|| waits::existing(fd, fiber))
+        .flatten();
+    let mut done = 0;
+    if !known.as_ref().is_some_and(|w| w.came_up_short(direction)) {
+        done = match call.attempt(0) {
+            Ok(n) if !call.moves_all() || n == len || n == 0 => {
+                if let Some(waits) = &known {
+                    waits.record(direction, n > 0 && n < len);
+                }
+                return Ok(n);
+            }
+            Ok(n) => n,
+            Err(Errno::EAGAIN) => 0,
+            Err(Errno::ENOTSOCK) => {
+                // A stale kind: the number names another file now.
+                sys::forget_kind(fd);
+                return call.kernel();
+            }
+            Err(error) => return Err(error),
+        };
+    }
     if sys::is_nonblocking(fd)? {
         waits::forget(fd);
         return partial(done, Errno::EAGAIN);
     }
-    let Some(waits) = waits::get(fd, fiber, true) else {
+    let Some(waits) = known.or_else(|| waits::get(fd, fiber, true)) else {
         return if done == 0 { call.kernel() } else { Ok(done) };
     };
-    let direction = direction(call.is_write());
     let deadline = waits.deadline(direction);
     loop {
         if shutting_down(fiber) {
@@ -110,6 +125,9 @@ fn socket_transfer(call: &Call, fiber: CurrentFiber) -> Result<usize, Errno> {
         );
         match result {
             Ok(Ok(n)) => {
+                if call.kind() == Kind::Stream {
+                    waits.record(direction, n > 0 && n < asked);
+                }
                 done += n;
                 if !call.moves_all() || done == len || n == 0 {
                     return Ok(done);

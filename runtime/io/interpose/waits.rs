@@ -43,9 +43,30 @@ pub(super) struct Waits {
     reactor: Arc<Reactor>,
     /// The wait loop over the descriptor number, which the program owns.
     pub(super) socket: Socket<RawDescriptor>,
+    /// Per direction (read, write): whether the last stream transfer moved
+    /// fewer bytes than asked. Any fiber using the descriptor; Relaxed, a
+    /// hint that only decides whether to try before waiting.
+    short: [AtomicBool; 2],
 }
 
 impl Waits {
+    fn index(direction: Direction) -> usize {
+        match direction {
+            Direction::Read => 0,
+            Direction::Write => 1,
+        }
+    }
+
+    /// Whether the last stream transfer in `direction` came up short.
+    pub(super) fn came_up_short(&self, direction: Direction) -> bool {
+        self.short[Self::index(direction)].load(Ordering::Relaxed)
+    }
+
+    /// Records whether a stream transfer in `direction` came up short.
+    pub(super) fn record(&self, direction: Direction, short: bool) {
+        self.short[Self::index(direction)].store(short, Ordering::Relaxed);
+    }
+
     /// When a wait in `direction` that starts now must end, from the
     /// socket's `SO_RCVTIMEO` / `SO_SNDTIMEO`.
     pub(super) fn deadline(&self, direction: Direction) -> Option<Instant> {
@@ -126,6 +147,7 @@ pub(super) fn get(fd: i32, fiber: CurrentFiber, socket: bool) -> Option<Arc<Wait
     let fresh = Arc::new(Waits {
         reactor: reactor.clone(),
         socket: Socket::new(RawDescriptor(fd)),
+        short: [AtomicBool::new(false), AtomicBool::new(false)],
     });
     if socket {
         let (read, write) = crate::sys::interpose::socket_timeouts(fd);
@@ -136,6 +158,18 @@ pub(super) fn get(fd: i32, fiber: CurrentFiber, socket: bool) -> Option<Arc<Wait
     // under the lock, while the number is still open.
     *waits = Some(fresh.clone());
     Some(fresh)
+}
+
+/// The waits of `fd` for the calling fiber's runtime, if it has some;
+/// makes none (one relaxed load for a number no fiber waited on).
+pub(super) fn existing(fd: i32, fiber: CurrentFiber) -> Option<Arc<Waits>> {
+    let slot = slot(fd, false)?;
+    if !slot.occupied.load(Ordering::Relaxed) {
+        return None;
+    }
+    let waits = slot.waits.lock_unpoisoned();
+    let waits = waits.as_ref()?;
+    Arc::ptr_eq(&waits.reactor, &fiber.shared().reactor).then(|| waits.clone())
 }
 
 /// Drops the table's waits of `fd`, deregistering them (the number is
