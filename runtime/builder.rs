@@ -266,8 +266,11 @@ impl Builder {
     ///     .build()
     ///     .unwrap();
     /// rt.block_on(|| {
-    ///     let waiting = spindle::spawn(|| ()); // queued behind the sleeper
-    ///     std::thread::sleep(std::time::Duration::from_millis(50)); // raw blocking call
+    ///     let waiting = spindle::spawn(|| ()); // queued behind the spinner
+    ///     // Computes without yielding (as a raw blocking call would hold
+    ///     // the worker too).
+    ///     let start = std::time::Instant::now();
+    ///     while start.elapsed() < std::time::Duration::from_millis(50) {}
     ///     waiting.join().unwrap();
     /// });
     /// // The report comes as the fiber hands its worker back, a moment

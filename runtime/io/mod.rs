@@ -23,6 +23,10 @@
 //! - `net/`: the public types of `spindle::net` (TCP, UDP, Unix sockets).
 //! - `fd.rs`: [`Fd`], any other descriptor (pipes, terminals, eventfd,
 //!   inotify, a child's stdio) through the same loop, `spindle::io::Fd`.
+//! - `interpose/` (the `interpose` Cargo feature): the fiber side of the
+//!   C library hooks of `sys/interpose/`, which run std's own blocking
+//!   socket and pipe calls through the same loop, on descriptors the
+//!   program never wrapped.
 //!
 //! # No lost wake-up, no double wake-up
 //! Readiness is cleared only by an operation that returned `WouldBlock`,
@@ -40,6 +44,8 @@
 //! is left (zero unless a socket outlives the runtime).
 
 pub(crate) mod fd;
+#[cfg(feature = "interpose")]
+pub(crate) mod interpose;
 // Public as `spindle::net` (lib.rs); hidden here so it is documented once.
 #[doc(hidden)]
 pub mod net;

@@ -46,6 +46,8 @@ impl Shared {
     pub(crate) fn start(config: Config) -> io::Result<(Arc<Shared>, Vec<thread::JoinHandle<()>>)> {
         crate::sys::signal::install_overflow_handler(crate::fiber::classify_fault);
         crate::sys::panic::install_panic_hook(crate::fiber::cancel::intercept_panic);
+        #[cfg(feature = "interpose")]
+        crate::io::interpose::install();
         let stacks = StackPool::new(config.stack_size, config.force_mprotect);
         let (fiber_limit, limit_kind) = fiber_limit(&stacks, config.max_fibers);
 

@@ -22,7 +22,12 @@
 //! - **process control** ([`process`]): pidfds, the parent-death signal,
 //!   inherited descriptors;
 //! - **signals for waiting on** ([`signal_pipe`]): any catchable signal
-//!   turned into a pending bit and a byte on a pipe, for `spindle::signal`.
+//!   turned into a pending bit and a byte on a pipe, for `spindle::signal`;
+//! - **the C library's blocking calls, defined by spindle** (`interpose`,
+//!   with the `interpose` Cargo feature): `read`, `recv`, `accept`,
+//!   `connect`, `poll`, `nanosleep`, ... as `#[no_mangle]` functions that
+//!   hand calls made on a fiber to `io/interpose/` and make every other
+//!   call themselves.
 //!
 //! Thread parking uses `std::sync` (see `scheduler/park.rs`) and needs nothing
 //! from here. Linux is the one platform that must work; others are refused at
@@ -52,6 +57,9 @@
 //!   action) and to install ours for real-time signals too, which nix's
 //!   `Signal` cannot name; and the handler's body (`write(2)`, the call to
 //!   the previous handler, `errno` preserved).
+//! - `interpose/`: every hooked call's system call, through
+//!   `libc::syscall` (the C library's wrapper of the same name is the hook
+//!   itself), and `pthread_atfork`, which nix lacks.
 
 #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
 compile_error!(
@@ -61,6 +69,8 @@ compile_error!(
 );
 
 pub(crate) mod fd;
+#[cfg(feature = "interpose")]
+pub(crate) mod interpose;
 pub(crate) mod memory;
 pub(crate) mod panic;
 pub(crate) mod poll;
