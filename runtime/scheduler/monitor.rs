@@ -40,7 +40,15 @@
 //! - waiting uninterruptibly in the kernel (state `D`: a disk, page
 //!   faults): after the running threshold too;
 //! - **runnable but not running** (the machine is loaded): never; another
-//!   thread would wait for a core as well.
+//!   thread would wait for a core as well. A fiber that computed past the
+//!   running threshold counts as computing even if the OS kept its thread
+//!   off a core for longer than that.
+//!
+//! What the verdict found goes into the episode's report
+//! (`HandoffReport::state`, a `HeldState`): blocked, computing,
+//! uninterruptible, or preempted (computing, but off a core more than half
+//! the time it held the worker), so that only a blocked call is told to use
+//! `spindle::blocking`.
 //!
 //! It also trims free stacks that have been idle past their age (the
 //! stack pool's decay, every [`DECAY_INTERVAL`]), as Go's scavenger returns
@@ -74,7 +82,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::handoff::hand_off;
+use super::handoff::{hand_off, HeldState};
 use super::park::Parker;
 use super::{Remote, Shared};
 use crate::sys::thread::StatFile;
@@ -153,8 +161,8 @@ struct HeldWorker {
     index: usize,
     /// Fibers are queued on it (its next slot or deque).
     local_work: bool,
-    /// It is on a CPU, not blocked in the kernel.
-    computing: bool,
+    /// What its thread is doing.
+    state: HeldState,
 }
 
 /// What the monitor remembers about one worker slot between passes.
@@ -178,9 +186,9 @@ enum Verdict {
     Fine,
     /// Asleep on the sleepers list: free to take work.
     Asleep,
-    /// In one fiber since the last pass, and past its hand-off threshold;
-    /// `computing` if it is on a CPU (not blocked in the kernel).
-    Held { computing: bool },
+    /// In one fiber since the last pass, and past its hand-off threshold
+    /// for what its thread is doing (`state`).
+    Held { state: HeldState },
     /// In one fiber since the last pass, under its threshold.
     Watching,
     /// Made progress since the last pass but is blocked in a system call
@@ -319,10 +327,10 @@ impl Monitor {
                 }
                 Verdict::Asleep => survey.asleep += 1,
                 Verdict::Watching => survey.watching |= local_work,
-                Verdict::Held { computing } => self.held.push(HeldWorker {
+                Verdict::Held { state } => self.held.push(HeldWorker {
                     index,
                     local_work,
-                    computing,
+                    state,
                 }),
             }
         }
@@ -339,7 +347,7 @@ impl Monitor {
         for &HeldWorker {
             index,
             local_work,
-            computing,
+            state,
         } in &held
         {
             if local_work && asleep > 0 && shared.notify_one_reported() {
@@ -348,7 +356,7 @@ impl Monitor {
                 asleep -= 1;
                 continue;
             }
-            if computing && survey.progressing > 0 {
+            if state.is_running() && survey.progressing > 0 {
                 // A spare would compete for the cores with the computing
                 // fiber and the workers still making progress, which will
                 // steal the trapped fibers when they run dry: a spare only
@@ -368,7 +376,7 @@ impl Monitor {
                 if shared.remotes[index].ticks.load(Ordering::Relaxed) != record.ticks {
                     continue;
                 }
-                hand_off(shared, index, record.since);
+                hand_off(shared, index, record.since, record.cpu_since, state);
                 self.last_handoff = Some(now);
             }
         }
@@ -441,17 +449,33 @@ fn judge(
         // it decides again soon. Neither hand it off nor help it.
         return Verdict::Fine;
     }
+    if record.cpu_since.is_none() && cpu_now.is_some() {
+        // Its CPU clock was not readable when the hold began (the monitor
+        // started after the worker had entered this fiber): the hold's CPU
+        // time is unknown, and taking the wall time for it would call a
+        // blocked thread computing. Judge from here on.
+        record.since = now;
+        record.cpu_since = cpu_now;
+        return Verdict::Watching;
+    }
     let config = shared.spares.config();
     let held_for = now - record.since;
     // Computing: past the running threshold with at least half of it on a
     // CPU. A thread that only waited for a core is not helped by another
-    // thread (the machine is loaded).
+    // thread (the machine is loaded). One that computed that long but was
+    // kept off a core more than half the time it held the worker is
+    // reported as preempted, not as a long computation.
     let computed = match (cpu_now, record.cpu_since) {
         (Some(cpu_now), Some(cpu_since)) => cpu_now.saturating_sub(cpu_since),
         _ => held_for, // no clock: trust the wall time
     };
     if held_for >= config.running_after && computed * 2 >= config.running_after {
-        return Verdict::Held { computing: true };
+        let state = if computed * 2 >= held_for {
+            HeldState::Computing
+        } else {
+            HeldState::Preempted
+        };
+        return Verdict::Held { state };
     }
     // Blocked: it ran less than half of the last interval, and its state
     // letter says where it waits (see `sys/thread.rs`): `S`, a system call
@@ -461,13 +485,13 @@ fn judge(
     if !ran_little(cpu_now, previous, now) || held_for < config.blocked_after {
         return Verdict::Watching;
     }
-    let threshold = match state_letter(remote, record) {
-        Some(b'S') => config.blocked_after,
-        Some(b'D') => config.running_after,
+    let (threshold, state) = match state_letter(remote, record) {
+        Some(b'S') => (config.blocked_after, HeldState::Blocked),
+        Some(b'D') => (config.running_after, HeldState::Uninterruptible),
         _ => return Verdict::Watching,
     };
     if held_for >= threshold {
-        Verdict::Held { computing: false }
+        Verdict::Held { state }
     } else {
         Verdict::Watching
     }

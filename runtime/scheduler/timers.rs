@@ -12,7 +12,9 @@
 //!   removes the entry ([`Shared::remove_timer`]: the lock of that
 //!   worker's queue, wherever the fiber runs by then). So a timer never
 //!   outlives the wait it belongs to: nothing leaks when fibers are woken
-//!   early, however long their timeouts.
+//!   early, however long their timeouts. A fiber woken by its timer skips
+//!   that lock: the queue's earliest deadline, read without it, shows the
+//!   timer gone ([`TimerQueue::remove`]).
 //! - The owning worker fires due timers at its scheduling decisions (each
 //!   fiber switch) and parks, when idle, until its earliest deadline; the
 //!   monitor fires those of workers that cannot (`monitor.rs`).
@@ -83,8 +85,9 @@ pub(super) struct TimerQueue {
     /// Pending timers and the next sequence number, under one lock.
     entries: Mutex<Entries>,
     /// The earliest deadline, as nanoseconds since the runtime's epoch, or
-    /// `NONE`. Written under the lock; read without it (Relaxed: a hint
-    /// that is re-checked under the lock before anything fires).
+    /// `NONE`. Written under the lock; read without it (Relaxed): as a hint
+    /// that is re-checked under the lock before anything fires, and by
+    /// `remove` as proof that a timer before it has fired.
     earliest: AtomicU64,
 }
 
@@ -125,7 +128,21 @@ impl TimerQueue {
     }
 
     /// Removes a timer if it has not fired. Returns whether it was there.
+    ///
+    /// Without the lock when `earliest` proves the timer gone: every
+    /// pending key is at or after it, so a key before it has fired. That is
+    /// the common case (a sleep that ran its course), and the cancel then
+    /// never waits behind a worker or the monitor that holds the lock to
+    /// insert or fire; a fiber waiting here looked to the monitor like one
+    /// blocked in a system call (`docs/decisions.md`, "TimerQueue::remove").
+    /// Relaxed suffices: the fiber that cancels inserted the key itself,
+    /// and the unpark that woke it orders that insert before this read, so
+    /// the read sees the insert's store of `earliest` or a later one, and
+    /// every store made while the key is pending is at or before the key.
     pub(super) fn remove(&self, key: TimerKey, epoch: Instant) -> bool {
+        if nanos_since(epoch, key.deadline) < self.earliest.load(Ordering::Relaxed) {
+            return false;
+        }
         let mut entries = self.entries.lock_unpoisoned();
         let removed = entries.map.remove(&(key.deadline, key.sequence)).is_some();
         if removed {
@@ -155,15 +172,15 @@ impl TimerQueue {
     /// Takes out every timer due at `now` and unparks its fiber (after
     /// releasing the lock). Returns how many fired.
     pub(super) fn fire_due(&self, epoch: Instant, now: Instant) -> usize {
-        let due: Vec<Fiber> = {
+        let due: BTreeMap<(Instant, u64), Fiber> = {
             let mut entries = self.entries.lock_unpoisoned();
             let later = entries.map.split_off(&(now, u64::MAX));
             let due = std::mem::replace(&mut entries.map, later);
             self.publish_earliest(&entries, epoch);
-            due.into_values().collect()
+            due
         };
         let fired = due.len();
-        for fiber in due {
+        for fiber in due.into_values() {
             fiber.unpark();
         }
         fired
