@@ -60,11 +60,17 @@
 //! injector.
 //!
 //! # How often
-//! - while a worker is held with fibers waiting behind it, and for
-//!   [`EPISODE_LINGER`] after a hand-off: every fifth of the blocked
-//!   threshold (or of [`BUSY_INTERVAL`], if shorter), at least
-//!   [`MIN_INTERVAL`], as Go's sysmon checks at its shortest period while
-//!   there is work;
+//! - while a worker that may be blocked in a system call (its thread ran
+//!   little since the last pass, or sits in one now) is held with fibers
+//!   waiting behind it, and for [`EPISODE_LINGER`] after a hand-off: every
+//!   fifth of the blocked threshold (or of [`BUSY_INTERVAL`], if shorter),
+//!   at least [`MIN_INTERVAL`], as Go's sysmon checks at its shortest
+//!   period while there is work. A held worker whose thread runs (or waits
+//!   for a core) cannot reach a threshold before the running one, so it
+//!   gets no fast passes: under load, threads preempted in the middle of
+//!   a slice would otherwise keep the monitor at its fastest period,
+//!   competing with them for the cores (`docs/decisions.md`,
+//!   "Verdict::Watching");
 //! - right after a worker that made progress was seen in a system call in
 //!   a fiber (`Verdict::Suspect`): after exactly the blocked threshold,
 //!   spun through if it is at most [`MAX_SPIN`];
@@ -189,8 +195,12 @@ enum Verdict {
     /// In one fiber since the last pass, and past its hand-off threshold
     /// for what its thread is doing (`state`).
     Held { state: HeldState },
-    /// In one fiber since the last pass, under its threshold.
-    Watching,
+    /// In one fiber since the last pass, under its threshold; `blocked` if
+    /// its thread ran little since the last pass (it may be blocked in a
+    /// system call, and is worth a look again within the blocked
+    /// threshold). A thread that runs (or waits for a core) cannot be
+    /// handed off before the running threshold: ordinary passes suffice.
+    Watching { blocked: bool },
     /// Made progress since the last pass but is blocked in a system call
     /// in a fiber now: worth a look after the blocked threshold.
     Suspect,
@@ -203,7 +213,8 @@ struct Survey {
     /// or the spawn backlog.
     work_waiting: bool,
     /// Some worker is in one fiber, under its threshold, with fibers
-    /// queued behind it.
+    /// queued behind it, and may be blocked in a system call
+    /// (`Verdict::Watching { blocked: true }`).
     watching: bool,
     /// Configured workers asleep, free to take work.
     asleep: usize,
@@ -310,7 +321,7 @@ impl Monitor {
             }
             let work = local_work || survey.work_waiting;
             let verdict = judge(shared, index, remote, &mut self.records[index], now, work);
-            if matches!(verdict, Verdict::Watching | Verdict::Held { .. }) {
+            if matches!(verdict, Verdict::Watching { .. } | Verdict::Held { .. }) {
                 // Held in one fiber, it fires no timers: we do (under the
                 // queue's lock, so racing its owner is harmless). The woken
                 // fibers go to the injector, where any free worker, or a
@@ -326,7 +337,7 @@ impl Monitor {
                     survey.suspect = true;
                 }
                 Verdict::Asleep => survey.asleep += 1,
-                Verdict::Watching => survey.watching |= local_work,
+                Verdict::Watching { blocked } => survey.watching |= local_work && blocked,
                 Verdict::Held { state } => self.held.push(HeldWorker {
                     index,
                     local_work,
@@ -456,7 +467,9 @@ fn judge(
         // blocked thread computing. Judge from here on.
         record.since = now;
         record.cpu_since = cpu_now;
-        return Verdict::Watching;
+        return Verdict::Watching {
+            blocked: ran_little(cpu_now, previous, now),
+        };
     }
     let config = shared.spares.config();
     let held_for = now - record.since;
@@ -482,18 +495,27 @@ fn judge(
     // (a sleep, a pipe, a futex), is handed off past the blocked
     // threshold; `D`, an uninterruptible wait (a disk read, page faults
     // under the memory-map lock), only past the running threshold.
-    if !ran_little(cpu_now, previous, now) || held_for < config.blocked_after {
-        return Verdict::Watching;
+    let ran_little = ran_little(cpu_now, previous, now);
+    if !ran_little || held_for < config.blocked_after {
+        // Not yet judged blocked. Worth fast looks if it may be: it ran
+        // little, or it ran but sits in a system call now (a spare that has
+        // just taken a fiber that blocks: the next link of a chain). A
+        // thread that runs needs none (under load, one preempted in the
+        // middle of a slice would otherwise keep the monitor at its
+        // fastest period, competing for the cores).
+        let blocked = ran_little || state_letter(remote, record) == Some(b'S');
+        return Verdict::Watching { blocked };
     }
     let (threshold, state) = match state_letter(remote, record) {
         Some(b'S') => (config.blocked_after, HeldState::Blocked),
         Some(b'D') => (config.running_after, HeldState::Uninterruptible),
-        _ => return Verdict::Watching,
+        // Runnable: preempted, or just back from its wait.
+        _ => return Verdict::Watching { blocked: false },
     };
     if held_for >= threshold {
         Verdict::Held { state }
     } else {
-        Verdict::Watching
+        Verdict::Watching { blocked: false }
     }
 }
 
