@@ -185,7 +185,9 @@ fn serve(stream: TcpStream, idle_timeout: Duration) -> io::Result<()> {
         if chunked {
             return refuse(&mut writer, "501 Not Implemented");
         }
-        io::copy(&mut (&mut reader).take(content_length), &mut io::sink())?;
+        if content_length > 0 {
+            io::copy(&mut (&mut reader).take(content_length), &mut io::sink())?;
+        }
         write!(
             writer,
             "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{}\r\n{}",
