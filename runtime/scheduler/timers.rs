@@ -49,7 +49,8 @@ const NONE: u64 = u64::MAX;
 pub(crate) struct TimerKey {
     /// The worker whose queue holds it.
     worker: usize,
-    deadline: Instant,
+    /// The deadline, as nanoseconds since the runtime's epoch.
+    deadline: u64,
     sequence: u64,
 }
 
@@ -76,7 +77,7 @@ impl Shared {
     /// wakes on.
     #[inline]
     pub(crate) fn remove_timer(&self, key: TimerKey) {
-        self.remotes[key.worker].timers.remove(key, self.epoch);
+        self.remotes[key.worker].timers.remove(key);
     }
 }
 
@@ -92,7 +93,9 @@ pub(super) struct TimerQueue {
 }
 
 struct Entries {
-    map: BTreeMap<(Instant, u64), Fiber>,
+    /// Keyed by deadline (nanoseconds since the runtime's epoch: integer
+    /// compares, and `earliest` is a key) and sequence number.
+    map: BTreeMap<(u64, u64), Fiber>,
     next_sequence: u64,
 }
 
@@ -115,11 +118,16 @@ impl TimerQueue {
         deadline: Instant,
         fiber: Fiber,
     ) -> TimerKey {
+        let deadline = nanos_since(epoch, deadline);
         let mut entries = self.entries.lock_unpoisoned();
         let sequence = entries.next_sequence;
         entries.next_sequence += 1;
         entries.map.insert((deadline, sequence), fiber);
-        self.publish_earliest(&entries, epoch);
+        // The earliest deadline changes only if this one is earlier
+        // (Relaxed: every store is made under the lock we hold).
+        if deadline < self.earliest.load(Ordering::Relaxed) {
+            self.earliest.store(deadline, Ordering::Relaxed);
+        }
         TimerKey {
             worker,
             deadline,
@@ -139,14 +147,16 @@ impl TimerQueue {
     /// and the unpark that woke it orders that insert before this read, so
     /// the read sees the insert's store of `earliest` or a later one, and
     /// every store made while the key is pending is at or before the key.
-    pub(super) fn remove(&self, key: TimerKey, epoch: Instant) -> bool {
-        if nanos_since(epoch, key.deadline) < self.earliest.load(Ordering::Relaxed) {
+    pub(super) fn remove(&self, key: TimerKey) -> bool {
+        if key.deadline < self.earliest.load(Ordering::Relaxed) {
             return false;
         }
         let mut entries = self.entries.lock_unpoisoned();
         let removed = entries.map.remove(&(key.deadline, key.sequence)).is_some();
-        if removed {
-            self.publish_earliest(&entries, epoch);
+        // The earliest deadline changes only if this was (one of) the
+        // earliest.
+        if removed && key.deadline == self.earliest.load(Ordering::Relaxed) {
+            self.publish_earliest(&entries);
         }
         removed
     }
@@ -172,11 +182,11 @@ impl TimerQueue {
     /// Takes out every timer due at `now` and unparks its fiber (after
     /// releasing the lock). Returns how many fired.
     pub(super) fn fire_due(&self, epoch: Instant, now: Instant) -> usize {
-        let due: BTreeMap<(Instant, u64), Fiber> = {
+        let due: BTreeMap<(u64, u64), Fiber> = {
             let mut entries = self.entries.lock_unpoisoned();
-            let later = entries.map.split_off(&(now, u64::MAX));
+            let later = entries.map.split_off(&(nanos_since(epoch, now), u64::MAX));
             let due = std::mem::replace(&mut entries.map, later);
-            self.publish_earliest(&entries, epoch);
+            self.publish_earliest(&entries);
             due
         };
         let fired = due.len();
@@ -199,12 +209,13 @@ impl TimerQueue {
         drop(map);
     }
 
-    fn publish_earliest(&self, entries: &Entries, epoch: Instant) {
+    /// Stores the map's earliest deadline in `earliest` (under the lock).
+    fn publish_earliest(&self, entries: &Entries) {
         let earliest = entries
             .map
             .keys()
             .next()
-            .map_or(NONE, |&(deadline, _)| nanos_since(epoch, deadline));
+            .map_or(NONE, |&(deadline, _)| deadline);
         self.earliest.store(earliest, Ordering::Relaxed);
     }
 }
