@@ -79,7 +79,12 @@
 //!   runtime costs next to no CPU (`docs/decisions.md`, "IDLE_INTERVAL").
 //!
 //! A pass never waits longer than until the earliest timer it fires for
-//! others.
+//! others, nor (at most every [`BUSY_INTERVAL`]) than until the earliest
+//! timer of a worker that was running at the pass: a fiber that blocks
+//! that worker meanwhile would strand the fiber waiting for the timer for
+//! as long as an idle period's wait (`docs/decisions.md`,
+//! "Survey::next_owner_timer"). A worker asleep until its timer wakes
+//! for it itself and costs no pass.
 //!
 //! It also polls the I/O reactor, without blocking, when no worker has for
 //! `io::reactor::STALE_AFTER` (Go's sysmon does the same with `netpoll`).
@@ -225,6 +230,9 @@ struct Survey {
     suspect: bool,
     /// How long until the earliest timer the monitor fires for others.
     next_timer: Option<Duration>,
+    /// How long until the earliest timer of a running worker, which fires
+    /// it itself unless a fiber holds it by then.
+    next_owner_timer: Option<Duration>,
 }
 
 impl Monitor {
@@ -330,6 +338,12 @@ impl Monitor {
                 // timers to it.)
                 fire_timers_for(shared, remote, now, &mut survey.next_timer);
             }
+            if matches!(verdict, Verdict::Fine | Verdict::Suspect) {
+                if let Some(wait) = remote.timers.time_to_earliest(shared.epoch, now) {
+                    let next = &mut survey.next_owner_timer;
+                    *next = Some(next.map_or(wait, |n| n.min(wait)));
+                }
+            }
             match verdict {
                 Verdict::Fine => survey.progressing += 1,
                 Verdict::Suspect => {
@@ -416,6 +430,13 @@ impl Monitor {
         }
         if let Some(timer) = survey.next_timer {
             self.interval = self.interval.min(timer.max(MIN_INTERVAL));
+        }
+        if let Some(timer) = survey.next_owner_timer {
+            // Be there when a running worker's timer falls due (no more
+            // often than `BUSY_INTERVAL`): if a fiber holds the worker by
+            // then, the fiber waiting for the timer is stranded, and an
+            // idle period's wait would leave it so for that long.
+            self.interval = self.interval.min(timer.max(BUSY_INTERVAL));
         }
     }
 }
