@@ -74,9 +74,14 @@
 //! - right after a worker that made progress was seen in a system call in
 //!   a fiber (`Verdict::Suspect`): after exactly the blocked threshold,
 //!   spun through if it is at most [`MAX_SPIN`];
-//! - while fibers are queued anywhere: every [`BUSY_INTERVAL`];
-//! - otherwise the interval doubles up to [`IDLE_INTERVAL`], so an idle
-//!   runtime costs next to no CPU (`docs/decisions.md`, "IDLE_INTERVAL").
+//! - while a worker is held in one fiber, running, with fibers queued
+//!   behind it: every [`BUSY_INTERVAL`];
+//! - otherwise the interval doubles up to [`IDLE_INTERVAL`] (from
+//!   [`BUSY_INTERVAL`] while fibers are queued and every worker that holds
+//!   some makes progress), so an idle runtime costs next to no CPU
+//!   (`docs/decisions.md`, "IDLE_INTERVAL"), and a busy one a wake-up of
+//!   the monitor per idle period, not per busy one ("BUSY_INTERVAL
+//!   backoff").
 //!
 //! A pass never waits longer than until the earliest timer it fires for
 //! others, nor (at most every [`BUSY_INTERVAL`]) than until the earliest
@@ -98,10 +103,10 @@ use super::park::Parker;
 use super::{Remote, Shared};
 use crate::sys::thread::StatFile;
 
-/// Check period while some worker has fibers queued and none is held: a
-/// fiber trapped behind a computing one waits at most about two periods
-/// before a sleeping worker is woken for it. Measured: the monitor stays
-/// under half a percent of a core on a busy runtime (`docs/decisions.md`).
+/// Check period while a worker is held in one fiber, running, with fibers
+/// queued behind it: its hand-off comes within a period of its threshold.
+/// Measured: each check costs ~2–5 µs of the monitor's CPU
+/// (`docs/decisions.md`).
 pub(super) const BUSY_INTERVAL: Duration = Duration::from_millis(1);
 
 /// The longest period, reached by doubling while nothing is queued
@@ -221,6 +226,10 @@ struct Survey {
     /// queued behind it, and may be blocked in a system call
     /// (`Verdict::Watching { blocked: true }`).
     watching: bool,
+    /// Some worker is in one fiber with fibers queued behind it, running
+    /// (or waiting for a core): under its threshold, or past it but left
+    /// alone while others make progress.
+    held_running: bool,
     /// Configured workers asleep, free to take work.
     asleep: usize,
     /// Workers that made progress since the last pass.
@@ -351,12 +360,18 @@ impl Monitor {
                     survey.suspect = true;
                 }
                 Verdict::Asleep => survey.asleep += 1,
-                Verdict::Watching { blocked } => survey.watching |= local_work && blocked,
-                Verdict::Held { state } => self.held.push(HeldWorker {
-                    index,
-                    local_work,
-                    state,
-                }),
+                Verdict::Watching { blocked } => {
+                    survey.watching |= local_work && blocked;
+                    survey.held_running |= local_work && !blocked;
+                }
+                Verdict::Held { state } => {
+                    survey.held_running |= local_work;
+                    self.held.push(HeldWorker {
+                        index,
+                        local_work,
+                        state,
+                    });
+                }
             }
         }
         survey.work_waiting |= !shared.globals_are_empty();
@@ -417,8 +432,15 @@ impl Monitor {
             .is_some_and(|at| now - at < EPISODE_LINGER);
         self.interval = if survey.watching || (lingering && survey.work_waiting) {
             self.episode_interval
-        } else if survey.work_waiting {
+        } else if survey.held_running {
             BUSY_INTERVAL
+        } else if survey.work_waiting {
+            // Fibers are queued, but every worker that holds some makes
+            // progress: they will run them. Back off as when idle, from
+            // `BUSY_INTERVAL` (a busy runtime otherwise pays a wake-up of
+            // the monitor every period: `docs/decisions.md`, "BUSY_INTERVAL
+            // backoff").
+            (self.interval * 2).clamp(BUSY_INTERVAL, IDLE_INTERVAL)
         } else {
             (self.interval * 2).min(IDLE_INTERVAL)
         };
