@@ -294,7 +294,8 @@ pub(super) struct HandoffState {
     cpu_clock: AtomicI32,
     /// Whether the slot's thread is running fiber code now (not the
     /// scheduler's own). Written by the owner around each slice (Relaxed,
-    /// in `fiber::run_slice`).
+    /// in `fiber::run_slice`), and cleared around the runtime's own short
+    /// locks that fiber code takes (`outside_fiber`).
     in_fiber: AtomicBool,
     /// The kernel thread id of that thread (for its `/proc` state). Set
     /// with `cpu_clock`.
@@ -333,6 +334,21 @@ impl HandoffState {
     #[inline]
     pub(super) fn in_fiber_flag(&self) -> &AtomicBool {
         &self.in_fiber
+    }
+
+    /// Runs `f`, runtime code that a fiber on this slot's thread calls and
+    /// that may wait briefly for one of the runtime's own locks, with the
+    /// in-fiber flag cleared meanwhile: the monitor treats such a wait as
+    /// it treats the scheduler's own code, and does not hand the worker
+    /// off for it. Called on the slot's own thread only.
+    #[inline]
+    pub(super) fn outside_fiber<R>(&self, f: impl FnOnce() -> R) -> R {
+        // Relaxed (all three): a hint for the monitor, as in `run_slice`.
+        let was = self.in_fiber.load(Ordering::Relaxed);
+        self.in_fiber.store(false, Ordering::Relaxed);
+        let result = f();
+        self.in_fiber.store(was, Ordering::Relaxed);
+        result
     }
 
     /// Whether the slot's thread runs fiber code now (a hint).

@@ -67,17 +67,32 @@ impl Shared {
         fiber: impl FnOnce() -> Fiber,
     ) -> Option<TimerKey> {
         let worker = worker::with_current(self, |w| w.map(Worker::index))?;
-        let key = self.remotes[worker]
-            .timers
-            .insert(worker, self.epoch, deadline, fiber());
+        let fiber = fiber();
+        let remote = &self.remotes[worker];
+        let key = remote
+            .handoff
+            .outside_fiber(|| remote.timers.insert(worker, self.epoch, deadline, fiber));
         Some(key)
     }
 
     /// Cancels a timer if it has not fired, from whichever thread its fiber
     /// wakes on.
+    ///
+    /// On a worker, the queue's lock is taken with the monitor told that no
+    /// fiber code runs (`HandoffState::outside_fiber`): the lock is the
+    /// runtime's own, held for a few map operations, and a cancel that waits
+    /// for it (its holder preempted by a loaded machine, say) is the
+    /// scheduler's wait, not a blocking call to hand off (`docs/decisions.md`,
+    /// "HandoffState::outside_fiber"). The same holds for `insert_timer`.
     #[inline]
     pub(crate) fn remove_timer(&self, key: TimerKey) {
-        self.remotes[key.worker].timers.remove(key);
+        let timers = &self.remotes[key.worker].timers;
+        match worker::with_current(self, |w| w.map(Worker::index)) {
+            Some(worker) => self.remotes[worker]
+                .handoff
+                .outside_fiber(|| timers.remove(key)),
+            None => timers.remove(key),
+        };
     }
 }
 
