@@ -24,7 +24,9 @@
 //!    its queue (`handoff.rs`).
 //!
 //! Only a worker held by *fiber code* qualifies
-//! (`HandoffState::is_in_fiber`), and the threshold depends on what its
+//! (`HandoffState::is_in_fiber`; the runtime's own short locks that fiber
+//! code takes, a timer queue's, are the scheduler's:
+//! `HandoffState::outside_fiber`), and the threshold depends on what its
 //! thread is doing, which its CPU clock and its state letter tell
 //! (`sys/thread.rs`):
 //! - **blocked** in a system call (state `S`, little CPU): handed off
