@@ -97,7 +97,7 @@ pub use fiber::{current, park, try_current, yield_now, Fiber, FiberDump, FiberId
 pub use io::net;
 pub use metrics::{IoMetrics, Metrics, WorkerMetrics};
 pub use runtime::{BlockingPoolStats, Runtime, ShutdownReport};
-pub use scheduler::handoff::HandoffReport;
+pub use scheduler::handoff::{HandoffReport, HeldState};
 
 /// Process-wide facts the examples and tests print.
 pub mod os {

@@ -1,7 +1,9 @@
 //! Automatic hand-off with real threads and real blocking calls:
 //! fibers that call raw `usleep`, spin, or block in a std lock, with no
-//! help from the API, do not stall the fibers queued behind them. Bounds
-//! are generous (correctness, not speed: the machine is shared).
+//! help from the API, do not stall the fibers queued behind them, and each
+//! episode's report says what the held thread was doing (blocked,
+//! computing, or preempted: spinning beside a busy thread on its core).
+//! Bounds are generous (correctness, not speed: the machine is shared).
 
 mod common;
 
@@ -355,4 +357,147 @@ fn a_panicking_sink_does_not_take_its_worker_down() {
     assert!(metrics.handoffs >= 1, "{metrics:?}");
     // The one worker is still there and runs fibers.
     assert_eq!(rt.block_on(|| spindle::spawn(|| 1).join().unwrap()), 1);
+}
+
+/// The calling thread's CPU time so far.
+fn thread_cpu_time() -> Duration {
+    // SAFETY: clock_gettime writes a plain struct we own.
+    let time = unsafe {
+        let mut time: libc::timespec = std::mem::zeroed();
+        assert_eq!(
+            libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut time),
+            0
+        );
+        time
+    };
+    Duration::new(time.tv_sec as u64, time.tv_nsec as u32)
+}
+
+/// Pins the calling thread to `cpu`; false if the OS refuses.
+fn pin_to(cpu: usize) -> bool {
+    // SAFETY: the set is a plain struct we own, and the calls read it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    }
+}
+
+/// Runs a fiber on a 1-worker runtime that holds its worker with `hold`
+/// (given a flag that turns true once the fiber queued behind it has run on
+/// a spare) and returns the episode's report and the holding thread's CPU
+/// share over the hold, measured by the thread itself.
+fn hold_and_report(hold: impl Fn(&AtomicBool) + Send + Sync + 'static) -> (HandoffReport, f64) {
+    let (rt, reports) = runtime_with_reports(1);
+    let share = within(HANG, move || {
+        let share = rt.block_on(|| {
+            let ran = Arc::new(AtomicBool::new(false));
+            let flag = ran.clone();
+            let behind = spindle::spawn(move || flag.store(true, Ordering::Relaxed));
+            let (wall, cpu) = (Instant::now(), thread_cpu_time());
+            hold(&ran);
+            let share = (thread_cpu_time() - cpu).as_secs_f64() / wall.elapsed().as_secs_f64();
+            behind.join().unwrap();
+            share
+        });
+        // The report is made after the slice that ended the episode; the
+        // shutdown joins the worker that makes it.
+        drop(rt);
+        share
+    });
+    let reports = reports.lock().unwrap();
+    assert_eq!(reports.len(), 1, "one episode: {reports:?}");
+    (reports[0].clone(), share)
+}
+
+/// Spins until `ran` is set (or a long while passes).
+fn spin_until(ran: &AtomicBool) {
+    let give_up = Instant::now() + Duration::from_secs(20);
+    while !ran.load(Ordering::Relaxed) && Instant::now() < give_up {
+        std::hint::spin_loop();
+    }
+    assert!(ran.load(Ordering::Relaxed), "the fiber behind never ran");
+}
+
+#[test]
+fn a_report_says_what_the_thread_was_doing_and_advises_blocking_only_for_a_blocked_call() {
+    // A raw sleep: blocked in a system call.
+    let (report, _) = hold_and_report(|_| raw_sleep(Duration::from_millis(100)));
+    assert_eq!(report.state, spindle::HeldState::Blocked, "{report:?}");
+    let text = report.to_string();
+    assert!(
+        text.contains("blocked in a system call") && text.contains("spindle::blocking"),
+        "{text}"
+    );
+
+    // A spin: computing, or preempted if the machine kept the thread off
+    // its core more than half the time (other processes busy); the report
+    // follows the share the thread itself measured, where it is clear.
+    let (report, share) = hold_and_report(spin_until);
+    let text = report.to_string();
+    match report.state {
+        spindle::HeldState::Computing => {
+            assert!(share > 0.4, "computing at a {share:.2} share: {report:?}");
+            assert!(text.contains("computing without yielding"), "{text}");
+        }
+        spindle::HeldState::Preempted => {
+            assert!(share < 0.6, "preempted at a {share:.2} share: {report:?}");
+            assert!(text.contains("waiting for a core"), "{text}");
+        }
+        other => panic!("a spin reported as {other:?}: {report:?}"),
+    }
+    assert!(!text.contains("spindle::blocking"), "{text}");
+}
+
+#[test]
+fn a_computing_thread_kept_off_its_core_is_reported_preempted() {
+    // The worker's thread spins on one core beside a busy thread pinned to
+    // the same core, at the lowest priority (nice 19, which needs no
+    // privilege): the kernel gives it a small share of that core.
+    // SAFETY: sched_getcpu has no preconditions.
+    let cpu = unsafe { libc::sched_getcpu() };
+    assert!(cpu >= 0);
+    let cpu = cpu as usize;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ready_sender, ready) = std::sync::mpsc::channel();
+    let hog = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let pinned = pin_to(cpu);
+            ready_sender.send(()).unwrap();
+            while pinned && !stop.load(Ordering::Relaxed) {
+                std::hint::spin_loop();
+            }
+            pinned
+        })
+    };
+    // The hog spins on its core before the worker's thread joins it there.
+    ready.recv().unwrap();
+    let (report, share) = hold_and_report(move |ran| {
+        // SAFETY: plain calls on the calling thread.
+        let niced = unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, tid, 19) == 0
+        };
+        if pin_to(cpu) && niced {
+            spin_until(ran);
+        } else {
+            eprintln!("cannot pin or renice the worker here: only a spin");
+            spin_until(ran);
+        }
+    });
+    stop.store(true, Ordering::Relaxed);
+    let pinned = hog.join().unwrap();
+    let text = report.to_string();
+    assert!(!text.contains("spindle::blocking"), "{text}");
+    if !pinned || share >= 0.4 {
+        eprintln!("the thread kept a {share:.2} share of its core: {report:?}");
+        return;
+    }
+    assert_eq!(
+        report.state,
+        spindle::HeldState::Preempted,
+        "share {share:.2}: {report:?}"
+    );
+    assert!(text.contains("waiting for a core"), "{text}");
 }

@@ -1,8 +1,10 @@
 //! spindle::net on real loopback sockets: echo at scale, UDP and Unix
 //! round trips, timeouts, refused / reset / half-closed connections,
 //! accept out of descriptors (in a child process with a lowered
-//! RLIMIT_NOFILE), registrations dropped at shutdown, and a ping-pong
-//! stress for lost wake-ups.
+//! RLIMIT_NOFILE), registrations dropped at shutdown, a ping-pong
+//! stress for lost wake-ups, and `examples/http_hello`'s bounds on what a
+//! client makes it buffer and its idle timeout (its server in a child
+//! process).
 
 mod common;
 
@@ -757,4 +759,149 @@ fn emfile_child() {
         "served once descriptors freed up"
     );
     println!("emfile child ok: {errors} errors over {error_phase_wall:?}, {error_phase_cpu:?} CPU");
+}
+
+// --- examples/http_hello, run in a child process (this test binary again).
+
+#[allow(dead_code)] // its `main`: the child calls `run` instead
+#[path = "../examples/http_hello.rs"]
+mod http_hello;
+
+/// The child half of `http_hello_bounds_requests_and_closes_idle_connections`.
+const HTTP_HELLO_CHILD: &str = "SPINDLE_NET_HTTP_HELLO_CHILD";
+
+/// The idle timeout the child's server runs with.
+const HTTP_IDLE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// A child process, killed when this is dropped (also when a test fails).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A `/proc/PID/status` field given in kB, in bytes.
+fn status_field_of(pid: u32, name: &str) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with(name)).unwrap();
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<usize>()
+        .unwrap()
+        * 1024
+}
+
+/// Sends `request` on a fresh connection (from a thread, so that a server
+/// that stops reading cannot stall the reply) and returns the status line
+/// of the reply.
+fn http_status_line(address: std::net::SocketAddr, request: Vec<u8>) -> String {
+    let stream = std::net::TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(LIMIT)).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        // A refused request ends in a reset or a broken pipe: expected.
+        for chunk in request.chunks(64 * 1024) {
+            if writer.write_all(chunk).is_err() {
+                return;
+            }
+        }
+    });
+    let mut line = String::new();
+    BufReader::new(&stream).read_line(&mut line).unwrap();
+    drop(stream);
+    sender.join().unwrap();
+    line.trim_end().to_owned()
+}
+
+/// How long after connecting (and sending `sent`) the server closes the
+/// connection without a request.
+fn closed_after(address: std::net::SocketAddr, sent: &[u8]) -> Duration {
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(LIMIT)).unwrap();
+    let start = Instant::now();
+    stream.write_all(sent).unwrap();
+    let mut buf = [0; 64];
+    match stream.read(&mut buf) {
+        Ok(0) => {}
+        Err(error) if error.kind() == io::ErrorKind::ConnectionReset => {}
+        other => panic!("expected the server to close, got {other:?}"),
+    }
+    start.elapsed()
+}
+
+#[test]
+fn http_hello_bounds_requests_and_closes_idle_connections() {
+    if std::env::var_os(HTTP_HELLO_CHILD).is_some() {
+        http_hello::run("127.0.0.1:0", Some(2), HTTP_IDLE_TIMEOUT);
+        return;
+    }
+    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+    command
+        .args([
+            "http_hello_bounds_requests_and_closes_idle_connections",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(HTTP_HELLO_CHILD, "1")
+        .stdout(std::process::Stdio::piped());
+    let mut child = KillOnDrop(command.spawn().unwrap());
+    let pid = child.0.id();
+    let mut stdout = BufReader::new(child.0.stdout.take().unwrap());
+    // The line may follow the test harness's own "test NAME ... ".
+    let address: std::net::SocketAddr = within(LIMIT, move || loop {
+        let mut line = String::new();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "the child exited");
+        if let Some((_, address)) = line.trim().split_once("listening on ") {
+            break address.parse().unwrap();
+        }
+    });
+
+    within(LIMIT, move || {
+        let ok = http_status_line(address, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec());
+        assert_eq!(ok, "HTTP/1.1 200 OK");
+
+        // A request line of 64 MiB: refused once it passes the bound,
+        // without the server buffering it.
+        const LINE: usize = 64 << 20;
+        let peak_before = status_field_of(pid, "VmHWM:");
+        let mut request = b"GET /".to_vec();
+        request.resize(LINE, b'a');
+        request.extend_from_slice(b" HTTP/1.1\r\nHost: x\r\n\r\n");
+        let refused = http_status_line(address, request);
+        assert_eq!(refused, "HTTP/1.1 414 URI Too Long");
+        let grown = status_field_of(pid, "VmHWM:").saturating_sub(peak_before);
+        assert!(
+            grown < LINE / 8,
+            "the server's peak RSS grew by {grown} B for a {LINE} B request line"
+        );
+
+        // Headers past the bound, in many short lines.
+        let mut headers = Vec::new();
+        while headers.len() <= http_hello::MAX_HEADERS as usize {
+            headers.extend_from_slice(b"X-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+        }
+        let request = [&b"GET / HTTP/1.1\r\n"[..], &headers, b"\r\n"].concat();
+        let refused = http_status_line(address, request);
+        assert_eq!(refused, "HTTP/1.1 431 Request Header Fields Too Large");
+
+        // Idle connections close after the timeout: one that sends
+        // nothing, and one that stops in the middle of a request.
+        for sent in [&b""[..], b"GET / HTTP/1.1\r\nHost:"] {
+            let after = closed_after(address, sent);
+            assert!(
+                after >= HTTP_IDLE_TIMEOUT - Duration::from_millis(50) && after < LIMIT / 2,
+                "closed after {after:?} (timeout {HTTP_IDLE_TIMEOUT:?})"
+            );
+        }
+
+        // The server still serves.
+        let ok = http_status_line(address, b"GET / HTTP/1.0\r\n\r\n".to_vec());
+        assert_eq!(ok, "HTTP/1.1 200 OK");
+    });
+    drop(child);
 }

@@ -11,9 +11,10 @@
 //! - **on a plain thread**, with `poll(2)` on the descriptor
 //!   (`sys/poll.rs`): the thread blocks, as with a std socket.
 //!
-//! Timeouts are deadlines on the wait; running out gives
-//! `ErrorKind::TimedOut` (std gives `WouldBlock` or `TimedOut` depending on
-//! the platform; spindle always says `TimedOut`).
+//! Timeouts are deadlines on the wait, counted from when the operation
+//! first has to wait (so one that does not wait reads no clock); running
+//! out gives `ErrorKind::TimedOut` (std gives `WouldBlock` or `TimedOut`
+//! depending on the platform; spindle always says `TimedOut`).
 //!
 //! A socket stays registered with the runtime of the first fiber that
 //! waited on it. A fiber of *another* runtime that waits on it blocks its
@@ -71,7 +72,7 @@ impl<S: AsRawFd> Socket<S> {
         direction: Direction,
         operation: impl FnMut(&S) -> io::Result<R>,
     ) -> io::Result<R> {
-        self.io_until(direction, self.deadline(direction), operation, |_| false)
+        self.io_until(direction, || self.deadline(direction), operation, |_| false)
     }
 
     /// `io` for a stream `read` or `write` of `len` bytes: a transfer of
@@ -90,9 +91,12 @@ impl<S: AsRawFd> Socket<S> {
         len: usize,
         operation: impl FnMut(&S) -> io::Result<usize>,
     ) -> io::Result<usize> {
-        self.io_until(direction, self.deadline(direction), operation, |&n| {
-            n > 0 && n < len
-        })
+        self.io_until(
+            direction,
+            || self.deadline(direction),
+            operation,
+            |&n| n > 0 && n < len,
+        )
     }
 
     fn deadline(&self, direction: Direction) -> Option<Instant> {
@@ -101,15 +105,19 @@ impl<S: AsRawFd> Socket<S> {
     }
 
     /// The loop under `io` and `io_stream`, with an explicit deadline
-    /// (`connect_timeout` calls it directly). `drained` says whether a
-    /// result proves the direction not ready any more.
+    /// (`connect_timeout` calls it directly), asked for only when the
+    /// operation first has to wait: an operation that does not wait reads
+    /// no clock. `drained` says whether a result proves the direction not
+    /// ready any more.
     pub(crate) fn io_until<R>(
         &self,
         direction: Direction,
-        deadline: Option<Instant>,
+        deadline: impl FnOnce() -> Option<Instant>,
         mut operation: impl FnMut(&S) -> io::Result<R>,
         drained: impl Fn(&R) -> bool,
     ) -> io::Result<R> {
+        let mut deadline = Some(deadline);
+        let mut wait_until = None;
         loop {
             let observed = self.registration.get().map(|r| r.io.observe());
             // Known not ready (an operation proved it, and no edge came
@@ -140,18 +148,21 @@ impl<S: AsRawFd> Socket<S> {
                     Err(error) => return Err(error),
                 }
             }
+            if let Some(deadline) = deadline.take() {
+                wait_until = deadline();
+            }
             let ready = match self.registration_here()? {
                 Some(registration) => {
                     // Only now is the readiness we saw proven stale.
                     if let Some(observed) = observed.filter(|_| !known_not_ready) {
                         registration.io.clear(observed, direction);
                     }
-                    registration.io.wait(direction, deadline)
+                    registration.io.wait(direction, wait_until)
                 }
                 None => crate::sys::poll::wait_fd(
                     self.source.as_raw_fd(),
                     direction == Direction::Write,
-                    deadline,
+                    wait_until,
                 )?,
             };
             if !ready {

@@ -52,8 +52,11 @@
 //! Every episode is counted (`Metrics::handoffs`, per worker and in
 //! total; `Metrics::blocked_workers` now), traced, and reported once, when
 //! it ends, to the runtime's hand-off sink: a [`HandoffReport`] naming the
-//! fiber that held the worker and for how long. The default sink prints it
-//! on stderr; `Builder::on_handoff` replaces it.
+//! fiber that held the worker, for how long, and what its thread was doing
+//! when the monitor handed it off ([`HeldState`]: blocked in a system
+//! call, computing, waiting uninterruptibly in the kernel, or preempted),
+//! so that only a blocked call is told to use `spindle::blocking`. The
+//! default sink prints it on stderr; `Builder::on_handoff` replaces it.
 //!
 //! # Costs
 //! Nothing on the hot path but one relaxed load of the stuck mark after
@@ -62,7 +65,7 @@
 //! `Builder::max_spare_workers` (default [`DEFAULT_MAX_SPARE_WORKERS`]).
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -73,6 +76,9 @@ use crate::thread_pool::Pool;
 
 /// `HandoffState::cpu_clock` before a thread has set it.
 const NO_CLOCK: i32 = i32::MIN;
+
+/// `HandoffState::stuck_cpu` when the thread's CPU time is unknown.
+const NO_CPU_TIME: u64 = u64::MAX;
 
 /// Default hand-off threshold for a worker blocked in the kernel.
 ///
@@ -98,6 +104,99 @@ pub const DEFAULT_HANDOFF_RUNNING: Duration = Duration::from_millis(10);
 /// (`docs/decisions.md`); otherwise a guess.
 pub const DEFAULT_MAX_SPARE_WORKERS: usize = 512;
 
+/// What a held worker's thread was doing while it held the worker, as the
+/// kernel tells it: its `/proc` state letter (`S`, `D`, `R`) when the
+/// monitor handed its queue to a spare, and its CPU time over the episode.
+/// See [`HandoffReport::state`].
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use std::time::Duration;
+///
+/// use spindle::HeldState;
+///
+/// let states = Arc::new(Mutex::new(Vec::new()));
+/// let sink = states.clone();
+/// let rt = spindle::Builder::new()
+///     .workers(1)
+///     .on_handoff(move |report| sink.lock().unwrap().push(report.state))
+///     .build()
+///     .unwrap();
+/// rt.block_on(|| {
+///     let behind = spindle::spawn(|| ()); // queued behind the sleep
+///     std::thread::sleep(Duration::from_millis(50)); // a raw blocking call
+///     behind.join().unwrap();
+/// });
+/// rt.shutdown(); // joins the worker, which reports the episode
+/// assert!(states.lock().unwrap().contains(&HeldState::Blocked));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum HeldState {
+    /// Blocked in a system call (state `S`, its CPU clock standing still):
+    /// a sleep, a read from a pipe or a blocking socket, a wait on a std
+    /// lock or channel. The case `spindle::blocking` is for.
+    Blocked,
+    /// Computing without yielding: on a core for at least half the time it
+    /// held the worker (whatever the monitor found when it handed it off).
+    Computing,
+    /// Waiting in the kernel uninterruptibly (state `D`): disk I/O, or page
+    /// faults and memory-map calls queued on the process's address-space
+    /// lock.
+    Uninterruptible,
+    /// Runnable without a core: it ran without yielding, but the OS kept
+    /// it waiting for a core more than half the time it held the worker
+    /// (the machine has more runnable threads than cores).
+    Preempted,
+}
+
+impl HeldState {
+    /// The code a state is stored as in `HandoffState` (never 0: none).
+    fn code(self) -> u8 {
+        match self {
+            HeldState::Blocked => 1,
+            HeldState::Computing => 2,
+            HeldState::Uninterruptible => 3,
+            HeldState::Preempted => 4,
+        }
+    }
+
+    /// The state stored as `code`, if any.
+    fn from_code(code: u8) -> Option<HeldState> {
+        [
+            HeldState::Blocked,
+            HeldState::Computing,
+            HeldState::Uninterruptible,
+            HeldState::Preempted,
+        ]
+        .into_iter()
+        .find(|state| state.code() == code)
+    }
+
+    /// Whether the thread was on a core or waiting for one (not in the
+    /// kernel on its own behalf).
+    pub(super) fn is_running(self) -> bool {
+        matches!(self, HeldState::Computing | HeldState::Preempted)
+    }
+
+    /// The state to report for an episode that the monitor began with this
+    /// finding, in which the thread ran `ran` of `held_for` (`None`: no
+    /// CPU clock): on a core at least half the time is computing; a running
+    /// thread that was on a core less than that was mostly preempted. A
+    /// finding made at one moment of a long episode (a fiber that computed
+    /// long enough to be handed off, then waited for a core) is so judged
+    /// by the whole of it.
+    fn over_episode(self, ran: Option<Duration>, held_for: Duration) -> HeldState {
+        match ran {
+            Some(ran) if ran * 2 >= held_for => HeldState::Computing,
+            Some(_) if self.is_running() => HeldState::Preempted,
+            _ => self,
+        }
+    }
+}
+
 /// One hand-off episode, reported when it ends.
 #[derive(Clone, Debug)]
 pub struct HandoffReport {
@@ -112,6 +211,13 @@ pub struct HandoffReport {
     /// seen by the monitor, so to within one check period) to when the
     /// fiber gave it back.
     pub held_for: Duration,
+    /// What the worker's thread was doing: what the monitor found when it
+    /// handed the worker off (blocked in a system call, waiting
+    /// uninterruptibly, or running), judged again at the episode's end by
+    /// the thread's CPU time over the whole episode: on a core at least
+    /// half of it is [`HeldState::Computing`]; running, but on a core less
+    /// than that, is [`HeldState::Preempted`].
+    pub state: HeldState,
 }
 
 impl fmt::Display for HandoffReport {
@@ -120,10 +226,30 @@ impl fmt::Display for HandoffReport {
         if let Some(name) = &self.fiber_name {
             write!(f, " ('{name}')")?;
         }
+        let (doing, advice) = match self.state {
+            HeldState::Blocked => (
+                "blocked in a system call",
+                " Use spindle::blocking for blocking calls.",
+            ),
+            HeldState::Computing => (
+                "computing without yielding",
+                " Call spindle::yield_now now and then in long computations.",
+            ),
+            HeldState::Uninterruptible => (
+                "waiting uninterruptibly in the kernel (disk I/O, or page faults and \
+                 memory-map calls waiting for the address-space lock)",
+                "",
+            ),
+            HeldState::Preempted => (
+                "without yielding, but mostly waiting for a core (the machine has more \
+                 runnable threads than cores)",
+                "",
+            ),
+        };
         write!(
             f,
-            " held worker {} for {:.1} ms without yielding (a blocking call or a long computation); \
-             its queued fibers were handed to a spare worker. Use spindle::blocking for blocking calls.",
+            " held worker {} for {:.1} ms, {doing}; its queued fibers were handed to a spare \
+             worker.{advice}",
             self.worker,
             self.held_for.as_secs_f64() * 1e3
         )
@@ -156,13 +282,20 @@ pub(super) struct HandoffState {
     /// Set by the monitor (0 → t), cleared by the owner when its fiber
     /// returns (t → 0).
     stuck_since: AtomicU64,
+    /// What the thread was doing when the monitor marked it stuck
+    /// (`HeldState::code`), and its CPU time (nanoseconds) when its
+    /// progress stopped (`NO_CPU_TIME` if unknown). Written by the monitor
+    /// before it sets `stuck_since`, read by the owner after it clears it.
+    stuck_state: AtomicU8,
+    stuck_cpu: AtomicU64,
     /// The CPU-time clock of the thread that owns the slot (see
     /// `sys::thread`), so the monitor can tell a blocked worker from a
     /// computing one. Set by that thread when it takes the slot.
     cpu_clock: AtomicI32,
     /// Whether the slot's thread is running fiber code now (not the
     /// scheduler's own). Written by the owner around each slice (Relaxed,
-    /// in `fiber::run_slice`).
+    /// in `fiber::run_slice`), and cleared around the runtime's own short
+    /// locks that fiber code takes (`outside_fiber`).
     in_fiber: AtomicBool,
     /// The kernel thread id of that thread (for its `/proc` state). Set
     /// with `cpu_clock`.
@@ -177,6 +310,8 @@ impl HandoffState {
         HandoffState {
             active: AtomicBool::new(active),
             stuck_since: AtomicU64::new(0),
+            stuck_state: AtomicU8::new(0),
+            stuck_cpu: AtomicU64::new(NO_CPU_TIME),
             cpu_clock: AtomicI32::new(NO_CLOCK),
             in_fiber: AtomicBool::new(false),
             tid: AtomicI32::new(0),
@@ -199,6 +334,21 @@ impl HandoffState {
     #[inline]
     pub(super) fn in_fiber_flag(&self) -> &AtomicBool {
         &self.in_fiber
+    }
+
+    /// Runs `f`, runtime code that a fiber on this slot's thread calls and
+    /// that may wait briefly for one of the runtime's own locks, with the
+    /// in-fiber flag cleared meanwhile: the monitor treats such a wait as
+    /// it treats the scheduler's own code, and does not hand the worker
+    /// off for it. Called on the slot's own thread only.
+    #[inline]
+    pub(super) fn outside_fiber<R>(&self, f: impl FnOnce() -> R) -> R {
+        // Relaxed (all three): a hint for the monitor, as in `run_slice`.
+        let was = self.in_fiber.load(Ordering::Relaxed);
+        self.in_fiber.store(false, Ordering::Relaxed);
+        let result = f();
+        self.in_fiber.store(was, Ordering::Relaxed);
+        result
     }
 
     /// Whether the slot's thread runs fiber code now (a hint).
@@ -262,32 +412,70 @@ impl HandoffState {
         self.stuck_since.load(Ordering::Relaxed) != 0
     }
 
-    /// The monitor declares the slot stuck since `since`; the caller has
+    /// The monitor declares the slot stuck since `since` (its thread's CPU
+    /// time then: `cpu_since`), its thread found `state`; the caller has
     /// counted the episode in `Spares` first.
-    fn mark_stuck(&self, since: Instant, epoch: Instant) {
+    fn mark_stuck(
+        &self,
+        since: Instant,
+        cpu_since: Option<Duration>,
+        epoch: Instant,
+        state: HeldState,
+    ) {
         // Relaxed: written by the monitor only, read by metrics.
         self.handoffs
             .store(self.handoffs.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        // Relaxed (both): published by the Release store below.
+        self.stuck_state.store(state.code(), Ordering::Relaxed);
+        let cpu_since = cpu_since.map_or(NO_CPU_TIME, |cpu| cpu.as_nanos() as u64);
+        self.stuck_cpu.store(cpu_since, Ordering::Relaxed);
         let stuck_at = since.saturating_duration_since(epoch).as_nanos() as u64;
         // Release: publishes the caller's increment of `Spares::stuck`
-        // before the owner can see its mark and decrement it.
+        // before the owner can see its mark and decrement it, and the state.
         self.stuck_since.store(1 + stuck_at, Ordering::Release);
     }
 
     /// The owner clears the stuck mark, its fiber having returned; returns
-    /// when (since the runtime's epoch) the slot got stuck, or `None` if it
-    /// was not marked.
-    pub(super) fn end_stuck(&self) -> Option<Duration> {
+    /// the episode that ends, or `None` if the slot was not marked.
+    pub(super) fn end_stuck(&self, epoch: Instant) -> Option<Episode> {
         // Acquire: pairs with the monitor's Release store, so its increment
-        // of the stuck count comes before our decrement.
+        // of the stuck count comes before our decrement, and its stores of
+        // the state and CPU time before our loads.
         let since = self.stuck_since.swap(0, Ordering::Acquire);
-        (since != 0).then(|| Duration::from_nanos(since - 1))
+        if since == 0 {
+            return None;
+        }
+        let stuck_at = Duration::from_nanos(since - 1);
+        let state = HeldState::from_code(self.stuck_state.load(Ordering::Relaxed))
+            .expect("a stuck mark is set with its state");
+        let ran = match self.stuck_cpu.load(Ordering::Relaxed) {
+            NO_CPU_TIME => None,
+            cpu_since => self
+                .thread_cpu_time()
+                .map(|cpu| cpu.saturating_sub(Duration::from_nanos(cpu_since))),
+        };
+        let held_for = epoch.elapsed().saturating_sub(stuck_at);
+        Some(Episode {
+            stuck_at,
+            held_for,
+            state: state.over_episode(ran, held_for),
+        })
     }
 
     /// Times the slot was declared stuck.
     pub(super) fn handoffs(&self) -> u64 {
         self.handoffs.load(Ordering::Relaxed)
     }
+}
+
+/// A hand-off episode as its worker ends it (`HandoffState::end_stuck`).
+pub(super) struct Episode {
+    /// When (since the runtime's epoch) the worker stopped making progress.
+    pub(super) stuck_at: Duration,
+    /// From then until now.
+    pub(super) held_for: Duration,
+    /// What its thread did meanwhile ([`HeldState::over_episode`]).
+    pub(super) state: HeldState,
 }
 
 /// The hand-off settings (from the Builder).
@@ -439,10 +627,17 @@ impl Spares {
     }
 }
 
-/// Declares worker `index` stuck (held since `since`) and starts a spare
-/// worker to take its queue. Does nothing if every spare slot is in use.
-/// Called by the monitor.
-pub(super) fn hand_off(shared: &Arc<Shared>, index: usize, since: Instant) {
+/// Declares worker `index` stuck (held since `since`, when its thread had
+/// run `cpu_since`; found `state`) and starts a spare worker to take its
+/// queue. Does nothing if
+/// every spare slot is in use. Called by the monitor.
+pub(super) fn hand_off(
+    shared: &Arc<Shared>,
+    index: usize,
+    since: Instant,
+    cpu_since: Option<Duration>,
+    state: HeldState,
+) {
     let spares = &shared.spares;
     let Some((slot, spare)) = spares.take_slot() else {
         return; // at the cap: the stuck workers' fibers wait
@@ -453,7 +648,7 @@ pub(super) fn hand_off(shared: &Arc<Shared>, index: usize, since: Instant) {
     spares.episodes.fetch_add(1, Ordering::Relaxed);
     shared.remotes[index]
         .handoff
-        .mark_stuck(since, shared.epoch);
+        .mark_stuck(since, cpu_since, shared.epoch, state);
 
     let active = spares.active.fetch_add(1, Ordering::Relaxed) + 1;
     spares.peak.fetch_max(active, Ordering::Relaxed);

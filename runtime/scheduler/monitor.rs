@@ -24,7 +24,9 @@
 //!    its queue (`handoff.rs`).
 //!
 //! Only a worker held by *fiber code* qualifies
-//! (`HandoffState::is_in_fiber`), and the threshold depends on what its
+//! (`HandoffState::is_in_fiber`; the runtime's own short locks that fiber
+//! code takes, a timer queue's, are the scheduler's:
+//! `HandoffState::outside_fiber`), and the threshold depends on what its
 //! thread is doing, which its CPU clock and its state letter tell
 //! (`sys/thread.rs`):
 //! - **blocked** in a system call (state `S`, little CPU): handed off
@@ -40,7 +42,15 @@
 //! - waiting uninterruptibly in the kernel (state `D`: a disk, page
 //!   faults): after the running threshold too;
 //! - **runnable but not running** (the machine is loaded): never; another
-//!   thread would wait for a core as well.
+//!   thread would wait for a core as well. A fiber that computed past the
+//!   running threshold counts as computing even if the OS kept its thread
+//!   off a core for longer than that.
+//!
+//! What the verdict found goes into the episode's report
+//! (`HandoffReport::state`, a `HeldState`): blocked, computing,
+//! uninterruptible, or preempted (computing, but off a core more than half
+//! the time it held the worker), so that only a blocked call is told to use
+//! `spindle::blocking`.
 //!
 //! It also trims free stacks that have been idle past their age (the
 //! stack pool's decay, every [`DECAY_INTERVAL`]), as Go's scavenger returns
@@ -52,20 +62,36 @@
 //! injector.
 //!
 //! # How often
-//! - while a worker is held with fibers waiting behind it, and for
-//!   [`EPISODE_LINGER`] after a hand-off: every fifth of the blocked
-//!   threshold (or of [`BUSY_INTERVAL`], if shorter), at least
-//!   [`MIN_INTERVAL`], as Go's sysmon checks at its shortest period while
-//!   there is work;
+//! - while a worker that may be blocked in a system call (its thread ran
+//!   little since the last pass, or sits in one now) is held with fibers
+//!   waiting behind it, and for [`EPISODE_LINGER`] after a hand-off: every
+//!   fifth of the blocked threshold (or of [`BUSY_INTERVAL`], if shorter),
+//!   at least [`MIN_INTERVAL`], as Go's sysmon checks at its shortest
+//!   period while there is work. A held worker whose thread runs (or waits
+//!   for a core) cannot reach a threshold before the running one, so it
+//!   gets no fast passes: under load, threads preempted in the middle of
+//!   a slice would otherwise keep the monitor at its fastest period,
+//!   competing with them for the cores (`docs/decisions.md`,
+//!   "Verdict::Watching");
 //! - right after a worker that made progress was seen in a system call in
 //!   a fiber (`Verdict::Suspect`): after exactly the blocked threshold,
 //!   spun through if it is at most [`MAX_SPIN`];
-//! - while fibers are queued anywhere: every [`BUSY_INTERVAL`];
-//! - otherwise the interval doubles up to [`IDLE_INTERVAL`], so an idle
-//!   runtime costs next to no CPU (`docs/decisions.md`, "IDLE_INTERVAL").
+//! - while a worker is held in one fiber, running, with fibers queued
+//!   behind it: every [`BUSY_INTERVAL`];
+//! - otherwise the interval doubles up to [`IDLE_INTERVAL`] (from
+//!   [`BUSY_INTERVAL`] while fibers are queued and every worker that holds
+//!   some makes progress), so an idle runtime costs next to no CPU
+//!   (`docs/decisions.md`, "IDLE_INTERVAL"), and a busy one a wake-up of
+//!   the monitor per idle period, not per busy one ("BUSY_INTERVAL
+//!   backoff").
 //!
 //! A pass never waits longer than until the earliest timer it fires for
-//! others.
+//! others, nor (at most every [`BUSY_INTERVAL`]) than until the earliest
+//! timer of a worker that was running at the pass: a fiber that blocks
+//! that worker meanwhile would strand the fiber waiting for the timer for
+//! as long as an idle period's wait (`docs/decisions.md`,
+//! "Survey::next_owner_timer"). A worker asleep until its timer wakes
+//! for it itself and costs no pass.
 //!
 //! It also polls the I/O reactor, without blocking, when no worker has for
 //! `io::reactor::STALE_AFTER` (Go's sysmon does the same with `netpoll`).
@@ -74,15 +100,15 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::handoff::hand_off;
+use super::handoff::{hand_off, HeldState};
 use super::park::Parker;
 use super::{Remote, Shared};
 use crate::sys::thread::StatFile;
 
-/// Check period while some worker has fibers queued and none is held: a
-/// fiber trapped behind a computing one waits at most about two periods
-/// before a sleeping worker is woken for it. Measured: the monitor stays
-/// under half a percent of a core on a busy runtime (`docs/decisions.md`).
+/// Check period while a worker is held in one fiber, running, with fibers
+/// queued behind it: its hand-off comes within a period of its threshold.
+/// Measured: each check costs ~2–5 µs of the monitor's CPU
+/// (`docs/decisions.md`).
 pub(super) const BUSY_INTERVAL: Duration = Duration::from_millis(1);
 
 /// The longest period, reached by doubling while nothing is queued
@@ -153,8 +179,8 @@ struct HeldWorker {
     index: usize,
     /// Fibers are queued on it (its next slot or deque).
     local_work: bool,
-    /// It is on a CPU, not blocked in the kernel.
-    computing: bool,
+    /// What its thread is doing.
+    state: HeldState,
 }
 
 /// What the monitor remembers about one worker slot between passes.
@@ -178,11 +204,15 @@ enum Verdict {
     Fine,
     /// Asleep on the sleepers list: free to take work.
     Asleep,
-    /// In one fiber since the last pass, and past its hand-off threshold;
-    /// `computing` if it is on a CPU (not blocked in the kernel).
-    Held { computing: bool },
-    /// In one fiber since the last pass, under its threshold.
-    Watching,
+    /// In one fiber since the last pass, and past its hand-off threshold
+    /// for what its thread is doing (`state`).
+    Held { state: HeldState },
+    /// In one fiber since the last pass, under its threshold; `blocked` if
+    /// its thread ran little since the last pass (it may be blocked in a
+    /// system call, and is worth a look again within the blocked
+    /// threshold). A thread that runs (or waits for a core) cannot be
+    /// handed off before the running threshold: ordinary passes suffice.
+    Watching { blocked: bool },
     /// Made progress since the last pass but is blocked in a system call
     /// in a fiber now: worth a look after the blocked threshold.
     Suspect,
@@ -195,8 +225,13 @@ struct Survey {
     /// or the spawn backlog.
     work_waiting: bool,
     /// Some worker is in one fiber, under its threshold, with fibers
-    /// queued behind it.
+    /// queued behind it, and may be blocked in a system call
+    /// (`Verdict::Watching { blocked: true }`).
     watching: bool,
+    /// Some worker is in one fiber with fibers queued behind it, running
+    /// (or waiting for a core): under its threshold, or past it but left
+    /// alone while others make progress.
+    held_running: bool,
     /// Configured workers asleep, free to take work.
     asleep: usize,
     /// Workers that made progress since the last pass.
@@ -206,6 +241,9 @@ struct Survey {
     suspect: bool,
     /// How long until the earliest timer the monitor fires for others.
     next_timer: Option<Duration>,
+    /// How long until the earliest timer of a running worker, which fires
+    /// it itself unless a fiber holds it by then.
+    next_owner_timer: Option<Duration>,
 }
 
 impl Monitor {
@@ -302,7 +340,7 @@ impl Monitor {
             }
             let work = local_work || survey.work_waiting;
             let verdict = judge(shared, index, remote, &mut self.records[index], now, work);
-            if matches!(verdict, Verdict::Watching | Verdict::Held { .. }) {
+            if matches!(verdict, Verdict::Watching { .. } | Verdict::Held { .. }) {
                 // Held in one fiber, it fires no timers: we do (under the
                 // queue's lock, so racing its owner is harmless). The woken
                 // fibers go to the injector, where any free worker, or a
@@ -311,6 +349,12 @@ impl Monitor {
                 // timers to it.)
                 fire_timers_for(shared, remote, now, &mut survey.next_timer);
             }
+            if matches!(verdict, Verdict::Fine | Verdict::Suspect) {
+                if let Some(wait) = remote.timers.time_to_earliest(shared.epoch, now) {
+                    let next = &mut survey.next_owner_timer;
+                    *next = Some(next.map_or(wait, |n| n.min(wait)));
+                }
+            }
             match verdict {
                 Verdict::Fine => survey.progressing += 1,
                 Verdict::Suspect => {
@@ -318,12 +362,18 @@ impl Monitor {
                     survey.suspect = true;
                 }
                 Verdict::Asleep => survey.asleep += 1,
-                Verdict::Watching => survey.watching |= local_work,
-                Verdict::Held { computing } => self.held.push(HeldWorker {
-                    index,
-                    local_work,
-                    computing,
-                }),
+                Verdict::Watching { blocked } => {
+                    survey.watching |= local_work && blocked;
+                    survey.held_running |= local_work && !blocked;
+                }
+                Verdict::Held { state } => {
+                    survey.held_running |= local_work;
+                    self.held.push(HeldWorker {
+                        index,
+                        local_work,
+                        state,
+                    });
+                }
             }
         }
         survey.work_waiting |= !shared.globals_are_empty();
@@ -339,7 +389,7 @@ impl Monitor {
         for &HeldWorker {
             index,
             local_work,
-            computing,
+            state,
         } in &held
         {
             if local_work && asleep > 0 && shared.notify_one_reported() {
@@ -348,7 +398,7 @@ impl Monitor {
                 asleep -= 1;
                 continue;
             }
-            if computing && survey.progressing > 0 {
+            if state.is_running() && survey.progressing > 0 {
                 // A spare would compete for the cores with the computing
                 // fiber and the workers still making progress, which will
                 // steal the trapped fibers when they run dry: a spare only
@@ -368,7 +418,7 @@ impl Monitor {
                 if shared.remotes[index].ticks.load(Ordering::Relaxed) != record.ticks {
                     continue;
                 }
-                hand_off(shared, index, record.since);
+                hand_off(shared, index, record.since, record.cpu_since, state);
                 self.last_handoff = Some(now);
             }
         }
@@ -384,8 +434,15 @@ impl Monitor {
             .is_some_and(|at| now - at < EPISODE_LINGER);
         self.interval = if survey.watching || (lingering && survey.work_waiting) {
             self.episode_interval
-        } else if survey.work_waiting {
+        } else if survey.held_running {
             BUSY_INTERVAL
+        } else if survey.work_waiting {
+            // Fibers are queued, but every worker that holds some makes
+            // progress: they will run them. Back off as when idle, from
+            // `BUSY_INTERVAL` (a busy runtime otherwise pays a wake-up of
+            // the monitor every period: `docs/decisions.md`, "BUSY_INTERVAL
+            // backoff").
+            (self.interval * 2).clamp(BUSY_INTERVAL, IDLE_INTERVAL)
         } else {
             (self.interval * 2).min(IDLE_INTERVAL)
         };
@@ -397,6 +454,13 @@ impl Monitor {
         }
         if let Some(timer) = survey.next_timer {
             self.interval = self.interval.min(timer.max(MIN_INTERVAL));
+        }
+        if let Some(timer) = survey.next_owner_timer {
+            // Be there when a running worker's timer falls due (no more
+            // often than `BUSY_INTERVAL`): if a fiber holds the worker by
+            // then, the fiber waiting for the timer is stranded, and an
+            // idle period's wait would leave it so for that long.
+            self.interval = self.interval.min(timer.max(BUSY_INTERVAL));
         }
     }
 }
@@ -441,35 +505,62 @@ fn judge(
         // it decides again soon. Neither hand it off nor help it.
         return Verdict::Fine;
     }
+    if record.cpu_since.is_none() && cpu_now.is_some() {
+        // Its CPU clock was not readable when the hold began (the monitor
+        // started after the worker had entered this fiber): the hold's CPU
+        // time is unknown, and taking the wall time for it would call a
+        // blocked thread computing. Judge from here on.
+        record.since = now;
+        record.cpu_since = cpu_now;
+        return Verdict::Watching {
+            blocked: ran_little(cpu_now, previous, now),
+        };
+    }
     let config = shared.spares.config();
     let held_for = now - record.since;
     // Computing: past the running threshold with at least half of it on a
     // CPU. A thread that only waited for a core is not helped by another
-    // thread (the machine is loaded).
+    // thread (the machine is loaded). One that computed that long but was
+    // kept off a core more than half the time it held the worker is
+    // reported as preempted, not as a long computation.
     let computed = match (cpu_now, record.cpu_since) {
         (Some(cpu_now), Some(cpu_since)) => cpu_now.saturating_sub(cpu_since),
         _ => held_for, // no clock: trust the wall time
     };
     if held_for >= config.running_after && computed * 2 >= config.running_after {
-        return Verdict::Held { computing: true };
+        let state = if computed * 2 >= held_for {
+            HeldState::Computing
+        } else {
+            HeldState::Preempted
+        };
+        return Verdict::Held { state };
     }
     // Blocked: it ran less than half of the last interval, and its state
     // letter says where it waits (see `sys/thread.rs`): `S`, a system call
     // (a sleep, a pipe, a futex), is handed off past the blocked
     // threshold; `D`, an uninterruptible wait (a disk read, page faults
     // under the memory-map lock), only past the running threshold.
-    if !ran_little(cpu_now, previous, now) || held_for < config.blocked_after {
-        return Verdict::Watching;
+    let ran_little = ran_little(cpu_now, previous, now);
+    if !ran_little || held_for < config.blocked_after {
+        // Not yet judged blocked. Worth fast looks if it may be: it ran
+        // little, or it ran but sits in a system call now (a spare that has
+        // just taken a fiber that blocks: the next link of a chain). A
+        // thread that runs needs none (under load, one preempted in the
+        // middle of a slice would otherwise keep the monitor at its
+        // fastest period, competing for the cores).
+        let blocked = ran_little || state_letter(remote, record) == Some(b'S');
+        return Verdict::Watching { blocked };
     }
-    let threshold = match state_letter(remote, record) {
-        Some(b'S') => config.blocked_after,
-        Some(b'D') => config.running_after,
-        _ => return Verdict::Watching,
+    let (threshold, state) = match state_letter(remote, record) {
+        Some(b'S') => (config.blocked_after, HeldState::Blocked),
+        Some(b'D') => (config.running_after, HeldState::Uninterruptible),
+        // Runnable: preempted, or just back from its wait.
+        _ => return Verdict::Watching { blocked: false },
     };
     if held_for >= threshold {
-        Verdict::Held { computing: false }
+        Verdict::Held { state }
     } else {
-        Verdict::Watching
+        Verdict::Watching { blocked: false }
     }
 }
 

@@ -12,7 +12,9 @@
 //!   removes the entry ([`Shared::remove_timer`]: the lock of that
 //!   worker's queue, wherever the fiber runs by then). So a timer never
 //!   outlives the wait it belongs to: nothing leaks when fibers are woken
-//!   early, however long their timeouts.
+//!   early, however long their timeouts. A fiber woken by its timer skips
+//!   that lock: the queue's earliest deadline, read without it, shows the
+//!   timer gone ([`TimerQueue::remove`]).
 //! - The owning worker fires due timers at its scheduling decisions (each
 //!   fiber switch) and parks, when idle, until its earliest deadline; the
 //!   monitor fires those of workers that cannot (`monitor.rs`).
@@ -47,7 +49,8 @@ const NONE: u64 = u64::MAX;
 pub(crate) struct TimerKey {
     /// The worker whose queue holds it.
     worker: usize,
-    deadline: Instant,
+    /// The deadline, as nanoseconds since the runtime's epoch.
+    deadline: u64,
     sequence: u64,
 }
 
@@ -64,17 +67,32 @@ impl Shared {
         fiber: impl FnOnce() -> Fiber,
     ) -> Option<TimerKey> {
         let worker = worker::with_current(self, |w| w.map(Worker::index))?;
-        let key = self.remotes[worker]
-            .timers
-            .insert(worker, self.epoch, deadline, fiber());
+        let fiber = fiber();
+        let remote = &self.remotes[worker];
+        let key = remote
+            .handoff
+            .outside_fiber(|| remote.timers.insert(worker, self.epoch, deadline, fiber));
         Some(key)
     }
 
     /// Cancels a timer if it has not fired, from whichever thread its fiber
     /// wakes on.
+    ///
+    /// On a worker, the queue's lock is taken with the monitor told that no
+    /// fiber code runs (`HandoffState::outside_fiber`): the lock is the
+    /// runtime's own, held for a few map operations, and a cancel that waits
+    /// for it (its holder preempted by a loaded machine, say) is the
+    /// scheduler's wait, not a blocking call to hand off (`docs/decisions.md`,
+    /// "HandoffState::outside_fiber"). The same holds for `insert_timer`.
     #[inline]
     pub(crate) fn remove_timer(&self, key: TimerKey) {
-        self.remotes[key.worker].timers.remove(key, self.epoch);
+        let timers = &self.remotes[key.worker].timers;
+        match worker::with_current(self, |w| w.map(Worker::index)) {
+            Some(worker) => self.remotes[worker]
+                .handoff
+                .outside_fiber(|| timers.remove(key)),
+            None => timers.remove(key),
+        };
     }
 }
 
@@ -83,13 +101,16 @@ pub(super) struct TimerQueue {
     /// Pending timers and the next sequence number, under one lock.
     entries: Mutex<Entries>,
     /// The earliest deadline, as nanoseconds since the runtime's epoch, or
-    /// `NONE`. Written under the lock; read without it (Relaxed: a hint
-    /// that is re-checked under the lock before anything fires).
+    /// `NONE`. Written under the lock; read without it (Relaxed): as a hint
+    /// that is re-checked under the lock before anything fires, and by
+    /// `remove` as proof that a timer before it has fired.
     earliest: AtomicU64,
 }
 
 struct Entries {
-    map: BTreeMap<(Instant, u64), Fiber>,
+    /// Keyed by deadline (nanoseconds since the runtime's epoch: integer
+    /// compares, and `earliest` is a key) and sequence number.
+    map: BTreeMap<(u64, u64), Fiber>,
     next_sequence: u64,
 }
 
@@ -112,11 +133,16 @@ impl TimerQueue {
         deadline: Instant,
         fiber: Fiber,
     ) -> TimerKey {
+        let deadline = nanos_since(epoch, deadline);
         let mut entries = self.entries.lock_unpoisoned();
         let sequence = entries.next_sequence;
         entries.next_sequence += 1;
         entries.map.insert((deadline, sequence), fiber);
-        self.publish_earliest(&entries, epoch);
+        // The earliest deadline changes only if this one is earlier
+        // (Relaxed: every store is made under the lock we hold).
+        if deadline < self.earliest.load(Ordering::Relaxed) {
+            self.earliest.store(deadline, Ordering::Relaxed);
+        }
         TimerKey {
             worker,
             deadline,
@@ -125,11 +151,27 @@ impl TimerQueue {
     }
 
     /// Removes a timer if it has not fired. Returns whether it was there.
-    pub(super) fn remove(&self, key: TimerKey, epoch: Instant) -> bool {
+    ///
+    /// Without the lock when `earliest` proves the timer gone: every
+    /// pending key is at or after it, so a key before it has fired. That is
+    /// the common case (a sleep that ran its course), and the cancel then
+    /// never waits behind a worker or the monitor that holds the lock to
+    /// insert or fire; a fiber waiting here looked to the monitor like one
+    /// blocked in a system call (`docs/decisions.md`, "TimerQueue::remove").
+    /// Relaxed suffices: the fiber that cancels inserted the key itself,
+    /// and the unpark that woke it orders that insert before this read, so
+    /// the read sees the insert's store of `earliest` or a later one, and
+    /// every store made while the key is pending is at or before the key.
+    pub(super) fn remove(&self, key: TimerKey) -> bool {
+        if key.deadline < self.earliest.load(Ordering::Relaxed) {
+            return false;
+        }
         let mut entries = self.entries.lock_unpoisoned();
         let removed = entries.map.remove(&(key.deadline, key.sequence)).is_some();
-        if removed {
-            self.publish_earliest(&entries, epoch);
+        // The earliest deadline changes only if this was (one of) the
+        // earliest.
+        if removed && key.deadline == self.earliest.load(Ordering::Relaxed) {
+            self.publish_earliest(&entries);
         }
         removed
     }
@@ -155,15 +197,15 @@ impl TimerQueue {
     /// Takes out every timer due at `now` and unparks its fiber (after
     /// releasing the lock). Returns how many fired.
     pub(super) fn fire_due(&self, epoch: Instant, now: Instant) -> usize {
-        let due: Vec<Fiber> = {
+        let due: BTreeMap<(u64, u64), Fiber> = {
             let mut entries = self.entries.lock_unpoisoned();
-            let later = entries.map.split_off(&(now, u64::MAX));
+            let later = entries.map.split_off(&(nanos_since(epoch, now), u64::MAX));
             let due = std::mem::replace(&mut entries.map, later);
-            self.publish_earliest(&entries, epoch);
-            due.into_values().collect()
+            self.publish_earliest(&entries);
+            due
         };
         let fired = due.len();
-        for fiber in due {
+        for fiber in due.into_values() {
             fiber.unpark();
         }
         fired
@@ -182,12 +224,13 @@ impl TimerQueue {
         drop(map);
     }
 
-    fn publish_earliest(&self, entries: &Entries, epoch: Instant) {
+    /// Stores the map's earliest deadline in `earliest` (under the lock).
+    fn publish_earliest(&self, entries: &Entries) {
         let earliest = entries
             .map
             .keys()
             .next()
-            .map_or(NONE, |&(deadline, _)| nanos_since(epoch, deadline));
+            .map_or(NONE, |&(deadline, _)| deadline);
         self.earliest.store(earliest, Ordering::Relaxed);
     }
 }

@@ -579,10 +579,14 @@ impl Worker {
     /// episode.
     #[cold]
     fn end_episode(&self, fiber: &FiberInner) {
-        let Some(stuck_at) = self.remote().handoff.end_stuck() else {
+        let Some(episode) = self.remote().handoff.end_stuck(self.shared.epoch) else {
             return;
         };
-        let held_for = self.shared.epoch.elapsed().saturating_sub(stuck_at);
+        let super::handoff::Episode {
+            stuck_at,
+            held_for,
+            state,
+        } = episode;
         self.record_trace(|_| Event::Handoff {
             fiber: fiber.id.as_u64(),
             start: stuck_at.as_secs_f64() * 1e6,
@@ -593,6 +597,7 @@ impl Worker {
             fiber: fiber.id,
             fiber_name: fiber.name().map(str::to_owned),
             held_for,
+            state,
         };
         self.shared.spares.episode_ended(&report);
     }

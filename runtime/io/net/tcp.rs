@@ -111,7 +111,7 @@ impl TcpStream {
         let stream = TcpStream::wrap(mio::net::TcpStream::connect(address)?);
         stream.socket.io_until(
             Direction::Write,
-            deadline,
+            || deadline,
             |source| connect_finished(|| source.take_error(), || source.peer_addr().map(drop)),
             |_| false,
         )?;
