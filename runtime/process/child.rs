@@ -236,7 +236,7 @@ impl Child {
         let child = &mut self.child;
         self.exit.io_until(
             Direction::Read,
-            deadline,
+            move || deadline,
             |_| match child.try_wait()? {
                 Some(status) => Ok(status),
                 None => Err(io::ErrorKind::WouldBlock.into()),

@@ -118,7 +118,7 @@ fn socket_transfer(call: &Call, fiber: CurrentFiber) -> Result<usize, Errno> {
         let asked = len - done;
         let result = waits.socket.io_until(
             direction,
-            deadline,
+            move || deadline,
             |_| would_block(call.attempt(done)),
             // A short stream transfer shows the buffer drained (or full).
             |result| call.kind() == Kind::Stream && matches!(result, Ok(n) if *n > 0 && *n < asked),
@@ -184,7 +184,7 @@ fn ready_then<T>(
     }
     let result = waits.socket.io_until(
         direction(write),
-        deadline,
+        move || deadline,
         |_| {
             if sys::is_ready(fd, write) {
                 Ok(call())
@@ -277,7 +277,7 @@ pub(super) fn poll(call: &Poll) -> Result<usize, Errno> {
                 }
                 let result = waits.socket.io_until(
                     direction(write),
-                    deadline,
+                    move || deadline,
                     |_| match call.probe() {
                         Ok(0) => Err(io::ErrorKind::WouldBlock.into()),
                         other => Ok(other),
