@@ -449,7 +449,7 @@ mod loom_models {
         let completion = Arc::new(Completion::new());
         let fiber = {
             let completion = completion.clone();
-            thread::spawn(move || completion.complete(output(value)))
+            thread::spawn(move || drop(completion.complete(output(value))))
         };
         (completion, fiber)
     }
