@@ -155,11 +155,12 @@ fn a_panicking_closure_drop_of_a_fiber_that_never_ran_is_caught() {
         .unwrap();
     let holding = Arc::new(Latch::new(1));
     let holding2 = holding.clone();
-    // Holds the only worker (a raw sleep) until shutdown has begun, so the
-    // fiber spawned next is still queued when the worker exits.
+    // Holds the only worker (the sleep system call itself, which parks
+    // nothing even with the interpose feature) until shutdown has begun,
+    // so the fiber spawned next is still queued when the worker exits.
     let _holder = rt.spawn(move || {
         holding2.count_down();
-        std::thread::sleep(Duration::from_millis(200));
+        common::raw_sleep(Duration::from_millis(200));
     });
     holding.wait();
     let bomb = Bomb;

@@ -11,29 +11,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::within;
+use common::{raw_sleep, within};
 use spindle::{Builder, HandoffReport, Runtime};
 
 const HANG: Duration = Duration::from_secs(120);
-
-/// A raw blocking call, with no help from the runtime: the `nanosleep`
-/// system call itself, which not even the `interpose` feature's hooks on
-/// the C library's sleeps see.
-fn raw_sleep(duration: Duration) {
-    let request = libc::timespec {
-        tv_sec: duration.as_secs() as libc::time_t,
-        tv_nsec: duration.subsec_nanos() as libc::c_long,
-    };
-    // SAFETY: nanosleep reads one timespec, which lives across the call,
-    // and is asked for no remainder.
-    unsafe {
-        libc::syscall(
-            libc::SYS_nanosleep,
-            &request as *const libc::timespec,
-            std::ptr::null_mut::<libc::timespec>(),
-        )
-    };
-}
 
 /// A runtime whose hand-off reports are collected instead of printed.
 fn runtime_with_reports(workers: usize) -> (Runtime, Arc<Mutex<Vec<HandoffReport>>>) {

@@ -103,3 +103,22 @@ pub fn one_worker_no_spares() -> spindle::Runtime {
         .build()
         .unwrap()
 }
+
+/// A raw blocking call, with no help from the runtime: the `nanosleep`
+/// system call itself, which not even the `interpose` feature's hooks on
+/// the C library's sleeps see.
+pub fn raw_sleep(duration: Duration) {
+    let request = libc::timespec {
+        tv_sec: duration.as_secs() as libc::time_t,
+        tv_nsec: duration.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: nanosleep reads one timespec, which lives across the call,
+    // and is asked for no remainder.
+    unsafe {
+        libc::syscall(
+            libc::SYS_nanosleep,
+            &request as *const libc::timespec,
+            std::ptr::null_mut::<libc::timespec>(),
+        )
+    };
+}
