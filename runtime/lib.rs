@@ -21,8 +21,9 @@
 //!
 //! The API follows `std::thread`: [`spawn`] returns a [`JoinHandle`] whose
 //! [`join`](JoinHandle::join) returns the fiber's value or its panic;
-//! [`park`], [`Fiber::unpark`], [`yield_now`] and [`current`] behave like
-//! their `std::thread` namesakes, and work from plain threads too.
+//! [`park`], [`park_timeout`], [`Fiber::unpark`], [`yield_now`] and
+//! [`current`] behave like their `std::thread` namesakes, and work from
+//! plain threads too.
 //!
 //! # Fibers move between threads
 //! A fiber that parks or yields may resume on a different worker thread
@@ -98,6 +99,7 @@ pub use io::net;
 pub use metrics::{IoMetrics, Metrics, WorkerMetrics};
 pub use runtime::{BlockingPoolStats, Runtime, ShutdownReport};
 pub use scheduler::handoff::{HandoffReport, HeldState};
+pub use time::park_timeout;
 
 /// Process-wide facts the examples and tests print.
 pub mod os {

@@ -376,7 +376,7 @@ fn semaphore_acquire_timeout_times_out_and_succeeds() {
         })
     };
     std::thread::sleep(Duration::from_millis(5));
-    semaphore.add_permits(1);
+    semaphore.release(1);
     assert_eq!(within(HANG, move || fiber.join().unwrap()), Some(1));
     assert_eq!(semaphore.available_permits(), 1);
     // After timeouts, the semaphore still serves in order.

@@ -252,7 +252,19 @@ impl<T: 'static> JoinHandle<T> {
     /// Waits for the fiber to finish and returns its result. From a fiber
     /// this parks the fiber (its worker runs others); from a plain thread it
     /// blocks the thread. A panic in the fiber comes back as
-    /// `Err(JoinError)` with the panic's payload, as with `std::thread`.
+    /// `Err(JoinError)` holding the panic's payload:
+    /// [`JoinError::panic_payload`] downcasts it in place, and
+    /// `.map_err(JoinError::into_panic)` turns the result into std's
+    /// `std::thread::Result<T>`, the payload as the error.
+    ///
+    /// ```
+    /// let rt = spindle::Runtime::new().unwrap();
+    /// let handle = rt.spawn(|| -> u32 { panic!("no answer") });
+    /// // std's form: Err(payload), as `std::thread::JoinHandle::join` gives.
+    /// let result: std::thread::Result<u32> = handle.join().map_err(spindle::JoinError::into_panic);
+    /// let payload = result.unwrap_err();
+    /// assert_eq!(payload.downcast_ref::<&str>(), Some(&"no answer"));
+    /// ```
     pub fn join(self) -> Result<T, JoinError> {
         let output = self
             .fiber
@@ -379,8 +391,32 @@ impl JoinError {
         matches!(self.kind, JoinErrorKind::Cancelled)
     }
 
+    /// The panic payload, borrowed, to downcast where it lies (`None` if
+    /// the fiber did not panic): `std::thread::JoinHandle::join` gives the
+    /// payload itself as the error, and this is that payload.
+    ///
+    /// ```
+    /// let rt = spindle::Runtime::new().unwrap();
+    /// let error = rt.spawn(|| std::panic::panic_any(7_u32)).join().unwrap_err();
+    /// let code = error.panic_payload().and_then(|p| p.downcast_ref::<u32>());
+    /// assert_eq!(code, Some(&7));
+    /// ```
+    pub fn panic_payload(&self) -> Option<&(dyn Any + Send + 'static)> {
+        match &self.kind {
+            JoinErrorKind::Panic(payload) => Some(&**payload),
+            _ => None,
+        }
+    }
+
     /// The panic payload, as `std::thread::JoinHandle::join` returns it, for
     /// `std::panic::resume_unwind`. Other errors become a `String` payload.
+    ///
+    /// ```
+    /// let rt = spindle::Runtime::new().unwrap();
+    /// let error = rt.spawn(|| panic!("lost")).join().unwrap_err();
+    /// let payload = error.into_panic();
+    /// assert_eq!(payload.downcast_ref::<&str>(), Some(&"lost"));
+    /// ```
     pub fn into_panic(self) -> Box<dyn Any + Send + 'static> {
         match self.kind {
             JoinErrorKind::Panic(payload) => payload,

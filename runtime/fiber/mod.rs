@@ -510,10 +510,7 @@ pub(crate) fn classify_fault(address: usize) {
         buf: [0; 512],
         len: 0,
     };
-    let size_kib = match fiber.stack_size {
-        None => fiber.shared.stacks.default_size(),
-        Some(size) => stack::StackPool::round_size(size.get()),
-    } / 1024;
+    let size_kib = fiber.stack_bytes() / 1024;
     let _ = fmt::Write::write_fmt(
         &mut line,
         format_args!(
@@ -616,7 +613,41 @@ impl Drop for Fiber {
     }
 }
 
+impl FiberInner {
+    /// The usable bytes of the fiber's stack: what it asked for (or the
+    /// runtime's default), rounded up to pages as the stack was carved.
+    /// Plain arithmetic, so the overflow report may call it.
+    fn stack_bytes(&self) -> usize {
+        match self.stack_size {
+            None => self.shared.stacks.default_size(),
+            Some(size) => stack::StackPool::round_size(size.get()),
+        }
+    }
+}
+
 impl Fiber {
+    /// The usable size of the fiber's stack in bytes: the size given to
+    /// [`fiber::Builder::stack_size`](crate::fiber::Builder::stack_size),
+    /// or else the runtime's
+    /// ([`Builder::stack_size`](crate::Builder::stack_size)), rounded up to
+    /// whole pages as the stack is carved. Known before the fiber first
+    /// runs (its stack is taken then).
+    ///
+    /// ```
+    /// let rt = spindle::Runtime::new().unwrap();
+    /// let fiber = spindle::fiber::Builder::new()
+    ///     .stack_size(100 * 1024)
+    ///     .spawn_on(&rt, || spindle::current().stack_size())
+    ///     .unwrap();
+    /// let size = fiber.join().unwrap();
+    /// assert!(size >= 100 * 1024 && size % 4096 == 0);
+    /// let default = rt.spawn(|| spindle::current().stack_size()).join().unwrap();
+    /// assert_eq!(default, spindle::DEFAULT_STACK_SIZE);
+    /// ```
+    pub fn stack_size(&self) -> usize {
+        self.inner.stack_bytes()
+    }
+
     /// The fiber's unique id.
     pub fn id(&self) -> FiberId {
         self.inner.id
@@ -688,7 +719,8 @@ pub(crate) fn current_runtime_workers() -> Option<usize> {
 /// destructors run). A park inside such a destructor is an ordinary park,
 /// for at most the runtime's `Builder::shutdown_grace` (the fiber is then
 /// frozen, see `ShutdownReport`); so is a park after a `catch_unwind`
-/// that caught the unwind.
+/// that caught the unwind. [`park_timeout`](crate::park_timeout) is the
+/// same with a timeout.
 pub fn park() {
     let Some(fiber) = CurrentFiber::get() else {
         std::thread::park();

@@ -20,6 +20,15 @@
 //!
 //! Either the waiter sees zero, or the releaser sees the handle.
 //!
+//! A timed wait ([`Latch::wait_timeout`]) queues on a second queue, a
+//! [`WaitList`], because a waiter that gives up must take its entry out
+//! (a handle left in the lock-free queue would stay there until the latch
+//! opens, and a caller retrying timed waits on a latch that never opens
+//! would grow it without bound). The timed waiter checks the count under
+//! the list's lock before it queues, and the last `count_down` zeroes the
+//! count before it locks the list to wake it: either the waiter sees zero
+//! or the releaser sees its node.
+//!
 //! Rejected, by measurement and by review:
 //! - a `Mutex<Vec<Waiter>>`: with a million waiters on two workers the lock
 //!   is contended and a contended std mutex sleeps in the kernel, which
@@ -32,9 +41,11 @@
 //!   nothing).
 
 use std::sync::atomic::{fence, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use crossbeam_deque::{Injector, Steal};
 
+use super::waitlist::WaitList;
 use crate::fiber::waiter::Waiter;
 
 /// A latch that opens when counted down to zero.
@@ -57,6 +68,9 @@ pub struct Latch {
     count: AtomicUsize,
     /// Parties waiting for zero; drained by the last `count_down`.
     waiters: Injector<Waiter>,
+    /// Parties waiting for zero with a deadline; any thread, under the
+    /// list's lock; drained by the last `count_down`.
+    timed_waiters: WaitList,
 }
 
 impl Latch {
@@ -66,6 +80,7 @@ impl Latch {
         Latch {
             count: AtomicUsize::new(count),
             waiters: Injector::new(),
+            timed_waiters: WaitList::new(),
         }
     }
 
@@ -91,6 +106,9 @@ impl Latch {
                     Steal::Empty => break,
                 }
             }
+            // The count is zero before this lock: a timed waiter that
+            // checks it under the lock after us sees zero.
+            self.timed_waiters.notify_all();
         }
     }
 
@@ -105,6 +123,41 @@ impl Latch {
         while self.count.load(Ordering::SeqCst) != 0 {
             crate::park();
         }
+    }
+
+    /// Like [`Latch::wait`], giving up after `timeout`: true if the latch
+    /// opened (the count is zero), false if the timeout passed first.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use spindle::sync::Latch;
+    ///
+    /// let rt = spindle::Runtime::new().unwrap();
+    /// let latch = Latch::new(1);
+    /// rt.block_on(|| {
+    ///     assert!(!latch.wait_timeout(Duration::from_millis(5))); // still closed
+    ///     latch.count_down();
+    ///     assert!(latch.wait_timeout(Duration::from_secs(60))); // open: at once
+    /// });
+    /// ```
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        if self.count() == 0 {
+            return true;
+        }
+        let deadline = Instant::now().checked_add(timeout);
+        let node = {
+            let mut queue = self.timed_waiters.lock();
+            // Under the lock: the module docs' second race.
+            if self.count() == 0 {
+                return true;
+            }
+            WaitList::push(&mut queue)
+        };
+        // Notified only by the last `count_down`, after the count is zero;
+        // a timeout that the notification beat reads as opened.
+        let opened = self.timed_waiters.wait(&node, deadline) || self.count() == 0;
+        WaitList::recycle(node);
+        opened
     }
 }
 

@@ -6,7 +6,8 @@
 //! - [`Condvar`]: wait for a condition under a [`Mutex`];
 //! - [`RwLock`]: readers or one writer; a queued writer stops new readers;
 //! - [`Semaphore`]: FIFO permits; [`Barrier`]: reusable, one leader per
-//!   generation; [`Latch`]: a count-down latch;
+//!   generation; [`Latch`]: a count-down latch; [`WaitGroup`]: Go's
+//!   `Add`/`Done`/`Wait`, reusable;
 //! - [`OnceCell`]: initialised once, other callers park meanwhile;
 //! - [`mpsc`]: `channel`, `sync_channel` (bounded and rendezvous),
 //!   multi-consumer, with std's errors; [`oneshot`]; [`Select`] over several
@@ -19,7 +20,7 @@
 //! `waitlist.rs` queues waiters for the Mutex and the Condvar (and I/O
 //! readiness); the channels queue theirs under their own state lock, a
 //! spin lock (`spin_lock.rs`), and hand messages to them directly
-//! (`mpsc/waiting.rs`). `grant.rs` is a queue that grants ownership in FIFO
+//! (`mpsc/waiting.rs`). `wait_group.rs` and the Latch's timed waits queue on a wait list too. `grant.rs` is a queue that grants ownership in FIFO
 //! order for the RwLock, Semaphore, Barrier and OnceCell. `spin.rs` and
 //! `poison.rs` are what the Mutex and the RwLock share: the short spin
 //! before they queue, and std's poisoning.
@@ -43,6 +44,7 @@ mod select;
 mod semaphore;
 mod spin;
 mod spin_lock;
+mod wait_group;
 pub(crate) mod waitlist;
 
 pub use barrier::{Barrier, BarrierWaitResult};
@@ -54,3 +56,4 @@ pub use once::OnceCell;
 pub use rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 pub use select::{Select, SelectTimeoutError, TrySelectError};
 pub use semaphore::{Semaphore, SemaphorePermit};
+pub use wait_group::WaitGroup;

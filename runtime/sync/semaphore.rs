@@ -139,7 +139,19 @@ impl Semaphore {
 
     /// Adds `permits` permits, waking the waiters they satisfy, in order.
     /// This is how permits given up with [`SemaphorePermit::forget`] come
-    /// back; a dropped permit calls it itself.
+    /// back, and how a semaphore grows; a dropped permit calls it itself.
+    /// It is the one way to add permits (tokio calls it `add_permits`,
+    /// Java `release`).
+    ///
+    /// ```
+    /// use spindle::sync::Semaphore;
+    ///
+    /// let semaphore = Semaphore::new(1);
+    /// semaphore.acquire().forget(); // kept out: none left
+    /// assert_eq!(semaphore.available_permits(), 0);
+    /// semaphore.release(2); // back, and one more
+    /// assert_eq!(semaphore.available_permits(), 2);
+    /// ```
     ///
     /// # Panics
     /// If the total would exceed [`Semaphore::MAX_PERMITS`].
@@ -160,12 +172,6 @@ impl Semaphore {
             self.waiters
                 .grant_with(|queue, granted| self.grant(queue, granted));
         }
-    }
-
-    /// Adds `permits` permits; the same as [`Semaphore::release`] (tokio's
-    /// name for it).
-    pub fn add_permits(&self, permits: usize) {
-        self.release(permits);
     }
 
     fn permit(&self, permits: usize) -> SemaphorePermit<'_> {

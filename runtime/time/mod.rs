@@ -88,7 +88,9 @@ pub(crate) fn park_until(deadline: Option<Instant>) -> bool {
 /// Like [`crate::park`], but returns after `timeout` at the latest, like
 /// `std::thread::park_timeout`: the caller parks until unparked, until the
 /// timeout passes, or spuriously. On a plain thread it is
-/// `std::thread::park_timeout`.
+/// `std::thread::park_timeout`. It is the same function as
+/// `spindle::park_timeout`, at the crate root beside [`crate::park`], as
+/// std has both in `std::thread`; it lives here, with the clock.
 ///
 /// The timer is cancelled when the fiber is woken earlier, so waits that
 /// usually end early cost nothing afterwards, however long their timeouts.
@@ -98,7 +100,7 @@ pub(crate) fn park_until(deadline: Option<Instant>) -> bool {
 /// let rt = spindle::Runtime::new().unwrap();
 /// rt.block_on(|| {
 ///     let start = Instant::now();
-///     spindle::time::park_timeout(Duration::from_millis(2)); // nobody unparks us
+///     spindle::park_timeout(Duration::from_millis(2)); // nobody unparks us
 ///     assert!(start.elapsed() >= Duration::from_millis(2));
 /// });
 /// ```

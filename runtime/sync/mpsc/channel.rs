@@ -144,6 +144,16 @@ impl<T> Channel<T> {
         &self.state
     }
 
+    /// Messages in the buffer now (a snapshot).
+    pub(super) fn len(&self) -> usize {
+        self.lock().buffer.len()
+    }
+
+    /// How many messages the buffer holds at most; `None`: unbounded.
+    pub(super) fn capacity(&self) -> Option<usize> {
+        self.capacity
+    }
+
     /// Whether a send into the buffer fits now.
     fn has_room(&self, state: &ChannelState<T>) -> bool {
         self.capacity

@@ -79,6 +79,10 @@ impl<T> Sender<T> {
     pub fn send(&self, value: T) -> Result<(), SendError<T>> {
         self.handle.send(value)
     }
+
+    pub(crate) fn channel(&self) -> &Channel<T> {
+        &self.handle.channel
+    }
 }
 
 impl<T> SyncSender<T> {
@@ -157,6 +161,64 @@ impl<T> Receiver<T> {
         &self.channel
     }
 }
+
+/// `len`, `is_empty` and `capacity`, the same on every end; `$end` names
+/// the end in the examples, `$make` makes a channel of capacity 2 (or an
+/// unbounded one) and `$pick` picks the end from the pair.
+macro_rules! buffer_methods {
+    ($end:ident, $make:expr, $pick:tt, $capacity:expr) => {
+        impl<T> $end<T> {
+            /// How many messages are buffered now, sent and not yet
+            /// received (a snapshot, stale as soon as it is read). A
+            /// sender waiting with its message in hand is not counted, so a
+            /// rendezvous channel's `len` is always 0.
+            ///
+            /// ```
+            /// use spindle::sync::mpsc;
+            ///
+            #[doc = concat!("let channel = ", stringify!($make), ";")]
+            /// channel.0.send(1).unwrap();
+            /// channel.0.send(2).unwrap();
+            #[doc = concat!("assert_eq!(channel.", stringify!($pick), ".len(), 2);")]
+            /// ```
+            pub fn len(&self) -> usize {
+                self.channel().len()
+            }
+
+            /// Whether no message is buffered now (`len() == 0`).
+            ///
+            /// ```
+            /// use spindle::sync::mpsc;
+            ///
+            #[doc = concat!("let channel = ", stringify!($make), ";")]
+            #[doc = concat!("assert!(channel.", stringify!($pick), ".is_empty());")]
+            /// ```
+            pub fn is_empty(&self) -> bool {
+                self.len() == 0
+            }
+
+            /// How many messages the channel buffers at most: `None` for an
+            /// unbounded [`channel`](super::channel()), the capacity given
+            /// to [`sync_channel`](super::sync_channel()) otherwise
+            /// (`Some(0)`: a rendezvous channel).
+            ///
+            /// ```
+            /// use spindle::sync::mpsc;
+            ///
+            #[doc = concat!("let channel = ", stringify!($make), ";")]
+            #[doc = concat!("assert_eq!(channel.", stringify!($pick), ".capacity(), ", stringify!($capacity), ");")]
+            /// assert_eq!(mpsc::sync_channel::<u8>(0).1.capacity(), Some(0));
+            /// ```
+            pub fn capacity(&self) -> Option<usize> {
+                self.channel().capacity()
+            }
+        }
+    };
+}
+
+buffer_methods!(Sender, mpsc::channel::<u8>(), 0, None);
+buffer_methods!(SyncSender, mpsc::sync_channel::<u8>(2), 0, Some(2));
+buffer_methods!(Receiver, mpsc::sync_channel::<u8>(2), 1, Some(2));
 
 impl<T> Clone for Sender<T> {
     fn clone(&self) -> Sender<T> {
