@@ -189,6 +189,46 @@ impl Completion {
         Some(result.expect("a DONE completion holds its result"))
     }
 
+    /// A select's join arm starts waiting: writes the caller as the waiter,
+    /// for the completer to wake, unless the fiber is done (then false, and
+    /// nothing is written). The caller takes the waiter back with
+    /// [`Completion::unregister`] before the handle can be joined, and
+    /// only the one `JoinHandle`'s borrower calls either (a select holds
+    /// it by `&mut`).
+    pub(crate) fn register(&self) -> bool {
+        if self.is_done() {
+            return false;
+        }
+        // SAFETY: not DONE, and EMPTY (the borrower's earlier waits took
+        // their waiter back): the completer does not read `waiter`.
+        self.waiter
+            .with_mut(|waiter| unsafe { *waiter = Some(Joiner::Waiter(Waiter::current())) });
+        // AcqRel, as in `wait`.
+        let waiting =
+            self.state
+                .compare_exchange(EMPTY, WAITING, Ordering::AcqRel, Ordering::Acquire);
+        if waiting.is_err() {
+            // SAFETY: the fiber finished first and never reads `waiter`.
+            self.waiter.with_mut(|waiter| unsafe { *waiter = None });
+        }
+        waiting.is_ok()
+    }
+
+    /// Takes back the waiter [`Completion::register`] wrote, unless the
+    /// fiber completed meanwhile (then the completer took it, and woke it
+    /// or is about to).
+    pub(crate) fn unregister(&self) {
+        // Acquire on failure: then DONE, and a later join reads `result`.
+        if self
+            .state
+            .compare_exchange(WAITING, EMPTY, Ordering::Acquire, Ordering::Acquire)
+            .is_ok()
+        {
+            // SAFETY: EMPTY again: the completer will not read `waiter`.
+            self.waiter.with_mut(|waiter| unsafe { *waiter = None });
+        }
+    }
+
     /// A future's poll: the result if it is there, else `None` with
     /// `waker` left to be woken when it is. Only the one `JoinHandle`'s
     /// future (which owns the handle, so `wait` is never called too) calls
@@ -307,6 +347,11 @@ impl<T: 'static> JoinHandle<T> {
     /// Whether the fiber has finished (its result is ready); never blocks.
     pub fn is_finished(&self) -> bool {
         self.fiber.inner.completion.is_done()
+    }
+
+    /// Where the result will be, for a select's join arm.
+    pub(crate) fn completion(&self) -> &Completion {
+        &self.fiber.inner.completion
     }
 
     /// The fiber this handle joins.

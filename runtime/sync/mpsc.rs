@@ -27,9 +27,9 @@ mod error;
 mod registration;
 mod waiting;
 
-use self::channel::Channel;
+pub(crate) use self::channel::Channel;
 pub(crate) use self::channel::Side;
-pub use self::ends::{IntoIter, Iter, Receiver, Sender, SyncSender, TryIter};
+pub use self::ends::{IntoIter, Iter, Receiver, SendEnd, Sender, SyncSender, TryIter};
 pub use self::error::{
     RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };

@@ -29,11 +29,17 @@
 //!
 //! A waiter queues its entry in the critical section that found it had to
 //! wait, so a party that changes the state later, under the lock, finds
-//! it. A waiter that gives up (timeout) or is unwound (shutdown) removes
-//! its entry under the lock, or finds it resolved and takes the outcome:
-//! the message a receiver was handed is its own, and is dropped with it if
-//! it is unwound. A select's entries are resolved by whichever of its arms
-//! is claimed first (`waiting.rs`, "Claims").
+//! it. A waiter that gives up (timeout) or is unwound (its fiber
+//! cancelled, or shutdown) removes its entry under the lock, or finds it
+//! resolved and takes the outcome. A receiver unwound with a message it
+//! was handed passes it on (`Channel::put_back`): to another waiting
+//! receiver, or back at the head of the buffer if there is room; only a
+//! rendezvous or full channel with nobody waiting drops it (its sender
+//! was already told it was received, and there is nowhere to keep it
+//! within the capacity). A sender unwound before its message was taken
+//! has not sent it (the message is dropped with it); one unwound after has
+//! sent it. A select's entries are resolved by whichever of its arms is
+//! claimed first (`waiting.rs`, "Claims").
 //!
 //! A one-way trip between two fibers (the receiver waiting) is: the
 //! receiver locks, queues, unlocks and parks; the sender locks, pops the
@@ -65,7 +71,7 @@ use crate::sync::spin_lock::{SpinGuard, SpinLock};
 use crate::sync::waitlist::{Node, WaitList};
 
 /// What every end of one channel shares; see the module docs.
-pub(crate) struct Channel<T> {
+pub struct Channel<T> {
     /// `None`: unbounded; `Some(0)`: rendezvous. Immutable.
     capacity: Option<usize>,
     /// Any party, for a push or a pop; never held across a park.
@@ -200,6 +206,32 @@ impl<T> Channel<T> {
         Err(value)
     }
 
+    /// Passes on a message a receiver was handed but will never return (it
+    /// was unwound, its fiber cancelled, before it could): to another
+    /// waiting receiver, else back at the head of the buffer if there is
+    /// room, as the oldest message it was. Dropped (after unlocking) if
+    /// neither can take it, or nobody receives any more: on a rendezvous or
+    /// full channel with no receiver waiting there is nowhere to keep it
+    /// without breaking the capacity, and its sender has been told it was
+    /// received.
+    pub(crate) fn put_back(&self, value: T) {
+        let mut state = self.lock();
+        if state.receivers == 0 {
+            drop(state);
+            drop(value);
+            return;
+        }
+        if let Some(receiver) = state.receiving.pop_claimed() {
+            let wake = receiver.deliver(value);
+            Channel::unlock_and_wake(state, Some(wake));
+        } else if self.has_room(&state) {
+            state.buffer.push_front(value);
+        } else {
+            drop(state);
+            drop(value);
+        }
+    }
+
     /// Releases `state`, then wakes the party an operation under it
     /// popped (never under the lock: a woken fiber on another worker would
     /// only run into it).
@@ -322,9 +354,12 @@ impl<T> Channel<T> {
 
     /// Parks until a party on the other side resolves `node`'s plain entry
     /// on `side` and releases the node, or the deadline passes (then
-    /// removes the entry). If the caller is unwound meanwhile, the entry is
-    /// removed, or its outcome settled: a message left in `slot` (handed to
-    /// a receiver, or a sender's own) is dropped.
+    /// removes the entry). If the caller is unwound meanwhile (its fiber
+    /// cancelled, or the runtime shutting down), the entry is removed, or
+    /// its outcome settled: a message a receiver was handed is passed on
+    /// (`put_back`); a sender's own message, not taken, is dropped with the
+    /// send that did not happen; a sender whose message was taken has sent
+    /// it.
     fn wait_resolved(
         &self,
         node: &Arc<Node>,
@@ -360,7 +395,13 @@ impl<T> Channel<T> {
                     // SAFETY: the slot holds a message (delivered to us, or
                     // our own untaken one), and our entry is gone from the
                     // queue, so nobody else touches it.
-                    drop(unsafe { self.slot.take() });
+                    let message = unsafe { self.slot.take() };
+                    match self.side {
+                        // Handed to us: passed on, not lost.
+                        Side::Receiving => self.channel.put_back(message),
+                        // Our own, never sent: the send did not happen.
+                        Side::Sending => drop(message),
+                    }
                 }
             }
         }

@@ -220,6 +220,47 @@ buffer_methods!(Sender, mpsc::channel::<u8>(), 0, None);
 buffer_methods!(SyncSender, mpsc::sync_channel::<u8>(2), 0, Some(2));
 buffer_methods!(Receiver, mpsc::sync_channel::<u8>(2), 1, Some(2));
 
+/// A sending end, [`Sender`] or [`SyncSender`]: what a
+/// [`Select`](crate::sync::Select) send arm sends on. Sealed: only those
+/// two implement it.
+///
+/// ```
+/// use spindle::sync::mpsc::{self, SendEnd};
+/// use spindle::sync::Select;
+///
+/// fn offer<S: SendEnd<u8>>(sender: &S) -> bool {
+///     Select::new().send(sender, 1, |sent| sent.is_ok()).try_select() == Ok(true)
+/// }
+/// let (unbounded, _rx1) = mpsc::channel();
+/// let (full, _rx2) = mpsc::sync_channel(0); // nobody receiving: not ready
+/// assert!(offer(&unbounded));
+/// assert!(!offer(&full));
+/// ```
+pub trait SendEnd<T>: sealed::Sealed<T> {}
+
+pub(crate) mod sealed {
+    /// What [`SendEnd`](super::SendEnd) needs, out of users' reach.
+    pub trait Sealed<T> {
+        /// The channel the end sends on.
+        fn end_channel(&self) -> &super::Channel<T>;
+    }
+}
+
+impl<T> SendEnd<T> for Sender<T> {}
+impl<T> SendEnd<T> for SyncSender<T> {}
+
+impl<T> sealed::Sealed<T> for Sender<T> {
+    fn end_channel(&self) -> &Channel<T> {
+        self.channel()
+    }
+}
+
+impl<T> sealed::Sealed<T> for SyncSender<T> {
+    fn end_channel(&self) -> &Channel<T> {
+        self.channel()
+    }
+}
+
 impl<T> Clone for Sender<T> {
     fn clone(&self) -> Sender<T> {
         Sender {
