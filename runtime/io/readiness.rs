@@ -29,9 +29,10 @@
 //! peer's FIN, `read` returns 0 at once, forever.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
-use crate::sync::waitlist::WaitList;
+use crate::sync::waitlist::{Node, WaitList};
 
 /// Readiness bits in the low byte of the word.
 pub(crate) const READABLE: usize = 1 << 0;
@@ -143,7 +144,7 @@ impl ScheduledIo {
             });
     }
 
-    fn is_ready(&self, direction: Direction) -> bool {
+    pub(crate) fn is_ready(&self, direction: Direction) -> bool {
         self.readiness.load(Ordering::Acquire) & direction.ready_mask() != 0
     }
 
@@ -170,6 +171,22 @@ impl ScheduledIo {
             WaitList::push(&mut queue)
         };
         list.wait(&node, deadline)
+    }
+
+    /// Queues the caller to be woken by `direction`'s next event, unless
+    /// that direction is ready now (then `None`): a select's readiness arm,
+    /// which parks on its own and takes the node out with
+    /// [`ScheduledIo::unqueue`]. The same check under the lock as `wait`.
+    pub(crate) fn queue(&self, direction: Direction) -> Option<Arc<Node>> {
+        let mut queue = self.list(direction).lock();
+        (!self.is_ready(direction)).then(|| WaitList::push(&mut queue))
+    }
+
+    /// Takes out a node [`ScheduledIo::queue`] queued, if the reactor has
+    /// not popped it (an event's wake-up is for every waiter of the
+    /// direction: none is owed to anyone else).
+    pub(crate) fn unqueue(&self, direction: Direction, node: &Arc<Node>) {
+        self.list(direction).remove(node);
     }
 
     /// Parties queued in either direction.

@@ -31,11 +31,38 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::reactor::Registration;
-use super::readiness::Direction;
+use super::readiness::{Direction, ScheduledIo};
 use crate::lock::MutexExt;
 
 /// "No timeout" in the timeout fields.
 const NO_TIMEOUT: u64 = 0;
+
+/// What a select's readiness arm (`sync/select/readiness.rs`) needs of a
+/// socket, whatever its mio type. Public in name only (this module is the
+/// crate's), so that the sealed `net::Selectable` can hand it out.
+pub trait Watched {
+    /// The socket's readiness as the calling fiber's reactor sees it,
+    /// registering the socket there if this is its first wait; `None` on
+    /// a plain thread or in a fiber of another runtime (see
+    /// [`Socket::registration_here`]).
+    fn watch(&self) -> io::Result<Option<Watch<'_>>>;
+}
+
+/// A registered socket's readiness and descriptor, from [`Watched`].
+pub struct Watch<'a> {
+    pub(crate) io: &'a ScheduledIo,
+    pub(crate) fd: RawFd,
+}
+
+impl<S: AsRawFd> Watched for Socket<S> {
+    fn watch(&self) -> io::Result<Option<Watch<'_>>> {
+        let registration = self.registration_here()?;
+        Ok(registration.map(|registration| Watch {
+            io: &registration.io,
+            fd: self.raw_fd(),
+        }))
+    }
+}
 
 /// A non-blocking socket `S` (a mio socket) and its reactor registration.
 pub(crate) struct Socket<S: AsRawFd> {

@@ -46,6 +46,26 @@ pub(crate) fn wait_fd(fd: RawFd, write: bool, deadline: Option<Instant>) -> io::
     }
 }
 
+/// Whether `fd` is readable (`write == false`) or writable (or has an
+/// error or hang-up) right now: a poll that does not wait. A select's
+/// readiness arm asks it to prove remembered readiness still true.
+pub(crate) fn is_ready_now(fd: RawFd, write: bool) -> io::Result<bool> {
+    let events = if write {
+        PollFlags::POLLOUT
+    } else {
+        PollFlags::POLLIN
+    };
+    // SAFETY: as in `wait_fd`.
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    loop {
+        match nix::poll::poll(&mut [PollFd::new(fd, events)], PollTimeout::ZERO) {
+            Err(Errno::EINTR) => {}
+            Err(errno) => return Err(errno.into()),
+            Ok(ready) => return Ok(ready > 0),
+        }
+    }
+}
+
 /// Whether an `accept` failed for want of descriptors or kernel memory
 /// (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`): conditions that pass when
 /// other descriptors close, so the caller should back off and retry.

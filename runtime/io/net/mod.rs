@@ -150,6 +150,31 @@ impl AcceptBackoff {
     }
 }
 
+/// A socket whose readiness a [`Select`](crate::sync::Select) can wait
+/// on, with [`Select::readable`](crate::sync::Select::readable) and
+/// [`Select::writable`](crate::sync::Select::writable): every socket type
+/// of this module, listeners included. Sealed: only they implement it.
+///
+/// ```
+/// use spindle::net::{Selectable, TcpListener, UdpSocket};
+///
+/// fn watchable(_: &impl Selectable) {}
+/// let rt = spindle::Runtime::new().unwrap();
+/// rt.block_on(|| {
+///     watchable(&TcpListener::bind("127.0.0.1:0").unwrap());
+///     watchable(&UdpSocket::bind("127.0.0.1:0").unwrap());
+/// });
+/// ```
+pub trait Selectable: sealed::Sealed {}
+
+pub(crate) mod sealed {
+    /// What [`Selectable`](super::Selectable) needs, out of users' reach.
+    pub trait Sealed {
+        /// The socket underneath, type-erased.
+        fn watched(&self) -> &dyn crate::io::socket::Watched;
+    }
+}
+
 /// The methods every socket type shares, listeners included, written
 /// once: `take_error`, `try_clone`, conversion from and to std, and the
 /// descriptor traits. `$type` is the spindle type, with a field `socket:
@@ -200,6 +225,14 @@ macro_rules! common_socket_methods {
             /// Takes the socket's pending error (`SO_ERROR`), if any.
             pub fn take_error(&self) -> std::io::Result<Option<std::io::Error>> {
                 self.socket.source.take_error()
+            }
+        }
+
+        impl crate::io::net::Selectable for $type {}
+
+        impl crate::io::net::sealed::Sealed for $type {
+            fn watched(&self) -> &dyn crate::io::socket::Watched {
+                &*self.socket
             }
         }
 

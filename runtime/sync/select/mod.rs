@@ -24,8 +24,9 @@
 //!    instant.
 //! 3. **Register**, still under the locks: a channel arm queues an entry
 //!    for the select's one node (`mpsc/waiting.rs`), with its message slot
-//!    in its boxed arm; a *signal* arm (a join, a timer, a readiness arm)
-//!    arranges for its event to wake the select's waiter. Then unlock.
+//!    in its boxed arm. Then unlock, and register the *signal* arms (a
+//!    join, a timer, a readiness arm, `readiness.rs`): each arranges for
+//!    its event to wake the select's waiter.
 //! 4. **Park** until a party on some arm's channel resolves the node: it
 //!    claims the node first (so exactly one arm completes) and then moves
 //!    the message, as it would for a plain waiter. Or until a signal arm's
@@ -87,6 +88,7 @@ use super::waitlist::{Node, WaitList};
 use crate::JoinHandle;
 
 mod arms;
+mod readiness;
 
 /// A set of operations to wait on; the first to complete wins.
 ///
@@ -94,8 +96,9 @@ mod arms;
 /// result: [`recv`](Select::recv), [`send`](Select::send) and
 /// [`send_with`](Select::send_with) on channels (a [`Sender`] or a
 /// [`SyncSender`]), [`join`](Select::join) on a fiber,
-/// [`timeout`](Select::timeout) and [`deadline`](Select::deadline). Then
-/// run it with [`wait`](Select::wait),
+/// [`timeout`](Select::timeout) and [`deadline`](Select::deadline), and
+/// [`readable`](Select::readable) and [`writable`](Select::writable) on a
+/// socket. Then run it with [`wait`](Select::wait),
 /// [`wait_timeout`](Select::wait_timeout) or
 /// [`try_select`](Select::try_select) (the non-blocking form), as often as
 /// you like: a select is reusable. When several arms are ready, one is
@@ -561,13 +564,17 @@ impl<'a, R> Select<'a, R> {
             scratch.wakes.is_empty(),
             "nothing completed, yet parties to wake"
         );
-        // 3. Register, under the same locks.
+        // 3. Register: the channel arms under the same locks, then the
+        // signal arms, unlocked (a readiness arm takes its socket's lock).
         for &index in &scratch.order {
-            // SAFETY: we hold the arm's lock, and it would wait (it was
-            // polled under the same locks); `Registered` keeps the arms in
-            // place and touches them only through `&` until every one is
-            // deregistered.
-            unsafe { arms[index as usize].register(&node, index) };
+            let arm = &arms[index as usize];
+            if arm.lock().is_some() {
+                // SAFETY: we hold the arm's lock, and it would wait (it was
+                // polled under the same locks); `Registered` keeps the arms
+                // in place and touches them only through `&` until every
+                // one is deregistered.
+                unsafe { arm.register(&node, index) };
+            }
         }
         // SAFETY: as above.
         unsafe { scratch.unlock_all() };
@@ -583,6 +590,14 @@ impl<'a, R> Select<'a, R> {
             node: Some(node),
             done: false,
         };
+        for &index in registered.order {
+            let arm = &registered.arms[index as usize];
+            if arm.lock().is_none() {
+                // SAFETY: a signal arm holds no lock, and would wait (it
+                // was polled); `Registered` deregisters it.
+                unsafe { arm.register(registered.node(), index) };
+            }
+        }
         // 4. Park.
         let ending = registered.park(deadline, park_deadline);
         // 5. Deregister, and finish the arm chosen.
