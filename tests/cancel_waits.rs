@@ -185,7 +185,7 @@ fn granted_semaphore_permits_go_back() {
         let first = spawn_parked(&drops, move || s.acquire_many(2).forget());
         let s = semaphore.clone();
         let second = spawn_parked(&drops, move || s.acquire_many(2).forget());
-        semaphore.add_permits(2); // granted to the first
+        semaphore.release(2); // granted to the first
         first.cancel();
         assert_cancelled(first);
         second.join().unwrap();
