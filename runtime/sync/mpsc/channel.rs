@@ -36,7 +36,9 @@
 //! receiver, or back at the head of the buffer if there is room; only a
 //! rendezvous or full channel with nobody waiting drops it (its sender
 //! was already told it was received, and there is nowhere to keep it
-//! within the capacity). A sender unwound before its message was taken
+//! within the capacity), and one put back after the last sender went may
+//! find the other receivers already told of the disconnection
+//! (`Channel::put_back`). A sender unwound before its message was taken
 //! has not sent it (the message is dropped with it); one unwound after has
 //! sent it. A select's entries are resolved by whichever of its arms is
 //! claimed first (`waiting.rs`, "Claims").
@@ -214,6 +216,14 @@ impl<T> Channel<T> {
     /// full channel with no receiver waiting there is nowhere to keep it
     /// without breaking the capacity, and its sender has been told it was
     /// received.
+    ///
+    /// One race is left: if the last sender went while the message was in
+    /// the unwound receiver's hands, the receivers waiting then were told
+    /// the channel is disconnected (the buffer was empty), so a message put
+    /// back into the buffer is found only by a receive made later, and is
+    /// dropped with the channel if none is. Rejected for now: counting the
+    /// messages in receivers' hands, and holding the disconnection back
+    /// while any are, which costs every hand-off two more atomic updates.
     pub(crate) fn put_back(&self, value: T) {
         let mut state = self.lock();
         if state.receivers == 0 {

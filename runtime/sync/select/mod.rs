@@ -52,8 +52,10 @@
 //! waiting receiver, or put back at the head of the channel's buffer if
 //! there is room, and dropped only if neither can take it (a rendezvous
 //! or full channel with nobody waiting: its sender has already been told
-//! it was received). A send arm unwound after a receiver took its value
-//! has sent it.
+//! it was received), as for a plain receiver (`mpsc/channel.rs`,
+//! `Channel::put_back`, which also names the race left at the end of a
+//! stream). A send arm unwound after a receiver took its value has sent
+//! it; one unwound before keeps it, as when no arm was chosen.
 //!
 //! A select holds its channels' locks while it polls and registers, which
 //! is a few pushes and pops per arm; the locks never wait on anything but
