@@ -10,18 +10,21 @@
 //!   `Add`/`Done`/`Wait`, reusable;
 //! - [`OnceCell`]: initialised once, other callers park meanwhile;
 //! - [`mpsc`]: `channel`, `sync_channel` (bounded and rendezvous),
-//!   multi-consumer, with std's errors; [`oneshot`]; [`Select`] over several
-//!   receive and send operations with a timeout or a non-blocking form;
+//!   multi-consumer, with std's errors; [`oneshot`]; [`Select`], the first
+//!   of several receives, sends, fibers finishing, timeouts and socket
+//!   readiness, reusable in a loop;
 //! - [`FiberLocalKey`] and `spindle::fiber_local!`: per-fiber values, the
 //!   replacement for `thread_local!` references held across a park.
 //!
-//! All of them are built on one idea, `Waiter` in `fiber/waiter.rs`: a waiter is either a
-//! fiber or a thread, and waking it is `Fiber::unpark` or `Thread::unpark`.
-//! `waitlist.rs` queues waiters for the Mutex and the Condvar (and I/O
-//! readiness); the channels queue theirs under their own state lock, a
-//! spin lock (`spin_lock.rs`), and hand messages to them directly
-//! (`mpsc/waiting.rs`). `wait_group.rs` and the Latch's timed waits queue on a wait list too. `grant.rs` is a queue that grants ownership in FIFO
-//! order for the RwLock, Semaphore, Barrier and OnceCell. `spin.rs` and
+//! All of them are built on one idea, `Waiter` in `fiber/waiter.rs`: a
+//! waiter is either a fiber or a thread, and waking it is `Fiber::unpark`
+//! or `Thread::unpark`. `waitlist.rs` queues waiters for the Mutex, the
+//! Condvar, the WaitGroup and the Latch's timed waits (and I/O readiness);
+//! the channels queue theirs under their own state lock, a spin lock
+//! (`spin_lock.rs`), and hand messages to them directly
+//! (`mpsc/waiting.rs`); a select queues one node on all of its channels
+//! (`select/`). `grant.rs` is a queue that grants ownership in FIFO order
+//! for the RwLock, Semaphore, Barrier and OnceCell. `spin.rs` and
 //! `poison.rs` are what the Mutex and the RwLock share: the short spin
 //! before they queue, and std's poisoning.
 //!
