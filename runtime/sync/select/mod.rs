@@ -35,7 +35,8 @@
 //!    signal arm, or the timeout, is the outcome.
 //! 5. **Deregister** every arm (a channel arm takes its lock in turn,
 //!    which also waits out a claim in progress), and finish the arm
-//!    chosen.
+//!    chosen. Steps 4 and 5, and the drop guard below, are
+//!    `registered.rs`.
 //!
 //! A resolution is a completed operation, never a hint to try again, so a
 //! woken select never finds its message gone and nothing needs passing
@@ -80,17 +81,18 @@
 use std::cell::Cell;
 use std::error::Error;
 use std::fmt;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use self::arms::{Arm, JoinArm, RecvArm, SendArm, Start, TimerArm, When};
-use super::mpsc::{Receiver, RecvError, Resolution, Resolved, SendEnd, SendError};
+use self::registered::Registered;
+use super::mpsc::{Receiver, RecvError, Resolution, SendEnd, SendError};
 use super::spin_lock::RawSpinLock;
 use super::waitlist::{Node, WaitList};
 use crate::JoinHandle;
 
 mod arms;
 mod readiness;
+mod registered;
 
 /// A set of operations to wait on; the first to complete wins.
 ///
@@ -217,18 +219,6 @@ enum Ran<R> {
     NotReady,
     /// No arm took part: nothing could ever be ready.
     NoArms,
-}
-
-/// How step 4 ended.
-#[derive(Clone, Copy)]
-enum Ending {
-    /// A party claimed the node; its resolution is final once step 5 has
-    /// taken every lock.
-    Resolved,
-    /// This signal arm's event came, and the select withdrew its node.
-    Signalled(u32),
-    /// The deadline passed, and the select withdrew its node.
-    TimedOut,
 }
 
 impl<'a, R> Select<'a, R> {
@@ -580,29 +570,9 @@ impl<'a, R> Select<'a, R> {
         }
         // SAFETY: as above.
         unsafe { scratch.unlock_all() };
-        let park_deadline = scratch
-            .order
-            .iter()
-            .filter_map(|&index| arms[index as usize].deadline())
-            .chain(deadline)
-            .min();
-        let registered = Registered {
-            arms,
-            order: &scratch.order,
-            node: Some(node),
-            done: false,
-        };
-        for &index in registered.order {
-            let arm = &registered.arms[index as usize];
-            if arm.lock().is_none() {
-                // SAFETY: a signal arm holds no lock, and would wait (it
-                // was polled); `Registered` deregisters it.
-                unsafe { arm.register(registered.node(), index) };
-            }
-        }
-        // 4. Park.
-        let ending = registered.park(deadline, park_deadline);
-        // 5. Deregister, and finish the arm chosen.
+        let registered = Registered::new(arms, &scratch.order, node);
+        // 4. Park, and 5. deregister, and finish the arm chosen.
+        let ending = registered.park(deadline);
         match registered.deregister(ending) {
             Some(index) => Ran::Chosen(arms[index as usize].finish()),
             None => Ran::NotReady,
@@ -638,111 +608,6 @@ impl<'a> Scratch<'a> {
             // SAFETY: the caller's promise.
             unsafe { lock.unlock() };
         }
-    }
-}
-
-/// A select's arms while they are registered, and its node. Dropped before
-/// `deregister` (the select was unwound while parked), it withdraws,
-/// deregisters, and salvages what an arm resolved meanwhile was handed.
-struct Registered<'s, 'a, R> {
-    /// Touched only through `&` until every arm is deregistered.
-    arms: &'s mut Vec<Box<dyn Arm<'a, R> + 'a>>,
-    /// The arms registered (all that take part in this wait).
-    order: &'s [u32],
-    /// Taken (to be kept for the next wait) when this is dropped.
-    node: Option<Arc<Node>>,
-    /// Set once every arm is deregistered.
-    done: bool,
-}
-
-impl<R> Registered<'_, '_, R> {
-    fn node(&self) -> &Arc<Node> {
-        self.node.as_ref().expect("the node is taken only on drop")
-    }
-
-    /// Step 4: parks until a party resolves the node, a signal arm's event
-    /// comes, or `deadline` passes (`park_deadline` is the earliest of it
-    /// and the timer arms').
-    fn park(&self, deadline: Option<Instant>, park_deadline: Option<Instant>) -> Ending {
-        let mut expired = false;
-        loop {
-            let node = self.node();
-            if node.resolution().is_some() {
-                return Ending::Resolved;
-            }
-            let signalled = self
-                .order
-                .iter()
-                .copied()
-                .find(|&index| self.arms[index as usize].signalled());
-            let passed = || expired && deadline.is_some_and(|deadline| Instant::now() >= deadline);
-            let ending = match signalled {
-                Some(index) => Ending::Signalled(index),
-                None if passed() => Ending::TimedOut,
-                None => {
-                    expired = !crate::time::park_until(park_deadline);
-                    continue;
-                }
-            };
-            // Ours unless a party claimed the node first; then its
-            // resolution is final once step 5 has taken its lock.
-            return if node.try_withdraw() {
-                ending
-            } else {
-                Ending::Resolved
-            };
-        }
-    }
-
-    /// Step 5: deregisters every arm; the index of the arm chosen, if any
-    /// (a resolved arm settled, its outcome taken from its slot).
-    fn deregister(mut self, ending: Ending) -> Option<u32> {
-        let chosen = self.deregister_arms(ending);
-        self.done = true;
-        chosen
-    }
-
-    fn deregister_arms(&mut self, ending: Ending) -> Option<u32> {
-        let node = self.node.as_ref().expect("the node is taken only on drop");
-        for &index in self.order {
-            self.arms[index as usize].deregister(node, index);
-        }
-        match ending {
-            Ending::Signalled(index) => Some(index),
-            Ending::TimedOut => None,
-            Ending::Resolved => {
-                // A claimant resolves under the lock of the channel it
-                // claimed on, which deregistering has taken since.
-                let code = node
-                    .resolution()
-                    .expect("a claimed select is resolved under a lock it has since taken");
-                node.wait_released();
-                let resolved = Resolved::from_code(code);
-                // SAFETY: the node was resolved for this arm (the code says
-                // which), and every entry is deregistered.
-                unsafe { self.arms[resolved.arm as usize].settle(resolved.closed) };
-                Some(resolved.arm)
-            }
-        }
-    }
-}
-
-impl<R> Drop for Registered<'_, '_, R> {
-    fn drop(&mut self) {
-        if !self.done {
-            let withdrawn = self.node().try_withdraw();
-            let ending = if withdrawn {
-                Ending::TimedOut
-            } else {
-                Ending::Resolved
-            };
-            if let Some(index) = self.deregister_arms(ending) {
-                self.arms[index as usize].salvage();
-            }
-        }
-        let node = self.node.take().expect("the node is taken only on drop");
-        // Kept for the next wait, unless a resolver still holds it.
-        WaitList::recycle(node);
     }
 }
 
