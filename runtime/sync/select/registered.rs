@@ -69,13 +69,14 @@ impl<'s, 'a, R> Registered<'s, 'a, R> {
     /// comes, or `deadline` passes; with a timeout, until the earliest of
     /// that and the timer arms' deadlines.
     pub(super) fn park(&self, deadline: Option<Instant>) -> Ending {
-        let park_deadline = self
+        // The earliest timer arm; the park's deadline is its or the
+        // select's own, whichever comes first.
+        let timer = self
             .order
             .iter()
-            .filter_map(|&index| self.arms[index as usize].deadline())
-            .chain(deadline)
+            .filter_map(|&index| Some((self.arms[index as usize].deadline()?, index)))
             .min();
-        let mut expired = false;
+        let park_deadline = timer.map(|(at, _)| at).into_iter().chain(deadline).min();
         loop {
             let node = self.node();
             if node.resolution().is_some() {
@@ -86,14 +87,19 @@ impl<'s, 'a, R> Registered<'s, 'a, R> {
                 .iter()
                 .copied()
                 .find(|&index| self.arms[index as usize].signalled());
-            let passed = || expired && deadline.is_some_and(|deadline| Instant::now() >= deadline);
             let ending = match signalled {
                 Some(index) => Ending::Signalled(index),
-                None if passed() => Ending::TimedOut,
-                None => {
-                    expired = !crate::time::park_until(park_deadline);
-                    continue;
-                }
+                None if crate::time::park_until(park_deadline) => continue,
+                // The park's deadline came: the timer arm's, or the
+                // select's own. (Where no timer can run, in a destructor
+                // at shutdown, a park with a deadline returns false at
+                // once, and that too is taken as the deadline.)
+                None => match timer {
+                    Some((at, index)) if deadline.is_none_or(|own| at <= own) => {
+                        Ending::Signalled(index)
+                    }
+                    _ => Ending::TimedOut,
+                },
             };
             // Ours unless a party claimed the node first; then its
             // resolution is final once step 5 has taken its lock.
