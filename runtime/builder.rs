@@ -268,9 +268,11 @@ impl Builder {
     /// rt.block_on(|| {
     ///     let waiting = spindle::spawn(|| ()); // queued behind the spinner
     ///     // Computes without yielding (as a raw blocking call would hold
-    ///     // the worker too).
-    ///     let start = std::time::Instant::now();
-    ///     while start.elapsed() < std::time::Duration::from_millis(50) {}
+    ///     // the worker too) until the queued fiber has run: with the one
+    ///     // worker held, only a hand-off to a spare worker can run it.
+    ///     while !waiting.is_finished() {
+    ///         std::hint::spin_loop();
+    ///     }
     ///     waiting.join().unwrap();
     /// });
     /// // The report comes as the fiber hands its worker back, a moment
