@@ -124,8 +124,10 @@ impl<T: 'static> JoinHandle<T> {
     /// use std::time::Duration;
     /// let rt = spindle::Runtime::new().unwrap();
     /// rt.block_on(|| {
-    ///     let slow = spindle::spawn(|| spindle::time::sleep(Duration::from_millis(50)));
-    ///     let slow = slow.join_timeout(Duration::from_millis(1)).unwrap_err(); // still running
+    ///     let (release, released) = spindle::sync::mpsc::channel::<()>();
+    ///     let slow = spindle::spawn(move || released.recv().unwrap());
+    ///     let slow = slow.join_timeout(Duration::from_millis(1)).unwrap_err(); // still waiting
+    ///     release.send(()).unwrap();
     ///     assert!(slow.join_timeout(Duration::from_secs(60)).unwrap().is_ok());
     /// });
     /// ```
