@@ -500,3 +500,29 @@ fn run_batch(
     // Also drops the peers' handles, which the fibers' records wait for.
     drop(peers);
 }
+
+/// With the `interpose` feature a fiber in a hooked C library call (here
+/// std's `sleep`, which parks) is cancelled too: the call returns early
+/// (a call with an error code reports `ECANCELED`), and the unwind comes
+/// at the fiber's next wait in Rust code.
+#[cfg(feature = "interpose")]
+#[test]
+fn a_hooked_c_call_returns_early_and_the_next_wait_unwinds() {
+    within(LIMIT, || {
+        let rt = spindle::Runtime::new().unwrap();
+        let returned = Arc::new(AtomicBool::new(false));
+        rt.block_on(|| {
+            let r = returned.clone();
+            let fiber = spindle::spawn(move || {
+                std::thread::sleep(Duration::from_secs(600));
+                r.store(true, SeqCst);
+                assert!(spindle::is_cancelled());
+                spindle::time::sleep(Duration::from_secs(600));
+            });
+            wait_parked(&fiber);
+            fiber.cancel();
+            assert!(cancelled(fiber.join()));
+        });
+        assert!(returned.load(SeqCst), "std's sleep returned early");
+    });
+}
