@@ -440,7 +440,8 @@ fn fiber_main(fiber: *const FiberInner, yielder: &FiberYielder, first: Resume) {
     let start = if first == Resume::Cancel || fiber.cancel_requested.load(Ordering::Relaxed) {
         // Started only to drop its closure (shutdown, or cancelled before
         // it ran): a wait in that drop is a wait during a cancellation
-        // (`cancel.rs`).
+        // (`cancel.rs`), in which `is_cancelled` is true.
+        fiber.cancel_requested.store(true, Ordering::Relaxed);
         fiber.cancelling.set(true);
         Start::Cancelled
     } else {
