@@ -507,9 +507,12 @@ fn suspend(fiber: *const FiberInner, reason: Suspend) {
         // SAFETY: as above; still this fiber, still its yielder.
         resume = unsafe { context::suspend((*fiber).yielder.get(), reason) };
     }
-    // SAFETY: the fiber's own code owns `cancelling` and `shield_depth`;
-    // re-read through a fresh pointer since we may be on another thread now.
-    let fiber = unsafe { &*current_ptr() };
+    // SAFETY: `fiber` still names the running fiber: it may be on another
+    // thread now, but its `FiberInner` has not moved, and its scheduling
+    // reference keeps it alive. Its own code (this) owns `cancelling` and
+    // `shield_depth`. (No second look at the thread-local: a call per
+    // switch.)
+    let fiber = unsafe { &*fiber };
     if resume == Resume::Cancel {
         cancel::on_shutdown_cancel(fiber);
     } else {
