@@ -23,6 +23,10 @@
 //! [`join`](JoinHandle::join) returns the fiber's value or its panic;
 //! [`park`], [`Fiber::unpark`], [`yield_now`] and [`current`] behave like
 //! their `std::thread` namesakes, and work from plain threads too.
+//! Unlike a thread, a fiber can be cancelled: [`JoinHandle::cancel`]
+//! unwinds it from the wait it is parked in (or its next), running its
+//! destructors; [`shield`] and [`is_cancelled`] let it protect a critical
+//! section and notice.
 //!
 //! # Fibers move between threads
 //! A fiber that parks or yields may resume on a different worker thread
@@ -92,7 +96,9 @@ pub use builder::{Builder, DEFAULT_SHUTDOWN_GRACE, DEFAULT_STACK_SIZE};
 pub use fiber::join::{JoinError, JoinHandle};
 pub use fiber::spawn::{spawn, try_spawn, LimitKind, SpawnError};
 pub use fiber::stack::StackStats;
-pub use fiber::{current, park, try_current, yield_now, Fiber, FiberDump, FiberId};
+pub use fiber::{
+    current, is_cancelled, park, shield, try_current, yield_now, Fiber, FiberDump, FiberId,
+};
 #[doc(inline)]
 pub use io::net;
 pub use metrics::{IoMetrics, Metrics, WorkerMetrics};
