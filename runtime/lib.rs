@@ -67,6 +67,7 @@
 
 mod blocking;
 mod builder;
+mod default_runtime;
 pub mod fiber;
 pub mod io;
 mod lock;
@@ -85,10 +86,12 @@ pub mod process;
 pub mod shard;
 pub mod signal;
 pub mod sync;
+pub mod test;
 pub mod time;
 
 pub use blocking::blocking;
 pub use builder::{Builder, DEFAULT_SHUTDOWN_GRACE, DEFAULT_STACK_SIZE};
+pub use default_runtime::{default_runtime, run};
 pub use fiber::join::{JoinError, JoinHandle};
 pub use fiber::spawn::{spawn, try_spawn, LimitKind, SpawnError};
 pub use fiber::stack::StackStats;
