@@ -95,7 +95,9 @@ pub use default_runtime::{default_runtime, run};
 pub use fiber::join::{JoinError, JoinHandle};
 pub use fiber::spawn::{spawn, try_spawn, LimitKind, SpawnError};
 pub use fiber::stack::StackStats;
-pub use fiber::{current, park, try_current, yield_now, Fiber, FiberDump, FiberId};
+pub use fiber::{
+    current, is_cancelled, park, shield, try_current, yield_now, Fiber, FiberDump, FiberId,
+};
 #[doc(inline)]
 pub use io::net;
 pub use metrics::{IoMetrics, Metrics, WorkerMetrics};

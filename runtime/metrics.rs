@@ -106,6 +106,13 @@ pub struct Metrics {
     /// the error, and they are reported on stderr. Spawns are refused
     /// instead (`SpawnError::OutOfStacks`) while no stack is free.
     pub fibers_without_stack: u64,
+    /// Fibers whose cancellation (`JoinHandle::cancel`) found too little
+    /// stack left to unwind at their park point, frozen instead: never
+    /// resumed, their stacks (counted in `stacks.in_use`) and what is on
+    /// them kept for good; each one's joiner sees it cancelled, and each
+    /// is reported on stderr. Shutdown's frozen fibers are listed in
+    /// `ShutdownReport::frozen` instead.
+    pub frozen_fibers: u64,
     /// The stack pool.
     pub stacks: StackStats,
     /// Memory mappings the whole process holds now (`/proc/self/maps`).

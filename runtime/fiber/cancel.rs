@@ -1,18 +1,92 @@
 //! Cancelling one fiber: unwinding its stack so its destructors run, and
 //! freezing it instead where an unwind cannot be made safely.
 //!
-//! # Cancelling
+//! Two things cancel a fiber: a request ([`request_cancel`], which
+//! `JoinHandle::cancel` calls), taken at the fiber's next cancellation
+//! point on whatever worker runs it; and shutdown, which resumes every
+//! fiber left with `Resume::Cancel` on a thread of its own. Both raise the
+//! same unwind, with the same freeze where it cannot be made.
+//!
+//! # The unwind
+//! The cancellation unwind is a `Cancelled` payload raised through
+//! `resume_unwind` ([`raise`]), so no panic hook runs; it is caught at the
+//! fiber's root, where it becomes `JoinError::is_cancelled`. Once it is
+//! raised (`FiberInner::cancelling`), the fiber is an ordinary fiber again
+//! to whoever runs it: a destructor that parks really parks, and is
+//! resumed once it is unparked; no wait raises a second unwind. Code that
+//! catches the unwind (`catch_unwind`) and carries on has opted out; its
+//! waits do not raise again, except where the runtime itself caught it
+//! to keep it out of a frame that cannot unwind (a hooked C library
+//! call, [`caught`]), which re-arms it.
+//!
+//! # The request
+//! `FiberInner::cancel_requested` is set once, by any thread, and never
+//! cleared while the fiber lives; the request then unparks the fiber
+//! (an ordinary `unpark`): a parked fiber is scheduled, one running or
+//! queued gets the unpark token, so its next park returns at once. The
+//! fiber looks at the flag at its **cancellation points**: on its way into
+//! every park (`CurrentFiber::take_token`, before the token), when a park
+//! returns (`fiber::suspend`), and at every `yield_now`. So a request is
+//! never lost: one that lands on a RUNNING fiber takes effect at its next
+//! wait; one that races a park either is seen on the way in, or its unpark
+//! finds the fiber still RUNNING (the park's `finish_park` then fails and
+//! the fiber runs on, to the check after the park) or PARKED (it is
+//! scheduled, and checks when resumed).
+//!
+//! The flag is read and written Relaxed: it carries no data, and whenever
+//! the fiber must see it, the unpark that follows the store has published
+//! it already (the unpark's AcqRel on the state word pairs with the
+//! Acquire by which the fiber's next runner takes it: `begin_run`, or
+//! `finish_park`'s failure; a token taken by `take_token` is an Acquire
+//! too). A look that misses it only delays the unwind to the next point.
+//!
+//! A fiber that has not started when its request lands never runs its
+//! closure: `fiber_main` finds the flag at its start and only drops the
+//! closure, on the fiber's stack, as shutdown does with a fiber that
+//! never ran. (Rejected: running it to its first wait, which runs user
+//! code that the canceller asked not to run.)
+//!
+//! Why yields too: a computation that yields now and then, to be fair to
+//! the others, can be cancelled without polling [`is_cancelled`], as in
+//! Kotlin, where `yield()` checks for cancellation; and the runtime
+//! itself never yields where an unwind would break an invariant.
+//! Rejected: yields that are not cancellation points, which would leave
+//! such a fiber running for good.
+//!
+//! [`is_cancelled`] is true from the request (or shutdown's `Resume::Cancel`)
+//! on, including inside the unwind's destructors: a destructor can tell a
+//! wait that will not finish from one that is only slow.
+//!
+//! # Shields
+//! [`shield`] counts its nesting in `FiberInner::shield_depth` (the
+//! fiber's own code touches it; a guard lifts it on the way out, by a
+//! return or a panic). Inside a shield a cancellation point is an
+//! ordinary wait; the request stays, and takes effect at the first
+//! cancellation point after the outermost shield. A shielded fiber that
+//! shutdown resumes with `Resume::Cancel` records the request and returns
+//! from its wait (a spurious wake-up to the wait's loop); the shutdown
+//! pass then runs it as it runs a destructor, within the grace period.
+//!
+//! # What the waits do about it
+//! Any wait built on `park` is a cancellation point, so every wait in the
+//! crate must be safe to unwind from: it removes what it registered (a
+//! wait-list node, a timer, a reactor interest, a join's waiter) and
+//! passes on what it was handed and will not use, so that no other party
+//! loses a wake-up: a wait list's waiter unwound after a notification
+//! wakes the next waiter (`sync/waitlist.rs`); a Mutex waiter handed the
+//! lock releases it to the next (`sync/mutex.rs`); a grant's waiter gives
+//! back what it was granted (`sync/grant.rs`: semaphore permits, read and
+//! write locks); a joiner takes its waiter back (`fiber/join.rs`).
+//! `blocking` catches the unwind, waits for its closure to finish (which
+//! may borrow the fiber's stack), then resumes it.
+//!
+//! # Cancelling at shutdown
 //! [`cancel_slice`] runs one slice of a fiber that is being cancelled, on
 //! the calling thread. The first time, it resumes the fiber with
 //! `Resume::Cancel`: the fiber's suspended `park` (or `yield_now`) raises
-//! the cancellation unwind, a `Cancelled` payload through
-//! `resume_unwind`, so no panic hook runs, caught at the fiber's root,
-//! where it becomes `JoinError::is_cancelled`. A fiber that never started
-//! is started with `Resume::Cancel`: its closure is dropped on its own
-//! stack. Once the unwind is raised (`FiberInner::cancelling`), the fiber
-//! is an ordinary fiber again to whoever runs it: a destructor that parks
-//! really parks, and its runner resumes it with `Resume::Run` once it is
-//! unparked. Only timed waits differ: where no timer can run (the shutdown
+//! the unwind. A fiber that never started is started with
+//! `Resume::Cancel`: its closure is dropped on its own stack. Only timed
+//! waits differ from a worker's: where no timer can run (the shutdown
 //! pass), they time out at once (`time/timer.rs`).
 //!
 //! The scheduling of cancelled fibers (when to run them, how long to wait
@@ -38,7 +112,12 @@
 //!   not have the stack for.
 //!
 //! In both cases the fiber *freezes*: it suspends with `Suspend::Freeze`
-//! and is never resumed. Its runner hands it to [`freeze`], which completes
+//! and is never resumed. (A worker cancels only through requests, and
+//! only the first case happens there: on a worker, as in any Rust
+//! unwind, a destructor that panics during the unwind aborts. A worker
+//! hands the frozen fiber to [`freeze_on_worker`], which reports it on
+//! stderr and counts it in `Metrics::frozen_fibers`.) Its runner hands it
+//! to [`freeze`], which completes
 //! its joiner (`JoinError::is_cancelled`), marks it DONE, and leaks it: the
 //! coroutine is never dropped (corosensei would force-unwind it), its stack
 //! never goes back to the pool, and the `FiberInner` is never freed, which
@@ -64,13 +143,190 @@
 
 use std::cell::Cell;
 use std::panic::{Location, PanicHookInfo};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::context::{self, Resume, Suspend};
 use super::join::{Cancelled, JoinError};
 use super::stack::StackCache;
-use super::{current_ptr, slice, FiberId, FiberInner, CURRENT};
+use super::state::Unparked;
+use super::{current_ptr, slice, CurrentFiber, FiberId, FiberInner, CURRENT};
+use crate::scheduler::Shared;
 use crate::sys::panic::Hook;
+
+/// Requests cancellation of `fiber` (`JoinHandle::cancel`, and the
+/// runtime's own users: a scope cancelling its fibers): sets its request
+/// and unparks it, so that a parked fiber wakes to unwind and a running
+/// one unwinds at its next cancellation point (module docs, "The
+/// request"). A no-op on a fiber already requested or finished. Any
+/// thread.
+pub(crate) fn request_cancel(fiber: &Arc<FiberInner>) {
+    // Relaxed (module docs, "The request"): the unpark below publishes it.
+    if fiber.completion.is_done() || fiber.cancel_requested.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    if fiber.state.unpark() == Unparked::MustSchedule {
+        // ("Ownership" on FiberInner.)
+        // SAFETY: we won PARKED → SCHEDULED, so the scheduling reference
+        // the parked fiber holds is ours to take.
+        let scheduling_reference = unsafe { Arc::from_raw(Arc::as_ptr(fiber)) };
+        Shared::schedule(scheduling_reference);
+    }
+}
+
+/// A cancellation point of the running `fiber` (its own code calls it, on
+/// its way into a park or a yield and when a park returns): raises the
+/// cancellation unwind if one was requested, the fiber is not inside a
+/// shield, and no unwind is under way already.
+#[inline]
+pub(super) fn cancellation_point(fiber: &FiberInner) {
+    // Relaxed (module docs, "The request").
+    if fiber.cancel_requested.load(Ordering::Relaxed) {
+        raise_requested(fiber);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn raise_requested(fiber: &FiberInner) {
+    if fiber.shield_depth.get() == 0 && !fiber.cancelling.replace(true) {
+        raise(fiber);
+    }
+}
+
+/// The running `fiber` was resumed with `Resume::Cancel` (shutdown):
+/// raises the unwind, once; inside a shield it only records the request,
+/// which takes effect at the first wait after the shield.
+pub(super) fn on_shutdown_cancel(fiber: &FiberInner) {
+    // Relaxed: the fiber's own store, read by its own code (and by
+    // `is_cancelled`, which needs no more).
+    fiber.cancel_requested.store(true, Ordering::Relaxed);
+    cancellation_point(fiber);
+}
+
+/// A cancellation unwind raised inside `body` was caught before it could
+/// leave a frame that cannot unwind (a hooked C library call, which
+/// reports `ECANCELED` instead): the fiber is no longer unwinding, and the
+/// unwind is raised again at its next cancellation point.
+#[cfg(feature = "interpose")]
+pub(crate) fn caught(fiber: CurrentFiber) {
+    fiber.inner().cancelling.set(false);
+}
+
+/// Whether cancellation has been requested for the calling fiber
+/// (`JoinHandle::cancel`, or the runtime shutting down while the fiber
+/// is suspended); false on a plain thread. It stays true once set, also
+/// inside the destructors that the cancellation unwind runs and inside a
+/// [`shield`], so code can tell a wait that will not finish from one
+/// that is only slow. A long computation that never waits can poll it.
+///
+/// ```
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use std::sync::Arc;
+///
+/// /// Records, as it is dropped, whether its fiber was being cancelled.
+/// struct Witness(Arc<AtomicBool>);
+/// impl Drop for Witness {
+///     fn drop(&mut self) {
+///         self.0.store(spindle::is_cancelled(), Ordering::SeqCst);
+///     }
+/// }
+///
+/// let rt = spindle::Runtime::new().unwrap();
+/// rt.block_on(|| {
+///     assert!(!spindle::is_cancelled());
+///     let (seen, started) = (Arc::new(AtomicBool::new(false)), Arc::new(spindle::sync::Latch::new(1)));
+///     let (witness, running) = (Witness(seen.clone()), started.clone());
+///     let fiber = spindle::spawn(move || {
+///         let _witness = witness;
+///         running.count_down();
+///         spindle::time::sleep(std::time::Duration::from_secs(60)); // unwinds from here
+///     });
+///     started.wait();
+///     fiber.cancel();
+///     assert!(fiber.join().unwrap_err().is_cancelled());
+///     assert!(seen.load(Ordering::SeqCst), "true inside the unwind's destructors");
+/// });
+/// ```
+pub fn is_cancelled() -> bool {
+    // Relaxed (module docs, "The request").
+    CurrentFiber::get().is_some_and(|fiber| fiber.inner().cancel_requested.load(Ordering::Relaxed))
+}
+
+/// Runs `f` with the calling fiber's waits shielded from cancellation:
+/// inside it, a wait is not a cancellation point, so a request (from
+/// [`JoinHandle::cancel`](crate::JoinHandle::cancel), or shutdown's)
+/// takes effect at the first wait after `f` returns. Shields nest; a
+/// panic out of `f` lifts the shield as it leaves. On a plain thread it
+/// simply runs `f`.
+///
+/// A shielded wait is an ordinary one, woken early by the request only
+/// as by any spurious wake-up; at shutdown, the grace period
+/// (`Builder::shutdown_grace`) bounds it as it bounds a destructor's.
+///
+/// ```
+/// use std::time::Duration;
+/// let rt = spindle::Runtime::new().unwrap();
+/// rt.block_on(|| {
+///     let (started, go) = (spindle::sync::Latch::new(1), spindle::sync::Latch::new(1));
+///     let (started, go) = (std::sync::Arc::new(started), std::sync::Arc::new(go));
+///     let (s, g) = (started.clone(), go.clone());
+///     let fiber = spindle::spawn(move || {
+///         let saved = spindle::shield(|| {
+///             s.count_down();
+///             g.wait(); // not a cancellation point in here
+///             "saved"
+///         });
+///         spindle::time::sleep(Duration::from_secs(60)); // unwinds here
+///         saved
+///     });
+///     started.wait();
+///     fiber.cancel();
+///     go.count_down();
+///     assert!(fiber.join().unwrap_err().is_cancelled());
+/// });
+/// ```
+pub fn shield<R>(f: impl FnOnce() -> R) -> R {
+    let Some(fiber) = CurrentFiber::get() else {
+        return f();
+    };
+    let depth = &fiber.inner().shield_depth;
+    depth.set(depth.get().checked_add(1).expect("shields nested too deep"));
+    let _lift = Lift(fiber);
+    f()
+}
+
+/// Lifts one shield when `shield` leaves, returning or unwinding.
+struct Lift(CurrentFiber);
+
+impl Drop for Lift {
+    fn drop(&mut self) {
+        let depth = &self.0.inner().shield_depth;
+        debug_assert!(depth.get() > 0, "a shield lifted twice");
+        depth.set(depth.get() - 1);
+    }
+}
+
+/// Takes the reason the fiber that has just suspended with
+/// `Suspend::Freeze` on this thread left (see [`freeze_here`]).
+pub(super) fn take_freeze_reason() -> FreezeReason {
+    FREEZING
+        .with(Cell::take)
+        .expect("a fiber that froze left its reason")
+}
+
+/// A worker's end of a fiber that froze on it (its requested cancellation
+/// found too little stack to unwind): freezes it for good ([`freeze`]),
+/// reports it on stderr and counts it (`Metrics::frozen_fibers`). The
+/// caller holds it RUNNING, with its scheduling reference.
+pub(crate) fn freeze_on_worker(fiber: Arc<FiberInner>, reason: FreezeReason) {
+    let shared = fiber.shared.clone();
+    let frozen = freeze(fiber, reason);
+    let count = shared.count_frozen();
+    crate::fiber::fault::write_line(format_args!(
+        "spindle: cancel: {frozen} ({count} frozen so far, Metrics::frozen_fibers)"
+    ));
+}
 
 /// Stack a fiber must have left below the point where its cancellation
 /// unwind starts; with less it is frozen, not unwound. Measured: a park and
@@ -183,11 +439,7 @@ pub(crate) fn cancel_slice(fiber: &Arc<FiberInner>, cache: &mut StackCache) -> S
         None => Step::Finished,
         Some(Suspend::Yield) => Step::Yielded,
         Some(Suspend::Park) => Step::Parked,
-        Some(Suspend::Freeze) => Step::Frozen(
-            FREEZING
-                .with(Cell::take)
-                .expect("a fiber that froze left its reason"),
-        ),
+        Some(Suspend::Freeze) => Step::Frozen(take_freeze_reason()),
     }
 }
 

@@ -164,29 +164,43 @@ impl Completion {
                 // SAFETY: the fiber finished first and never reads `waiter`.
                 self.waiter.with_mut(|waiter| unsafe { *waiter = None });
             }
+            // A joiner cancelled in its park gives up as a timed-out one
+            // does, so that its handle's drop finds the completion as it
+            // was before the call.
+            let give_up = GiveUp(self);
             while !self.is_done() {
                 if park() {
                     continue;
                 }
-                // Give up: take the waiter back, unless the fiber completed
-                // meanwhile (then take its result). Acquire on failure: see
-                // `result` below.
-                if self
-                    .state
-                    .compare_exchange(WAITING, EMPTY, Ordering::Acquire, Ordering::Acquire)
-                    .is_ok()
-                {
-                    // SAFETY: EMPTY again: the completer will not read
-                    // `waiter`; it is ours.
-                    self.waiter.with_mut(|waiter| unsafe { *waiter = None });
+                if self.give_up() {
+                    std::mem::forget(give_up);
                     return None;
                 }
             }
+            std::mem::forget(give_up);
         }
         // SAFETY: DONE was observed with Acquire; the completer wrote
         // `result` before it and will not touch it again.
         let result = self.result.with_mut(|result| unsafe { (*result).take() });
         Some(result.expect("a DONE completion holds its result"))
+    }
+
+    /// The joiner stops waiting: takes its waiter back (WAITING → EMPTY)
+    /// and returns true, unless the fiber completed meanwhile (false: the
+    /// result is there to take).
+    fn give_up(&self) -> bool {
+        // Acquire on failure: `result` is read after a DONE seen here.
+        if self
+            .state
+            .compare_exchange(WAITING, EMPTY, Ordering::Acquire, Ordering::Acquire)
+            .is_ok()
+        {
+            // SAFETY: EMPTY again: the completer will not read `waiter`;
+            // it is ours.
+            self.waiter.with_mut(|waiter| unsafe { *waiter = None });
+            return true;
+        }
+        false
     }
 
     /// A future's poll: the result if it is there, else `None` with
@@ -223,6 +237,15 @@ impl Completion {
         // `result` before it and will not touch it again.
         let result = self.result.with_mut(|result| unsafe { (*result).take() });
         Some(result.expect("a JoinHandle polled after it returned the result"))
+    }
+}
+
+/// Gives a join up if its joiner is unwound out of its park (cancelled).
+struct GiveUp<'a>(&'a Completion);
+
+impl Drop for GiveUp<'_> {
+    fn drop(&mut self) {
+        self.0.give_up();
     }
 }
 
@@ -292,6 +315,36 @@ impl<T: 'static> JoinHandle<T> {
         }
     }
 
+    /// Requests cancellation of the fiber: it unwinds from the wait it is
+    /// parked in, or from its next one (any park: sleeps, locks, channels,
+    /// `join`, `spindle::net` calls; `blocking` first waits for its
+    /// closure), running its destructors, and [`JoinHandle::join`] then
+    /// returns an error whose [`JoinError::is_cancelled`] is true. A fiber
+    /// that has not started never runs its closure (it is dropped). Inside
+    /// [`crate::shield`] waits are not cancellation points; a fiber can
+    /// ask [`crate::is_cancelled`]. A no-op on a fiber that has finished
+    /// or was cancelled already; callable from fibers and plain threads.
+    ///
+    /// A fiber too low on stack to unwind at its park point is frozen
+    /// instead (never resumed, its stack left as it is, reported on
+    /// stderr and counted in `Metrics::frozen_fibers`); its joiner still
+    /// sees it cancelled.
+    ///
+    /// ```
+    /// let rt = spindle::Runtime::new().unwrap();
+    /// rt.block_on(|| {
+    ///     let (tx, rx) = spindle::sync::mpsc::channel::<u32>();
+    ///     let fiber = spindle::spawn(move || rx.recv()); // waits forever
+    ///     fiber.cancel();
+    ///     fiber.cancel(); // a no-op
+    ///     assert!(fiber.join().unwrap_err().is_cancelled());
+    ///     assert!(tx.send(1).is_err(), "its receiver was dropped in the unwind");
+    /// });
+    /// ```
+    pub fn cancel(&self) {
+        super::cancel::request_cancel(&self.fiber.inner);
+    }
+
     /// Whether the fiber has finished (its result is ready); never blocks.
     pub fn is_finished(&self) -> bool {
         self.fiber.inner.completion.is_done()
@@ -337,13 +390,13 @@ enum JoinErrorKind {
     NoStack(std::io::Error),
 }
 
-/// The panic payload spindle unwinds a fiber with when the runtime shuts
-/// down while the fiber is suspended. Not a panic: no hook runs for it.
+/// The panic payload spindle unwinds a fiber with when it is cancelled
+/// (`fiber/cancel.rs`). Not a panic: no hook runs for it.
 pub(crate) struct Cancelled;
 
 impl JoinError {
-    /// The error for a fiber whose function panicked (or was unwound by the
-    /// runtime's shutdown, recognised by its payload).
+    /// The error for a fiber whose function panicked (or was unwound by a
+    /// cancellation, recognised by its payload).
     pub(crate) fn from_panic(payload: Box<dyn Any + Send + 'static>) -> JoinError {
         if payload.is::<Cancelled>() {
             JoinError {
@@ -373,8 +426,9 @@ impl JoinError {
         matches!(self.kind, JoinErrorKind::Panic(_))
     }
 
-    /// The runtime shut down before the fiber finished; its stack was
-    /// unwound (destructors ran) or it never started.
+    /// The fiber was cancelled before it finished (`JoinHandle::cancel`,
+    /// or the runtime shut down): its stack was unwound (destructors
+    /// ran), or it never started, or it was frozen (`FrozenFiber`).
     pub fn is_cancelled(&self) -> bool {
         matches!(self.kind, JoinErrorKind::Cancelled)
     }
@@ -402,10 +456,7 @@ impl fmt::Display for JoinError {
                     None => write!(f, "fiber panicked"),
                 }
             }
-            JoinErrorKind::Cancelled => write!(
-                f,
-                "fiber cancelled: the runtime shut down before it finished"
-            ),
+            JoinErrorKind::Cancelled => write!(f, "fiber cancelled before it finished"),
             JoinErrorKind::NoStack(error) => {
                 write!(f, "fiber never ran: no stack could be had: {error}")
             }

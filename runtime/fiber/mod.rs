@@ -42,7 +42,7 @@ pub(crate) mod state;
 pub(crate) mod wait_node;
 pub(crate) mod waiter;
 
-pub use self::cancel::{FreezeReason, FrozenFiber, UNWIND_STACK_NEEDED};
+pub use self::cancel::{is_cancelled, shield, FreezeReason, FrozenFiber, UNWIND_STACK_NEEDED};
 pub use self::dump::{
     DumpedFiber, FiberDump, FiberState, NotCaptured, StackTrace, CAPTURE_STACK_NEEDED,
 };
@@ -53,7 +53,7 @@ use std::fmt;
 use std::mem::ManuallyDrop;
 use std::num::{NonZeroU64, NonZeroUsize};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use self::context::{Context, FiberYielder, Resume, Suspend};
@@ -123,6 +123,12 @@ pub(crate) struct FiberInner {
     pub(crate) state: State,
     /// The fiber's result, for its `JoinHandle`.
     pub(crate) completion: Completion,
+    /// Set, once, by `cancel::request_cancel` (any thread, through
+    /// `JoinHandle::cancel`); never cleared while the fiber lives (an
+    /// emptied record starts with it clear). Read by the fiber's own code
+    /// at its cancellation points and by `is_cancelled` (`cancel.rs`,
+    /// "The request", says why Relaxed is enough both ways).
+    pub(crate) cancel_requested: AtomicBool,
 
     // --- Owned by whoever has the fiber RUNNING (a worker, or the shutdown
     // thread) or DUMPING (a fiber dump); never touched concurrently, per the
@@ -145,6 +151,9 @@ pub(crate) struct FiberInner {
     /// between slices, to resume the fiber with `Resume::Run` from then on
     /// (`cancel.rs`).
     cancelling: Cell<bool>,
+    /// How many `shield` calls the fiber's code is inside: while above
+    /// zero, its waits are not cancellation points (`cancel.rs`).
+    shield_depth: Cell<u32>,
     /// Fiber-local values (`locals.rs`): made by the fiber's code on
     /// first access, dropped by it at its end in `fiber_main`.
     locals: Locals,
@@ -156,7 +165,7 @@ pub(crate) struct FiberInner {
 }
 
 // The non-Sync fields (`context`, `guard`, `entry`, `yielder`, `cancelling`,
-// `locals`, `wait_node`) are only touched by the thread holding the fiber
+// `shield_depth`, `locals`, `wait_node`) are only touched by the thread holding the fiber
 // RUNNING, or DUMPING, which grants the same (see state.rs).
 // SAFETY: the `state` atomic grants that to one thread at a time, acq/rel.
 unsafe impl Sync for FiberInner {}
@@ -185,11 +194,13 @@ impl FiberInner {
             shared,
             state: State::new_scheduled(),
             completion: Completion::new(),
+            cancel_requested: AtomicBool::new(false),
             context: UnsafeCell::new(None),
             guard: Cell::new(0),
             entry: UnsafeCell::new(Some(entry)),
             yielder: Cell::new(std::ptr::null()),
             cancelling: Cell::new(false),
+            shield_depth: Cell::new(0),
             locals: Locals::new(),
             wait_node: NodeCache::new(),
         }
@@ -235,6 +246,8 @@ impl FiberInner {
         self.guard.set(0);
         self.yielder.set(std::ptr::null());
         self.cancelling.set(false);
+        self.shield_depth.set(0);
+        *self.cancel_requested.get_mut() = false;
     }
 }
 
@@ -278,6 +291,10 @@ pub(crate) enum Outcome {
     Parked,
     /// It returned; its stack is released and the state is DONE.
     Finished,
+    /// Its cancellation could not be unwound (too little stack left): it
+    /// is suspended for good; the caller hands it to `cancel::freeze`
+    /// (state: RUNNING).
+    Frozen(cancel::FreezeReason),
 }
 
 /// Runs `fiber` until it suspends or finishes, on the calling thread. The
@@ -296,10 +313,9 @@ pub(crate) fn run_slice(
     match slice(fiber, input, cache, in_fiber) {
         Some(Suspend::Yield) => Outcome::Yielded,
         Some(Suspend::Park) => Outcome::Parked,
-        // Only a fiber being cancelled freezes, and workers cancel none.
-        Some(Suspend::Freeze) => {
-            fault::internal_error(format_args!("fiber {} froze on a worker", fiber.id))
-        }
+        // A fiber whose cancellation was requested, too low on stack to
+        // unwind (the panic-hook freeze is the shutdown pass's alone).
+        Some(Suspend::Freeze) => Outcome::Frozen(cancel::take_freeze_reason()),
         None => Outcome::Finished,
     }
 }
@@ -419,9 +435,12 @@ fn fiber_main(fiber: *const FiberInner, yielder: &FiberYielder, first: Resume) {
     fiber.yielder.set(yielder);
     // SAFETY: fiber code owns `entry`; this is the fiber's first instruction.
     let entry = unsafe { (*fiber.entry.get()).take() }.expect("a starting fiber has its entry");
-    let start = if first == Resume::Cancel {
-        // Started only to drop its closure: a wait in that drop is a wait
-        // during a cancellation (`cancel.rs`).
+    // Relaxed: see `cancel.rs`, "The request"; a request that this misses
+    // takes effect at the fiber's first wait.
+    let start = if first == Resume::Cancel || fiber.cancel_requested.load(Ordering::Relaxed) {
+        // Started only to drop its closure (shutdown, or cancelled before
+        // it ran): a wait in that drop is a wait during a cancellation
+        // (`cancel.rs`).
         fiber.cancelling.set(true);
         Start::Cancelled
     } else {
@@ -463,10 +482,12 @@ fn current_ptr() -> *const FiberInner {
     CURRENT.with(|c| c.get().fiber)
 }
 
-/// Switches the running fiber back to its worker. If the runtime resumes it
-/// to cancel it (shutdown), raises the cancellation unwind, once, or
-/// freezes it if the unwind cannot be made safely (`cancel.rs`); a park or
-/// yield in a destructor that runs during that unwind is an ordinary one.
+/// Switches the running fiber back to its worker. When it is resumed, it
+/// raises the cancellation unwind if it is to be cancelled: resumed with
+/// `Resume::Cancel` (shutdown), or found with its cancellation requested
+/// (`JoinHandle::cancel`); once, outside a shield, or it freezes if the
+/// unwind cannot be made safely (`cancel.rs`). A park or yield in a
+/// destructor that runs during that unwind is an ordinary one.
 ///
 /// `fiber` is the fiber running on this thread (from `current_ptr`).
 fn suspend(fiber: *const FiberInner, reason: Suspend) {
@@ -485,13 +506,15 @@ fn suspend(fiber: *const FiberInner, reason: Suspend) {
         // SAFETY: as above; still this fiber, still its yielder.
         resume = unsafe { context::suspend((*fiber).yielder.get(), reason) };
     }
+    // SAFETY: the fiber's own code owns `cancelling` and `shield_depth`;
+    // re-read through a fresh pointer since we may be on another thread now.
+    let fiber = unsafe { &*current_ptr() };
     if resume == Resume::Cancel {
-        // SAFETY: the fiber's own code owns `cancelling`; re-read through a
-        // fresh pointer since we may be on another thread now.
-        let fiber = unsafe { &*current_ptr() };
-        if !fiber.cancelling.replace(true) {
-            cancel::raise(fiber);
-        }
+        cancel::on_shutdown_cancel(fiber);
+    } else {
+        // Woken (by the request's unpark, or by anything else): a request
+        // that came while it was away takes effect here.
+        cancel::cancellation_point(fiber);
     }
 }
 
@@ -746,8 +769,13 @@ impl CurrentFiber {
 
     /// The fiber wants to park: consumes a pending unpark token. Returns
     /// true if there was one (then the park returns at once).
+    ///
+    /// Every park is a cancellation point: a cancellation requested for the
+    /// fiber (outside a shield) raises its unwind here, before the token is
+    /// looked at (`cancel.rs`), so callers must be ready to unwind.
     #[inline]
     pub(crate) fn take_token(self) -> bool {
+        cancel::cancellation_point(self.inner());
         self.inner().state.take_token()
     }
 
@@ -784,6 +812,8 @@ pub fn yield_now() {
         std::thread::yield_now();
         return;
     };
+    // A yield is a cancellation point too (`cancel.rs` says why).
+    cancel::cancellation_point(fiber.inner());
     if !crate::scheduler::yield_in_place(Arc::as_ptr(fiber.shared())) {
         suspend(fiber.0.as_ptr(), Suspend::Yield);
     }

@@ -276,6 +276,9 @@ pub(crate) struct Shared {
     /// Fibers that never ran: no stack could be had at their first run.
     /// Relaxed: a statistic.
     fibers_without_stack: AtomicU64,
+    /// Fibers frozen on a worker: a requested cancellation that found too
+    /// little stack to unwind (`fiber/cancel.rs`). Relaxed: a statistic.
+    frozen_fibers: AtomicU64,
     /// The blocking pool, made at the first `blocking` call.
     blocking: std::sync::OnceLock<Arc<crate::thread_pool::Pool>>,
     /// The timeline trace, if on (`trace.rs`): workers hand their buffers
@@ -366,6 +369,11 @@ impl Shared {
     /// so far.
     pub(crate) fn count_fiber_without_stack(&self) -> u64 {
         self.fibers_without_stack.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Counts a fiber frozen on a worker; returns the count so far.
+    pub(crate) fn count_frozen(&self) -> u64 {
+        self.frozen_fibers.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// Fibers spawned and not yet finished.
@@ -566,6 +574,7 @@ impl Shared {
             live_fibers: self.live_fibers(),
             caught_panics: self.caught_panics.load(Ordering::Relaxed),
             fibers_without_stack: self.fibers_without_stack.load(Ordering::Relaxed),
+            frozen_fibers: self.frozen_fibers.load(Ordering::Relaxed),
             stacks: self.stack_stats(),
             mappings: crate::sys::memory::map_count(),
             blocking_threads: self.blocking_threads().0,

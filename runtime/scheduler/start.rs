@@ -77,6 +77,7 @@ impl Shared {
             finished_elsewhere: AtomicU64::new(0),
             caught_panics: AtomicU64::new(0),
             fibers_without_stack: AtomicU64::new(0),
+            frozen_fibers: AtomicU64::new(0),
             external_spawns: AtomicU64::new(0),
             fiber_limit,
             limit_kind,

@@ -538,6 +538,12 @@ impl Worker {
                     // An unpark arrived while it was switching out: its
                     // token is consumed and it runs on.
                 }
+                Outcome::Frozen(reason) => {
+                    drop(stacks);
+                    crate::fiber::cancel::freeze_on_worker(fiber, reason);
+                    self.shared.count_finished(self.index);
+                    return;
+                }
                 Outcome::Finished => {
                     self.shared.count_finished(self.index);
                     drop(stacks);
@@ -561,6 +567,7 @@ impl Worker {
                 Outcome::Yielded => "yield",
                 Outcome::Parked => "park",
                 Outcome::Finished => "done",
+                Outcome::Frozen(_) => "frozen",
             };
             self.record_trace(|trace| Event::Run {
                 fiber: fiber.id.as_u64(),

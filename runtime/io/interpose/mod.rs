@@ -70,15 +70,20 @@ pub(crate) fn install() {
 }
 
 /// Runs the fiber side of a hooked call, for the fiber the hook found on
-/// this thread. A cancellation raised by a park inside (the runtime is
-/// shutting down) is caught here, before it reaches the hook's
-/// `extern "C"` frame, and becomes `ECANCELED`. Any other unwind is a bug
-/// in this module, which aborts (as the frame itself would).
+/// this thread. A cancellation raised by a park inside (the fiber was
+/// cancelled, or the runtime is shutting down) is caught here, before it
+/// reaches the hook's `extern "C"` frame, and becomes `ECANCELED`; the
+/// unwind is raised again at the fiber's next cancellation point, in Rust
+/// code (`fiber/cancel.rs`). Any other unwind is a bug in this module,
+/// which aborts (as the frame itself would).
 fn guarded<T>(body: impl FnOnce(CurrentFiber) -> Result<T, Errno>) -> Result<T, Errno> {
     let fiber = CurrentFiber::get().expect("a hooked call handed over off a fiber");
     match catch_unwind(AssertUnwindSafe(|| body(fiber))) {
         Ok(result) => result,
-        Err(payload) if payload.is::<Cancelled>() => Err(Errno::ECANCELED),
+        Err(payload) if payload.is::<Cancelled>() => {
+            crate::fiber::cancel::caught(fiber);
+            Err(Errno::ECANCELED)
+        }
         Err(_) => {
             crate::sys::signal::write_stderr(b"spindle: a panic inside a hooked C library call\n");
             std::process::abort()
