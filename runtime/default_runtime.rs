@@ -5,7 +5,7 @@
 //! Like Go's scheduler, which every program has without asking, and
 //! `may`'s `go!`, a program may spawn fibers without building a
 //! [`Runtime`] first. The first [`spawn`](crate::spawn) (or [`run`],
-//! [`default_runtime`], [`scope`](crate::scope)) outside a fiber starts a
+//! [`default_runtime`], [`scope`](crate::scope())) outside a fiber starts a
 //! runtime kept in a process-wide `OnceLock`; later ones find it there.
 //! A fiber always spawns on its own runtime, so explicit runtimes work as
 //! before, side by side with the default one.

@@ -83,6 +83,7 @@ mod trace;
 pub mod fs;
 pub mod future;
 pub mod process;
+pub mod scope;
 pub mod shard;
 pub mod signal;
 pub mod sync;
@@ -103,6 +104,7 @@ pub use io::net;
 pub use metrics::{IoMetrics, Metrics, WorkerMetrics};
 pub use runtime::{BlockingPoolStats, Runtime, ShutdownReport};
 pub use scheduler::handoff::{HandoffReport, HeldState};
+pub use scope::scope;
 
 /// Process-wide facts the examples and tests print.
 pub mod os {
