@@ -24,6 +24,13 @@
 //! [`park`], [`Fiber::unpark`], [`yield_now`] and [`current`] behave like
 //! their `std::thread` namesakes, and work from plain threads too.
 //!
+//! No `Runtime` is needed to start: [`spawn`] on a plain thread, and
+//! [`run`] (the body of `main`), use a process-wide [`default_runtime`]
+//! that starts at the first use. [`scope()`] runs fibers that may borrow
+//! from the caller, and cancels them all at the first panic or at a
+//! deadline; [`test::run`] shows a test's fiber panics in that test's
+//! own output.
+//!
 //! # Fibers move between threads
 //! A fiber that parks or yields may resume on a different worker thread
 //! (that is how idle workers take work from busy ones). Rust cannot see

@@ -220,6 +220,31 @@ fn a_deadline_cancels_the_whole_scope() {
         assert_eq!(dropped.load(Ordering::SeqCst), 5);
         assert!(start.elapsed() < LIMIT / 2, "ended by the deadline");
 
+        // The closure's panic cancels the rest, deadline or not, and
+        // whatever the policy.
+        let started = Latch::new(1);
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            spindle::scope::Builder::new()
+                .collect_all()
+                .timeout(FOREVER)
+                .scope(|s| {
+                    let (witness, started) = (Witness(dropped.clone()), &started);
+                    s.spawn(move || {
+                        let _witness = witness;
+                        started.count_down();
+                        spindle::time::sleep(FOREVER);
+                    });
+                    started.wait();
+                    panic!("the timed closure gives up");
+                })
+        }));
+        let payload = outcome.unwrap_err();
+        assert_eq!(
+            payload.downcast_ref::<&str>(),
+            Some(&"the timed closure gives up")
+        );
+        assert_eq!(dropped.load(Ordering::SeqCst), 6);
+
         // A scope that finishes in time returns its value.
         let fast = spindle::scope::Builder::new()
             .deadline(Instant::now() + Duration::from_secs(60))
@@ -324,5 +349,23 @@ fn scope_cancel_and_spawns_into_a_cancelled_scope() {
             });
             assert_eq!(result, (true, 2));
         });
+    });
+}
+
+#[allow(dead_code)] // its `main`: called by the test below
+#[path = "../examples/scope.rs"]
+mod scope_example;
+
+#[allow(dead_code)]
+#[path = "../examples/timeout.rs"]
+mod timeout_example;
+
+/// The examples assert what they print (the scope's re-raised panic, the
+/// cancelled siblings, the timeout).
+#[test]
+fn the_scope_and_timeout_examples_run() {
+    within(LIMIT, || {
+        scope_example::main();
+        timeout_example::main();
     });
 }

@@ -214,7 +214,13 @@ impl Builder {
         };
         let scope = Scope::new(State::new(self.policy));
         let scope_ref = &scope;
-        let body = scope_ref.spawn(move || f(scope_ref));
+        let body = scope_ref.spawn(move || {
+            // The closure's panic cancels the rest, as without a deadline.
+            catch_unwind(AssertUnwindSafe(|| f(scope_ref))).unwrap_or_else(|payload| {
+                scope_ref.state.body_failed(payload.as_ref());
+                resume_unwind(payload)
+            })
+        });
         let waited = scope.state.wait(Some(deadline));
         let outcome = match body.into_result() {
             Ok(value) => Ok(value),
