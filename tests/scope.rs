@@ -9,7 +9,7 @@
 mod common;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,6 +28,18 @@ struct Witness(Arc<AtomicUsize>);
 impl Drop for Witness {
     fn drop(&mut self) {
         self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Records, as it is dropped, the count in its first counter into its
+/// second: how many fibers had unwound when the scope let its owner's
+/// unwind go on.
+struct After(Arc<AtomicUsize>, Arc<AtomicUsize>);
+
+impl Drop for After {
+    fn drop(&mut self) {
+        self.1
+            .store(self.0.load(Ordering::SeqCst), Ordering::SeqCst);
     }
 }
 
@@ -258,12 +270,13 @@ fn cancelling_a_fiber_that_owns_a_scope_cancels_its_fibers_inward() {
     within(LIMIT, || {
         spindle::test::run(|| {
             let dropped = Arc::new(AtomicUsize::new(0));
+            let seen_at_unwind = Arc::new(AtomicUsize::new(usize::MAX));
             let started = Arc::new(Latch::new(4));
-            let inner_done = Arc::new(AtomicBool::new(false));
             let owner = {
-                let (dropped, started, inner_done) =
-                    (dropped.clone(), started.clone(), inner_done.clone());
+                let (dropped, seen, started) =
+                    (dropped.clone(), seen_at_unwind.clone(), started.clone());
                 spindle::spawn(move || {
+                    let _after = After(dropped.clone(), seen);
                     // Outer scope: two fibers, each owning an inner scope.
                     spindle::scope(|outer| {
                         for _ in 0..2 {
@@ -282,19 +295,17 @@ fn cancelling_a_fiber_that_owns_a_scope_cancels_its_fibers_inward() {
                             });
                         }
                     });
-                    // The scope returned only after all four unwound.
-                    inner_done.store(dropped.load(Ordering::SeqCst) == 4, Ordering::SeqCst);
-                    spindle::time::sleep(FOREVER); // the pending request unwinds here
+                    unreachable!("the scope raises its owner's cancellation");
                 })
             };
             started.wait();
             owner.cancel();
             assert!(owner.join().unwrap_err().is_cancelled());
-            assert!(
-                inner_done.load(Ordering::SeqCst),
-                "the scopes waited for their fibers"
+            assert_eq!(
+                seen_at_unwind.load(Ordering::SeqCst),
+                4,
+                "the owner unwound after all four"
             );
-            assert_eq!(dropped.load(Ordering::SeqCst), 4);
         });
     });
 }
@@ -367,5 +378,79 @@ fn the_scope_and_timeout_examples_run() {
     within(LIMIT, || {
         scope_example::main();
         timeout_example::main();
+    });
+}
+
+#[test]
+fn a_cancelled_closure_still_waits_for_every_fiber() {
+    within(LIMIT, || {
+        let rt = spindle::Builder::new().workers(2).build().unwrap();
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let seen_at_unwind = Arc::new(AtomicUsize::new(usize::MAX));
+        let started = Arc::new(Latch::new(3));
+        let owner = {
+            let (dropped, seen, started) =
+                (dropped.clone(), seen_at_unwind.clone(), started.clone());
+            rt.spawn(move || {
+                let _after = After(dropped.clone(), seen);
+                spindle::scope(|s| {
+                    for _ in 0..2 {
+                        let (witness, started) = (Witness(dropped.clone()), &started);
+                        s.spawn(move || {
+                            let _witness = witness;
+                            started.count_down();
+                            spindle::time::sleep(FOREVER);
+                        });
+                    }
+                    started.count_down();
+                    spindle::time::sleep(FOREVER); // the closure's own wait unwinds
+                });
+            })
+        };
+        started.wait();
+        owner.cancel();
+        assert!(owner.join().unwrap_err().is_cancelled());
+        assert_eq!(
+            seen_at_unwind.load(Ordering::SeqCst),
+            2,
+            "both unwound first"
+        );
+        let report = rt.shutdown();
+        assert!(report.frozen.is_empty(), "{report:?}");
+    });
+}
+
+#[test]
+fn shutting_down_a_runtime_under_a_waiting_scope_unwinds_it_all() {
+    within(LIMIT, || {
+        let rt = spindle::Builder::new().workers(2).build().unwrap();
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let started = Arc::new(Latch::new(3));
+        let owner = {
+            let (dropped, started) = (dropped.clone(), started.clone());
+            rt.spawn(move || {
+                let borrowed = vec![1u8; 64];
+                spindle::scope(|s| {
+                    for _ in 0..3 {
+                        let (witness, started, borrowed) =
+                            (Witness(dropped.clone()), &started, &borrowed);
+                        s.spawn(move || {
+                            let _witness = witness;
+                            started.count_down();
+                            spindle::time::sleep(FOREVER);
+                            borrowed.len()
+                        });
+                    }
+                });
+            })
+        };
+        started.wait();
+        let report = rt.shutdown();
+        assert!(report.frozen.is_empty(), "{report:?}");
+        assert_eq!(dropped.load(Ordering::SeqCst), 3);
+        assert!(
+            owner.join().unwrap_err().is_cancelled(),
+            "raised after the wait"
+        );
     });
 }

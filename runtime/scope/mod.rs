@@ -32,8 +32,9 @@
 //! of the owner that arrives while it waits is caught, passed on to the
 //! scope's fibers (**nested scopes cancel inward**: a cancelled fiber that
 //! owns a scope cancels that scope's fibers, which cancel theirs), and the
-//! wait goes on shielded; the request takes effect again at the owner's
-//! first wait after the scope. A fiber frozen during its cancellation
+//! wait goes on shielded; once every fiber has finished, the scope raises
+//! the owner's cancellation (the scope's wait is a cancellation point
+//! whose unwind waits for the scope's fibers). A fiber frozen during its cancellation
 //! (too little stack to unwind, see `fiber/cancel.rs`) never finishes: it
 //! never runs again either, so its frames' borrows are never used, and
 //! the owner, polling while it waits on a cancelled scope, stops counting
@@ -115,7 +116,10 @@ where
     if let Err(payload) = &outcome {
         scope.state.body_failed(payload.as_ref());
     }
-    scope.state.wait(None);
+    let waited = scope.state.wait(None);
+    if waited.owner_cancelled && outcome.is_ok() {
+        owner_cancelled();
+    }
     scope.finish(outcome)
 }
 
@@ -209,7 +213,10 @@ impl Builder {
             if let Err(payload) = &outcome {
                 scope.state.body_failed(payload.as_ref());
             }
-            scope.state.wait(None);
+            let waited = scope.state.wait(None);
+            if waited.owner_cancelled && outcome.is_ok() {
+                owner_cancelled();
+            }
             return Ok(scope.finish(outcome));
         };
         let scope = Scope::new(State::new(self.policy));
@@ -238,10 +245,10 @@ impl Builder {
     }
 }
 
-/// The owner of a scope with a deadline was cancelled, and the closure's
-/// fiber with it, so there is no value to return: the owner's cancellation
-/// takes effect here, at a cancellation point, which raises it as any
-/// wait does (a shield around the scope keeps it pending: then a panic).
+/// The scope's owner was cancelled while it waited: once the scope's
+/// fibers have finished, its cancellation takes effect here, at a
+/// cancellation point, which raises it as any wait does. (The request was
+/// seen as an unwind out of the wait, so no shield holds it back.)
 fn owner_cancelled() -> ! {
     crate::yield_now();
     panic!(
