@@ -58,7 +58,7 @@ static ACTIVE_RUNS: AtomicUsize = AtomicUsize::new(0);
 const PANIC_IN_CLEANUP: &str = "panic in a destructor during cleanup";
 
 /// Where one test's fibers post their panic reports.
-struct Mailbox {
+pub(crate) struct Mailbox {
     /// The test's thread's name, for the reports.
     test: String,
     /// Reports not yet printed, and whether the run is over. Any thread,
@@ -172,24 +172,25 @@ where
     }
 }
 
-/// Wraps a fiber's function, at its spawn on `shared`, so that it inherits
-/// its spawner's mailbox (module docs). Outside a run this is one load.
-pub(crate) fn inherit<F, T>(shared: &Arc<Shared>, f: F) -> impl FnOnce() -> T + Send + 'static
-where
-    F: FnOnce() -> T + Send + 'static,
-{
-    let mailbox = if ACTIVE_RUNS.load(Ordering::Relaxed) == 0
+/// The mailbox a fiber spawned now on `shared` inherits from its spawner
+/// (module docs), if any. Outside a run this is one load.
+pub(crate) fn mailbox_to_inherit(shared: &Arc<Shared>) -> Option<Weak<Mailbox>> {
+    if ACTIVE_RUNS.load(Ordering::Relaxed) == 0
         || crate::fiber::CurrentFiber::get().is_none()
         || !crate::default_runtime::is_default(shared)
     {
-        None
-    } else {
-        MAILBOX.try_with(|slot| slot.get().cloned()).ok().flatten()
-    };
+        return None;
+    }
+    MAILBOX.try_with(|slot| slot.get().cloned()).ok().flatten()
+}
+
+/// `f`, run by a fiber that first takes `mailbox` as its own.
+pub(crate) fn inheriting<F, T>(mailbox: Weak<Mailbox>, f: F) -> impl FnOnce() -> T + Send + 'static
+where
+    F: FnOnce() -> T + Send + 'static,
+{
     move || {
-        if let Some(mailbox) = mailbox {
-            let _ = MAILBOX.try_with(|slot| slot.set(mailbox));
-        }
+        let _ = MAILBOX.try_with(|slot| slot.set(mailbox));
         f()
     }
 }

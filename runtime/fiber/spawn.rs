@@ -168,8 +168,28 @@ impl Builder {
             }
         };
         shared.admit_fiber()?;
-        // A test's fibers report their panics to the test (`test.rs`).
-        let f = crate::test::inherit(shared, f);
+        // A test's fibers report their panics to the test (`test.rs`). A
+        // separate instance, so that the usual closure stays small enough
+        // to live inside the record (`record.rs`).
+        if let Some(mailbox) = crate::test::mailbox_to_inherit(shared) {
+            let f = crate::test::inheriting(mailbox, f);
+            return Ok(self.admitted(shared, stack_size, f));
+        }
+        Ok(self.admitted(shared, stack_size, f))
+    }
+
+    /// The spawn, once the fiber is admitted: its record, queued.
+    #[track_caller]
+    fn admitted<F, T>(
+        self,
+        shared: &Arc<Shared>,
+        stack_size: Option<NonZeroUsize>,
+        f: F,
+    ) -> JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
         let entry = Entry::new(move |start| -> Output {
             match start {
                 Start::Run => catch_unwind(AssertUnwindSafe(f))
@@ -200,7 +220,7 @@ impl Builder {
             inner: ManuallyDrop::new(inner.clone()),
         };
         Shared::schedule_spawned(inner);
-        Ok(JoinHandle::new(fiber))
+        JoinHandle::new(fiber)
     }
 }
 
