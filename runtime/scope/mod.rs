@@ -110,8 +110,15 @@ pub fn scope<'env, F, T>(f: F) -> T
 where
     F: for<'scope> FnOnce(&'scope Scope<'scope, 'env>) -> T,
 {
-    let state = State::new(Policy::ShutdownOnFailure);
-    let scope = Scope::new(state);
+    on_owner(Policy::ShutdownOnFailure, f)
+}
+
+/// A scope without a deadline: `f` runs on the caller.
+fn on_owner<'env, F, T>(policy: Policy, f: F) -> T
+where
+    F: for<'scope> FnOnce(&'scope Scope<'scope, 'env>) -> T,
+{
+    let scope = Scope::new(State::new(policy));
     let outcome = catch_unwind(AssertUnwindSafe(|| f(&scope)));
     if let Err(payload) = &outcome {
         scope.state.body_failed(payload.as_ref());
@@ -161,6 +168,15 @@ impl Builder {
     /// When `deadline` passes, everything still running in the scope (its
     /// closure too) is cancelled, and the scope returns `Err(Elapsed)`
     /// once it all has finished.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// let deadline = Instant::now() + Duration::from_millis(20);
+    /// let late = spindle::scope::Builder::new().deadline(deadline).scope(|s| {
+    ///     s.spawn(|| spindle::time::sleep(Duration::from_secs(60)));
+    /// });
+    /// assert_eq!(late.unwrap_err().deadline(), deadline);
+    /// ```
     pub fn deadline(mut self, deadline: Instant) -> Builder {
         self.deadline = Some(deadline);
         self
@@ -168,6 +184,12 @@ impl Builder {
 
     /// [`deadline`](Builder::deadline) `timeout` from now (none if that is
     /// beyond the clock's range).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let quick = spindle::scope::Builder::new().timeout(Duration::from_secs(60)).scope(|_| 1);
+    /// assert_eq!(quick, Ok(1));
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Builder {
         self.deadline = Instant::now().checked_add(timeout);
         self
@@ -208,16 +230,7 @@ impl Builder {
         T: Send,
     {
         let Some(deadline) = self.deadline else {
-            let scope = Scope::new(State::new(self.policy));
-            let outcome = catch_unwind(AssertUnwindSafe(|| f(&scope)));
-            if let Err(payload) = &outcome {
-                scope.state.body_failed(payload.as_ref());
-            }
-            let waited = scope.state.wait(None);
-            if waited.owner_cancelled && outcome.is_ok() {
-                owner_cancelled();
-            }
-            return Ok(scope.finish(outcome));
+            return Ok(on_owner(self.policy, f));
         };
         let scope = Scope::new(State::new(self.policy));
         let scope_ref = &scope;
@@ -230,6 +243,7 @@ impl Builder {
         });
         let waited = scope.state.wait(Some(deadline));
         let outcome = match body.into_result() {
+            Ok(_) if waited.owner_cancelled => owner_cancelled(),
             Ok(value) => Ok(value),
             Err(error) if error.is_panic() => Err(error.into_panic()),
             // Cancelled (by the deadline, or with the owner) or never run.
@@ -267,6 +281,16 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
 
 /// The deadline of a scope passed before everything in it had finished;
 /// all of it was cancelled.
+///
+/// ```
+/// use std::time::Duration;
+/// let elapsed = spindle::scope::Builder::new()
+///     .timeout(Duration::from_millis(5))
+///     .scope(|_| spindle::time::sleep(Duration::from_secs(60)))
+///     .unwrap_err();
+/// assert!(elapsed.to_string().contains("deadline passed"));
+/// assert!(elapsed.deadline() <= std::time::Instant::now());
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Elapsed {
     deadline: Instant,
@@ -290,7 +314,20 @@ impl fmt::Display for Elapsed {
 impl std::error::Error for Elapsed {}
 
 /// Where the fibers of a [`scope`](crate::scope()) are spawned. `'scope` is
-/// the scope's own lifetime, `'env` what its fibers may borrow.
+/// the scope's own lifetime, `'env` what its fibers may borrow. Scoped
+/// fibers may spawn more fibers into the same scope.
+///
+/// ```
+/// let total = std::sync::atomic::AtomicUsize::new(0);
+/// spindle::scope(|s| {
+///     s.spawn(|| {
+///         // A fiber of the scope spawns into it too.
+///         s.spawn(|| total.fetch_add(2, std::sync::atomic::Ordering::SeqCst));
+///         total.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+///     });
+/// });
+/// assert_eq!(total.into_inner(), 3);
+/// ```
 pub struct Scope<'scope, 'env: 'scope> {
     state: Arc<State>,
     /// The runtime the scope's fibers go to.
@@ -321,6 +358,16 @@ impl<'scope, 'env> Scope<'scope, 'env> {
     /// When the fiber cannot be spawned (see [`crate::try_spawn`]); use
     /// [`fiber::Builder::spawn_scoped`](FiberBuilder::spawn_scoped) for the
     /// error instead.
+    ///
+    /// ```
+    /// let mut squares = [0u64; 8];
+    /// spindle::scope(|s| {
+    ///     for (i, square) in squares.iter_mut().enumerate() {
+    ///         s.spawn(move || *square = (i as u64).pow(2));
+    ///     }
+    /// });
+    /// assert_eq!(squares[7], 49);
+    /// ```
     #[track_caller]
     pub fn spawn<F, T>(&'scope self, f: F) -> ScopedJoinHandle<'scope, T>
     where
@@ -336,12 +383,24 @@ impl<'scope, 'env> Scope<'scope, 'env> {
     /// spawned into it later), as [`crate::JoinHandle::cancel`] does. The
     /// scope's closure carries on (it is not one of its fibers, unless the
     /// scope has a deadline).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// spindle::scope(|s| {
+    ///     let sleeper = s.spawn(|| spindle::time::sleep(Duration::from_secs(60)));
+    ///     assert!(!s.is_cancelled());
+    ///     s.cancel();
+    ///     assert!(s.is_cancelled());
+    ///     assert!(sleeper.join().unwrap_err().is_cancelled());
+    /// });
+    /// ```
     pub fn cancel(&self) {
         self.state.cancel_all();
     }
 
     /// Whether the scope is being cancelled: by a panic, its deadline,
-    /// [`Scope::cancel`], or its owner's cancellation.
+    /// [`Scope::cancel`], or its owner's cancellation (see the example of
+    /// [`Scope::cancel`]).
     pub fn is_cancelled(&self) -> bool {
         self.state.is_cancelled()
     }
@@ -452,6 +511,16 @@ impl FiberBuilder {
 /// An owned permission to join a scoped fiber. It cannot outlive its
 /// scope; dropping it leaves the fiber running, and the scope waits for
 /// it anyway.
+///
+/// ```
+/// let name = String::from("borrowed");
+/// let length = spindle::scope(|s| {
+///     let handle = s.spawn(|| name.len());
+///     assert_eq!(handle.fiber().name(), None, "an unnamed fiber");
+///     handle.join().unwrap()
+/// });
+/// assert_eq!(length, 8);
+/// ```
 pub struct ScopedJoinHandle<'scope, T> {
     handle: JoinHandle<()>,
     packet: Arc<Packet<T>>,
@@ -464,6 +533,14 @@ impl<T> ScopedJoinHandle<'_, T> {
     /// [`JoinHandle::join`]: `Err` if it panicked (with its payload; for
     /// the panic the scope re-raises, a message saying so), was cancelled,
     /// or never ran.
+    ///
+    /// ```
+    /// spindle::scope::Builder::new().collect_all().scope(|s| {
+    ///     let failing = s.spawn(|| -> u32 { panic!("no") });
+    ///     assert!(failing.join().unwrap_err().is_panic());
+    ///     assert_eq!(s.spawn(|| 5).join().unwrap(), 5);
+    /// }).unwrap();
+    /// ```
     pub fn join(self) -> Result<T, JoinError> {
         let state = self.state.clone();
         let result = self.into_result();
@@ -487,6 +564,19 @@ impl<T> ScopedJoinHandle<'_, T> {
     }
 
     /// Requests the fiber's cancellation, as [`JoinHandle::cancel`].
+    ///
+    /// ```
+    /// let (tx, rx) = spindle::sync::mpsc::channel::<u32>();
+    /// spindle::scope(|s| {
+    ///     let waiting = s.spawn(|| rx.recv()); // borrows the receiver
+    ///     waiting.cancel();
+    ///     while !waiting.is_finished() {
+    ///         spindle::yield_now();
+    ///     }
+    ///     assert!(waiting.join().unwrap_err().is_cancelled());
+    /// });
+    /// drop(tx);
+    /// ```
     pub fn cancel(&self) {
         self.handle.cancel();
     }
