@@ -23,6 +23,10 @@
 //! [`join`](JoinHandle::join) returns the fiber's value or its panic;
 //! [`park`], [`Fiber::unpark`], [`yield_now`] and [`current`] behave like
 //! their `std::thread` namesakes, and work from plain threads too.
+//! Unlike a thread, a fiber can be cancelled: [`JoinHandle::cancel`]
+//! unwinds it from the wait it is parked in (or its next), running its
+//! destructors; [`shield`] and [`is_cancelled`] let it protect a critical
+//! section and notice.
 //!
 //! No `Runtime` is needed to start: [`spawn`] on a plain thread, and
 //! [`run`] (the body of `main`), use a process-wide [`default_runtime`]

@@ -404,3 +404,164 @@ fn a_fiber_too_low_on_stack_to_unwind_is_frozen_and_reported() {
         assert_eq!(rt.block_on(|| spindle::spawn(|| 5).join().unwrap()), 5);
     });
 }
+
+/// Fibers that wake each other (unpark, a contended `Mutex`, yields)
+/// while a plain thread and a fiber cancel them, 100,000 in all on two
+/// workers: each fiber's closure starts at most once and each witness
+/// drops once, every join returns cancelled, the mutex is left unlocked
+/// and unpoisoned, and no stack stays in use.
+#[test]
+fn a_hundred_thousand_cancels_race_with_wake_ups() {
+    const TOTAL: usize = 100_000;
+    const BATCH: usize = 1_000;
+    within(Duration::from_secs(600), || {
+        let rt = spindle::Builder::new().workers(2).build().unwrap();
+        let mutex = Arc::new(spindle::sync::Mutex::new(0u64));
+        let drops = counter();
+        let m = mutex.clone();
+        let d = drops.clone();
+        rt.block_on(move || {
+            for batch in 0..TOTAL / BATCH {
+                run_batch(batch, BATCH, &m, &d);
+            }
+        });
+        wait_no_live_fibers(&rt);
+        assert_eq!(drops.load(SeqCst), TOTAL, "each witness dropped once");
+        assert!(!mutex.is_poisoned(), "no guard was held across a wait");
+        assert!(mutex.try_lock().is_ok(), "no hand-off was lost");
+        let stats = rt.stack_stats();
+        assert_eq!(stats.in_use, 0, "{stats:?}");
+        assert_eq!(rt.metrics().frozen_fibers, 0);
+    });
+}
+
+/// One batch of the race: `count` fibers, cancelled half from a plain
+/// thread, half from this fiber, while they run.
+fn run_batch(
+    batch: usize,
+    count: usize,
+    mutex: &Arc<spindle::sync::Mutex<u64>>,
+    drops: &Arc<AtomicUsize>,
+) {
+    let starts: Arc<Vec<AtomicUsize>> = Arc::new((0..count).map(|_| AtomicUsize::new(0)).collect());
+    let peers: Arc<std::sync::OnceLock<Vec<spindle::Fiber>>> = Arc::new(std::sync::OnceLock::new());
+    let handles: Vec<JoinHandle<()>> = (0..count)
+        .map(|i| {
+            let (starts, peers, mutex) = (starts.clone(), peers.clone(), mutex.clone());
+            let witness = Witness(drops.clone());
+            spindle::spawn(move || {
+                let _witness = witness;
+                assert_eq!(starts[i].fetch_add(1, SeqCst), 0, "a closure ran twice");
+                let mut seed = (batch * count + i) as u64 | 1;
+                loop {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    if let Some(peers) = peers.get() {
+                        peers[seed as usize % peers.len()].unpark();
+                    }
+                    match seed % 4 {
+                        0 => spindle::yield_now(),
+                        1 => *mutex.lock().unwrap() += 1,
+                        _ => spindle::park(),
+                    }
+                }
+            })
+        })
+        .collect();
+    let _ = peers.set(handles.iter().map(|h| h.fiber().clone()).collect());
+    // Most of them run and wake each other before the cancels start; the
+    // rest are cancelled before they start, or as they do.
+    let started = || starts.iter().filter(|s| s.load(SeqCst) > 0).count();
+    while started() < count / 2 {
+        spindle::yield_now();
+    }
+    let handles = Arc::new(handles);
+    let from_thread = {
+        let handles = handles.clone();
+        std::thread::spawn(move || {
+            for handle in handles.iter().skip(1).step_by(2) {
+                handle.cancel();
+            }
+        })
+    };
+    for (n, handle) in handles.iter().step_by(2).enumerate() {
+        handle.cancel();
+        if n % 64 == 0 {
+            spindle::yield_now(); // let the wake-ups run meanwhile
+        }
+    }
+    from_thread.join().unwrap();
+    let handles = Arc::try_unwrap(handles).expect("the thread let its handles go");
+    for handle in handles {
+        assert!(cancelled(handle.join()));
+    }
+    assert!(started() >= count / 2);
+    // Also drops the peers' handles, which the fibers' records wait for.
+    drop(peers);
+}
+
+/// With the `interpose` feature a fiber in a hooked C library call (here
+/// std's `sleep`, which parks) is cancelled too: the call returns early
+/// (a call with an error code reports `ECANCELED`), and the unwind comes
+/// at the fiber's next wait in Rust code.
+#[cfg(feature = "interpose")]
+#[test]
+fn a_hooked_c_call_returns_early_and_the_next_wait_unwinds() {
+    within(LIMIT, || {
+        let rt = spindle::Runtime::new().unwrap();
+        let returned = Arc::new(AtomicBool::new(false));
+        rt.block_on(|| {
+            let r = returned.clone();
+            let fiber = spindle::spawn(move || {
+                std::thread::sleep(Duration::from_secs(600));
+                r.store(true, SeqCst);
+                assert!(spindle::is_cancelled());
+                spindle::time::sleep(Duration::from_secs(600));
+            });
+            wait_parked(&fiber);
+            fiber.cancel();
+            assert!(cancelled(fiber.join()));
+        });
+        assert!(returned.load(SeqCst), "std's sleep returned early");
+    });
+}
+
+/// Shutdown's cancellation honours a shield too: the shielded section
+/// runs on (its timed wait times out at once in the shutdown pass), and
+/// the fiber unwinds at its first wait after it.
+#[test]
+fn a_shield_defers_shutdowns_unwind_too() {
+    within(LIMIT, || {
+        let rt = spindle::Runtime::new().unwrap();
+        let (finished_shield, after) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let started = Arc::new(Latch::new(1));
+        let (f, a, s) = (finished_shield.clone(), after.clone(), started.clone());
+        let fiber = rt.spawn(move || {
+            spindle::shield(|| {
+                s.count_down();
+                spindle::time::sleep(Duration::from_secs(600));
+                assert!(spindle::is_cancelled());
+                f.store(true, SeqCst);
+            });
+            spindle::time::sleep(Duration::from_secs(600));
+            a.store(true, SeqCst);
+        });
+        started.wait();
+        while !format!("{:?}", fiber.fiber()).contains("\"parked\"") {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let report = rt.shutdown();
+        assert!(report.frozen.is_empty(), "{report:?}");
+        assert_eq!(report.unwound, 1);
+        assert!(
+            finished_shield.load(SeqCst),
+            "the shielded section ran to its end"
+        );
+        assert!(!after.load(SeqCst), "it unwound at the wait after it");
+        assert!(cancelled(fiber.join()));
+    });
+}

@@ -440,7 +440,8 @@ fn fiber_main(fiber: *const FiberInner, yielder: &FiberYielder, first: Resume) {
     let start = if first == Resume::Cancel || fiber.cancel_requested.load(Ordering::Relaxed) {
         // Started only to drop its closure (shutdown, or cancelled before
         // it ran): a wait in that drop is a wait during a cancellation
-        // (`cancel.rs`).
+        // (`cancel.rs`), in which `is_cancelled` is true.
+        fiber.cancel_requested.store(true, Ordering::Relaxed);
         fiber.cancelling.set(true);
         Start::Cancelled
     } else {
@@ -706,12 +707,14 @@ pub(crate) fn current_runtime_workers() -> Option<usize> {
 ///
 /// Returns at once if an unpark came first (consuming it). May also return
 /// spuriously, without an unpark, as std's may, so call it in a loop that
-/// re-checks the condition it waits for. When the runtime shuts down, a
-/// parked fiber does not return from `park`: it is unwound from there (its
-/// destructors run). A park inside such a destructor is an ordinary park,
-/// for at most the runtime's `Builder::shutdown_grace` (the fiber is then
-/// frozen, see `ShutdownReport`); so is a park after a `catch_unwind`
-/// that caught the unwind.
+/// re-checks the condition it waits for. A park is a cancellation point:
+/// in a fiber whose cancellation was requested (`JoinHandle::cancel`, not
+/// inside a [`shield`]), or when the runtime shuts down, `park` does not
+/// return: the fiber is unwound from there (its destructors run). A park
+/// inside such a destructor is an ordinary park (at shutdown, for at most
+/// the runtime's `Builder::shutdown_grace`; the fiber is then frozen, see
+/// `ShutdownReport`); so is a park after a `catch_unwind` that caught the
+/// unwind.
 pub fn park() {
     let Some(fiber) = CurrentFiber::get() else {
         std::thread::park();
@@ -806,7 +809,9 @@ unsafe fn clone_raw(fiber: *const FiberInner) -> Arc<FiberInner> {
 /// continues, like `std::thread::yield_now` (which it calls on a plain
 /// thread). The fiber goes to the back of its worker's queue; with nothing
 /// else to run there, it carries on without switching away
-/// (`scheduler::yield_in_place`).
+/// (`scheduler::yield_in_place`). Like a park, it is a cancellation point
+/// (`JoinHandle::cancel`), so a computation that yields now and then can
+/// be cancelled.
 pub fn yield_now() {
     let Some(fiber) = CurrentFiber::get() else {
         std::thread::yield_now();

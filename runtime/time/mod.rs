@@ -12,6 +12,10 @@
 //! A fiber that computes without yielding delays its worker's timers, as it
 //! delays everything else on that worker.
 //!
+//! Every wait here is a cancellation point (`JoinHandle::cancel`): a
+//! cancelled sleeper unwinds from its park, and the timer's guard removes
+//! its entry on the way out (`timer.rs`).
+//!
 //! No timer runs while shutdown unwinds the fibers left
 //! (`scheduler/shutdown.rs`): a timed wait in a destructor that runs then
 //! times out at once (a `sleep` returns, a `join_timeout` gives the handle
