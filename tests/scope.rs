@@ -454,3 +454,68 @@ fn shutting_down_a_runtime_under_a_waiting_scope_unwinds_it_all() {
         );
     });
 }
+
+#[test]
+fn a_spawn_that_fails_leaves_the_scope_consistent() {
+    within(LIMIT, || {
+        let rt = spindle::Builder::new()
+            .workers(1)
+            .max_fibers(2)
+            .build()
+            .unwrap();
+        let error = rt.block_on(|| {
+            let gate = Latch::new(1);
+            spindle::scope(|s| {
+                let first = s.spawn(|| gate.wait());
+                // block_on's fiber and `first` are the two allowed.
+                let error = spindle::fiber::Builder::new()
+                    .spawn_scoped(s, || 1)
+                    .unwrap_err();
+                gate.count_down();
+                first.join().unwrap();
+                error.to_string()
+            })
+        });
+        assert!(error.contains("max_fibers"), "{error}");
+    });
+}
+
+/// Many scopes, each with a fiber that panics at a different moment while
+/// its siblings yield and sleep: every scope re-raises the panic and waits
+/// for every sibling, whatever the interleaving.
+#[test]
+fn first_panics_race_with_running_siblings() {
+    within(LIMIT, || {
+        spindle::test::run(|| {
+            for round in 0..200u32 {
+                let dropped = Arc::new(AtomicUsize::new(0));
+                let outcome = catch_unwind(AssertUnwindSafe(|| {
+                    spindle::scope(|s| {
+                        for i in 0..20u32 {
+                            let witness = Witness(dropped.clone());
+                            s.spawn(move || {
+                                let _witness = witness;
+                                if i == round % 20 {
+                                    for _ in 0..round % 3 {
+                                        spindle::yield_now();
+                                    }
+                                    std::panic::panic_any(round);
+                                }
+                                for step in 0..50u32 {
+                                    if step % 7 == 0 {
+                                        spindle::time::sleep(Duration::from_micros(50));
+                                    } else {
+                                        spindle::yield_now();
+                                    }
+                                }
+                            });
+                        }
+                    })
+                }));
+                let payload = outcome.expect_err("the scope re-raises");
+                assert_eq!(payload.downcast_ref::<u32>(), Some(&round));
+                assert_eq!(dropped.load(Ordering::SeqCst), 20, "round {round}");
+            }
+        });
+    });
+}
