@@ -81,6 +81,9 @@ use state::{Policy, State};
 /// Works on a fiber (the scope's fibers go to its runtime, and the wait
 /// parks) and on a plain thread (they go to the
 /// [`default_runtime`](crate::default_runtime), and the wait blocks).
+/// The wait is a cancellation point: a calling fiber that is cancelled
+/// cancels the scope's fibers, and its own cancellation unwinds out of
+/// `scope` once they have all finished.
 ///
 /// ```
 /// let mut counts = vec![0usize; 4];
