@@ -54,7 +54,7 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 /// The most worker threads a runtime may have: a guess, far above the cores
 /// of any machine it is built for (more workers than cores only add
 /// switching), and far below the limit of `Idle`'s packed counts.
-const MAX_WORKERS: usize = 1024;
+pub(crate) const MAX_WORKERS: usize = 1024;
 
 /// The most blocking-pool threads a runtime may allow: a guess, above the
 /// kernel's default thread limits, so the cap binds before the OS does only
@@ -314,6 +314,12 @@ impl Builder {
 
     /// The settings as the scheduler takes them (`Builder::build`), each
     /// checked against its range (the type docs' table).
+    /// Whether [`Builder::workers`] was called: the default runtime takes
+    /// `SPINDLE_WORKERS` only where it was not (`default_runtime.rs`).
+    pub(crate) fn sets_workers(&self) -> bool {
+        self.workers.is_some()
+    }
+
     pub(crate) fn into_config(self) -> io::Result<Config> {
         let workers = match self.workers {
             Some(count) => count,

@@ -28,6 +28,13 @@
 //! destructors; [`shield`] and [`is_cancelled`] let it protect a critical
 //! section and notice.
 //!
+//! No `Runtime` is needed to start: [`spawn`] on a plain thread, and
+//! [`run`] (the body of `main`), use a process-wide [`default_runtime`]
+//! that starts at the first use. [`scope()`] runs fibers that may borrow
+//! from the caller, and cancels them all at the first panic or at a
+//! deadline; [`test::run`] shows a test's fiber panics in that test's
+//! own output.
+//!
 //! # Fibers move between threads
 //! A fiber that parks or yields may resume on a different worker thread
 //! (that is how idle workers take work from busy ones). Rust cannot see
@@ -71,6 +78,7 @@
 
 mod blocking;
 mod builder;
+mod default_runtime;
 pub mod fiber;
 pub mod io;
 mod lock;
@@ -86,13 +94,16 @@ mod trace;
 pub mod fs;
 pub mod future;
 pub mod process;
+pub mod scope;
 pub mod shard;
 pub mod signal;
 pub mod sync;
+pub mod test;
 pub mod time;
 
 pub use blocking::blocking;
 pub use builder::{Builder, DEFAULT_SHUTDOWN_GRACE, DEFAULT_STACK_SIZE};
+pub use default_runtime::{default_runtime, run};
 pub use fiber::join::{JoinError, JoinHandle};
 pub use fiber::spawn::{spawn, try_spawn, LimitKind, SpawnError};
 pub use fiber::stack::StackStats;
@@ -104,6 +115,7 @@ pub use io::net;
 pub use metrics::{IoMetrics, Metrics, WorkerMetrics};
 pub use runtime::{BlockingPoolStats, Runtime, ShutdownReport};
 pub use scheduler::handoff::{HandoffReport, HeldState};
+pub use scope::scope;
 
 /// Process-wide facts the examples and tests print.
 pub mod os {
