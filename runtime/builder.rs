@@ -54,7 +54,7 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 /// The most worker threads a runtime may have: a guess, far above the cores
 /// of any machine it is built for (more workers than cores only add
 /// switching), and far below the limit of `Idle`'s packed counts.
-const MAX_WORKERS: usize = 1024;
+pub(crate) const MAX_WORKERS: usize = 1024;
 
 /// The most blocking-pool threads a runtime may allow: a guess, above the
 /// kernel's default thread limits, so the cap binds before the OS does only
@@ -268,9 +268,11 @@ impl Builder {
     /// rt.block_on(|| {
     ///     let waiting = spindle::spawn(|| ()); // queued behind the spinner
     ///     // Computes without yielding (as a raw blocking call would hold
-    ///     // the worker too).
-    ///     let start = std::time::Instant::now();
-    ///     while start.elapsed() < std::time::Duration::from_millis(50) {}
+    ///     // the worker too) until the queued fiber has run: with the one
+    ///     // worker held, only a hand-off to a spare worker can run it.
+    ///     while !waiting.is_finished() {
+    ///         std::hint::spin_loop();
+    ///     }
     ///     waiting.join().unwrap();
     /// });
     /// // The report comes as the fiber hands its worker back, a moment
@@ -312,6 +314,12 @@ impl Builder {
 
     /// The settings as the scheduler takes them (`Builder::build`), each
     /// checked against its range (the type docs' table).
+    /// Whether [`Builder::workers`] was called: the default runtime takes
+    /// `SPINDLE_WORKERS` only where it was not (`default_runtime.rs`).
+    pub(crate) fn sets_workers(&self) -> bool {
+        self.workers.is_some()
+    }
+
     pub(crate) fn into_config(self) -> io::Result<Config> {
         let workers = match self.workers {
             Some(count) => count,

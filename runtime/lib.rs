@@ -24,6 +24,17 @@
 //! [`park`], [`park_timeout`], [`Fiber::unpark`], [`yield_now`] and
 //! [`current`] behave like their `std::thread` namesakes, and work from
 //! plain threads too.
+//! Unlike a thread, a fiber can be cancelled: [`JoinHandle::cancel`]
+//! unwinds it from the wait it is parked in (or its next), running its
+//! destructors; [`shield`] and [`is_cancelled`] let it protect a critical
+//! section and notice.
+//!
+//! No `Runtime` is needed to start: [`spawn`] on a plain thread, and
+//! [`run`] (the body of `main`), use a process-wide [`default_runtime`]
+//! that starts at the first use. [`scope()`] runs fibers that may borrow
+//! from the caller, and cancels them all at the first panic or at a
+//! deadline; [`test::run`] shows a test's fiber panics in that test's
+//! own output.
 //!
 //! # Fibers move between threads
 //! A fiber that parks or yields may resume on a different worker thread
@@ -68,6 +79,7 @@
 
 mod blocking;
 mod builder;
+mod default_runtime;
 pub mod fiber;
 pub mod io;
 mod lock;
@@ -83,13 +95,16 @@ mod trace;
 pub mod fs;
 pub mod future;
 pub mod process;
+pub mod scope;
 pub mod shard;
 pub mod signal;
 pub mod sync;
+pub mod test;
 pub mod time;
 
 pub use blocking::blocking;
 pub use builder::{Builder, DEFAULT_SHUTDOWN_GRACE, DEFAULT_STACK_SIZE};
+pub use default_runtime::{default_runtime, run};
 pub use fiber::join::{JoinError, JoinHandle};
 pub use fiber::spawn::{spawn, try_spawn, LimitKind, SpawnError};
 pub use fiber::stack::StackStats;
@@ -101,6 +116,7 @@ pub use io::net;
 pub use metrics::{IoMetrics, Metrics, WorkerMetrics};
 pub use runtime::{BlockingPoolStats, Runtime, ShutdownReport};
 pub use scheduler::handoff::{HandoffReport, HeldState};
+pub use scope::scope;
 pub use time::park_timeout;
 
 /// Process-wide facts the examples and tests print.

@@ -500,3 +500,68 @@ fn run_batch(
     // Also drops the peers' handles, which the fibers' records wait for.
     drop(peers);
 }
+
+/// With the `interpose` feature a fiber in a hooked C library call (here
+/// std's `sleep`, which parks) is cancelled too: the call returns early
+/// (a call with an error code reports `ECANCELED`), and the unwind comes
+/// at the fiber's next wait in Rust code.
+#[cfg(feature = "interpose")]
+#[test]
+fn a_hooked_c_call_returns_early_and_the_next_wait_unwinds() {
+    within(LIMIT, || {
+        let rt = spindle::Runtime::new().unwrap();
+        let returned = Arc::new(AtomicBool::new(false));
+        rt.block_on(|| {
+            let r = returned.clone();
+            let fiber = spindle::spawn(move || {
+                std::thread::sleep(Duration::from_secs(600));
+                r.store(true, SeqCst);
+                assert!(spindle::is_cancelled());
+                spindle::time::sleep(Duration::from_secs(600));
+            });
+            wait_parked(&fiber);
+            fiber.cancel();
+            assert!(cancelled(fiber.join()));
+        });
+        assert!(returned.load(SeqCst), "std's sleep returned early");
+    });
+}
+
+/// Shutdown's cancellation honours a shield too: the shielded section
+/// runs on (its timed wait times out at once in the shutdown pass), and
+/// the fiber unwinds at its first wait after it.
+#[test]
+fn a_shield_defers_shutdowns_unwind_too() {
+    within(LIMIT, || {
+        let rt = spindle::Runtime::new().unwrap();
+        let (finished_shield, after) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let started = Arc::new(Latch::new(1));
+        let (f, a, s) = (finished_shield.clone(), after.clone(), started.clone());
+        let fiber = rt.spawn(move || {
+            spindle::shield(|| {
+                s.count_down();
+                spindle::time::sleep(Duration::from_secs(600));
+                assert!(spindle::is_cancelled());
+                f.store(true, SeqCst);
+            });
+            spindle::time::sleep(Duration::from_secs(600));
+            a.store(true, SeqCst);
+        });
+        started.wait();
+        while !format!("{:?}", fiber.fiber()).contains("\"parked\"") {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let report = rt.shutdown();
+        assert!(report.frozen.is_empty(), "{report:?}");
+        assert_eq!(report.unwound, 1);
+        assert!(
+            finished_shield.load(SeqCst),
+            "the shielded section ran to its end"
+        );
+        assert!(!after.load(SeqCst), "it unwound at the wait after it");
+        assert!(cancelled(fiber.join()));
+    });
+}

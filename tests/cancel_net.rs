@@ -225,3 +225,44 @@ fn an_fd_wait_on_a_pipe() {
         assert_eq!(drops.load(SeqCst), 2);
     });
 }
+
+#[test]
+fn tcp_connect_to_a_listener_whose_queue_is_full() {
+    use std::os::fd::AsRawFd;
+    on_runtime(|| {
+        // A listener that accepts nothing and queues one connection at
+        // most: later connects wait (the kernel drops their SYNs).
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        // SAFETY: listen on a socket this test owns; it only sets the
+        // queue's length.
+        assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 0) }, 0);
+        let address = listener.local_addr().unwrap();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let mut connected = Vec::new();
+        let waiting = loop {
+            assert!(connected.len() < 16, "no connect ever waited");
+            let witness = Witness(drops.clone());
+            let fiber = spindle::spawn(move || {
+                let _witness = witness;
+                TcpStream::connect(address)
+            });
+            let parked = loop {
+                let state = format!("{:?}", fiber.fiber());
+                if state.contains("\"done\"") {
+                    break false;
+                }
+                if state.contains("\"parked\"") {
+                    break true;
+                }
+                spindle::time::sleep(Duration::from_micros(200));
+            };
+            if parked {
+                break fiber;
+            }
+            connected.push(fiber.join().unwrap().unwrap());
+        };
+        cancel_and_join(waiting);
+        assert_eq!(drops.load(SeqCst), connected.len() + 1, "each witness once");
+        drop(connected);
+    });
+}

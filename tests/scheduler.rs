@@ -515,12 +515,6 @@ fn max_fibers_limit_is_an_error_not_an_abort() {
 }
 
 #[test]
-#[should_panic(expected = "spindle::spawn called outside a fiber")]
-fn spawn_outside_a_runtime_panics_clearly() {
-    let _ = spindle::spawn(|| ());
-}
-
-#[test]
 fn block_on_inside_a_fiber_is_refused() {
     let rt = Arc::new(runtime(1));
     let inner = rt.clone();

@@ -11,8 +11,10 @@
 //!
 //! The closure may borrow from the caller's stack, because the caller never
 //! leaves `blocking` before the closure has finished: not even when the
-//! runtime shuts down and unwinds the waiting fiber (the unwind is caught,
-//! the wait completes, then the unwind resumes).
+//! waiting fiber is cancelled (`JoinHandle::cancel`) or the runtime shuts
+//! down and unwinds it (the unwind is caught, the wait completes, then the
+//! unwind resumes). A cancelled `blocking` call therefore takes as long as
+//! its closure: the closure itself is never interrupted.
 //!
 //! A raw blocking call nobody wrapped in `blocking` is rescued too, later
 //! and at a higher price: the monitor sees the worker held and hands its
@@ -96,8 +98,9 @@ where
         }
     }));
     if let Err(unwind) = waited {
-        // Cancelled at shutdown: finish waiting (an ordinary park, which
-        // the job's end unparks), then carry on unwinding.
+        // Cancelled: finish waiting (an ordinary park now that the unwind
+        // is under way, which the job's end unparks), then carry on
+        // unwinding.
         while !slot.done.load(Ordering::Acquire) {
             crate::park();
             std::thread::yield_now();

@@ -204,11 +204,11 @@ pub(super) fn on_shutdown_cancel(fiber: &FiberInner) {
     cancellation_point(fiber);
 }
 
-/// A cancellation unwind raised inside `body` was caught before it could
-/// leave a frame that cannot unwind (a hooked C library call, which
-/// reports `ECANCELED` instead): the fiber is no longer unwinding, and the
-/// unwind is raised again at its next cancellation point.
-#[cfg(feature = "interpose")]
+/// A cancellation unwind was caught before it could leave a frame that
+/// cannot unwind (a hooked C library call, which reports `ECANCELED`
+/// instead) or must not (a scope's wait for its fibers): the fiber is no
+/// longer unwinding, and the unwind is raised again at its next
+/// cancellation point.
 pub(crate) fn caught(fiber: CurrentFiber) {
     fiber.inner().cancelling.set(false);
 }

@@ -369,6 +369,10 @@ impl<T: 'static> JoinHandle<T> {
     /// ask [`crate::is_cancelled`]. A no-op on a fiber that has finished
     /// or was cancelled already; callable from fibers and plain threads.
     ///
+    /// The unwind is an unwind like a panic's: a `sync::Mutex` or `RwLock`
+    /// guard held across the cancelled wait poisons its lock. Wrap a
+    /// critical section that waits in [`crate::shield`] to finish it first.
+    ///
     /// A fiber too low on stack to unwind at its park point is frozen
     /// instead (never resumed, its stack left as it is, reported on
     /// stderr and counted in `Metrics::frozen_fibers`); its joiner still

@@ -440,7 +440,8 @@ fn fiber_main(fiber: *const FiberInner, yielder: &FiberYielder, first: Resume) {
     let start = if first == Resume::Cancel || fiber.cancel_requested.load(Ordering::Relaxed) {
         // Started only to drop its closure (shutdown, or cancelled before
         // it ran): a wait in that drop is a wait during a cancellation
-        // (`cancel.rs`).
+        // (`cancel.rs`), in which `is_cancelled` is true.
+        fiber.cancel_requested.store(true, Ordering::Relaxed);
         fiber.cancelling.set(true);
         Start::Cancelled
     } else {
@@ -506,9 +507,12 @@ fn suspend(fiber: *const FiberInner, reason: Suspend) {
         // SAFETY: as above; still this fiber, still its yielder.
         resume = unsafe { context::suspend((*fiber).yielder.get(), reason) };
     }
-    // SAFETY: the fiber's own code owns `cancelling` and `shield_depth`;
-    // re-read through a fresh pointer since we may be on another thread now.
-    let fiber = unsafe { &*current_ptr() };
+    // SAFETY: `fiber` still names the running fiber: it may be on another
+    // thread now, but its `FiberInner` has not moved, and its scheduling
+    // reference keeps it alive. Its own code (this) owns `cancelling` and
+    // `shield_depth`. (No second look at the thread-local: a call per
+    // switch.)
+    let fiber = unsafe { &*fiber };
     if resume == Resume::Cancel {
         cancel::on_shutdown_cancel(fiber);
     } else {
@@ -737,13 +741,15 @@ pub(crate) fn current_runtime_workers() -> Option<usize> {
 ///
 /// Returns at once if an unpark came first (consuming it). May also return
 /// spuriously, without an unpark, as std's may, so call it in a loop that
-/// re-checks the condition it waits for. When the runtime shuts down, a
-/// parked fiber does not return from `park`: it is unwound from there (its
-/// destructors run). A park inside such a destructor is an ordinary park,
-/// for at most the runtime's `Builder::shutdown_grace` (the fiber is then
-/// frozen, see `ShutdownReport`); so is a park after a `catch_unwind`
-/// that caught the unwind. [`park_timeout`](crate::park_timeout) is the
-/// same with a timeout.
+/// re-checks the condition it waits for. A park is a cancellation point:
+/// in a fiber whose cancellation was requested (`JoinHandle::cancel`, not
+/// inside a [`shield`]), or when the runtime shuts down, `park` does not
+/// return: the fiber is unwound from there (its destructors run). A park
+/// inside such a destructor is an ordinary park (at shutdown, for at most
+/// the runtime's `Builder::shutdown_grace`; the fiber is then frozen, see
+/// `ShutdownReport`); so is a park after a `catch_unwind` that caught the
+/// unwind. [`park_timeout`](crate::park_timeout) is the same with a
+/// timeout.
 pub fn park() {
     let Some(fiber) = CurrentFiber::get() else {
         std::thread::park();
@@ -838,7 +844,9 @@ unsafe fn clone_raw(fiber: *const FiberInner) -> Arc<FiberInner> {
 /// continues, like `std::thread::yield_now` (which it calls on a plain
 /// thread). The fiber goes to the back of its worker's queue; with nothing
 /// else to run there, it carries on without switching away
-/// (`scheduler::yield_in_place`).
+/// (`scheduler::yield_in_place`). Like a park, it is a cancellation point
+/// (`JoinHandle::cancel`), so a computation that yields now and then can
+/// be cancelled.
 pub fn yield_now() {
     let Some(fiber) = CurrentFiber::get() else {
         std::thread::yield_now();

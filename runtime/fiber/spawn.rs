@@ -23,13 +23,19 @@ use crate::scheduler::Shared;
 /// like `std::thread::spawn`.
 ///
 /// The fiber runs `f` on its own stack; a panic inside it is caught and
-/// handed to the joiner, and the worker thread carries on.
+/// handed to the joiner, and the worker thread carries on. Called from a
+/// fiber, it spawns on that fiber's runtime; from a plain thread, on the
+/// process-wide [`default_runtime`](crate::default_runtime), which starts
+/// then if it has not.
 ///
 /// # Panics
-/// Outside a fiber (use [`crate::Runtime::spawn`] from a plain thread), or
-/// when the fiber cannot be spawned (see [`try_spawn`]).
+/// When the fiber cannot be spawned (see [`try_spawn`]), or the default
+/// runtime cannot start.
 ///
 /// ```
+/// // From a plain thread: the default runtime.
+/// assert_eq!(spindle::spawn(|| "anywhere").join().unwrap(), "anywhere");
+///
 /// let rt = spindle::Runtime::new().unwrap();
 /// let sum = rt.block_on(|| {
 ///     let handles: Vec<_> = (0..10u64).map(|i| spindle::spawn(move || i * i)).collect();
@@ -112,24 +118,23 @@ impl Builder {
         self
     }
 
-    /// Spawns the fiber on the current runtime (the one whose fiber calls
-    /// this).
+    /// Spawns the fiber on the current runtime: the one whose fiber calls
+    /// this, or on a plain thread the
+    /// [`default_runtime`](crate::default_runtime) ([`Builder::spawn_on`]
+    /// names another).
     ///
     /// # Panics
-    /// Outside a fiber: use [`Builder::spawn_on`] from a plain thread.
+    /// On a plain thread, when the default runtime cannot start.
     #[track_caller]
     pub fn spawn<F, T>(self, f: F) -> Result<JoinHandle<T>, SpawnError>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let Some(fiber) = super::CurrentFiber::get() else {
-            panic!(
-                "spindle::spawn called outside a fiber: call it from inside Runtime::block_on, \
-                 or use Runtime::spawn from a plain thread"
-            );
-        };
-        self.spawn_in(fiber.shared(), f)
+        match super::CurrentFiber::get() {
+            Some(fiber) => self.spawn_in(fiber.shared(), f),
+            None => self.spawn_in(crate::default_runtime::default_shared(), f),
+        }
     }
 
     /// Spawns on `shared`; the caller's caller chain, up to the first
@@ -163,6 +168,28 @@ impl Builder {
             }
         };
         shared.admit_fiber()?;
+        // A test's fibers report their panics to the test (`test.rs`). A
+        // separate instance, so that the usual closure stays small enough
+        // to live inside the record (`record.rs`).
+        if let Some(mailbox) = crate::test::mailbox_to_inherit(shared) {
+            let f = crate::test::inheriting(mailbox, f);
+            return Ok(self.admitted(shared, stack_size, f));
+        }
+        Ok(self.admitted(shared, stack_size, f))
+    }
+
+    /// The spawn, once the fiber is admitted: its record, queued.
+    #[track_caller]
+    fn admitted<F, T>(
+        self,
+        shared: &Arc<Shared>,
+        stack_size: Option<NonZeroUsize>,
+        f: F,
+    ) -> JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
         let entry = Entry::new(move |start| -> Output {
             match start {
                 Start::Run => catch_unwind(AssertUnwindSafe(f))
@@ -193,7 +220,7 @@ impl Builder {
             inner: ManuallyDrop::new(inner.clone()),
         };
         Shared::schedule_spawned(inner);
-        Ok(JoinHandle::new(fiber))
+        JoinHandle::new(fiber)
     }
 }
 

@@ -380,9 +380,9 @@ mod tests {
 /// violation, two threads running the fiber as `begin_run`'s panic, and a
 /// lost wake-up as a fiber that never finishes.
 ///
-/// A model for another transition (cancellation, say) adds a step to
-/// `Model` and races it against `Model::wake` (and, where it can,
-/// `Model::dump`).
+/// A model for another transition adds a step to `Model` and races it
+/// against `Model::wake` (and, where it can, `Model::dump`), as the
+/// cancellation request's model does.
 #[cfg(all(test, spindle_loom))]
 mod loom_models {
     use super::{Phase, State, Unparked};
@@ -589,6 +589,51 @@ mod loom_models {
                 waker.join().unwrap();
             }
             model.fiber.assert_finished_once();
+        });
+    }
+
+    /// A cancellation request (`fiber/cancel.rs`) races the fiber's park:
+    /// the request stores its flag, Relaxed, and unparks; the fiber looks
+    /// at the flag, Relaxed, on its way into each park and each time a
+    /// park returns, and parks until it sees it. Whether the request lands
+    /// before the look, between the look and the switch, or after the
+    /// worker marked the fiber PARKED, the fiber sees it and finishes,
+    /// once: the unpark's ordering carries the flag.
+    #[test]
+    fn loom_cancel_request_races_park() {
+        /// The fiber's code from a cancellation point on: finishes if the
+        /// request is seen, else parks; returns once it is finished or
+        /// left PARKED (whoever unparks it runs it again).
+        fn run_until_cancelled(fiber: &Model, requested: &AtomicBool) {
+            loop {
+                if requested.load(Relaxed) {
+                    fiber.resumed.fetch_add(1, SeqCst);
+                    fiber.state.finish();
+                    return;
+                }
+                if !fiber.park() {
+                    return;
+                }
+            }
+        }
+
+        crate::loom::model(|| {
+            let fiber = Model::running();
+            let requested = Arc::new(AtomicBool::new(false));
+            let canceller = {
+                let (fiber, requested) = (fiber.clone(), requested.clone());
+                thread::spawn(move || {
+                    requested.store(true, Relaxed);
+                    if fiber.state.unpark() == Unparked::MustSchedule {
+                        fiber.state.begin_run();
+                        run_until_cancelled(&fiber, &requested);
+                    }
+                })
+            };
+            run_until_cancelled(&fiber, &requested);
+            canceller.join().unwrap();
+            assert_eq!(fiber.state.phase(), Phase::Done, "a request was lost");
+            assert_eq!(fiber.resumed.load(SeqCst), 1, "it finished once");
         });
     }
 

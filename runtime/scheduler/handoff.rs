@@ -113,7 +113,6 @@ pub const DEFAULT_MAX_SPARE_WORKERS: usize = 512;
 ///
 /// ```
 /// use std::sync::{Arc, Mutex};
-/// use std::time::Duration;
 ///
 /// use spindle::HeldState;
 ///
@@ -125,8 +124,11 @@ pub const DEFAULT_MAX_SPARE_WORKERS: usize = 512;
 ///     .build()
 ///     .unwrap();
 /// rt.block_on(|| {
-///     let behind = spindle::spawn(|| ()); // queued behind the sleep
-///     std::thread::sleep(Duration::from_millis(50)); // a raw blocking call
+///     let (ran, has_run) = std::sync::mpsc::channel();
+///     // Queued behind the blocked fiber: only a hand-off to a spare
+///     // worker can run it.
+///     let behind = spindle::spawn(move || ran.send(()).unwrap());
+///     has_run.recv().unwrap(); // a raw blocking call (a std channel)
 ///     behind.join().unwrap();
 /// });
 /// rt.shutdown(); // joins the worker, which reports the episode

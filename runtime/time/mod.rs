@@ -12,6 +12,10 @@
 //! A fiber that computes without yielding delays its worker's timers, as it
 //! delays everything else on that worker.
 //!
+//! Every wait here is a cancellation point (`JoinHandle::cancel`): a
+//! cancelled sleeper unwinds from its park, and the timer's guard removes
+//! its entry on the way out (`timer.rs`).
+//!
 //! No timer runs while shutdown unwinds the fibers left
 //! (`scheduler/shutdown.rs`): a timed wait in a destructor that runs then
 //! times out at once (a `sleep` returns, a `join_timeout` gives the handle
@@ -126,8 +130,10 @@ impl<T: 'static> JoinHandle<T> {
     /// use std::time::Duration;
     /// let rt = spindle::Runtime::new().unwrap();
     /// rt.block_on(|| {
-    ///     let slow = spindle::spawn(|| spindle::time::sleep(Duration::from_millis(50)));
-    ///     let slow = slow.join_timeout(Duration::from_millis(1)).unwrap_err(); // still running
+    ///     let (release, released) = spindle::sync::mpsc::channel::<()>();
+    ///     let slow = spindle::spawn(move || released.recv().unwrap());
+    ///     let slow = slow.join_timeout(Duration::from_millis(1)).unwrap_err(); // still waiting
+    ///     release.send(()).unwrap();
     ///     assert!(slow.join_timeout(Duration::from_secs(60)).unwrap().is_ok());
     /// });
     /// ```
