@@ -197,16 +197,14 @@ impl Builder {
 /// fiber, it simply calls `f`.
 ///
 /// ```
-/// fn main() {
-///     let mut words = vec!["fibers", "from"];
-///     let count = spindle::run(|| {
-///         words.push("main"); // `run`'s closure may borrow
-///         let fibers: Vec<_> = words.iter().map(|&w| spindle::spawn(move || w.len())).collect();
-///         fibers.into_iter().map(|f| f.join().unwrap()).sum::<usize>()
-///     });
-///     assert_eq!((count, words.len()), (14, 3));
-/// }
-/// # main();
+/// // The whole of a program's `main`:
+/// let mut words = vec!["fibers", "from"];
+/// let count = spindle::run(|| {
+///     words.push("main"); // `run`'s closure may borrow
+///     let fibers: Vec<_> = words.iter().map(|&w| spindle::spawn(move || w.len())).collect();
+///     fibers.into_iter().map(|f| f.join().unwrap()).sum::<usize>()
+/// });
+/// assert_eq!((count, words.len()), (14, 3));
 /// ```
 ///
 /// # Panics
