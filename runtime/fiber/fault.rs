@@ -38,6 +38,14 @@
 //! every thread that runs the scheduler holds an [`AbortOnUnwind`]: after
 //! the panic hook has printed the panic, it writes which thread failed and
 //! aborts, as [`internal_error`] does for a failure found without a panic.
+//!
+//! # A stack overflow
+//! A fiber that runs into its guard page raises `SIGSEGV`; the handler
+//! (`sys/signal.rs`) asks [`classify_fault`] whether the address is in the
+//! running fiber's guard page, and if so it names the fiber and its stack
+//! size on stderr and aborts, as std does for a thread's overflow. It runs
+//! in the signal handler, so it only reads plain data and formats into a
+//! buffer on its own stack.
 
 use std::any::Any;
 use std::fmt;
@@ -196,6 +204,50 @@ impl Drop for AbortOnUnwind {
                 self.thread
             ));
         }
+    }
+}
+
+/// Called from the `SIGSEGV` handler: reports and aborts if `address` is in
+/// the running fiber's guard page. Async-signal-safe: reads plain data,
+/// formats into a stack buffer, writes with `write(2)`.
+pub(crate) fn classify_fault(address: usize) {
+    let running = super::CURRENT.with(|c| c.get());
+    let page = crate::sys::memory::page_size();
+    if running.fiber.is_null() || address < running.guard || address >= running.guard + page {
+        return;
+    }
+    // SAFETY: the fiber is running on this thread, so it is alive.
+    let fiber = unsafe { &*running.fiber };
+    let mut line = StackLine {
+        buf: [0; 512],
+        len: 0,
+    };
+    let size_kib = fiber.stack_bytes() / 1024;
+    let _ = fmt::Write::write_fmt(
+        &mut line,
+        format_args!(
+            "\nfiber '{}' (id {}) has overflowed its stack of {} KiB\nfatal runtime error: stack overflow, aborting\n",
+            fiber.name.as_deref().unwrap_or("<unnamed>"),
+            fiber.id.0,
+            size_kib
+        ),
+    );
+    crate::sys::signal::write_stderr(&line.buf[..line.len]);
+    crate::sys::signal::abort();
+}
+
+/// A fixed buffer to format into without allocating (signal context).
+struct StackLine {
+    buf: [u8; 512],
+    len: usize,
+}
+
+impl fmt::Write for StackLine {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let n = s.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
     }
 }
 

@@ -11,7 +11,8 @@
 //!   in), and freezing it where an unwind cannot be made safely.
 //! - `fault.rs`: user code that runs outside a fiber's function (its
 //!   result's and closure's drops, fiber-local destructors), caught and
-//!   reported; a failure of the runtime's own code, which aborts.
+//!   reported; a failure of the runtime's own code, which aborts; a stack
+//!   overflow, reported from the `SIGSEGV` handler.
 //! - `dump.rs`: `Runtime::dump`, the list of live fibers with backtraces of
 //!   the parked ones.
 //! - The per-fiber wait state, which the layers above (`time`, `sync`,
@@ -519,50 +520,6 @@ fn suspend(fiber: *const FiberInner, reason: Suspend) {
         // Woken (by the request's unpark, or by anything else): a request
         // that came while it was away takes effect here.
         cancel::cancellation_point(fiber);
-    }
-}
-
-/// Called from the `SIGSEGV` handler: reports and aborts if `address` is in
-/// the running fiber's guard page. Async-signal-safe: reads plain data,
-/// formats into a stack buffer, writes with `write(2)`.
-pub(crate) fn classify_fault(address: usize) {
-    let running = CURRENT.with(|c| c.get());
-    let page = crate::sys::memory::page_size();
-    if running.fiber.is_null() || address < running.guard || address >= running.guard + page {
-        return;
-    }
-    // SAFETY: the fiber is running on this thread, so it is alive.
-    let fiber = unsafe { &*running.fiber };
-    let mut line = StackLine {
-        buf: [0; 512],
-        len: 0,
-    };
-    let size_kib = fiber.stack_bytes() / 1024;
-    let _ = fmt::Write::write_fmt(
-        &mut line,
-        format_args!(
-            "\nfiber '{}' (id {}) has overflowed its stack of {} KiB\nfatal runtime error: stack overflow, aborting\n",
-            fiber.name.as_deref().unwrap_or("<unnamed>"),
-            fiber.id.0,
-            size_kib
-        ),
-    );
-    crate::sys::signal::write_stderr(&line.buf[..line.len]);
-    crate::sys::signal::abort();
-}
-
-/// A fixed buffer to format into without allocating (signal context).
-struct StackLine {
-    buf: [u8; 512],
-    len: usize,
-}
-
-impl fmt::Write for StackLine {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let n = s.len().min(self.buf.len() - self.len);
-        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
-        self.len += n;
-        Ok(())
     }
 }
 

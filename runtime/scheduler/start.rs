@@ -44,7 +44,7 @@ impl Shared {
     /// monitor (the steps of the module docs). Returns the threads, the
     /// monitor's last.
     pub(crate) fn start(config: Config) -> io::Result<(Arc<Shared>, Vec<thread::JoinHandle<()>>)> {
-        crate::sys::signal::install_overflow_handler(crate::fiber::classify_fault);
+        crate::sys::signal::install_overflow_handler(crate::fiber::fault::classify_fault);
         crate::sys::panic::install_panic_hook(crate::test::intercept_panic);
         #[cfg(feature = "interpose")]
         crate::io::interpose::install();
