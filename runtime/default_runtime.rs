@@ -1,5 +1,7 @@
-//! The process-wide default runtime: what [`spawn`](crate::spawn) uses on a
-//! plain thread, and [`run`], the one-line `main`.
+//! The process-wide default runtime: what [`spawn`] uses on a plain
+//! thread, and [`run`], the one-line `main`. [`spawn`], [`try_spawn`] and
+//! `fiber::Builder::spawn`, which choose the runtime a spawn goes to (the
+//! calling fiber's, or this one), are defined here, above `fiber/`.
 //!
 //! # Design
 //! Like Go's scheduler, which every program has without asking, and
@@ -51,6 +53,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use crate::builder::{Builder, MAX_WORKERS};
+use crate::fiber::join::JoinHandle;
+use crate::fiber::spawn::{Builder as FiberBuilder, SpawnError};
 use crate::runtime::Runtime;
 use crate::scheduler::Shared;
 
@@ -220,6 +224,85 @@ where
         return f();
     }
     default_runtime().block_on(f)
+}
+
+/// Spawns a fiber on the current runtime and returns its [`JoinHandle`],
+/// like `std::thread::spawn`.
+///
+/// The fiber runs `f` on its own stack; a panic inside it is caught and
+/// handed to the joiner, and the worker thread carries on. Called from a
+/// fiber, it spawns on that fiber's runtime; from a plain thread, on the
+/// process-wide [`default_runtime`], which starts
+/// then if it has not.
+///
+/// # Panics
+/// When the fiber cannot be spawned (see [`try_spawn`]), or the default
+/// runtime cannot start.
+///
+/// ```
+/// // From a plain thread: the default runtime.
+/// assert_eq!(spindle::spawn(|| "anywhere").join().unwrap(), "anywhere");
+///
+/// let rt = spindle::Runtime::new().unwrap();
+/// let sum = rt.block_on(|| {
+///     let handles: Vec<_> = (0..10u64).map(|i| spindle::spawn(move || i * i)).collect();
+///     handles.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
+/// });
+/// assert_eq!(sum, 285);
+/// ```
+#[track_caller]
+pub fn spawn<F, T>(f: F) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    FiberBuilder::new()
+        .spawn(f)
+        .unwrap_or_else(|error| panic!("spindle::spawn failed: {error}"))
+}
+
+/// Like [`spawn`], but returns an error instead of panicking when the fiber
+/// cannot be spawned: the runtime's fiber limit is reached (or, on kernels
+/// before 6.13, its budget of guarded stacks), no stack can be had (the OS
+/// refuses memory for more and every one is in use), its stack size is out
+/// of range, or the runtime is shutting down.
+///
+/// ```
+/// let rt = spindle::Builder::new().max_fibers(1).build().unwrap();
+/// rt.block_on(|| {
+///     // The fiber running this closure is the one live fiber allowed.
+///     let error = spindle::try_spawn(|| ()).unwrap_err();
+///     assert!(error.to_string().contains("max_fibers"), "{error}");
+/// });
+/// ```
+#[track_caller]
+pub fn try_spawn<F, T>(f: F) -> Result<JoinHandle<T>, SpawnError>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    FiberBuilder::new().spawn(f)
+}
+
+impl FiberBuilder {
+    /// Spawns the fiber on the current runtime: the one whose fiber calls
+    /// this, or on a plain thread the
+    /// [`default_runtime`] ([`FiberBuilder::spawn_on`]
+    /// names another).
+    ///
+    /// # Panics
+    /// On a plain thread, when the default runtime cannot start.
+    #[track_caller]
+    pub fn spawn<F, T>(self, f: F) -> Result<JoinHandle<T>, SpawnError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        match crate::fiber::CurrentFiber::get() {
+            Some(fiber) => self.spawn_in(fiber.shared(), f),
+            None => self.spawn_in(default_shared(), f),
+        }
+    }
 }
 
 #[cfg(test)]

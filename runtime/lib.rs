@@ -104,9 +104,9 @@ pub mod time;
 
 pub use blocking::blocking;
 pub use builder::{Builder, DEFAULT_SHUTDOWN_GRACE, DEFAULT_STACK_SIZE};
-pub use default_runtime::{default_runtime, run};
+pub use default_runtime::{default_runtime, run, spawn, try_spawn};
 pub use fiber::join::{JoinError, JoinHandle};
-pub use fiber::spawn::{spawn, try_spawn, LimitKind, SpawnError};
+pub use fiber::spawn::{LimitKind, SpawnError};
 pub use fiber::stack::StackStats;
 pub use fiber::{
     current, is_cancelled, park, shield, try_current, yield_now, Fiber, FiberDump, FiberId,

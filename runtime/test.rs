@@ -26,8 +26,13 @@
 //! `#[should_panic(expected = ..)]` sees its message.
 //!
 //! The mailbox is held weakly by the fibers: a fiber that outlives its
-//! test reports as any fiber does. While no `run` is active the hook and
-//! `spawn` check one atomic counter and do nothing else. The panic that
+//! test reports as any fiber does. Both ends are hooks of the fiber
+//! layer, set at the first `run` (`fiber::spawn::set_inheritance`, what a
+//! spawned fiber inherits; `fiber::cancel::set_panic_reporter`, where a
+//! fiber's panic is reported), so `fiber/` knows nothing of tests. Before
+//! the first `run` a spawn and the hook each load an unset hook; after
+//! it, while no `run` is active, they check one atomic counter and do
+//! nothing else. The panic that
 //! aborts the process (a destructor panicking during an unwind) is always
 //! printed at once: nobody would be left to print it later.
 //!
@@ -41,7 +46,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 
 use crate::scheduler::Shared;
-use crate::sys::panic::Hook;
 
 crate::fiber_local! {
     /// The mailbox of the test this fiber belongs to, if any.
@@ -154,6 +158,9 @@ where
             .spawn(move || mailbox.print_until_closed())
             .unwrap_or_else(|error| panic!("spindle::test::run cannot start its thread: {error}"))
     };
+    // Set once per process; both cost one load while no run is active.
+    crate::fiber::spawn::set_inheritance(inherit);
+    crate::fiber::cancel::set_panic_reporter(report);
     ACTIVE_RUNS.fetch_add(1, Ordering::Relaxed);
     let weak = Arc::downgrade(&mailbox);
     let outcome = catch_unwind(AssertUnwindSafe(|| {
@@ -172,36 +179,32 @@ where
     }
 }
 
-/// The mailbox a fiber spawned now on `shared` inherits from its spawner
-/// (module docs), if any. Outside a run this is one load.
-pub(crate) fn mailbox_to_inherit(shared: &Arc<Shared>) -> Option<Weak<Mailbox>> {
+/// What a fiber spawned now on `shared` inherits from its spawner
+/// (`fiber::spawn::set_inheritance`): the spawner's mailbox, taken as the
+/// new fiber's own before its closure runs, if the spawner has one and
+/// spawns on the default runtime (module docs). Outside a run this is one
+/// load.
+fn inherit(shared: &Arc<Shared>) -> Option<Box<dyn FnOnce() + Send>> {
     if ACTIVE_RUNS.load(Ordering::Relaxed) == 0
         || crate::fiber::CurrentFiber::get().is_none()
         || !crate::default_runtime::is_default(shared)
     {
         return None;
     }
-    MAILBOX.try_with(|slot| slot.get().cloned()).ok().flatten()
-}
-
-/// `f`, run by a fiber that first takes `mailbox` as its own.
-pub(crate) fn inheriting<F, T>(mailbox: Weak<Mailbox>, f: F) -> impl FnOnce() -> T + Send + 'static
-where
-    F: FnOnce() -> T + Send + 'static,
-{
-    move || {
+    let mailbox = MAILBOX
+        .try_with(|slot| slot.get().cloned())
+        .ok()
+        .flatten()?;
+    Some(Box::new(move || {
         let _ = MAILBOX.try_with(|slot| slot.set(mailbox));
-        f()
-    }
+    }))
 }
 
-/// The runtime's panic hook (`sys/panic.rs`): a fiber's panic goes to its
-/// test's mailbox if it has a live one; anything else to the fiber layer's
-/// part (`fiber/cancel.rs`), which hands it on to the hook before.
-pub(crate) fn intercept_panic(info: &PanicHookInfo<'_>, previous: &Hook) {
-    if ACTIVE_RUNS.load(Ordering::Relaxed) == 0 || !post(info) {
-        crate::fiber::cancel::intercept_panic(info, previous);
-    }
+/// The panic hook's reporter (`fiber::cancel::set_panic_reporter`): a
+/// fiber's panic goes to its test's mailbox if it has a live one (true);
+/// anything else is left to the hook (false).
+fn report(info: &PanicHookInfo<'_>) -> bool {
+    ACTIVE_RUNS.load(Ordering::Relaxed) != 0 && post(info)
 }
 
 /// Posts the running fiber's panic to its mailbox; false if it has none.

@@ -144,7 +144,7 @@
 use std::cell::Cell;
 use std::panic::{Location, PanicHookInfo};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::context::{self, Resume, Suspend};
 use super::join::{Cancelled, JoinError};
@@ -547,6 +547,19 @@ fn panic_message<'a>(info: &'a PanicHookInfo<'_>) -> Option<&'a str> {
         .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
 }
 
+/// Where a fiber's panic may be reported instead of by the panic hook: true
+/// if it took the panic (the hook then prints nothing). A layer above sets
+/// it (`test.rs`: a test's fibers report to the test).
+pub(crate) type PanicReporter = fn(&PanicHookInfo<'_>) -> bool;
+
+/// The reporter [`intercept_panic`] asks first, once set.
+static REPORTER: OnceLock<PanicReporter> = OnceLock::new();
+
+/// Sets the panic reporter, once per process; later calls do nothing.
+pub(crate) fn set_panic_reporter(reporter: PanicReporter) {
+    let _ = REPORTER.set(reporter);
+}
+
 /// The runtime's part of the process's panic hook (`sys/panic.rs`). In a
 /// fiber being cancelled on a thread that allows it ([`FreezeHere`]), a
 /// panic that cannot unwind because a destructor panicked during the
@@ -556,6 +569,9 @@ fn panic_message<'a>(info: &'a PanicHookInfo<'_>) -> Option<&'a str> {
 /// unwind, which takes more stack than a fiber parked deep may have left.
 /// Anywhere else the panic goes to the previous hook, here.
 pub(crate) fn intercept_panic(info: &PanicHookInfo<'_>, previous: &Hook) {
+    if REPORTER.get().is_some_and(|report| report(info)) {
+        return;
+    }
     let fiber = current_ptr();
     if !MAY_FREEZE_IN_HOOK.with(Cell::get) || fiber.is_null() {
         return previous(info);

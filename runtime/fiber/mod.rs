@@ -3,7 +3,8 @@
 //! - `state.rs`: the atomic state machine (who may run the fiber).
 //! - `context.rs`: the corosensei coroutine the fiber runs on.
 //! - `stack/`: where its stack comes from and goes back to.
-//! - `spawn.rs`: `spawn`, `try_spawn`, the fiber `Builder`, `SpawnError`.
+//! - `spawn.rs`: the fiber `Builder` (spawning on a given runtime),
+//!   `SpawnError`; `spawn` and `try_spawn` are `default_runtime.rs`'s.
 //! - `record.rs`: the record's memory: the root closure stored inside it
 //!   (`Entry`), a one-word name, and the pools that reuse finished records.
 //! - `join.rs`: `JoinHandle`, `JoinError` and the fiber's `Completion`.

@@ -1,5 +1,9 @@
-//! Starting fibers: [`spawn`], [`try_spawn`], the fiber [`Builder`] and
-//! [`SpawnError`].
+//! Starting fibers on a given runtime: the fiber [`Builder`] and
+//! [`SpawnError`]. Which runtime a spawn that names none goes to (the
+//! calling fiber's, or the default runtime) is decided above, with the
+//! default runtime: `crate::spawn`, `crate::try_spawn` and
+//! `Builder::spawn` are defined in `default_runtime.rs`, as
+//! `Builder::spawn_on` is in `runtime.rs`.
 //!
 //! Spawning allocates the fiber's bookkeeping and queues it; it does **not**
 //! allocate a stack. The stack is taken when a worker first runs the fiber
@@ -13,68 +17,28 @@ use std::fmt;
 use std::mem::ManuallyDrop;
 use std::num::NonZeroUsize;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::join::{JoinError, JoinHandle, Output};
 use super::{Entry, Fiber, FiberInner, Start};
 use crate::scheduler::Shared;
 
-/// Spawns a fiber on the current runtime and returns its [`JoinHandle`],
-/// like `std::thread::spawn`.
-///
-/// The fiber runs `f` on its own stack; a panic inside it is caught and
-/// handed to the joiner, and the worker thread carries on. Called from a
-/// fiber, it spawns on that fiber's runtime; from a plain thread, on the
-/// process-wide [`default_runtime`](crate::default_runtime), which starts
-/// then if it has not.
-///
-/// # Panics
-/// When the fiber cannot be spawned (see [`try_spawn`]), or the default
-/// runtime cannot start.
-///
-/// ```
-/// // From a plain thread: the default runtime.
-/// assert_eq!(spindle::spawn(|| "anywhere").join().unwrap(), "anywhere");
-///
-/// let rt = spindle::Runtime::new().unwrap();
-/// let sum = rt.block_on(|| {
-///     let handles: Vec<_> = (0..10u64).map(|i| spindle::spawn(move || i * i)).collect();
-///     handles.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
-/// });
-/// assert_eq!(sum, 285);
-/// ```
-#[track_caller]
-pub fn spawn<F, T>(f: F) -> JoinHandle<T>
-where
-    F: FnOnce() -> T + Send + 'static,
-    T: Send + 'static,
-{
-    Builder::new()
-        .spawn(f)
-        .unwrap_or_else(|error| panic!("spindle::spawn failed: {error}"))
-}
+/// What a fiber spawned on a runtime takes from its spawner: given the
+/// runtime, the code the new fiber runs first (on its own stack, before
+/// its closure), or `None` for nothing.
+pub(crate) type Inheritance = fn(&Arc<Shared>) -> Option<Box<dyn FnOnce() + Send>>;
 
-/// Like [`spawn`], but returns an error instead of panicking when the fiber
-/// cannot be spawned: the runtime's fiber limit is reached (or, on kernels
-/// before 6.13, its budget of guarded stacks), no stack can be had (the OS
-/// refuses memory for more and every one is in use), its stack size is out
-/// of range, or the runtime is shutting down.
-///
-/// ```
-/// let rt = spindle::Builder::new().max_fibers(1).build().unwrap();
-/// rt.block_on(|| {
-///     // The fiber running this closure is the one live fiber allowed.
-///     let error = spindle::try_spawn(|| ()).unwrap_err();
-///     assert!(error.to_string().contains("max_fibers"), "{error}");
-/// });
-/// ```
-#[track_caller]
-pub fn try_spawn<F, T>(f: F) -> Result<JoinHandle<T>, SpawnError>
-where
-    F: FnOnce() -> T + Send + 'static,
-    T: Send + 'static,
-{
-    Builder::new().spawn(f)
+/// The inheritance every spawn asks for, once a layer above has set it
+/// (`test.rs`: a test's fibers inherit its panic mailbox). Unset, a spawn
+/// pays one load for it.
+static INHERITANCE: OnceLock<Inheritance> = OnceLock::new();
+
+/// Sets what spawned fibers inherit from their spawners, once per process;
+/// later calls do nothing. The layer above decides by the fiber's spawner
+/// (the calling fiber) and the runtime; `fiber/` knows nothing of what is
+/// inherited.
+pub(crate) fn set_inheritance(inherit: Inheritance) {
+    let _ = INHERITANCE.set(inherit);
 }
 
 /// Configures a fiber before spawning it, like `std::thread::Builder`.
@@ -118,25 +82,6 @@ impl Builder {
         self
     }
 
-    /// Spawns the fiber on the current runtime: the one whose fiber calls
-    /// this, or on a plain thread the
-    /// [`default_runtime`](crate::default_runtime) ([`Builder::spawn_on`]
-    /// names another).
-    ///
-    /// # Panics
-    /// On a plain thread, when the default runtime cannot start.
-    #[track_caller]
-    pub fn spawn<F, T>(self, f: F) -> Result<JoinHandle<T>, SpawnError>
-    where
-        F: FnOnce() -> T + Send + 'static,
-        T: Send + 'static,
-    {
-        match super::CurrentFiber::get() {
-            Some(fiber) => self.spawn_in(fiber.shared(), f),
-            None => self.spawn_in(crate::default_runtime::default_shared(), f),
-        }
-    }
-
     /// Spawns on `shared`; the caller's caller chain, up to the first
     /// function without `#[track_caller]`, is the spawn location a fiber
     /// dump shows. (`Builder::spawn_on` is defined in `runtime.rs`, with
@@ -168,11 +113,15 @@ impl Builder {
             }
         };
         shared.admit_fiber()?;
-        // A test's fibers report their panics to the test (`test.rs`). A
-        // separate instance, so that the usual closure stays small enough
-        // to live inside the record (`record.rs`).
-        if let Some(mailbox) = crate::test::mailbox_to_inherit(shared) {
-            let f = crate::test::inheriting(mailbox, f);
+        // What the new fiber inherits from its spawner, if a layer above
+        // asks for that ([`set_inheritance`]). A separate instance, so
+        // that the usual closure stays small enough to live inside the
+        // record (`record.rs`).
+        if let Some(prelude) = INHERITANCE.get().and_then(|inherit| inherit(shared)) {
+            let f = move || {
+                prelude();
+                f()
+            };
             return Ok(self.admitted(shared, stack_size, f));
         }
         Ok(self.admitted(shared, stack_size, f))

@@ -45,7 +45,7 @@ impl Shared {
     /// monitor's last.
     pub(crate) fn start(config: Config) -> io::Result<(Arc<Shared>, Vec<thread::JoinHandle<()>>)> {
         crate::sys::signal::install_overflow_handler(crate::fiber::fault::classify_fault);
-        crate::sys::panic::install_panic_hook(crate::test::intercept_panic);
+        crate::sys::panic::install_panic_hook(crate::fiber::cancel::intercept_panic);
         #[cfg(feature = "interpose")]
         crate::io::interpose::install();
         let stacks = StackPool::new(config.stack_size, config.force_mprotect);
