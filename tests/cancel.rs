@@ -11,31 +11,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::within;
+use common::{counter, wait_parked, within, Witness};
 use spindle::sync::Latch;
 use spindle::{JoinError, JoinHandle};
 
 const LIMIT: Duration = Duration::from_secs(120);
-
-/// Counts its drops in a shared counter.
-struct Witness(Arc<AtomicUsize>);
-
-impl Drop for Witness {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, SeqCst);
-    }
-}
-
-fn counter() -> Arc<AtomicUsize> {
-    Arc::new(AtomicUsize::new(0))
-}
-
-/// Waits until `handle`'s fiber is parked (its `Debug` says so).
-fn wait_parked<T: 'static>(handle: &JoinHandle<T>) {
-    while !format!("{:?}", handle.fiber()).contains("\"parked\"") {
-        spindle::time::sleep(Duration::from_micros(200));
-    }
-}
 
 /// Waits until `rt` has no live fiber (`block_on`'s own fiber may still be
 /// finishing as `block_on` returns).

@@ -17,27 +17,11 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::within;
+use common::{wait_parked, within, Witness};
 use spindle::sync::{mpsc, Select};
 use spindle::JoinHandle;
 
 const LIMIT: Duration = Duration::from_secs(120);
-
-/// Counts its drops in a shared counter.
-struct Witness(Arc<AtomicUsize>);
-
-impl Drop for Witness {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, SeqCst);
-    }
-}
-
-/// Waits until `handle`'s fiber is parked (its `Debug` says so).
-fn wait_parked<T: 'static>(handle: &JoinHandle<T>) {
-    while !format!("{:?}", handle.fiber()).contains("\"parked\"") {
-        spindle::time::sleep(Duration::from_micros(200));
-    }
-}
 
 /// Spawns `wait` and returns once its fiber is parked.
 fn spawn_parked<T: Send + 'static>(wait: impl FnOnce() -> T + Send + 'static) -> JoinHandle<T> {

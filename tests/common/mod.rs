@@ -122,3 +122,26 @@ pub fn raw_sleep(duration: Duration) {
         )
     };
 }
+
+/// Counts its drops in a shared counter: a destructor that ran exactly
+/// once (or not at all) shows in the count.
+pub struct Witness(pub std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Witness {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A drop counter for [`Witness`]es, at zero.
+pub fn counter() -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0))
+}
+
+/// Waits, from a fiber, until `handle`'s fiber is parked (its `Debug`
+/// says so).
+pub fn wait_parked<T: 'static>(handle: &spindle::JoinHandle<T>) {
+    while !format!("{:?}", handle.fiber()).contains("\"parked\"") {
+        spindle::time::sleep(Duration::from_micros(200));
+    }
+}
