@@ -2,8 +2,9 @@
 //!
 //! The result travels through the fiber's own [`Completion`] (a field of
 //! `FiberInner`, so joining costs no allocation of its own), type-erased as
-//! `Box<dyn Any + Send>` (which allocates nothing for `()` and other
-//! zero-sized results) and downcast by the typed `JoinHandle<T>`. One atomic
+//! a [`Value`] (kept inside the record when it is small, boxed otherwise:
+//! `record.rs`) and taken back as its type by the typed `JoinHandle<T>`.
+//! One atomic
 //! word orders the hand-over; no lock is taken:
 //!
 //! - the joiner writes who it is into `waiter`, then CASes EMPTY → WAITING;
@@ -43,6 +44,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::task::Waker;
 
+use super::record::Value;
 use super::waiter::Waiter;
 use super::Fiber;
 use crate::loom::cell::UnsafeCell;
@@ -55,7 +57,7 @@ const DONE: u8 = 2;
 const DETACHED: u8 = 3;
 
 /// A fiber's outcome, type-erased.
-pub(crate) type Output = Result<Box<dyn Any + Send>, JoinError>;
+pub(crate) type Output = Result<Value, JoinError>;
 
 /// Where a fiber leaves its result for its joiner.
 pub(crate) struct Completion {
@@ -412,8 +414,8 @@ impl<T: 'static> JoinHandle<T> {
 /// A fiber's type-erased outcome as its `JoinHandle`'s type.
 fn downcast<T: 'static>(output: Output) -> Result<T, JoinError> {
     output.map(|value| {
-        *value
-            .downcast::<T>()
+        value
+            .take::<T>()
             .expect("a fiber's result has its JoinHandle's type")
     })
 }
@@ -557,18 +559,18 @@ impl std::error::Error for JoinError {}
 /// unordered as a causality violation.
 #[cfg(all(test, spindle_loom))]
 mod loom_models {
-    use super::{Completion, Output};
+    use super::{Completion, Output, Value};
     use loom::thread;
     use std::sync::Arc;
 
     fn output(value: u32) -> Output {
-        Ok(Box::new(value))
+        Ok(Value::new(value))
     }
 
     fn value(output: Output) -> u32 {
-        *output
+        output
             .expect("the fiber returned")
-            .downcast::<u32>()
+            .take::<u32>()
             .expect("a u32")
     }
 

@@ -1,7 +1,7 @@
 //! The fiber record's memory: the parts that keep it small (the root
-//! closure kept inside the record, [`Entry`], and a one-word name,
-//! [`FiberName`]), and the pools that reuse finished records
-//! ([`RecordCache`], [`RecordPool`]).
+//! closure kept inside the record, [`Entry`], the result kept there too,
+//! [`Value`], and a one-word name, [`FiberName`]), and the pools that
+//! reuse finished records ([`RecordCache`], [`RecordPool`]).
 //!
 //! # Small
 //! A million parked fibers hold a million records, so every word of
@@ -13,6 +13,14 @@
 //! (one allocation and one free fewer per fiber, and the record's
 //! allocation is the same size class either way). A larger closure is
 //! boxed, and the record keeps the box.
+//!
+//! The fiber's result travels back the same way: a [`Value`] of at most
+//! [`INLINE_RESULT`] bytes (a number, a pair of them, an `Arc`, a `Box`)
+//! sits in the record's completion until the joiner takes it, so
+//! `spawn(|| 6 * 7).join()` allocates nothing for its answer; a larger
+//! result (a `String`, a `Vec`) is boxed. The allocation this saves is
+//! made on the fiber's worker and freed on the joiner's, the pattern that
+//! makes two workers contend for one malloc arena.
 //!
 //! Rejected: a record generic over the closure type (`FiberInner<F>`
 //! behind a `dyn` pointer): every queue and handle would carry a fat
@@ -44,6 +52,7 @@
 //! from the global allocator on stable Rust, and a reference count of our
 //! own would change every queue and handle.
 
+use std::any::TypeId;
 use std::mem::{align_of, size_of, ManuallyDrop, MaybeUninit};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -142,6 +151,117 @@ unsafe fn call_boxed<F: FnOnce(Start) -> Output>(data: *mut Inline, start: Start
     // SAFETY: the caller's promise; the read moves the box out.
     let root = unsafe { data.cast::<Box<F>>().read() };
     root(start)
+}
+
+/// Bytes of a fiber's result kept inside the record; larger ones are
+/// boxed. Two words, as [`INLINE_ENTRY`]: room for a number, a pair of
+/// them, an `Arc` or a `Box`, and `Value` stays three words.
+pub(crate) const INLINE_RESULT: usize = 2 * size_of::<usize>();
+
+/// Room for a result of at most [`INLINE_RESULT`] bytes and word alignment.
+#[repr(C)]
+struct InlineResult([MaybeUninit<usize>; INLINE_RESULT / size_of::<usize>()]);
+
+/// A fiber's result, type-erased: `Box<dyn Any + Send>` without the box
+/// when the value fits in [`INLINE_RESULT`] bytes. [`Value::take`] checks
+/// the type as `downcast` does.
+///
+/// # Invariants
+/// `data` holds a live value of the type `kind` was made for: inline if
+/// [`fits_inline`] says so for that type, else a `Box` of it; until
+/// [`Value::take`] or the drop consumes it.
+pub(crate) struct Value {
+    kind: &'static ValueKind,
+    data: InlineResult,
+}
+
+/// What a [`Value`] knows of its type.
+struct ValueKind {
+    type_id: fn() -> TypeId,
+    /// Drops the value in `data` (inline or boxed, per its type).
+    drop: unsafe fn(*mut InlineResult),
+}
+
+// A `Value` is made only of a `Send` value (`Value::new` requires it).
+// SAFETY: so moving it to another thread moves a `Send` value.
+unsafe impl Send for Value {}
+
+/// Whether a `T` is kept inside a [`Value`] rather than boxed. Decided at
+/// compile time, per type, the same way by `new`, `take` and the drop.
+const fn fits_inline<T>() -> bool {
+    size_of::<T>() <= size_of::<InlineResult>() && align_of::<T>() <= align_of::<InlineResult>()
+}
+
+impl Value {
+    pub(crate) fn new<T: Send + 'static>(value: T) -> Value {
+        let mut data = InlineResult([MaybeUninit::uninit(); INLINE_RESULT / size_of::<usize>()]);
+        let slot = data.0.as_mut_ptr();
+        if fits_inline::<T>() {
+            // SAFETY: `data` has room and alignment for a `T` (checked).
+            unsafe { slot.cast::<T>().write(value) };
+        } else {
+            // SAFETY: a `Box` is one word, which `data` has room for.
+            unsafe { slot.cast::<Box<T>>().write(Box::new(value)) };
+        }
+        Value {
+            kind: const {
+                &ValueKind {
+                    type_id: TypeId::of::<T>,
+                    drop: drop_value::<T>,
+                }
+            },
+            data,
+        }
+    }
+
+    /// The value, if it is a `T`; else `self` back, untouched.
+    pub(crate) fn take<T: 'static>(self) -> Result<T, Value> {
+        if (self.kind.type_id)() != TypeId::of::<T>() {
+            return Err(self);
+        }
+        let mut value = ManuallyDrop::new(self);
+        let slot = value.data.0.as_mut_ptr();
+        // SAFETY: `data` holds a `T` (its kind's type is `T`), inline or
+        // boxed per `fits_inline` (invariant); the read moves it out, and
+        // `ManuallyDrop` keeps our drop from dropping it again.
+        Ok(unsafe {
+            if fits_inline::<T>() {
+                slot.cast::<T>().read()
+            } else {
+                *slot.cast::<Box<T>>().read()
+            }
+        })
+    }
+}
+
+impl Drop for Value {
+    fn drop(&mut self) {
+        // SAFETY: `data` holds the value `kind` was made for (invariant);
+        // it is consumed once, here.
+        unsafe { (self.kind.drop)(&mut self.data) }
+    }
+}
+
+impl std::fmt::Debug for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Value { .. }")
+    }
+}
+
+/// Drops the `T` in `data`, inline or boxed.
+///
+/// # Safety
+/// `data` holds a live `T` as [`Value::new`] put it there; this consumes it.
+unsafe fn drop_value<T>(data: *mut InlineResult) {
+    let slot = data.cast::<MaybeUninit<usize>>();
+    // SAFETY: the caller's promise, inline or boxed per `fits_inline`.
+    unsafe {
+        if fits_inline::<T>() {
+            slot.cast::<T>().drop_in_place();
+        } else {
+            slot.cast::<Box<T>>().drop_in_place();
+        }
+    }
 }
 
 /// A fiber's name, in one word (most fibers have none).
@@ -324,7 +444,7 @@ mod tests {
         Entry::new(move |start| {
             let _keep = (&tracked, padding);
             match start {
-                Start::Run => Ok(Box::new(padding.len())),
+                Start::Run => Ok(Value::new(padding.len())),
                 _ => Err(super::super::join::JoinError::cancelled()),
             }
         })
@@ -340,7 +460,7 @@ mod tests {
                 entry_of::<64>(&drops)
             };
             let output = entry.run(Start::Run).ok().unwrap();
-            let len = *output.downcast::<usize>().unwrap();
+            let len = output.take::<usize>().unwrap();
             assert_eq!(len, if inline { 1 } else { 64 });
             assert_eq!(drops.load(Ordering::Relaxed), 1, "inline: {inline}");
 
@@ -352,6 +472,71 @@ mod tests {
             drop(unrun);
             assert_eq!(drops.load(Ordering::Relaxed), 2, "inline: {inline}");
         }
+    }
+
+    /// A result of `N` padding bytes and a drop counter.
+    fn value_of<const N: usize>(drops: &Arc<AtomicUsize>) -> Value {
+        Value::new((Tracked(drops.clone()), [N as u8; N]))
+    }
+
+    #[test]
+    fn small_and_large_results_come_back_once_and_drop_once() {
+        // One word of counter plus N bytes: N = 8 fits in two words.
+        assert!(fits_inline::<(Tracked, [u8; 8])>());
+        assert!(!fits_inline::<(Tracked, [u8; 64])>());
+        assert!(fits_inline::<()>() && fits_inline::<Arc<u8>>());
+        assert!(!fits_inline::<String>());
+        assert_eq!(size_of::<Value>(), 3 * size_of::<usize>());
+
+        let drops = Arc::new(AtomicUsize::new(0));
+        let (tracked, padding) = value_of::<8>(&drops)
+            .take::<(Tracked, [u8; 8])>()
+            .ok()
+            .unwrap();
+        assert_eq!(padding, [8; 8]);
+        assert_eq!(drops.load(Ordering::Relaxed), 0, "taken, not dropped");
+        drop(tracked);
+        let (tracked, padding) = value_of::<64>(&drops)
+            .take::<(Tracked, [u8; 64])>()
+            .ok()
+            .unwrap();
+        assert_eq!(padding, [64; 64]);
+        drop(tracked);
+        assert_eq!(drops.load(Ordering::Relaxed), 2);
+
+        // Dropped untaken, inline and boxed.
+        drop(value_of::<8>(&drops));
+        drop(value_of::<64>(&drops));
+        assert_eq!(drops.load(Ordering::Relaxed), 4);
+
+        assert_eq!(
+            Value::new(String::from("boxed"))
+                .take::<String>()
+                .ok()
+                .unwrap(),
+            "boxed"
+        );
+        assert!(Value::new(()).take::<()>().is_ok());
+    }
+
+    #[test]
+    fn a_result_taken_as_another_type_is_refused_and_kept() {
+        let drops = Arc::new(AtomicUsize::new(0));
+        for (dropped, value) in [value_of::<8>(&drops), value_of::<64>(&drops)]
+            .into_iter()
+            .enumerate()
+        {
+            let refused = value.take::<u64>().unwrap_err();
+            assert_eq!(
+                drops.load(Ordering::Relaxed),
+                dropped,
+                "refused, not dropped"
+            );
+            drop(refused);
+        }
+        assert_eq!(drops.load(Ordering::Relaxed), 2);
+        let refused = Value::new(7_u32).take::<u64>().unwrap_err();
+        assert_eq!(refused.take::<u32>().ok(), Some(7));
     }
 
     #[test]

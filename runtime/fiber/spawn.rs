@@ -20,6 +20,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, OnceLock};
 
 use super::join::{JoinError, JoinHandle, Output};
+use super::record::Value;
 use super::{Entry, Fiber, FiberInner, Start};
 use crate::scheduler::Shared;
 
@@ -142,7 +143,7 @@ impl Builder {
         let entry = Entry::new(move |start| -> Output {
             match start {
                 Start::Run => catch_unwind(AssertUnwindSafe(f))
-                    .map(|value| Box::new(value) as Box<dyn std::any::Any + Send>)
+                    .map(Value::new)
                     .map_err(JoinError::from_panic),
                 // The closure is dropped here, before the fiber completes:
                 // `block_on` lets it borrow its caller's stack, and returns
