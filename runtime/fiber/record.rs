@@ -221,9 +221,9 @@ impl Value {
         }
         let mut value = ManuallyDrop::new(self);
         let slot = value.data.0.as_mut_ptr();
+        // `ManuallyDrop` keeps our drop from dropping the value again.
         // SAFETY: `data` holds a `T` (its kind's type is `T`), inline or
-        // boxed per `fits_inline` (invariant); the read moves it out, and
-        // `ManuallyDrop` keeps our drop from dropping it again.
+        // boxed per `fits_inline` (invariant); the read moves it out.
         Ok(unsafe {
             if fits_inline::<T>() {
                 slot.cast::<T>().read()
