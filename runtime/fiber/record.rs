@@ -15,7 +15,7 @@
 //! boxed, and the record keeps the box.
 //!
 //! The fiber's result travels back the same way: a [`Value`] of at most
-//! [`INLINE_RESULT`] bytes (a number, a pair of them, an `Arc`, a `Box`)
+//! [`INLINE_ENTRY`] bytes (a number, a pair of them, an `Arc`, a `Box`)
 //! sits in the record's completion until the joiner takes it, so
 //! `spawn(|| 6 * 7).join()` allocates nothing for its answer; a larger
 //! result (a `String`, a `Vec`) is boxed. The allocation this saves is
@@ -97,7 +97,7 @@ impl Entry {
     {
         let mut data = Inline([MaybeUninit::uninit(); INLINE_ENTRY / size_of::<usize>()]);
         // Both branches are decided at compile time, per closure type.
-        if size_of::<F>() <= size_of::<Inline>() && align_of::<F>() <= align_of::<Inline>() {
+        if fits_inline::<F>() {
             // SAFETY: `data` has room and alignment for an `F` (checked).
             unsafe { data.0.as_mut_ptr().cast::<F>().write(root) };
             Entry {
@@ -153,17 +153,8 @@ unsafe fn call_boxed<F: FnOnce(Start) -> Output>(data: *mut Inline, start: Start
     root(start)
 }
 
-/// Bytes of a fiber's result kept inside the record; larger ones are
-/// boxed. Two words, as [`INLINE_ENTRY`]: room for a number, a pair of
-/// them, an `Arc` or a `Box`, and `Value` stays three words.
-pub(crate) const INLINE_RESULT: usize = 2 * size_of::<usize>();
-
-/// Room for a result of at most [`INLINE_RESULT`] bytes and word alignment.
-#[repr(C)]
-struct InlineResult([MaybeUninit<usize>; INLINE_RESULT / size_of::<usize>()]);
-
 /// A fiber's result, type-erased: `Box<dyn Any + Send>` without the box
-/// when the value fits in [`INLINE_RESULT`] bytes. [`Value::take`] checks
+/// when the value fits in [`INLINE_ENTRY`] bytes. [`Value::take`] checks
 /// the type as `downcast` does.
 ///
 /// # Invariants
@@ -172,29 +163,30 @@ struct InlineResult([MaybeUninit<usize>; INLINE_RESULT / size_of::<usize>()]);
 /// [`Value::take`] or the drop consumes it.
 pub(crate) struct Value {
     kind: &'static ValueKind,
-    data: InlineResult,
+    data: Inline,
 }
 
 /// What a [`Value`] knows of its type.
 struct ValueKind {
     type_id: fn() -> TypeId,
     /// Drops the value in `data` (inline or boxed, per its type).
-    drop: unsafe fn(*mut InlineResult),
+    drop: unsafe fn(*mut Inline),
 }
 
 // A `Value` is made only of a `Send` value (`Value::new` requires it).
 // SAFETY: so moving it to another thread moves a `Send` value.
 unsafe impl Send for Value {}
 
-/// Whether a `T` is kept inside a [`Value`] rather than boxed. Decided at
-/// compile time, per type, the same way by `new`, `take` and the drop.
+/// Whether a `T` is kept inside an [`Entry`] or a [`Value`] rather than
+/// boxed. Decided at compile time, per type, the same way by each `new`,
+/// `take`, `run` and drop.
 const fn fits_inline<T>() -> bool {
-    size_of::<T>() <= size_of::<InlineResult>() && align_of::<T>() <= align_of::<InlineResult>()
+    size_of::<T>() <= size_of::<Inline>() && align_of::<T>() <= align_of::<Inline>()
 }
 
 impl Value {
     pub(crate) fn new<T: Send + 'static>(value: T) -> Value {
-        let mut data = InlineResult([MaybeUninit::uninit(); INLINE_RESULT / size_of::<usize>()]);
+        let mut data = Inline([MaybeUninit::uninit(); INLINE_ENTRY / size_of::<usize>()]);
         let slot = data.0.as_mut_ptr();
         if fits_inline::<T>() {
             // SAFETY: `data` has room and alignment for a `T` (checked).
@@ -252,7 +244,7 @@ impl std::fmt::Debug for Value {
 ///
 /// # Safety
 /// `data` holds a live `T` as [`Value::new`] put it there; this consumes it.
-unsafe fn drop_value<T>(data: *mut InlineResult) {
+unsafe fn drop_value<T>(data: *mut Inline) {
     let slot = data.cast::<MaybeUninit<usize>>();
     // SAFETY: the caller's promise, inline or boxed per `fits_inline`.
     unsafe {
