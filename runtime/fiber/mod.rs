@@ -258,8 +258,8 @@ impl FiberInner {
 /// record's runtime (`record.rs`, "Reused"); otherwise, or if another
 /// reference turns out to exist, this is an ordinary drop.
 pub(crate) fn recycle(mut fiber: Arc<FiberInner>) {
-    // Where nothing would keep it (a plain thread, or caches and pool all
-    // full, as when a million fibers end at once), skip the emptying.
+    // Where nothing would keep it (a plain thread, or a runtime whose pool
+    // has closed), skip the emptying.
     if !fiber.shared.has_record_room() {
         return;
     }

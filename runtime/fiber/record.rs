@@ -36,11 +36,21 @@
 //! runtime's reference count: a reused record keeps its runtime. Each
 //! worker keeps up to [`RECORD_CACHE`] records in a [`RecordCache`] of its
 //! own, no lock taken, and trades [`RECORD_BATCH`] at a time with the
-//! runtime's [`RecordPool`], which keeps at most [`POOLED_RECORDS`]: a
-//! fiber spawning a burst on one worker takes the records its fibers
-//! finished on another. Only a record whose last reference is dropped on a
-//! worker is reused (the worker that ran it last, or whoever drops the
-//! last handle there); elsewhere it is freed.
+//! runtime's [`RecordPool`]: a fiber spawning a burst on one worker takes
+//! the records its fibers finished on another. Only a record whose last
+//! reference is dropped on a worker is reused (the worker that ran it
+//! last, or whoever drops the last handle there); elsewhere it is freed.
+//!
+//! The pool keeps every record it is given, so the fibers of one burst
+//! leave their records to the next, and the monitor frees those that stay
+//! unused for [`RECORD_AGE`], past [`RECORD_FLOOR`] and at most
+//! [`RECORD_DECAY_BATCH`] a pass ([`RecordPool::decay`]), as it trims idle
+//! stacks. Pooled records never raise the peak: a record is allocated
+//! only when none is pooled, so live plus pooled records never exceed the
+//! most that were live at once. Rejected: a pool of bounded size, freeing
+//! the rest at once. As a burst ended, the finishing workers freed the
+//! records the spawner had allocated, into the spawner's malloc arena,
+//! contending for its lock; every later burst allocated them afresh.
 //!
 //! A pooled record holds its runtime (`FiberInner::shared`), and the
 //! runtime holds the pool: each worker empties its cache when it exits at
@@ -53,11 +63,14 @@
 //! own would change every queue and handle.
 
 use std::any::TypeId;
+use std::collections::VecDeque;
 use std::mem::{align_of, size_of, ManuallyDrop, MaybeUninit};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use super::join::Output;
+use super::stack::DECAY_AGE;
 use super::{FiberInner, Start};
 use crate::lock::MutexExt;
 
@@ -287,10 +300,24 @@ pub(crate) const RECORD_CACHE: usize = 64;
 /// per `RECORD_BATCH` spawns or finishes.
 pub(crate) const RECORD_BATCH: usize = 32;
 
-/// Records the runtime's pool keeps at most; past it a finished record is
-/// freed. A guess: enough for a few batches per worker, a few hundred
+/// Records the runtime's pool keeps however long they stay unused, for
+/// the next burst of spawns; past it, records unused for [`RECORD_AGE`]
+/// are freed. A guess: enough for a few batches per worker, a few hundred
 /// kilobytes at most.
-pub(crate) const POOLED_RECORDS: usize = 1024;
+pub(crate) const RECORD_FLOOR: usize = 1024;
+
+/// How long a record stays in the runtime's pool unused before the
+/// monitor frees it (past [`RECORD_FLOOR`]): the stacks' age
+/// ([`DECAY_AGE`]), since the burst that frees records frees stacks too,
+/// and the next burst wants both.
+pub(crate) const RECORD_AGE: Duration = DECAY_AGE;
+
+/// Records one decay pass frees at most, so that the monitor, which makes
+/// the pass, is back to watching the workers within milliseconds after a
+/// million fibers finished at once; the rest wait for the next passes.
+/// Measured: twice this many took up to twenty milliseconds a pass (see
+/// docs/decisions.md).
+pub(crate) const RECORD_DECAY_BATCH: usize = 32_768;
 
 /// A worker's private stock of finished records (`FiberInner`, emptied),
 /// each unique: no other reference to it exists. Owned by one worker
@@ -339,42 +366,93 @@ impl RecordCache {
     }
 }
 
-/// The runtime's stock of finished records, shared by its workers.
-pub(crate) struct RecordPool {
-    list: Mutex<PoolList>,
+/// The runtime's stock of finished records (`Arc<FiberInner>`, emptied,
+/// each unique), shared by its workers; the monitor frees those that stay
+/// unused past [`RECORD_AGE`] ([`RecordPool::decay`]). Generic only so
+/// that its unit tests can fill it with something simpler.
+pub(crate) struct RecordPool<R = Arc<FiberInner>> {
+    list: Mutex<PoolList<R>>,
     /// How many records `list` holds, for a look without the lock: a
     /// burst of spawns finds the pool empty on every refill. Written
     /// under the lock; Relaxed: a stale value costs one lock or one
     /// missed reuse.
     len: AtomicUsize,
+    /// `PoolList::closed`, for a look without the lock. Written under the
+    /// lock; Relaxed: a stale `false` costs one record emptied for
+    /// nothing, which `give` then frees.
+    closed: AtomicBool,
 }
 
 /// Under the pool's lock.
-struct PoolList {
-    records: Vec<Arc<FiberInner>>,
+struct PoolList<R> {
+    /// The newest at the back: spawns take from the back (the records
+    /// most likely still in a cache), the decay pass from the front.
+    records: VecDeque<R>,
+    /// When each batch in `records` was given and how many of it are
+    /// left, oldest first; the counts add up to `records.len()`.
+    given: VecDeque<(Instant, usize)>,
     /// Set at shutdown: the pool keeps nothing from then on.
     closed: bool,
 }
 
-impl RecordPool {
-    pub(crate) fn new() -> RecordPool {
-        RecordPool {
-            list: Mutex::new(PoolList {
-                records: Vec::new(),
-                closed: false,
-            }),
-            len: AtomicUsize::new(0),
+impl<R> PoolList<R> {
+    /// Forgets the ages of the `n` newest records (taken by a refill).
+    fn forget_newest(&mut self, mut n: usize) {
+        while n > 0 {
+            let (_, count) = self.given.back_mut().expect("ages cover every record");
+            let gone = n.min(*count);
+            *count -= gone;
+            n -= gone;
+            if *count == 0 {
+                self.given.pop_back();
+            }
         }
     }
 
-    /// Whether the pool would keep a batch given now (a hint).
-    #[inline]
-    pub(crate) fn has_room(&self) -> bool {
-        self.len.load(Ordering::Relaxed) < POOLED_RECORDS
+    /// Forgets the ages of the `n` oldest records (freed by a decay pass).
+    fn forget_oldest(&mut self, mut n: usize) {
+        while n > 0 {
+            let (_, count) = self.given.front_mut().expect("ages cover every record");
+            let gone = n.min(*count);
+            *count -= gone;
+            n -= gone;
+            if *count == 0 {
+                self.given.pop_front();
+            }
+        }
     }
 
-    /// Moves up to [`RECORD_BATCH`] records into `into`.
-    fn refill(&self, into: &mut Vec<Arc<FiberInner>>) {
+    fn debug_check(&self) {
+        debug_assert_eq!(
+            self.given.iter().map(|&(_, count)| count).sum::<usize>(),
+            self.records.len(),
+            "the ages cover every pooled record once"
+        );
+    }
+}
+
+impl<R> RecordPool<R> {
+    pub(crate) fn new() -> RecordPool<R> {
+        RecordPool {
+            list: Mutex::new(PoolList {
+                records: VecDeque::new(),
+                given: VecDeque::new(),
+                closed: false,
+            }),
+            len: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the pool would keep a batch given now (a hint): until it
+    /// closes, it keeps every one.
+    #[inline]
+    pub(crate) fn has_room(&self) -> bool {
+        !self.closed.load(Ordering::Relaxed)
+    }
+
+    /// Moves up to [`RECORD_BATCH`] records into `into`, the newest first.
+    fn refill(&self, into: &mut Vec<R>) {
         if self.len.load(Ordering::Relaxed) == 0 {
             return;
         }
@@ -382,23 +460,58 @@ impl RecordPool {
         let n = list.records.len().min(RECORD_BATCH);
         let from = list.records.len() - n;
         into.extend(list.records.drain(from..));
+        list.forget_newest(n);
         self.len.store(list.records.len(), Ordering::Relaxed);
     }
 
-    /// Takes a batch of emptied, unique records, keeping at most
-    /// [`POOLED_RECORDS`] (none once closed); frees the rest, outside the
-    /// lock.
-    pub(crate) fn give(&self, mut batch: Vec<Arc<FiberInner>>) {
+    /// Takes a batch of emptied, unique records (frees them, outside the
+    /// lock, once the pool is closed).
+    pub(crate) fn give(&self, mut batch: Vec<R>) {
+        let now = Instant::now();
         {
             let mut list = self.list.lock_unpoisoned();
-            if !list.closed {
-                let room = POOLED_RECORDS.saturating_sub(list.records.len());
-                let keep = batch.len().min(room);
-                list.records.extend(batch.drain(..keep));
+            if !list.closed && !batch.is_empty() {
+                list.given.push_back((now, batch.len()));
+                list.records.extend(batch.drain(..));
                 self.len.store(list.records.len(), Ordering::Relaxed);
             }
         }
         drop(batch);
+    }
+
+    /// Frees the records unused for longer than [`RECORD_AGE`] at `now`,
+    /// the oldest first, keeping [`RECORD_FLOOR`], at most
+    /// [`RECORD_DECAY_BATCH`] of them (the monitor calls this on its
+    /// rounds; the rest wait for the next). Frees outside the lock.
+    pub(crate) fn decay(&self, now: Instant) {
+        let old: Vec<R> = {
+            let mut list = self.list.lock_unpoisoned();
+            let mut old = 0;
+            for &(since, count) in &list.given {
+                if now.saturating_duration_since(since) < RECORD_AGE {
+                    break;
+                }
+                old += count;
+            }
+            let n = old
+                .min(list.records.len().saturating_sub(RECORD_FLOOR))
+                .min(RECORD_DECAY_BATCH);
+            if n == 0 {
+                return;
+            }
+            list.forget_oldest(n);
+            let old = list.records.drain(..n).collect();
+            list.debug_check();
+            self.len.store(list.records.len(), Ordering::Relaxed);
+            old
+        };
+        drop(old);
+    }
+
+    /// How many records the pool holds (a snapshot).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
     }
 
     /// Frees what the pool holds and refuses records from now on (each
@@ -407,7 +520,9 @@ impl RecordPool {
         let records = {
             let mut list = self.list.lock_unpoisoned();
             list.closed = true;
+            self.closed.store(true, Ordering::Relaxed);
             self.len.store(0, Ordering::Relaxed);
+            list.given.clear();
             std::mem::take(&mut list.records)
         };
         drop(records);
@@ -529,6 +644,87 @@ mod tests {
         assert_eq!(drops.load(Ordering::Relaxed), 2);
         let refused = Value::new(7_u32).take::<u64>().unwrap_err();
         assert_eq!(refused.take::<u32>().ok(), Some(7));
+    }
+
+    /// `n` records for a pool's tests: drop counters standing in for
+    /// `FiberInner`s.
+    fn records(n: usize, drops: &Arc<AtomicUsize>) -> Vec<Tracked> {
+        (0..n).map(|_| Tracked(drops.clone())).collect()
+    }
+
+    #[test]
+    fn the_pool_keeps_a_whole_burst_and_hands_back_the_newest_first() {
+        let pool = RecordPool::new();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let burst = 4 * RECORD_FLOOR;
+        for _ in 0..burst / RECORD_BATCH {
+            assert!(pool.has_room());
+            pool.give(records(RECORD_BATCH, &drops));
+        }
+        assert_eq!(pool.len(), burst, "nothing freed past the floor");
+        assert_eq!(drops.load(Ordering::Relaxed), 0);
+
+        let mut cache = Vec::new();
+        pool.refill(&mut cache);
+        assert_eq!(cache.len(), RECORD_BATCH);
+        assert_eq!(pool.len(), burst - RECORD_BATCH);
+        pool.list.lock_unpoisoned().debug_check();
+        drop(cache);
+        assert_eq!(drops.load(Ordering::Relaxed), RECORD_BATCH);
+    }
+
+    #[test]
+    fn decay_frees_only_records_past_their_age_and_keeps_the_floor() {
+        let pool = RecordPool::new();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let old = RECORD_FLOOR + RECORD_DECAY_BATCH + 100;
+        pool.give(records(old, &drops));
+        let given = Instant::now();
+
+        pool.decay(given);
+        assert_eq!(drops.load(Ordering::Relaxed), 0, "young records stay");
+
+        // Past their age: one pass frees at most a batch, the next the rest
+        // down to the floor.
+        let later = given + RECORD_AGE + Duration::from_millis(1);
+        pool.decay(later);
+        assert_eq!(drops.load(Ordering::Relaxed), RECORD_DECAY_BATCH);
+        pool.decay(later);
+        assert_eq!(drops.load(Ordering::Relaxed), old - RECORD_FLOOR);
+        assert_eq!(pool.len(), RECORD_FLOOR);
+        pool.decay(later);
+        assert_eq!(pool.len(), RECORD_FLOOR, "the floor stays");
+
+        // A younger batch is kept, and the floor keeps the newest records:
+        // the old ones make room for it.
+        std::thread::sleep(Duration::from_millis(2));
+        let young_drops = Arc::new(AtomicUsize::new(0));
+        pool.give(records(RECORD_BATCH, &young_drops));
+        pool.decay(later);
+        assert_eq!(pool.len(), RECORD_FLOOR);
+        assert_eq!(
+            drops.load(Ordering::Relaxed),
+            old - RECORD_FLOOR + RECORD_BATCH
+        );
+        pool.decay(later + RECORD_AGE);
+        assert_eq!(pool.len(), RECORD_FLOOR);
+        assert_eq!(young_drops.load(Ordering::Relaxed), 0, "the newest stay");
+        pool.list.lock_unpoisoned().debug_check();
+    }
+
+    #[test]
+    fn a_closed_pool_frees_what_it_held_and_refuses_more() {
+        let pool = RecordPool::new();
+        let drops = Arc::new(AtomicUsize::new(0));
+        pool.give(records(RECORD_BATCH, &drops));
+        pool.close();
+        assert_eq!(drops.load(Ordering::Relaxed), RECORD_BATCH);
+        assert!(!pool.has_room());
+        pool.give(records(RECORD_BATCH, &drops));
+        assert_eq!(drops.load(Ordering::Relaxed), 2 * RECORD_BATCH);
+        let mut cache = Vec::new();
+        pool.refill(&mut cache);
+        assert!(cache.is_empty());
     }
 
     #[test]

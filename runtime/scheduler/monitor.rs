@@ -53,8 +53,8 @@
 //! `spindle::blocking`.
 //!
 //! It also trims free stacks that have been idle past their age (the
-//! stack pool's decay, every [`DECAY_INTERVAL`]), as Go's scavenger returns
-//! idle memory.
+//! stack pool's decay, every [`DECAY_INTERVAL`]), and frees the pooled
+//! fiber records idle past theirs, as Go's scavenger returns idle memory.
 //!
 //! The monitor also fires the due timers of workers that cannot: held and
 //! stuck workers, and spare slots without a thread (timers of fibers that
@@ -301,18 +301,21 @@ impl Monitor {
         // long slices): collect it (`io/reactor.rs`).
         self.shared.reactor.poll_if_stale();
         let now = Instant::now();
-        self.decay_stacks(now);
+        self.decay_pools(now);
         let survey = self.survey(now);
         self.rescue(&survey, now);
         self.plan_next_wait(&survey, now);
     }
 
-    /// Trims the stacks idle past their age, every [`DECAY_INTERVAL`].
-    fn decay_stacks(&mut self, now: Instant) {
+    /// Trims the stacks and frees the fiber records idle past their age,
+    /// every [`DECAY_INTERVAL`].
+    fn decay_pools(&mut self, now: Instant) {
         if now - self.last_decay >= DECAY_INTERVAL {
             // Free stacks idle past their age go back to the kernel
-            // (`StackPool::decay`, `fiber/stack/pool.rs`).
+            // (`StackPool::decay`, `fiber/stack/pool.rs`), and so do
+            // pooled records (`RecordPool::decay`, `fiber/record.rs`).
             self.shared.stacks.decay();
+            self.shared.records.decay(now);
             self.last_decay = now;
         }
     }

@@ -48,6 +48,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::AtomicPtr;
 
 pub(crate) use self::cache::StackCache;
+pub(crate) use self::class::DECAY_AGE;
 pub(crate) use self::pool::StackPool;
 pub use self::pool::StackStats;
 use crate::sys::memory;
