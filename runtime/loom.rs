@@ -12,7 +12,7 @@
 //! - `fiber/state.rs` (the fiber state machine), `fiber/join.rs`
 //!   (`Completion`), `fiber/waiter.rs` and `fiber/wait_node.rs` (the
 //!   thread a waiter wakes, a wait list's node and its cache),
-//! - `scheduler/queue.rs` (`NextSlot`), `scheduler/idle.rs` and
+//! - `scheduler/queue.rs` (`NextSlot`, `Backlog`), `scheduler/idle.rs` and
 //!   `scheduler/park.rs` (searching and sleeping workers),
 //! - `sync/waitlist.rs` (`WaitList`).
 //!

@@ -77,9 +77,10 @@ pub struct WorkerMetrics {
     pub time_parked: Duration,
     /// Fibers spawned by fibers running on this worker.
     pub spawned: u64,
-    /// Fibers that a spawn on this worker displaced from its next slot and
-    /// sent to the runtime's global spawn backlog, because its deque
-    /// already held `SPAWN_BACKLOG` (`scheduler/worker.rs`).
+    /// Fibers this worker moved to the runtime's global spawn backlog,
+    /// because a spawn found its deque holding `SPAWN_BACKLOG` fibers (the
+    /// older half of the deque goes, with the fiber the spawn displaced
+    /// from the next slot; `scheduler/worker.rs`).
     pub spawns_to_backlog: u64,
     /// Times this worker was declared stuck in one fiber and its queue
     /// handed to a spare worker (`scheduler/handoff.rs`).

@@ -10,10 +10,11 @@
 //! - The **injector** is a global FIFO for fibers made runnable from outside
 //!   the runtime (plain threads calling `Runtime::spawn` or `unpark`, and
 //!   the monitor firing the timers of held workers).
-//! - The **spawn backlog** is a second global FIFO, looked at after the
-//!   injector: where a worker's spawns overflow once its deque holds
-//!   `SPAWN_BACKLOG` fibers (`worker.rs`). Unstarted fibers wait there,
-//!   holding no stack, behind every fiber that is already started.
+//! - The **spawn backlog** is a second global FIFO (`queue.rs`), looked at
+//!   after the injector: where a worker's spawns overflow, half its deque
+//!   at a time, once its deque holds `SPAWN_BACKLOG` fibers (`worker.rs`).
+//!   Unstarted fibers wait there, holding no stack, behind every fiber
+//!   that is already started.
 //! - **Idle** (`idle.rs`) counts searching and sleeping workers; **park**
 //!   (`park.rs`) is how a worker sleeps.
 //! - Each worker has a **timer queue** (`timers.rs`) of fibers parked with a
@@ -125,7 +126,7 @@ use crossbeam_deque::{Injector, Stealer};
 
 use self::idle::Idle;
 use self::park::{Parker, Unparker};
-use self::queue::NextSlot;
+use self::queue::{Backlog, NextSlot};
 use self::timers::TimerQueue;
 use crate::fiber::record::RecordPool;
 use crate::fiber::spawn::{LimitKind, SpawnError};
@@ -241,7 +242,7 @@ pub(crate) struct Shared {
     injector: Injector<Arc<FiberInner>>,
     /// Spawns past a worker's `SPAWN_BACKLOG`, taken after the injector
     /// (see the module docs).
-    backlog: Injector<Arc<FiberInner>>,
+    backlog: Backlog,
     idle: Idle,
     pub(crate) stacks: StackPool,
     /// Finished fiber records for reuse, between the workers' caches
@@ -528,7 +529,9 @@ impl Shared {
     /// Next slots are not looked at: only a worker fills its own, while it
     /// is awake, and it empties it before it sleeps.
     pub(crate) fn has_pending_work(&self) -> bool {
-        !self.globals_are_empty() || self.used_remotes().iter().any(|r| !r.stealer.is_empty())
+        !self.injector.is_empty()
+            || !self.backlog.is_empty_to_a_sleeper()
+            || self.used_remotes().iter().any(|r| !r.stealer.is_empty())
     }
 
     /// Whether the injector and the spawn backlog are both empty (a hint:

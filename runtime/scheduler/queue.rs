@@ -1,4 +1,6 @@
-//! A worker's run queue: a crossbeam-deque FIFO plus a one-fiber "next" slot.
+//! A worker's run queue: a crossbeam-deque FIFO plus a one-fiber "next"
+//! slot; and the runtime's spawn [`Backlog`], where a worker's spawns
+//! overflow.
 //!
 //! The deque holds runnable fibers in order; its owner pushes and pops at
 //! one end while thieves take batches from the other (crossbeam's
@@ -23,13 +25,15 @@
 //!   row from the slot before going back to its deque, so a ping-pong pair
 //!   cannot starve the queue.
 
+use std::collections::VecDeque;
 use std::ptr;
 use std::sync::Arc;
 
 use crossbeam_deque::Steal;
 
 use crate::fiber::FiberInner;
-use crate::loom::sync::atomic::{AtomicPtr, Ordering};
+use crate::loom::sync::atomic::{fence, AtomicPtr, AtomicUsize, Ordering};
+use crate::loom::sync::{Mutex, MutexExt};
 
 /// Fibers a worker runs in a row from its next slot before it looks at its
 /// deque. tokio's value; Go lets `runnext` inherit the time slice. A guess
@@ -99,6 +103,100 @@ impl<T> Drop for NextSlot<T> {
     }
 }
 
+/// The runtime's spawn backlog: a FIFO of unstarted fibers that overflowed
+/// a worker's deque (see `worker.rs`, `SPAWN_BACKLOG`), under a lock. A
+/// worker fills it a batch at a time, half its deque and the fiber that
+/// overflowed (Go's `runqputslow`), and workers take it a batch at a time
+/// ([`BACKLOG_BATCH`]), so the lock is taken once per batch. Generic only
+/// so that its model (below) can fill it without a runtime.
+///
+/// Rejected: a crossbeam `Injector`, as the other global queue is. It
+/// allocates a block per few dozen fibers on the spawning worker and frees
+/// it on the taking one: a burst of spawns made the two contend for the
+/// spawner's malloc arena lock while the spawner also allocated its
+/// fibers' records there (measured in docs/benchmarks.md). The queue here
+/// keeps its buffer.
+pub(super) struct Backlog<T = FiberInner> {
+    queue: Mutex<VecDeque<Arc<T>>>,
+    /// `queue`'s length, for a look without the lock (idle workers look
+    /// at every decision). Written under the lock.
+    len: AtomicUsize,
+}
+
+/// Fibers a worker takes from the spawn backlog at a time: the batch that
+/// crossbeam's injector hands out, which the other global queue uses.
+pub(super) const BACKLOG_BATCH: usize = 32;
+
+impl<T> Backlog<T> {
+    pub(super) fn new() -> Backlog<T> {
+        Backlog {
+            queue: Mutex::new(VecDeque::new()),
+            len: AtomicUsize::new(0),
+        }
+    }
+
+    /// Appends `fibers`, oldest first.
+    pub(super) fn push_batch(&self, fibers: impl IntoIterator<Item = Arc<T>>) {
+        let mut queue = self.queue.lock_unpoisoned();
+        queue.extend(fibers);
+        // Relaxed: the lock orders it for takers; for the park protocol
+        // (`mod.rs`) the pusher's `notify_one` fence follows it.
+        self.len.store(queue.len(), Ordering::Relaxed);
+    }
+
+    /// Takes the oldest fiber.
+    pub(super) fn pop(&self) -> Option<Arc<T>> {
+        self.take(1, |_| unreachable!("a batch of one"))
+    }
+
+    /// Takes the oldest fiber, and gives up to [`BACKLOG_BATCH`] - 1 more
+    /// to `more`, oldest first (a worker's deque).
+    pub(super) fn pop_batch(&self, more: impl FnMut(Arc<T>)) -> Option<Arc<T>> {
+        self.take(BACKLOG_BATCH, more)
+    }
+
+    /// Takes every fiber, oldest first (shutdown).
+    pub(super) fn take_all(&self, into: &mut VecDeque<Arc<T>>) {
+        let mut queue = self.queue.lock_unpoisoned();
+        into.append(&mut queue);
+        self.len.store(0, Ordering::Relaxed);
+    }
+
+    /// Takes the oldest fiber and gives up to `n - 1` more to `more`.
+    fn take(&self, n: usize, more: impl FnMut(Arc<T>)) -> Option<Arc<T>> {
+        // Relaxed: a hint that saves the lock when the backlog is empty. A
+        // stale zero sends the worker on to search, and before it sleeps
+        // the park protocol's look (`is_empty_to_a_sleeper`) sees the
+        // fiber.
+        if self.is_empty() {
+            return None;
+        }
+        let mut queue = self.queue.lock_unpoisoned();
+        let first = queue.pop_front()?;
+        let rest = queue.len().min(n - 1);
+        queue.drain(..rest).for_each(more);
+        self.len.store(queue.len(), Ordering::Relaxed);
+        Some(first)
+    }
+
+    /// Whether the backlog is empty (a hint: it may change at once).
+    pub(super) fn is_empty(&self) -> bool {
+        // Relaxed: see `take`.
+        self.len.load(Ordering::Relaxed) == 0
+    }
+
+    /// Whether the backlog is empty, as the last searcher's re-check needs
+    /// it (`mod.rs`, "Parking without lost wake-ups"): the fence orders
+    /// the load after the searcher's SeqCst decrement, as crossbeam's
+    /// deque orders a thief's look, so it sees a push made before the
+    /// pusher's SeqCst fence. The fence costs a busy worker too much for
+    /// the other looks, which are hints.
+    pub(super) fn is_empty_to_a_sleeper(&self) -> bool {
+        fence(Ordering::SeqCst);
+        self.len.load(Ordering::Relaxed) == 0
+    }
+}
+
 /// Runs a steal from a deque or an injector until it settles: the fiber,
 /// or `None` once the queue was found empty. crossbeam answers
 /// `Steal::Retry` when the steal lost a race with another thief (or the
@@ -120,9 +218,11 @@ pub(super) fn steal_settled<T>(mut steal: impl FnMut() -> Steal<T>) -> Option<T>
 /// it that the slot's orderings leave unordered as a causality violation.
 #[cfg(all(test, spindle_loom))]
 mod loom_models {
-    use super::NextSlot;
+    use super::{Backlog, NextSlot};
     use crate::loom::cell::UnsafeCell;
+    use crate::loom::sync::atomic::{fence, AtomicUsize, Ordering};
     use loom::thread;
+    use std::collections::VecDeque;
     use std::sync::Arc;
 
     /// A fiber in the model: its number, and what its waker wrote.
@@ -171,6 +271,44 @@ mod loom_models {
             out.extend(slot.take().map(taken));
             out.extend(thief.join().unwrap());
             out.extend(slot.take().map(taken));
+            out.sort_unstable();
+            assert_eq!(out, [1, 2], "each fiber comes out once");
+        });
+    }
+
+    /// A worker overflows two fibers into the backlog and then looks for a
+    /// searcher (the producer's side of the park protocol, `mod.rs`),
+    /// while the last searcher takes a batch, stops searching and looks
+    /// again: every fiber comes out once, with what was written before it
+    /// went in, and if the producer saw the searcher (so would wake
+    /// nobody), the searcher found the fibers.
+    #[test]
+    fn loom_backlog_push_races_take() {
+        crate::loom::model(|| {
+            let backlog = Arc::new(Backlog::<Item>::new());
+            let searching = Arc::new(AtomicUsize::new(1));
+            let searcher = {
+                let (backlog, searching) = (backlog.clone(), searching.clone());
+                thread::spawn(move || {
+                    let mut out = Vec::new();
+                    if let Some(first) = backlog.pop_batch(|more| out.push(taken(more))) {
+                        out.push(taken(first));
+                    }
+                    searching.fetch_sub(1, Ordering::SeqCst);
+                    let sees_work = !backlog.is_empty_to_a_sleeper();
+                    (out, sees_work)
+                })
+            };
+            backlog.push_batch([item(1), item(2)]);
+            fence(Ordering::SeqCst);
+            let sees_searcher = searching.load(Ordering::SeqCst) > 0;
+            let (mut out, sees_work) = searcher.join().unwrap();
+            if sees_searcher {
+                assert!(!out.is_empty() || sees_work, "a wake-up was lost");
+            }
+            let mut rest = VecDeque::new();
+            backlog.take_all(&mut rest);
+            out.extend(rest.into_iter().map(taken));
             out.sort_unstable();
             assert_eq!(out, [1, 2], "each fiber comes out once");
         });

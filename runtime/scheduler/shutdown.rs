@@ -155,11 +155,10 @@ impl Shared {
 
     /// Takes every fiber in the injector and the spawn backlog into `batch`.
     fn take_global(&self, batch: &mut VecDeque<Arc<FiberInner>>) {
-        for global in [&self.injector, &self.backlog] {
-            while let Some(fiber) = steal_settled(|| global.steal()) {
-                batch.push_back(fiber);
-            }
+        while let Some(fiber) = steal_settled(|| self.injector.steal()) {
+            batch.push_back(fiber);
         }
+        self.backlog.take_all(batch);
     }
 
     /// Takes every parked fiber in the stack pool's slot registry (parked

@@ -22,7 +22,7 @@ use crossbeam_deque::Injector;
 use super::handoff::{HandoffState, Spares};
 use super::idle::Idle;
 use super::park::Parker;
-use super::queue::NextSlot;
+use super::queue::{Backlog, NextSlot};
 use super::timers::TimerQueue;
 use super::worker::Worker;
 use super::{monitor, BlockingConfig, Config, OwnerSide, Remote, Shared};
@@ -67,7 +67,7 @@ impl Shared {
                 format!("{}-spare", config.thread_name),
             ),
             injector: Injector::new(),
-            backlog: Injector::new(),
+            backlog: Backlog::new(),
             idle: Idle::new(config.workers),
             stacks,
             records: RecordPool::new(),

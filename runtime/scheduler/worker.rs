@@ -69,12 +69,14 @@ const INJECTOR_INTERVAL: u64 = 61;
 /// before it takes more unstarted ones (which take stacks), every
 /// [`INJECTOR_INTERVAL`]th tick excepted.
 ///
+/// The overflow moves the older half of the deque with the displaced
+/// fiber, in one batch (`Worker::overflow`), as Go's `runqputslow` does:
+/// one lock of the backlog per half a deque of spawns.
+///
 /// Rejected:
 /// - Sending the new fiber itself to the global queue once the deque is
 ///   full: a fiber that spawns a child and waits for it then waits behind
-///   the whole backlog, and the churn of the global queue's blocks
-///   (allocated by the spawner, freed by another worker) puts workers to
-///   sleep in `free` often enough to start hand-offs.
+///   the whole backlog.
 /// - The overflow in the injector itself: the monitor puts the fibers
 ///   whose timers it fires for held workers there, and they would queue
 ///   behind the backlog.
@@ -119,6 +121,9 @@ pub(super) struct Worker {
     /// Free stacks; borrowed by the loop while a fiber runs, never by fiber
     /// code.
     stacks: RefCell<StackCache>,
+    /// The fibers on their way from the deque to the spawn backlog
+    /// (`overflow`), kept for its buffer; empty between calls.
+    overflow: RefCell<Vec<Arc<FiberInner>>>,
     /// Finished fiber records for this worker's spawns; borrowed briefly,
     /// by spawns in fiber code and by last drops, never while user code
     /// runs (`fiber/record.rs`).
@@ -197,6 +202,7 @@ impl Worker {
             trace: RefCell::new(trace),
             stacks: RefCell::new(owner.stacks),
             records: RefCell::new(RecordCache::new()),
+            overflow: RefCell::new(Vec::new()),
         }
     }
 
@@ -343,20 +349,18 @@ impl Worker {
     /// A fiber from the global injector, else from the spawn backlog, with
     /// a batch more into this worker's deque if `batch`.
     fn steal_injector(&self, batch: bool) -> Option<Arc<FiberInner>> {
-        for global in [&self.shared.injector, &self.shared.backlog] {
-            let stolen = steal_settled(|| {
-                if batch {
-                    global.steal_batch_and_pop(&self.local)
-                } else {
-                    global.steal()
-                }
-            });
-            if stolen.is_some() {
-                bump(&self.remote().counters.injector_pops, 1);
-                return stolen;
-            }
+        let injector = &self.shared.injector;
+        let backlog = &self.shared.backlog;
+        let stolen = if batch {
+            steal_settled(|| injector.steal_batch_and_pop(&self.local))
+                .or_else(|| backlog.pop_batch(|fiber| self.local.push(fiber)))
+        } else {
+            steal_settled(|| injector.steal()).or_else(|| backlog.pop())
+        };
+        if stolen.is_some() {
+            bump(&self.remote().counters.injector_pops, 1);
         }
-        None
+        stolen
     }
 
     // --- Phase 3: search.
@@ -648,18 +652,33 @@ impl Worker {
     /// Puts a fiber just spawned by a fiber on this worker in its next slot,
     /// as `schedule_local` does (so a child runs right after its parent
     /// parks, Go's `runqput(pp, newg, true)`); the fiber it displaces goes
-    /// to the deque, or to the global spawn backlog once the deque holds
-    /// [`SPAWN_BACKLOG`] fibers.
+    /// to the deque, or, once the deque holds [`SPAWN_BACKLOG`] fibers, to
+    /// the global spawn backlog with the older half of the deque.
     pub(super) fn schedule_spawned(&self, fiber: Arc<FiberInner>) {
         if let Some(displaced) = self.remote().next.put(fiber) {
             if self.local.len() < SPAWN_BACKLOG {
                 self.local.push(displaced);
             } else {
-                bump(&self.remote().counters.spawns_to_backlog, 1);
-                self.shared.backlog.push(displaced);
+                self.overflow(displaced);
             }
             self.shared.notify_one();
         }
+    }
+
+    /// Moves the older half of this worker's full deque, then `displaced`,
+    /// to the spawn backlog in one batch (Go's `runqputslow`): the backlog's
+    /// lock is taken once per half a deque of spawns, and the fibers keep
+    /// their order. The deque is popped before the lock is taken.
+    fn overflow(&self, displaced: Arc<FiberInner>) {
+        let mut batch = self.overflow.borrow_mut();
+        debug_assert!(batch.is_empty());
+        batch.extend(std::iter::from_fn(|| self.local.pop()).take(SPAWN_BACKLOG / 2));
+        batch.push(displaced);
+        bump(
+            &self.remote().counters.spawns_to_backlog,
+            batch.len() as u64,
+        );
+        self.shared.backlog.push_batch(batch.drain(..));
     }
 
     /// A finished fiber record for a spawn on this worker: from its cache,
