@@ -388,6 +388,75 @@ fn a_spawn_backlog_does_not_hold_up_a_child_its_parent_waits_for() {
     spawn_backlog_peak(true);
 }
 
+/// Bursts of spawns from several fibers at once, past every worker's
+/// `SPAWN_BACKLOG`, three rounds on one runtime: every fiber runs exactly
+/// once and its `JoinHandle` gives back its own result, though its fibers
+/// go through the spawn backlog in batches and later rounds run on the
+/// records that earlier rounds finished (the record pool keeps a whole
+/// burst). Half the fibers park once on a channel on the way, so
+/// wake-ups cross workers while the backlog fills; a lost one hangs the
+/// test, a double run fails its count.
+#[test]
+fn bursts_through_the_backlog_run_every_fiber_once_with_its_own_result() {
+    const SPAWNERS: usize = 4;
+    const EACH: usize = 5_000;
+    let rt = runtime(2);
+    let runs: Arc<Vec<AtomicUsize>> =
+        Arc::new((0..SPAWNERS * EACH).map(|_| AtomicUsize::new(0)).collect());
+    let runs2 = runs.clone();
+    within(HANG, move || {
+        for round in 0..3 {
+            let runs = runs2.clone();
+            rt.block_on(move || {
+                let spawners: Vec<_> = (0..SPAWNERS)
+                    .map(|spawner| {
+                        let runs = runs.clone();
+                        spindle::spawn(move || {
+                            let (tx, rx) = spindle::sync::mpsc::channel::<usize>();
+                            let handles: Vec<_> = (0..EACH)
+                                .map(|i| {
+                                    let id = spawner * EACH + i;
+                                    let (runs, tx) = (runs.clone(), tx.clone());
+                                    spindle::spawn(move || {
+                                        runs[id].fetch_add(1, Ordering::SeqCst);
+                                        if id % 2 == 0 {
+                                            let (reply, wait) =
+                                                spindle::sync::mpsc::sync_channel(0);
+                                            spindle::spawn(move || reply.send(id).unwrap());
+                                            assert_eq!(wait.recv(), Ok(id));
+                                        }
+                                        tx.send(id).unwrap();
+                                        (round, id)
+                                    })
+                                })
+                                .collect();
+                            drop(tx);
+                            for (i, handle) in handles.into_iter().enumerate() {
+                                assert_eq!(handle.join().unwrap(), (round, spawner * EACH + i));
+                            }
+                            assert_eq!(rx.iter().count(), EACH, "every fiber sent once");
+                        })
+                    })
+                    .collect();
+                for spawner in spawners {
+                    spawner.join().unwrap();
+                }
+            });
+            for (id, count) in runs2.iter().enumerate() {
+                assert_eq!(
+                    count.load(Ordering::SeqCst),
+                    round + 1,
+                    "fiber {id}, round {round}"
+                );
+            }
+        }
+        let metrics = rt.metrics();
+        let to_backlog: u64 = metrics.workers.iter().map(|w| w.spawns_to_backlog).sum();
+        assert!(to_backlog > 0, "no spawn went through the backlog");
+    });
+    drop(runs);
+}
+
 /// Counts its drops.
 struct DropCounter(Arc<AtomicUsize>);
 impl Drop for DropCounter {
