@@ -227,7 +227,7 @@ impl FiberInner {
                 entry,
             ));
         };
-        let inner = Arc::get_mut(&mut record).expect("a kept record is unique");
+        let inner = unique_mut(&mut record).expect("a kept record is unique");
         debug_assert!(inner.context.get_mut().is_none() && inner.entry.get_mut().is_none());
         inner.id = FiberId::next();
         inner.name = FiberName::new(name);
@@ -263,7 +263,7 @@ pub(crate) fn recycle(mut fiber: Arc<FiberInner>) {
     if !fiber.shared.has_record_room() {
         return;
     }
-    let Some(inner) = Arc::get_mut(&mut fiber) else {
+    let Some(inner) = unique_mut(&mut fiber) else {
         return;
     };
     if inner.state.phase() != Phase::Done {
@@ -273,6 +273,30 @@ pub(crate) fn recycle(mut fiber: Arc<FiberInner>) {
     // before any pool is borrowed.
     inner.empty();
     Shared::keep_record(fiber);
+}
+
+/// The record behind `fiber`, to change, if `fiber` is its only reference.
+/// Checked with a load of the reference count rather than by
+/// `Arc::get_mut`, whose guard against `Weak`s costs a compare-and-swap
+/// and a store: no `Weak<FiberInner>` is ever made, so a count of one
+/// means no other reference exists, and none can appear (a new one is
+/// cloned from an existing one). Raw pointers to records (the slot
+/// registry's) point only at fibers that hold a stack, which a finished
+/// or pooled record does not, and a reference taken through one is
+/// counted like any other.
+#[inline]
+fn unique_mut(fiber: &mut Arc<FiberInner>) -> Option<&mut FiberInner> {
+    if Arc::strong_count(fiber) != 1 {
+        return None;
+    }
+    // Pairs with the Release of the last other holder's drop, so that its
+    // accesses to the record come before ours.
+    std::sync::atomic::fence(Ordering::Acquire);
+    // SAFETY: `fiber` is the only reference to the record (above), and we
+    // hold it mutably, so nobody else reads or writes the record while
+    // the returned borrow lives. `Arc::as_ptr` is derived from the
+    // allocation's own pointer, so writing through it is allowed.
+    Some(unsafe { &mut *Arc::as_ptr(fiber).cast_mut() })
 }
 
 impl Drop for FiberInner {
