@@ -117,9 +117,11 @@ impl<T> Drop for NextSlot<T> {
 /// fibers' records there (measured in docs/benchmarks.md). The queue here
 /// keeps its buffer.
 pub(super) struct Backlog<T = FiberInner> {
+    /// The fibers, oldest at the front; any thread, under the lock.
     queue: Mutex<VecDeque<Arc<T>>>,
-    /// `queue`'s length, for a look without the lock (idle workers look
-    /// at every decision). Written under the lock.
+    /// `queue`'s length, for a look without the lock (a worker whose
+    /// deque is empty looks at every scheduling decision). Written under
+    /// the lock; read by anyone.
     len: AtomicUsize,
 }
 
@@ -189,8 +191,9 @@ impl<T> Backlog<T> {
     /// it (`mod.rs`, "Parking without lost wake-ups"): the fence orders
     /// the load after the searcher's SeqCst decrement, as crossbeam's
     /// deque orders a thief's look, so it sees a push made before the
-    /// pusher's SeqCst fence. The fence costs a busy worker too much for
-    /// the other looks, which are hints.
+    /// pusher's SeqCst fence. The other looks are hints and go without
+    /// the fence, which costs a worker that yields with nothing else to
+    /// run (measured in docs/decisions.md).
     pub(super) fn is_empty_to_a_sleeper(&self) -> bool {
         fence(Ordering::SeqCst);
         self.len.load(Ordering::Relaxed) == 0
