@@ -37,6 +37,7 @@
 //! soon as it is surplus.
 
 use std::cell::{Cell, RefCell};
+use std::ptr::NonNull;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -104,6 +105,11 @@ pub(super) struct Worker {
     index: usize,
     role: Role,
     shared: Arc<Shared>,
+    /// This worker's `Remote`, `shared.remotes[index]`, found once: the
+    /// loop reaches it a dozen times per scheduling decision, and the
+    /// index into the boxed slice cost more than the uses. Valid while
+    /// `shared` is (the slice is never moved or resized).
+    remote: NonNull<Remote>,
     /// The owner's end of this worker's deque (thieves hold the stealer).
     local: crossbeam_deque::Worker<Arc<FiberInner>>,
     parker: Parker,
@@ -169,6 +175,13 @@ pub(crate) fn yield_in_place(shared: *const Shared) -> bool {
     })
 }
 
+// SAFETY: `remote`, a pointer, is the one field that is not `Send` by
+// itself. It points at a `Remote`, which is `Sync` (other threads touch it
+// by design), inside the `Shared` that `shared` keeps alive and that moves
+// with the worker, so using it on another thread is as sound as using
+// `shared` there.
+unsafe impl Send for Worker {}
+
 /// Whether the calling thread is a worker of any spindle runtime.
 #[inline(never)]
 pub(crate) fn on_worker_thread() -> bool {
@@ -180,8 +193,10 @@ impl Worker {
     pub(super) fn new(index: usize, shared: Arc<Shared>, owner: OwnerSide) -> Worker {
         let trace = Buffer::new(shared.tracing.path.is_some(), shared.epoch);
         let ticks = shared.remotes[index].ticks.load(Ordering::Relaxed);
+        let remote = NonNull::from(&*shared.remotes[index]);
         Worker {
             index,
+            remote,
             role: if index < shared.num_workers {
                 Role::Configured
             } else {
@@ -206,8 +221,13 @@ impl Worker {
         }
     }
 
+    #[inline]
     fn remote(&self) -> &Remote {
-        &self.shared.remotes[self.index]
+        // SAFETY: `remote` points into `self.shared.remotes`, which lives as
+        // long as `self.shared` and is never moved or resized; `Remote` is
+        // shared by design (other threads touch it through atomics and
+        // locks), so a shared reference is all we hand out.
+        unsafe { self.remote.as_ref() }
     }
 
     /// This worker's index in the runtime.
