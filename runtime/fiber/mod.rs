@@ -7,6 +7,8 @@
 //!   `SpawnError`; `spawn` and `try_spawn` are `default_runtime.rs`'s.
 //! - `record.rs`: the record's memory: the root closure stored inside it
 //!   (`Entry`), a one-word name, and the pools that reuse finished records.
+//! - `ages.rs`: how long the items of a free list have been free, which
+//!   the record pool and the stack pool's warm lists decay by.
 //! - `join.rs`: `JoinHandle`, `JoinError` and the fiber's `Completion`.
 //! - `cancel.rs`: cancelling one fiber (the unwind its destructors run
 //!   in), and freezing it where an unwind cannot be made safely.
@@ -31,6 +33,7 @@
 //! from `CurrentFiber`, the running fiber's view of itself (its runtime,
 //! a handle for its waker, its token, its park).
 
+pub(crate) mod ages;
 pub(crate) mod cancel;
 pub(crate) mod context;
 pub(crate) mod dump;
@@ -292,10 +295,10 @@ fn unique_mut(fiber: &mut Arc<FiberInner>) -> Option<&mut FiberInner> {
     // Pairs with the Release of the last other holder's drop, so that its
     // accesses to the record come before ours.
     std::sync::atomic::fence(Ordering::Acquire);
-    // SAFETY: `fiber` is the only reference to the record (above), and we
-    // hold it mutably, so nobody else reads or writes the record while
-    // the returned borrow lives. `Arc::as_ptr` is derived from the
-    // allocation's own pointer, so writing through it is allowed.
+    // `Arc::as_ptr` is derived from the allocation's own pointer, so
+    // writing through it is allowed.
+    // SAFETY: `fiber` is the only reference to the record (above) and is
+    // held mutably: nobody else touches the record while the borrow lives.
     Some(unsafe { &mut *Arc::as_ptr(fiber).cast_mut() })
 }
 

@@ -69,6 +69,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::ages::Ages;
 use super::join::Output;
 use super::stack::DECAY_AGE;
 use super::{FiberInner, Start};
@@ -388,43 +389,16 @@ struct PoolList<R> {
     /// The newest at the back: spawns take from the back (the records
     /// most likely still in a cache), the decay pass from the front.
     records: VecDeque<R>,
-    /// When each batch in `records` was given and how many of it are
-    /// left, oldest first; the counts add up to `records.len()`.
-    given: VecDeque<(Instant, usize)>,
+    /// How long each record of `records` has been pooled, in step with it.
+    given: Ages,
     /// Set at shutdown: the pool keeps nothing from then on.
     closed: bool,
 }
 
 impl<R> PoolList<R> {
-    /// Forgets the ages of the `n` newest records (taken by a refill).
-    fn forget_newest(&mut self, mut n: usize) {
-        while n > 0 {
-            let (_, count) = self.given.back_mut().expect("ages cover every record");
-            let gone = n.min(*count);
-            *count -= gone;
-            n -= gone;
-            if *count == 0 {
-                self.given.pop_back();
-            }
-        }
-    }
-
-    /// Forgets the ages of the `n` oldest records (freed by a decay pass).
-    fn forget_oldest(&mut self, mut n: usize) {
-        while n > 0 {
-            let (_, count) = self.given.front_mut().expect("ages cover every record");
-            let gone = n.min(*count);
-            *count -= gone;
-            n -= gone;
-            if *count == 0 {
-                self.given.pop_front();
-            }
-        }
-    }
-
     fn debug_check(&self) {
         debug_assert_eq!(
-            self.given.iter().map(|&(_, count)| count).sum::<usize>(),
+            self.given.len(),
             self.records.len(),
             "the ages cover every pooled record once"
         );
@@ -436,7 +410,7 @@ impl<R> RecordPool<R> {
         RecordPool {
             list: Mutex::new(PoolList {
                 records: VecDeque::new(),
-                given: VecDeque::new(),
+                given: Ages::new(),
                 closed: false,
             }),
             len: AtomicUsize::new(0),
@@ -460,7 +434,7 @@ impl<R> RecordPool<R> {
         let n = list.records.len().min(RECORD_BATCH);
         let from = list.records.len() - n;
         into.extend(list.records.drain(from..));
-        list.forget_newest(n);
+        list.given.forget_newest(n);
         self.len.store(list.records.len(), Ordering::Relaxed);
     }
 
@@ -470,8 +444,8 @@ impl<R> RecordPool<R> {
         let now = Instant::now();
         {
             let mut list = self.list.lock_unpoisoned();
-            if !list.closed && !batch.is_empty() {
-                list.given.push_back((now, batch.len()));
+            if !list.closed {
+                list.given.push(now, batch.len());
                 list.records.extend(batch.drain(..));
                 self.len.store(list.records.len(), Ordering::Relaxed);
             }
@@ -486,20 +460,14 @@ impl<R> RecordPool<R> {
     pub(crate) fn decay(&self, now: Instant) {
         let old: Vec<R> = {
             let mut list = self.list.lock_unpoisoned();
-            let mut old = 0;
-            for &(since, count) in &list.given {
-                if now.saturating_duration_since(since) < RECORD_AGE {
-                    break;
-                }
-                old += count;
-            }
+            let old = list.given.older_than(RECORD_AGE, now);
             let n = old
                 .min(list.records.len().saturating_sub(RECORD_FLOOR))
                 .min(RECORD_DECAY_BATCH);
             if n == 0 {
                 return;
             }
-            list.forget_oldest(n);
+            list.given.forget_oldest(n);
             let old = list.records.drain(..n).collect();
             list.debug_check();
             self.len.store(list.records.len(), Ordering::Relaxed);

@@ -175,11 +175,11 @@ pub(crate) fn yield_in_place(shared: *const Shared) -> bool {
     })
 }
 
-// SAFETY: `remote`, a pointer, is the one field that is not `Send` by
-// itself. It points at a `Remote`, which is `Sync` (other threads touch it
-// by design), inside the `Shared` that `shared` keeps alive and that moves
-// with the worker, so using it on another thread is as sound as using
-// `shared` there.
+// `remote`, a pointer, is the one field that is not `Send` by itself. It
+// points at a `Remote`, which is `Sync` (other threads touch it by design),
+// inside the `Shared` that `shared` keeps alive and that moves with the
+// worker.
+// SAFETY: using `remote` on another thread is as sound as using `shared`.
 unsafe impl Send for Worker {}
 
 /// Whether the calling thread is a worker of any spindle runtime.
@@ -223,10 +223,10 @@ impl Worker {
 
     #[inline]
     fn remote(&self) -> &Remote {
+        // `Remote` is shared by design (other threads touch it through
+        // atomics and locks), so a shared reference is all we hand out.
         // SAFETY: `remote` points into `self.shared.remotes`, which lives as
-        // long as `self.shared` and is never moved or resized; `Remote` is
-        // shared by design (other threads touch it through atomics and
-        // locks), so a shared reference is all we hand out.
+        // long as `self.shared` and is never moved or resized.
         unsafe { self.remote.as_ref() }
     }
 

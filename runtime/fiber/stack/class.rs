@@ -34,13 +34,13 @@
 //! pool (`pool.rs`) takes the class lock, keeps the counters, installs the
 //! guards, and decides whether a trim runs under the lock.
 
-use std::collections::VecDeque;
 use std::io;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::reservation::Reservation;
 use super::{Stack, StackPool};
+use crate::fiber::ages::Ages;
 use crate::sys::memory;
 
 /// Warm stacks idle on the global list for longer than this are trimmed by
@@ -82,9 +82,8 @@ pub(super) struct ClassSlots {
     /// Free stacks whose memory is still committed (fast to reuse); the
     /// newest at the back, where refills take from.
     warm: Vec<Stack>,
-    /// When each run of `warm` was given back, oldest first: `(when,
-    /// count)` runs that add up to `warm.len()`.
-    warm_since: VecDeque<(Instant, usize)>,
+    /// How long each stack of `warm` has been free, in step with it.
+    warm_since: Ages,
     /// Free stacks trimmed with `MADV_DONTNEED` (their pages fault in again).
     cold: Vec<Stack>,
 }
@@ -101,7 +100,7 @@ impl SizeClass {
                 reservations: Vec::new(),
                 next_fresh: 0,
                 warm: Vec::new(),
-                warm_since: VecDeque::new(),
+                warm_since: Ages::new(),
                 cold: Vec::new(),
             }),
         }
@@ -144,7 +143,7 @@ impl ClassSlots {
     /// first), then cold; returns how many.
     pub(super) fn take_free(&mut self, into: &mut Vec<Stack>, want: usize) -> usize {
         let from_warm = want.min(self.warm.len());
-        self.forget_warm_ages(from_warm, false);
+        self.warm_since.forget_newest(from_warm);
         let mut taken = 0;
         for list in [&mut self.warm, &mut self.cold] {
             let n = (want - taken).min(list.len());
@@ -158,7 +157,7 @@ impl ClassSlots {
     pub(super) fn give_back(&mut self, mut stacks: Vec<Stack>) {
         let count = stacks.len();
         self.warm.append(&mut stacks);
-        self.warm_since.push_back((Instant::now(), count));
+        self.warm_since.push(Instant::now(), count);
         self.debug_check();
     }
 
@@ -166,14 +165,7 @@ impl ClassSlots {
     /// [`DECAY_AGE`], keeping [`WARM_FLOOR`], at most [`DECAY_BATCH`] of
     /// them (the oldest); `None` when there are none.
     pub(super) fn take_decayed(&mut self) -> Option<Vec<Stack>> {
-        let now = Instant::now();
-        let mut old = 0;
-        for &(since, count) in &self.warm_since {
-            if now.duration_since(since) < DECAY_AGE {
-                break;
-            }
-            old += count;
-        }
+        let old = self.warm_since.older_than(DECAY_AGE, Instant::now());
         let n = old
             .min(self.warm.len().saturating_sub(WARM_FLOOR))
             .min(DECAY_BATCH);
@@ -197,43 +189,16 @@ impl ClassSlots {
     /// Removes the `n` oldest warm stacks (the front, the least recently
     /// freed) and their ages.
     fn take_oldest_warm(&mut self, n: usize) -> Vec<Stack> {
-        self.forget_warm_ages(n, true);
+        self.warm_since.forget_oldest(n);
         let oldest: Vec<Stack> = self.warm.drain(..n).collect();
         self.debug_check();
         oldest
     }
 
-    /// Drops the ages of `n` warm stacks, at the oldest end (the front) or
-    /// the newest (the back, which refills take from).
-    fn forget_warm_ages(&mut self, n: usize, oldest: bool) {
-        let mut left = n;
-        while left > 0 {
-            let run = if oldest {
-                self.warm_since.front_mut()
-            } else {
-                self.warm_since.back_mut()
-            };
-            let run = run.expect("warm_since covers warm");
-            if run.1 > left {
-                run.1 -= left;
-                return;
-            }
-            left -= run.1;
-            if oldest {
-                self.warm_since.pop_front();
-            } else {
-                self.warm_since.pop_back();
-            }
-        }
-    }
-
     /// `warm_since` counts exactly the warm stacks.
     fn debug_check(&self) {
         debug_assert_eq!(
-            self.warm_since
-                .iter()
-                .map(|&(_, count)| count)
-                .sum::<usize>(),
+            self.warm_since.len(),
             self.warm.len(),
             "warm_since out of step with warm"
         );
