@@ -4,8 +4,7 @@
 //! `FiberInner`, so joining costs no allocation of its own), type-erased as
 //! a [`Value`] (kept inside the record when it is small, boxed otherwise:
 //! `record.rs`) and taken back as its type by the typed `JoinHandle<T>`.
-//! One atomic
-//! word orders the hand-over; no lock is taken:
+//! One atomic word orders the hand-over; no lock is taken:
 //!
 //! - the joiner writes who it is into `waiter`, then CASes EMPTY → WAITING;
 //! - the fiber writes `result`, then swaps the word to DONE; if it was

@@ -378,9 +378,10 @@ pub(crate) struct RecordPool<R = Arc<FiberInner>> {
     /// under the lock; Relaxed: a stale value costs one lock or one
     /// missed reuse.
     len: AtomicUsize,
-    /// `PoolList::closed`, for a look without the lock. Written under the
-    /// lock; Relaxed: a stale `false` costs one record emptied for
-    /// nothing, which `give` then frees.
+    /// Set at shutdown: the pool keeps nothing from then on. Written under
+    /// the lock, so read exactly there; Relaxed: a stale `false` seen
+    /// without the lock costs one record emptied for nothing, which `give`
+    /// then frees.
     closed: AtomicBool,
 }
 
@@ -391,8 +392,6 @@ struct PoolList<R> {
     records: VecDeque<R>,
     /// How long each record of `records` has been pooled, in step with it.
     given: Ages,
-    /// Set at shutdown: the pool keeps nothing from then on.
-    closed: bool,
 }
 
 impl<R> PoolList<R> {
@@ -411,7 +410,6 @@ impl<R> RecordPool<R> {
             list: Mutex::new(PoolList {
                 records: VecDeque::new(),
                 given: Ages::new(),
-                closed: false,
             }),
             len: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
@@ -444,7 +442,7 @@ impl<R> RecordPool<R> {
         let now = Instant::now();
         {
             let mut list = self.list.lock_unpoisoned();
-            if !list.closed {
+            if !self.closed.load(Ordering::Relaxed) {
                 list.given.push(now, batch.len());
                 list.records.extend(batch.drain(..));
                 self.len.store(list.records.len(), Ordering::Relaxed);
@@ -487,7 +485,6 @@ impl<R> RecordPool<R> {
     pub(crate) fn close(&self) {
         let records = {
             let mut list = self.list.lock_unpoisoned();
-            list.closed = true;
             self.closed.store(true, Ordering::Relaxed);
             self.len.store(0, Ordering::Relaxed);
             list.given.clear();

@@ -192,8 +192,9 @@ impl Worker {
     /// The worker for slot `index`, from the slot's owner side.
     pub(super) fn new(index: usize, shared: Arc<Shared>, owner: OwnerSide) -> Worker {
         let trace = Buffer::new(shared.tracing.path.is_some(), shared.epoch);
-        let ticks = shared.remotes[index].ticks.load(Ordering::Relaxed);
-        let remote = NonNull::from(&*shared.remotes[index]);
+        let slot: &Remote = &shared.remotes[index];
+        let ticks = slot.ticks.load(Ordering::Relaxed);
+        let remote = NonNull::from(slot);
         Worker {
             index,
             remote,
