@@ -17,9 +17,10 @@
 //!   that is already started.
 //! - **Idle** (`idle.rs`) counts searching and sleeping workers; **park**
 //!   (`park.rs`) is how a worker sleeps.
-//! - Each worker has a **timer queue** (`timers.rs`) of fibers parked with a
-//!   deadline, which it fires at its scheduling decisions and sleeps until;
-//!   `time/` registers timers in it through `Shared::insert_timer`.
+//! - Each worker has a **timer queue** (`timers.rs`, a timing wheel from
+//!   `wheel.rs`) of fibers parked with a deadline, which it fires at its
+//!   scheduling decisions and sleeps until; `time/` registers timers in it
+//!   through `Shared::insert_timer`.
 //! - `start.rs` builds a runtime in named steps; `shutdown.rs` takes it
 //!   down (the steps at the end of this comment).
 //! - The **monitor** (`monitor.rs`) is one more thread: it wakes a sleeping
@@ -115,6 +116,7 @@ mod queue;
 mod shutdown;
 mod start;
 pub(crate) mod timers;
+mod wheel;
 mod worker;
 
 pub(crate) use self::worker::{on_worker_thread, yield_in_place};

@@ -1,10 +1,11 @@
 //! A worker's timer queue: deadlines of fibers parked with a timeout.
 //!
 //! # Design
-//! Each worker has one [`TimerQueue`]: a `BTreeMap` keyed by
-//! `(deadline, sequence number)` under a mutex, plus the earliest deadline
-//! in an atomic so that the worker loop can ask "is anything due?" without
-//! the lock and without reading the clock when nothing is pending.
+//! Each worker has one [`TimerQueue`]: a timing wheel (`wheel.rs`: insert
+//! and cancel in constant time, deadlines rounded up to its tick) under a
+//! mutex, plus the wheel's next expiry in an atomic, so that the worker
+//! loop can ask "is anything due?" without the lock and without reading
+//! the clock when nothing is pending.
 //!
 //! - A fiber registers its timer in the queue of the worker it runs on
 //!   (uncontended lock), through [`Shared::insert_timer`] (`time/timer.rs`
@@ -13,29 +14,26 @@
 //!   worker's queue, wherever the fiber runs by then). So a timer never
 //!   outlives the wait it belongs to: nothing leaks when fibers are woken
 //!   early, however long their timeouts. A fiber woken by its timer skips
-//!   that lock: the queue's earliest deadline, read without it, shows the
-//!   timer gone ([`TimerQueue::remove`]).
+//!   that lock: the queue's next expiry, read without it, shows the timer
+//!   gone ([`TimerQueue::remove`]).
 //! - The owning worker fires due timers at its scheduling decisions (each
-//!   fiber switch) and parks, when idle, until its earliest deadline; the
+//!   fiber switch) and parks, when idle, until the next expiry; the
 //!   monitor fires those of workers that cannot (`monitor.rs`).
+//!
+//! A timer fires within one tick of the wheel after its deadline, never
+//! before it. The next expiry can be a cascade of the wheel rather than a
+//! timer: a worker parked until it wakes, finds nothing due, and parks
+//! again until the next one (at most once per level per timer).
 //!
 //! The queue is the scheduler's, not `time/`'s: firing and sleeping until
 //! the earliest deadline are part of the worker loop, so the queue sits in
 //! the worker's `Remote`, and `time/` registers through the two methods.
-//!
-//! Rejected, for now: a hierarchical timing wheel (tokio's), O(1) insert
-//! and cancel, but a few hundred lines more; Go's per-P 4-ary heap, which
-//! needs index tracking for O(log n) cancellation. The map does both in
-//! O(log n) with std's code. Profiled where timers are busiest (a million
-//! sleepers), the map's share bounds what a wheel could win there, and it
-//! is smaller than the cost of switching back onto stacks left cold by the
-//! sleep (`docs/decisions.md`, "TimerQueue").
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::wheel::{Wheel, WheelKey, TICK_SHIFT};
 use super::worker::{self, Worker};
 use super::Shared;
 use crate::fiber::Fiber;
@@ -49,9 +47,8 @@ const NONE: u64 = u64::MAX;
 pub(crate) struct TimerKey {
     /// The worker whose queue holds it.
     worker: usize,
-    /// The deadline, as nanoseconds since the runtime's epoch.
-    deadline: u64,
-    sequence: u64,
+    /// Its entry in that queue's wheel.
+    key: WheelKey,
 }
 
 impl Shared {
@@ -98,29 +95,21 @@ impl Shared {
 
 /// One worker's pending timers.
 pub(super) struct TimerQueue {
-    /// Pending timers and the next sequence number, under one lock.
-    entries: Mutex<Entries>,
-    /// The earliest deadline, as nanoseconds since the runtime's epoch, or
-    /// `NONE`. Written under the lock; read without it (Relaxed): as a hint
-    /// that is re-checked under the lock before anything fires, and by
-    /// `remove` as proof that a timer before it has fired.
+    /// Pending timers.
+    wheel: Mutex<Wheel<Fiber>>,
+    /// The wheel's next expiry ([`Wheel::next_expiry`]), as nanoseconds
+    /// since the runtime's epoch, or `NONE`: at or before every pending
+    /// timer's tick. Written under the lock, after each change of the
+    /// wheel; read without it (Relaxed): as a hint that is re-checked
+    /// under the lock before anything fires, and by `remove` as proof that
+    /// a timer before it has fired.
     earliest: AtomicU64,
-}
-
-struct Entries {
-    /// Keyed by deadline (nanoseconds since the runtime's epoch: integer
-    /// compares, and `earliest` is a key) and sequence number.
-    map: BTreeMap<(u64, u64), Fiber>,
-    next_sequence: u64,
 }
 
 impl TimerQueue {
     pub(super) fn new() -> TimerQueue {
         TimerQueue {
-            entries: Mutex::new(Entries {
-                map: BTreeMap::new(),
-                next_sequence: 0,
-            }),
+            wheel: Mutex::new(Wheel::new()),
             earliest: AtomicU64::new(NONE),
         }
     }
@@ -133,47 +122,39 @@ impl TimerQueue {
         deadline: Instant,
         fiber: Fiber,
     ) -> TimerKey {
-        let deadline = nanos_since(epoch, deadline);
-        let mut entries = self.entries.lock_unpoisoned();
-        let sequence = entries.next_sequence;
-        entries.next_sequence += 1;
-        entries.map.insert((deadline, sequence), fiber);
-        // The earliest deadline changes only if this one is earlier
-        // (Relaxed: every store is made under the lock we hold).
-        if deadline < self.earliest.load(Ordering::Relaxed) {
-            self.earliest.store(deadline, Ordering::Relaxed);
-        }
-        TimerKey {
-            worker,
-            deadline,
-            sequence,
-        }
+        // Rounded up: a timer fires at or after its deadline.
+        let tick = nanos_since(epoch, deadline).div_ceil(1 << TICK_SHIFT);
+        let mut wheel = self.wheel.lock_unpoisoned();
+        let key = wheel.insert(tick, fiber);
+        self.publish_earliest(&wheel);
+        TimerKey { worker, key }
     }
 
     /// Removes a timer if it has not fired. Returns whether it was there.
     ///
     /// Without the lock when `earliest` proves the timer gone: every
-    /// pending key is at or after it, so a key before it has fired. That is
-    /// the common case (a sleep that ran its course), and the cancel then
-    /// never waits behind a worker or the monitor that holds the lock to
-    /// insert or fire; a fiber waiting here looked to the monitor like one
-    /// blocked in a system call (`docs/decisions.md`, "TimerQueue::remove").
-    /// Relaxed suffices: the fiber that cancels inserted the key itself,
-    /// and the unpark that woke it orders that insert before this read, so
-    /// the read sees the insert's store of `earliest` or a later one, and
-    /// every store made while the key is pending is at or before the key.
+    /// pending timer's tick is at or after it, so a timer before it has
+    /// fired. That is the common case (a sleep that ran its course), and
+    /// the cancel then never waits behind a worker or the monitor that
+    /// holds the lock to insert or fire; a fiber waiting here looked to the
+    /// monitor like one blocked in a system call (`docs/decisions.md`,
+    /// "TimerQueue::remove"). Relaxed suffices: the fiber that cancels
+    /// inserted the timer itself, and the unpark that woke it orders that
+    /// insert before this read, so the read sees the insert's store of
+    /// `earliest` or a later one, and every store made while the timer is
+    /// pending is at or before its tick.
     pub(super) fn remove(&self, key: TimerKey) -> bool {
-        if key.deadline < self.earliest.load(Ordering::Relaxed) {
+        if start_of(key.key.tick()) < self.earliest.load(Ordering::Relaxed) {
             return false;
         }
-        let mut entries = self.entries.lock_unpoisoned();
-        let removed = entries.map.remove(&(key.deadline, key.sequence)).is_some();
-        // The earliest deadline changes only if this was (one of) the
-        // earliest.
-        if removed && key.deadline == self.earliest.load(Ordering::Relaxed) {
-            self.publish_earliest(&entries);
+        let mut wheel = self.wheel.lock_unpoisoned();
+        let removed = wheel.remove(key.key);
+        if removed.is_some() {
+            self.publish_earliest(&wheel);
         }
-        removed
+        drop(wheel);
+        // The fiber handle is dropped outside the lock.
+        removed.is_some()
     }
 
     /// Whether a timer is due at `now`, without the lock (a hint).
@@ -187,7 +168,7 @@ impl TimerQueue {
         self.earliest.load(Ordering::Relaxed) != NONE
     }
 
-    /// How long until the earliest deadline (zero if due), or `None`.
+    /// How long until the next expiry (zero if due), or `None`.
     pub(super) fn time_to_earliest(&self, epoch: Instant, now: Instant) -> Option<Duration> {
         let earliest = self.earliest.load(Ordering::Relaxed);
         (earliest != NONE)
@@ -197,15 +178,14 @@ impl TimerQueue {
     /// Takes out every timer due at `now` and unparks its fiber (after
     /// releasing the lock). Returns how many fired.
     pub(super) fn fire_due(&self, epoch: Instant, now: Instant) -> usize {
-        let due: BTreeMap<(u64, u64), Fiber> = {
-            let mut entries = self.entries.lock_unpoisoned();
-            let later = entries.map.split_off(&(nanos_since(epoch, now), u64::MAX));
-            let due = std::mem::replace(&mut entries.map, later);
-            self.publish_earliest(&entries);
-            due
-        };
+        let mut due = Vec::new();
+        {
+            let mut wheel = self.wheel.lock_unpoisoned();
+            wheel.advance(nanos_since(epoch, now) >> TICK_SHIFT, &mut due);
+            self.publish_earliest(&wheel);
+        }
         let fired = due.len();
-        for fiber in due.into_values() {
+        for fiber in due {
             fiber.unpark();
         }
         fired
@@ -213,26 +193,34 @@ impl TimerQueue {
 
     /// Pending timers.
     pub(super) fn len(&self) -> usize {
-        self.entries.lock_unpoisoned().map.len()
+        self.wheel.lock_unpoisoned().len()
     }
 
     /// Drops every pending timer (at shutdown: their fibers are being
     /// unwound, and the handles would otherwise keep the runtime alive).
     pub(super) fn clear(&self) {
-        let map = std::mem::take(&mut self.entries.lock_unpoisoned().map);
-        self.earliest.store(NONE, Ordering::Relaxed);
-        drop(map);
+        let fibers = {
+            let mut wheel = self.wheel.lock_unpoisoned();
+            self.earliest.store(NONE, Ordering::Relaxed);
+            wheel.drain()
+        };
+        drop(fibers);
     }
 
-    /// Stores the map's earliest deadline in `earliest` (under the lock).
-    fn publish_earliest(&self, entries: &Entries) {
-        let earliest = entries
-            .map
-            .keys()
-            .next()
-            .map_or(NONE, |&(deadline, _)| deadline);
+    /// Stores the wheel's next expiry in `earliest` (under the lock, after
+    /// every change of the wheel; a few words read, so exact rather than
+    /// a bound that would wake the worker early).
+    fn publish_earliest(&self, wheel: &Wheel<Fiber>) {
+        let earliest = wheel.next_expiry().map_or(NONE, start_of);
         self.earliest.store(earliest, Ordering::Relaxed);
     }
+}
+
+/// Nanoseconds from the epoch to the start of `tick`.
+fn start_of(tick: u64) -> u64 {
+    tick.checked_shl(TICK_SHIFT)
+        .filter(|&nanos| nanos >> TICK_SHIFT == tick)
+        .unwrap_or(NONE - 1)
 }
 
 /// Nanoseconds from `epoch` to `t` (0 if `t` is earlier).

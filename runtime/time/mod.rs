@@ -3,10 +3,11 @@
 //!
 //! A fiber that waits with a deadline registers a timer with the worker it
 //! runs on and parks (`timer.rs`); the worker unparks it when the deadline
-//! passes. Workers look for due timers at every scheduling decision, so a
-//! busy worker fires them as soon as the fiber it is running yields or
-//! parks, and an idle worker sleeps until its earliest deadline and no
-//! longer (`scheduler/worker.rs`, `park_worker`). On plain threads these
+//! passes (within one tick of its timing wheel, `scheduler/wheel.rs`).
+//! Workers look for due timers at every scheduling decision, so a busy
+//! worker fires them as soon as the fiber it is running yields or parks,
+//! and an idle worker sleeps until its earliest deadline and no longer
+//! (`scheduler/worker.rs`, `park_worker`). On plain threads these
 //! functions are `std::thread`'s.
 //!
 //! A fiber that computes without yielding delays its worker's timers, as it
