@@ -250,3 +250,72 @@ fn join_timeout_gives_the_handle_back_and_never_loses_a_result() {
     assert_eq!(from_fibers, (0..2000).sum::<u64>());
     assert_eq!(from_thread, (0..500).sum::<u64>());
 }
+
+/// Fibers on four workers mixing short sleeps (each checked not to wake
+/// early) with hour-long `park_timeout`s that other fibers cut short by
+/// unparking them, so timers fire, cascade and are cancelled from workers
+/// other than the one whose queue holds them, all at once. Every fiber
+/// finishes (a timer lost or an unpark missed would hang it), no sleep
+/// ends before its deadline, and no timer is left pending.
+#[test]
+fn sleeps_and_cancelled_timeouts_racing_on_four_workers_lose_nothing() {
+    const FIBERS: usize = 400;
+    const ROUNDS: usize = 30;
+    let rt = Arc::new(Builder::new().workers(4).build().unwrap());
+    let rt2 = rt.clone();
+    let early = within(HANG, move || {
+        rt2.block_on(|| {
+            let done = Arc::new(AtomicUsize::new(0));
+            let early = Arc::new(AtomicUsize::new(0));
+            let registry: Arc<Mutex<Vec<spindle::Fiber>>> = Arc::default();
+            let sleepers: Vec<_> = (0..FIBERS)
+                .map(|i| {
+                    let (done, early, registry) = (done.clone(), early.clone(), registry.clone());
+                    spindle::spawn(move || {
+                        registry.lock().unwrap().push(spindle::current());
+                        let mut seed = i as u64 * 0x9E37_79B9 + 1;
+                        for round in 0..ROUNDS {
+                            seed ^= seed << 13;
+                            seed ^= seed >> 7;
+                            seed ^= seed << 17;
+                            if round % 2 == 0 {
+                                // A short sleep, from 0 to 3 ms.
+                                let deadline = Instant::now() + Duration::from_micros(seed % 3000);
+                                sleep_until(deadline);
+                                if Instant::now() < deadline {
+                                    early.fetch_add(1, Ordering::Relaxed);
+                                }
+                            } else {
+                                // An hour-long timeout, ended by an unpark
+                                // (or by a token left from an earlier one).
+                                park_timeout(Duration::from_secs(3600));
+                            }
+                        }
+                        done.fetch_add(1, Ordering::SeqCst);
+                    })
+                })
+                .collect();
+            // Unparkers: keep waking everyone until all have finished.
+            let unparkers: Vec<_> = (0..2)
+                .map(|k| {
+                    let (done, registry) = (done.clone(), registry.clone());
+                    spindle::spawn(move || {
+                        while done.load(Ordering::SeqCst) < FIBERS {
+                            let fibers = registry.lock().unwrap().clone();
+                            for fiber in fibers.iter().skip(k).step_by(2) {
+                                fiber.unpark();
+                            }
+                            sleep(Duration::from_micros(200));
+                        }
+                    })
+                })
+                .collect();
+            for handle in sleepers.into_iter().chain(unparkers) {
+                handle.join().unwrap();
+            }
+            early.load(Ordering::Relaxed)
+        })
+    });
+    assert_eq!(early, 0, "no sleep ended before its deadline");
+    assert_eq!(rt.pending_timers(), 0, "every timer fired or was cancelled");
+}

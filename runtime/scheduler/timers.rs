@@ -209,10 +209,14 @@ impl TimerQueue {
 
     /// Stores the wheel's next expiry in `earliest` (under the lock, after
     /// every change of the wheel; a few words read, so exact rather than
-    /// a bound that would wake the worker early).
+    /// a bound that would wake the worker early). Only a change is
+    /// stored: the monitor reads `earliest` at each pass, and a store
+    /// would take its cache line back from the monitor's core.
     fn publish_earliest(&self, wheel: &Wheel<Fiber>) {
         let earliest = wheel.next_expiry().map_or(NONE, start_of);
-        self.earliest.store(earliest, Ordering::Relaxed);
+        if self.earliest.load(Ordering::Relaxed) != earliest {
+            self.earliest.store(earliest, Ordering::Relaxed);
+        }
     }
 }
 
