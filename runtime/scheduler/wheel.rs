@@ -35,8 +35,15 @@
 //! a bitmap of its occupied slots: the next expiry is a trailing-zeros
 //! count on at most [`LEVELS`] words. A [`WheelKey`] names a timer by its
 //! slab index and a sequence number, so a key whose timer fired or was
-//! cancelled (its entry since reused) matches nothing. The slab keeps its
-//! size until the wheel empties; then it shrinks to [`KEPT_ENTRIES`].
+//! cancelled (its entry since reused) matches nothing.
+//!
+//! Free entries form a doubly linked list of their own, so that an entry
+//! freed at the slab's end, and the free ones it uncovers there, leave the
+//! slab instead of joining the list: the slab ends at its highest pending
+//! timer, and its allocation shrinks to twice its length once it is a
+//! quarter used (never below [`KEPT_ENTRIES`]). A burst of timers gives its memory back as the
+//! burst's timers go, except below a timer that stays pending high in the
+//! slab (fragmentation, as in any slab).
 //!
 //! Rejected: a `BTreeMap` keyed by deadline (O(log n) for each insert,
 //! cancel and firing, and a node allocation every few inserts; what the
@@ -89,7 +96,8 @@ impl WheelKey {
 /// The pending timers, each carrying a `T` (a fiber handle, in `timers.rs`).
 pub(super) struct Wheel<T> {
     /// The slab. An entry is pending while its `value` is `Some`, else on
-    /// the free list (through `next`).
+    /// the free list (through `prev` and `next`). The last entry is
+    /// pending, if there is one.
     entries: Vec<Entry<T>>,
     /// The first free entry, or `NIL`.
     free: u32,
@@ -156,7 +164,7 @@ impl<T> Wheel<T> {
             index
         } else {
             let index = self.free;
-            self.free = self.entries[index as usize].next;
+            self.unlink_free(index);
             self.entries[index as usize] = entry;
             index
         };
@@ -299,17 +307,58 @@ impl<T> Wheel<T> {
 
     /// Frees entry `index` (unlinked) and returns its value.
     fn release(&mut self, index: u32) -> T {
-        let entry = &mut self.entries[index as usize];
-        let value = entry.value.take().expect("a released entry is pending");
-        entry.next = self.free;
-        self.free = index;
+        let value = self.entries[index as usize]
+            .value
+            .take()
+            .expect("a released entry is pending");
         self.len -= 1;
-        if self.len == 0 && self.entries.capacity() > KEPT_ENTRIES {
-            // Nothing pending: drop the slab rather than keep the peak.
-            self.entries = Vec::with_capacity(KEPT_ENTRIES);
-            self.free = NIL;
+        if index as usize + 1 == self.entries.len() {
+            // The slab's end: drop it, and the free entries it uncovers.
+            self.entries.pop();
+            while self
+                .entries
+                .last()
+                .is_some_and(|entry| entry.value.is_none())
+            {
+                let last = (self.entries.len() - 1) as u32;
+                self.unlink_free(last);
+                self.entries.pop();
+            }
+            let capacity = self.entries.capacity();
+            if capacity > KEPT_ENTRIES && self.entries.len() < capacity / 4 {
+                self.entries
+                    .shrink_to((2 * self.entries.len()).max(KEPT_ENTRIES));
+            }
+        } else {
+            let head = self.free;
+            if head != NIL {
+                self.entries[head as usize].prev = index;
+            }
+            let entry = &mut self.entries[index as usize];
+            entry.prev = NIL;
+            entry.next = head;
+            self.free = index;
         }
+        debug_assert!(
+            self.entries
+                .last()
+                .is_none_or(|entry| entry.value.is_some()),
+            "the slab ends at a pending timer"
+        );
         value
+    }
+
+    /// Takes free entry `index` out of the free list.
+    fn unlink_free(&mut self, index: u32) {
+        let Entry { prev, next, .. } = self.entries[index as usize];
+        if prev == NIL {
+            self.free = next;
+        } else {
+            self.entries[prev as usize].next = next;
+        }
+        if next != NIL {
+            self.entries[next as usize].prev = prev;
+        }
     }
 }
 
@@ -415,18 +464,62 @@ mod tests {
     }
 
     #[test]
-    fn the_slab_shrinks_when_the_wheel_empties() {
+    fn the_slab_gives_back_its_end_as_timers_go() {
         let mut wheel = Wheel::new();
-        let keys: Vec<_> = (0..10 * KEPT_ENTRIES as u64)
-            .map(|i| wheel.insert(i + 1, i))
-            .collect();
-        for key in keys {
-            wheel.remove(key);
+        let burst = 100 * KEPT_ENTRIES as u64;
+        let keys: Vec<_> = (0..burst).map(|i| wheel.insert(i + 1, i)).collect();
+        let peak = wheel.entries.capacity();
+        // Every timer but the first two goes, in an order that frees the
+        // middle before the end: the end then uncovers the freed middle.
+        for key in keys[2..]
+            .iter()
+            .step_by(2)
+            .chain(keys[3..].iter().step_by(2))
+        {
+            assert!(wheel.remove(*key).is_some());
         }
+        assert_eq!(wheel.len(), 2);
+        assert_eq!(
+            wheel.entries.len(),
+            2,
+            "the slab ends at its last pending timer"
+        );
+        assert!(wheel.entries.capacity() < peak / 8, "the allocation shrank");
+        // The free list holds nothing past the end: new timers reuse what
+        // is left, and everything still fires once.
+        let more: Vec<_> = (0..10).map(|i| wheel.insert(5, 100 + i)).collect();
+        assert_eq!(wheel.remove(more[3]), Some(103));
+        let mut due = Vec::new();
+        wheel.advance(burst + 10, &mut due);
+        due.sort_unstable();
+        assert_eq!(due, [0, 1, 100, 101, 102, 104, 105, 106, 107, 108, 109]);
         assert_eq!(wheel.len(), 0);
-        assert!(wheel.entries.capacity() <= KEPT_ENTRIES);
-        let key = wheel.insert(5, 5);
-        assert_eq!(wheel.remove(key), Some(5));
+        assert!(wheel.entries.is_empty());
+        assert!(wheel.entries.capacity() <= KEPT_ENTRIES.max(peak / 8));
+    }
+
+    #[test]
+    fn a_timer_pending_high_in_the_slab_keeps_the_entries_below_it() {
+        let mut wheel = Wheel::new();
+        let keys: Vec<_> = (0..1000u64).map(|i| wheel.insert(i + 1, i)).collect();
+        for key in &keys[..999] {
+            wheel.remove(*key);
+        }
+        assert_eq!(wheel.len(), 1);
+        assert_eq!(
+            wheel.entries.len(),
+            1000,
+            "fragmentation: the last one pins them"
+        );
+        // They are reused before the slab grows.
+        for i in 0..999 {
+            wheel.insert(2000, i);
+        }
+        assert_eq!(wheel.entries.len(), 1000);
+        // The reuse went from the most recently freed down, so the entry
+        // below the last is pending again: the end moves down by one.
+        wheel.remove(keys[999]);
+        assert_eq!(wheel.entries.len(), 999);
     }
 
     /// Random inserts, cancels and advances, step by step beside a
