@@ -140,9 +140,10 @@ impl TimerQueue {
     /// monitor like one blocked in a system call (`docs/decisions.md`,
     /// "TimerQueue::remove"). Relaxed suffices: the fiber that cancels
     /// inserted the timer itself, and the unpark that woke it orders that
-    /// insert before this read, so the read sees the insert's store of
-    /// `earliest` or a later one, and every store made while the timer is
-    /// pending is at or before its tick.
+    /// insert before this read, so the read sees the value the insert left
+    /// in `earliest` (stored, or found already right) or a later one, and
+    /// every value stored while the timer is pending is at or before its
+    /// tick's start.
     pub(super) fn remove(&self, key: TimerKey) -> bool {
         if start_of(key.key.tick()) < self.earliest.load(Ordering::Relaxed) {
             return false;
