@@ -228,7 +228,35 @@ fn start_of(tick: u64) -> u64 {
         .unwrap_or(NONE - 1)
 }
 
-/// Nanoseconds from `epoch` to `t` (0 if `t` is earlier).
+/// Nanoseconds from `epoch` to `t` (0 if `t` is earlier), short of
+/// `NONE`. In 64-bit arithmetic: `Duration::as_nanos` multiplies in 128
+/// bits, and the worker loop asks this at every scheduling decision while a
+/// timer is pending.
 fn nanos_since(epoch: Instant, t: Instant) -> u64 {
-    u64::try_from(t.saturating_duration_since(epoch).as_nanos()).unwrap_or(NONE - 1)
+    let since = t.saturating_duration_since(epoch);
+    since
+        .as_secs()
+        .checked_mul(1_000_000_000)
+        .and_then(|nanos| nanos.checked_add(u64::from(since.subsec_nanos())))
+        .map_or(NONE - 1, |nanos| nanos.min(NONE - 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nanos_since_counts_exactly_and_saturates_short_of_none() {
+        let epoch = Instant::now();
+        let later = epoch + Duration::new(3, 141_592_653);
+        assert_eq!(nanos_since(epoch, later), 3_141_592_653);
+        assert_eq!(nanos_since(later, epoch), 0, "an earlier instant is 0");
+        assert_eq!(nanos_since(epoch, epoch), 0);
+        // Past u64 nanoseconds (585 years), where the platform allows it.
+        if let Some(far) = epoch.checked_add(Duration::from_secs(600 * 365 * 86_400)) {
+            assert_eq!(nanos_since(epoch, far), NONE - 1);
+        }
+        assert_eq!(start_of(3), 3 << TICK_SHIFT);
+        assert_eq!(start_of(u64::MAX >> 1), NONE - 1, "a far tick saturates");
+    }
 }
